@@ -1,0 +1,88 @@
+# InsiteChart Edge build.
+#
+#   make            nginx modules (build/modules/*.so) and workers (build/bin/)
+#   make test       everything the README's test command runs
+#   make SANITIZE=1 workers and unit tests with ASan + UBSan
+#   make NGINX_SRC=/path/to/nginx-1.x   build the modules inside that source tree
+#
+# Every target installs missing Debian packages first (scripts/deps.sh).
+
+BUILD    ?= build
+NGINX_SRC ?=
+SANITIZE ?=
+
+CC       ?= cc
+PKGS     := hiredis rdkafka libpq jansson libcurl libmicrohttpd libconfig libxml-2.0 libcrypto
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
+            -Wno-unused-parameter -fno-omit-frame-pointer -D_GNU_SOURCE \
+            -Iworkers/lib -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+BUILD    := $(BUILD)/asan
+endif
+
+# Plain-C code shared by the nginx modules and testable outside nginx
+# (frame codec, validators): listed here so unit tests and fuzzers link it.
+PURE_SRCS := $(wildcard ngx_insite_*/insite_*.c)
+LIB_SRCS  := $(wildcard workers/lib/*.c)
+WORKERS   := $(filter-out lib,$(notdir $(patsubst %/,%,$(dir $(wildcard workers/*/*.c)))))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS) $(PURE_SRCS))
+BINS      := $(patsubst %,$(BUILD)/bin/insite-%,$(WORKERS))
+UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all deps modules workers unit test run bench fuzz clean
+all: modules workers
+
+deps:
+	@scripts/deps.sh
+
+modules: deps
+	@NGINX_SRC="$(NGINX_SRC)" BUILD="$(BUILD)" scripts/build-modules.sh
+
+workers: deps $(BINS)
+
+$(BUILD)/gen/insite_lua.h: $(wildcard lua/*.lua) scripts/lua2c.sh
+	@mkdir -p $(@D)
+	sh scripts/lua2c.sh lua > $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/gen/insite_lua.h $(wildcard workers/lib/*.h ngx_insite_*/insite_*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/lib/libinsite.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+define worker_rule
+$(BUILD)/bin/insite-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/$(1)/*.c)) $(BUILD)/lib/libinsite.a
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach w,$(WORKERS),$(eval $(call worker_rule,$(w))))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libinsite.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: deps $(UNITS)
+	@scripts/run-unit.sh $(UNITS)
+
+test:
+	@scripts/test.sh
+
+run:
+	@scripts/run.sh
+
+bench:
+	@scripts/bench.sh
+
+fuzz: deps
+	@scripts/fuzz.sh
+
+clean:
+	rm -rf build

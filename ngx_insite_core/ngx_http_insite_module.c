@@ -1,0 +1,463 @@
+/*
+ * ngx_http_insite_module: the part of InsiteChart Edge every other insite
+ * module stands on.
+ *
+ *   insite_redis ADDRESS [password=..] [db=N] [connect_timeout=1s]
+ *                [command_timeout=200ms];          http
+ *   insite_metrics;                                location
+ *   insite_healthz;                                location
+ */
+
+#include "ngx_insite_core.h"
+
+
+typedef struct {
+    ngx_http_request_t  *request;
+    ngx_msec_t           start;
+} ngx_http_insite_healthz_ctx_t;
+
+
+static ngx_int_t ngx_http_insite_preconfiguration(ngx_conf_t *cf);
+static void *ngx_http_insite_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_insite_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_insite_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_insite_healthz(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_insite_init_process(ngx_cycle_t *cycle);
+static void ngx_http_insite_exit_process(ngx_cycle_t *cycle);
+
+static ngx_int_t ngx_http_insite_metrics_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_insite_healthz_handler(ngx_http_request_t *r);
+static void ngx_http_insite_healthz_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_http_insite_healthz_send(ngx_http_request_t *r,
+    const char *state, const char *error, ngx_msec_int_t ping_ms);
+
+
+static ngx_command_t  ngx_http_insite_commands[] = {
+
+    { ngx_string("insite_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_insite_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("insite_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_insite_metrics,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("insite_healthz"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_insite_healthz,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_insite_module_ctx = {
+    ngx_http_insite_preconfiguration,      /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_insite_create_main_conf,      /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_insite_module = {
+    NGX_MODULE_V1,
+    &ngx_http_insite_module_ctx,           /* module context */
+    ngx_http_insite_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_insite_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_insite_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_insite_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_insite_main_conf_t));
+}
+
+
+/*
+ * Runs before any directive of the http block is read, so every module can
+ * register metrics from its directive handlers on.
+ */
+
+static ngx_int_t
+ngx_http_insite_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_insite_main_conf_t  *imcf;
+    ngx_insite_redis_metrics_t   *m;
+
+    if (ngx_insite_metrics_init_conf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_module);
+    m = &imcf->redis_metrics;
+
+    m->connected = ngx_insite_metric_add(cf, NGX_INSITE_GAUGE,
+        "insite_redis_connected", NULL,
+        "Worker connections to Redis that are up (one per worker and role).");
+    m->reconnects = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+        "insite_redis_reconnects_total", NULL,
+        "Times a Redis connection came back after a drop.");
+    m->commands = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+        "insite_redis_commands_total", NULL, "Redis commands sent.");
+    m->timeouts = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+        "insite_redis_command_timeouts_total", NULL,
+        "Redis commands not answered within command_timeout.");
+    m->lost = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+        "insite_redis_commands_lost_total", NULL,
+        "Redis commands failed because the connection dropped.");
+    m->refused = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+        "insite_redis_commands_refused_total", NULL,
+        "Redis commands refused at once because Redis was not connected.");
+    m->latency = ngx_insite_histogram_add(cf,
+        "insite_redis_command_duration_seconds", NULL,
+        "Time from sending a Redis command to its reply.", NULL, 0);
+
+    if (m->connected == NULL || m->reconnects == NULL || m->commands == NULL
+        || m->timeouts == NULL || m->lost == NULL || m->refused == NULL
+        || m->latency == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_insite_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_insite_main_conf_t *imcf = conf;
+
+    if (imcf->redis_conf) {
+        return "is duplicate";
+    }
+
+    imcf->redis_conf = ngx_pcalloc(cf->pool, sizeof(ngx_insite_redis_conf_t));
+    if (imcf->redis_conf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_insite_redis_parse_conf(cf, imcf->redis_conf);
+}
+
+
+static char *
+ngx_http_insite_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_insite_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_insite_healthz(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_insite_healthz_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_main_conf_t  *imcf;
+
+    imcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_insite_module);
+    if (imcf == NULL || imcf->redis_conf == NULL) {
+        return NGX_OK;
+    }
+
+    imcf->redis = ngx_insite_redis_create(cycle, imcf->redis_conf, "commands",
+                                          &imcf->redis_metrics);
+    if (imcf->redis == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_insite_redis_start(imcf->redis);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_insite_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_main_conf_t  *imcf;
+
+    imcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_insite_module);
+
+    if (imcf && imcf->redis) {
+        ngx_insite_redis_destroy(imcf->redis);
+        imcf->redis = NULL;
+    }
+}
+
+
+ngx_insite_redis_t *
+ngx_insite_redis_shared(void)
+{
+    ngx_http_insite_main_conf_t  *imcf;
+
+    imcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_insite_module);
+
+    return imcf ? imcf->redis : NULL;
+}
+
+
+ngx_insite_redis_conf_t *
+ngx_insite_redis_shared_conf(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_main_conf_t  *imcf;
+
+    imcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_insite_module);
+
+    return imcf ? imcf->redis_conf : NULL;
+}
+
+
+ngx_insite_redis_metrics_t *
+ngx_insite_redis_shared_metrics(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_main_conf_t  *imcf;
+
+    imcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_insite_module);
+
+    return imcf ? &imcf->redis_metrics : NULL;
+}
+
+
+/* insite_metrics */
+
+
+static ngx_int_t
+ngx_http_insite_metrics_handler(ngx_http_request_t *r)
+{
+    ngx_int_t     rc;
+    ngx_chain_t  *out;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    out = ngx_insite_metrics_render(r->pool);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = out->buf->last - out->buf->pos;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, out);
+}
+
+
+/*
+ * insite_healthz: which insite modules this nginx has loaded, and whether
+ * this worker reaches Redis, proven by a PING through the shared connection.
+ */
+
+static ngx_int_t
+ngx_http_insite_healthz_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_insite_redis_t             *rd;
+    ngx_insite_redis_cmd_t         *cmd;
+    ngx_http_insite_healthz_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rd = ngx_insite_redis_shared();
+
+    if (rd == NULL) {
+        return ngx_http_insite_healthz_send(r, "not configured", NULL, -1);
+    }
+
+    if (rd->state != NGX_INSITE_REDIS_READY) {
+        return ngx_http_insite_healthz_send(r,
+                                         ngx_insite_redis_state_name(rd->state),
+                                         NULL, -1);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_insite_healthz_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->start = ngx_current_msec;
+
+    cmd = ngx_insite_redis_command(rd, ngx_http_insite_healthz_reply, ctx,
+                                   "PING");
+    if (cmd == NULL) {
+        return ngx_http_insite_healthz_send(r, "down", "cannot send PING", -1);
+    }
+
+    if (ngx_insite_redis_cancel_with_pool(cmd, r->pool) != NGX_OK) {
+        ngx_insite_redis_cancel(cmd);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_insite_healthz_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_http_insite_healthz_ctx_t *ctx = data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    if (status != NGX_INSITE_REDIS_OK) {
+        rc = ngx_http_insite_healthz_send(r, "down",
+                                          ngx_insite_redis_status_name(status),
+                                          -1);
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        rc = ngx_http_insite_healthz_send(r, "error", reply->str, -1);
+
+    } else {
+        rc = ngx_http_insite_healthz_send(r, "connected", NULL,
+                                          ngx_current_msec - ctx->start);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_insite_healthz_send(ngx_http_request_t *r, const char *state,
+    const char *error, ngx_msec_int_t ping_ms)
+{
+    size_t       len;
+    ngx_str_t    s;
+    ngx_buf_t   *b;
+    ngx_uint_t   i, n;
+    ngx_module_t **modules;
+
+    modules = ngx_cycle->modules;
+
+    len = sizeof("{\"status\":\"ok\",\"version\":\"" NGX_INSITE_VERSION
+                 "\",\"pid\":,\"modules\":[],\"redis\":{\"configured\":false,"
+                 "\"state\":,\"ping_ms\":,\"error\":}}\n")
+          + NGX_INT64_LEN * 2 + ngx_strlen(state) * 2 + 2;
+
+    if (error) {
+        len += ngx_strlen(error) * 6 + 2;
+    }
+
+    for (i = 0; modules[i]; i++) {
+        len += ngx_strlen(modules[i]->name) + 3;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last,
+                          "{\"status\":\"ok\",\"version\":\"%s\","
+                          "\"pid\":%P,\"modules\":[",
+                          NGX_INSITE_VERSION, ngx_pid);
+
+    for (i = 0, n = 0; modules[i]; i++) {
+        if (ngx_strncmp(modules[i]->name, "ngx_http_insite_", 16) != 0) {
+            continue;
+        }
+        b->last = ngx_sprintf(b->last, "%s\"%s\"", n++ ? "," : "",
+                              modules[i]->name);
+    }
+
+    b->last = ngx_sprintf(b->last, "],\"redis\":{\"configured\":%s,",
+                          ngx_insite_redis_shared() ? "true" : "false");
+
+    s.data = (u_char *) state;
+    s.len = ngx_strlen(state);
+    b->last = ngx_cpymem(b->last, "\"state\":", sizeof("\"state\":") - 1);
+    b->last = ngx_insite_json_str(b->last, &s);
+
+    if (ping_ms >= 0) {
+        b->last = ngx_sprintf(b->last, ",\"ping_ms\":%M", ping_ms);
+    }
+
+    if (error) {
+        s.data = (u_char *) error;
+        s.len = ngx_strlen(error);
+        b->last = ngx_cpymem(b->last, ",\"error\":", sizeof(",\"error\":") - 1);
+        b->last = ngx_insite_json_str(b->last, &s);
+    }
+
+    b->last = ngx_cpymem(b->last, "}}\n", 3);
+
+    return ngx_insite_json_send(r, NGX_HTTP_OK, b);
+}

@@ -1,0 +1,998 @@
+/*
+ * hiredis async API on nginx's event loop.
+ *
+ * The Redis socket is wrapped in an nginx connection taken from the worker's
+ * free list, and registered level-triggered: hiredis reads at most one buffer
+ * per call, so with edge-triggered epoll the rest of a large reply would wait
+ * for the next packet.
+ *
+ * Deadlines: Redis answers in order, so the oldest pending command is the
+ * one to time.  One timer runs for the head of the pending queue; when it
+ * fires, the connection is dropped, which fails every pending command at once
+ * (TIMEOUT for the expired ones, LOST for the rest) and starts a reconnect.
+ *
+ * Teardown has one path: hiredis calls our cleanup hook whenever it frees
+ * the context (error, EOF, or redisAsyncFree() by us), after it has failed
+ * the pending callbacks; that hook detaches the nginx connection, logs the
+ * state change and schedules the reconnect.
+ */
+
+#include "ngx_insite_core.h"
+
+
+#define NGX_INSITE_REDIS_BACKOFF_MIN  1000
+#define NGX_INSITE_REDIS_BACKOFF_MAX  30000
+
+
+typedef struct {
+    ngx_insite_redis_ready_pt    handler;
+    void                        *data;
+} ngx_insite_redis_hook_t;
+
+
+struct ngx_insite_redis_cmd_s {
+    ngx_queue_t                  queue;
+    ngx_insite_redis_t          *rd;
+    ngx_insite_redis_reply_pt    handler;
+    void                        *data;
+    ngx_pool_cleanup_t          *cln;
+    ngx_msec_t                   start;
+    ngx_msec_t                   deadline;
+    unsigned                     timed_out:1;
+    unsigned                     internal:1;
+};
+
+
+static void ngx_insite_redis_connect(ngx_insite_redis_t *rd);
+static ngx_int_t ngx_insite_redis_attach(ngx_insite_redis_t *rd,
+    redisAsyncContext *ac);
+static void ngx_insite_redis_handshake(ngx_insite_redis_t *rd);
+static void ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+static void ngx_insite_redis_became_ready(ngx_insite_redis_t *rd);
+static void ngx_insite_redis_drop(ngx_insite_redis_t *rd, const char *reason);
+static void ngx_insite_redis_schedule_retry(ngx_insite_redis_t *rd);
+
+static ngx_insite_redis_cmd_t *ngx_insite_redis_cmd_get(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, ngx_msec_t timeout);
+static void ngx_insite_redis_cmd_put(ngx_insite_redis_cmd_t *cmd);
+static void ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd);
+static void ngx_insite_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_insite_redis_cancel_cleanup(void *data);
+
+static void ngx_insite_redis_timer_handler(ngx_event_t *ev);
+static void ngx_insite_redis_retry_handler(ngx_event_t *ev);
+static void ngx_insite_redis_read_handler(ngx_event_t *ev);
+static void ngx_insite_redis_write_handler(ngx_event_t *ev);
+
+static void ngx_insite_redis_add_read(void *privdata);
+static void ngx_insite_redis_del_read(void *privdata);
+static void ngx_insite_redis_add_write(void *privdata);
+static void ngx_insite_redis_del_write(void *privdata);
+static void ngx_insite_redis_cleanup(void *privdata);
+
+
+/* configuration */
+
+
+char *
+ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc)
+{
+    u_char      *p, text[NGX_SOCKADDR_STRLEN];
+    size_t       len;
+    ngx_str_t   *value, s;
+    ngx_url_t    u;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    rc->db = 0;
+    rc->connect_timeout = 1000;
+    rc->command_timeout = 200;
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        rc->unix_path.len = value[1].len - 5;
+        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+        if (rc->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_cpystrn(rc->unix_path.data, value[1].data + 5,
+                    rc->unix_path.len + 1);
+
+    } else {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = value[1];
+        u.default_port = 6379;
+
+        /* resolved here, once: hiredis would resolve with a blocking call */
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "insite_redis: %s in \"%V\"",
+                               u.err ? u.err : "host not found", &u.url);
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
+                            NGX_SOCKADDR_STRLEN, 0);
+
+        rc->host.data = ngx_pnalloc(cf->pool, len + 1);
+        if (rc->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_cpystrn(rc->host.data, text, len + 1);
+        rc->host.len = len;
+        rc->port = u.port ? u.port : 6379;
+    }
+
+    rc->name = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rc->password.len = value[i].len - 9;
+            rc->password.data = value[i].data + 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR || n > 65535) {
+                goto invalid;
+            }
+            rc->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            rc->connect_timeout = ngx_parse_time(&s, 0);
+            if (rc->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || rc->connect_timeout == 0)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "command_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            rc->command_timeout = ngx_parse_time(&s, 0);
+            if (rc->command_timeout == (ngx_msec_t) NGX_ERROR
+                || rc->command_timeout == 0)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    /* the password must not leak into logs through the name */
+    p = ngx_strlchr(rc->name.data, rc->name.data + rc->name.len, ' ');
+    if (p) {
+        rc->name.len = p - rc->name.data;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "insite_redis: invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* life cycle */
+
+
+ngx_insite_redis_t *
+ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
+    const char *role, ngx_insite_redis_metrics_t *metrics)
+{
+    ngx_insite_redis_t  *rd;
+
+    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_redis_t));
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&rd->hooks, cycle->pool, 4,
+                       sizeof(ngx_insite_redis_hook_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    rd->conf = rc;
+    rd->role = role;
+    rd->log = cycle->log;
+    rd->metrics = metrics;
+    rd->backoff = NGX_INSITE_REDIS_BACKOFF_MIN;
+
+    ngx_queue_init(&rd->pending);
+    ngx_queue_init(&rd->free);
+
+    rd->timer.handler = ngx_insite_redis_timer_handler;
+    rd->timer.data = rd;
+    rd->timer.log = rd->log;
+    rd->timer.cancelable = 1;
+
+    rd->retry.handler = ngx_insite_redis_retry_handler;
+    rd->retry.data = rd;
+    rd->retry.log = rd->log;
+    rd->retry.cancelable = 1;
+
+    return rd;
+}
+
+
+void
+ngx_insite_redis_start(ngx_insite_redis_t *rd)
+{
+    ngx_insite_redis_connect(rd);
+}
+
+
+void
+ngx_insite_redis_destroy(ngx_insite_redis_t *rd)
+{
+    ngx_queue_t             *q;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    rd->exiting = 1;
+
+    if (rd->retry.timer_set) {
+        ngx_del_timer(&rd->retry);
+    }
+
+    ngx_insite_redis_drop(rd, "worker exiting");
+
+    while (!ngx_queue_empty(&rd->free)) {
+        q = ngx_queue_head(&rd->free);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_insite_redis_cmd_t, queue);
+        ngx_free(cmd);
+    }
+}
+
+
+ngx_int_t
+ngx_insite_redis_on_ready(ngx_insite_redis_t *rd,
+    ngx_insite_redis_ready_pt handler, void *data)
+{
+    ngx_insite_redis_hook_t  *hook;
+
+    hook = ngx_array_push(&rd->hooks);
+    if (hook == NULL) {
+        return NGX_ERROR;
+    }
+
+    hook->handler = handler;
+    hook->data = data;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_redis_connect(ngx_insite_redis_t *rd)
+{
+    redisAsyncContext  *ac;
+
+    rd->state = NGX_INSITE_REDIS_CONNECTING;
+    rd->drop_reason = NULL;
+
+    if (rd->conf->unix_path.len) {
+        ac = redisAsyncConnectUnix((char *) rd->conf->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) rd->conf->host.data, rd->conf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                      "insite redis %V (%s): out of memory",
+                      &rd->conf->name, rd->role);
+        rd->state = NGX_INSITE_REDIS_DOWN;
+        ngx_insite_redis_schedule_retry(rd);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "insite redis %V (%s): connect failed: %s; "
+                      "retrying in %Mms",
+                      &rd->conf->name, rd->role, ac->errstr, rd->backoff);
+        redisAsyncFree(ac);
+        rd->state = NGX_INSITE_REDIS_DOWN;
+        ngx_insite_redis_schedule_retry(rd);
+        return;
+    }
+
+    if (ngx_insite_redis_attach(rd, ac) != NGX_OK) {
+        redisAsyncFree(ac);
+        rd->state = NGX_INSITE_REDIS_DOWN;
+        ngx_insite_redis_schedule_retry(rd);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_EVENT, rd->log, 0,
+                   "insite redis %V (%s): connecting",
+                   &rd->conf->name, rd->role);
+
+    ngx_insite_redis_handshake(rd);
+}
+
+
+static ngx_int_t
+ngx_insite_redis_attach(ngx_insite_redis_t *rd, redisAsyncContext *ac)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                      "insite redis %V (%s): no free connection "
+                      "(worker_connections is too small)",
+                      &rd->conf->name, rd->role);
+        return NGX_ERROR;
+    }
+
+    c->data = rd;
+    c->read->handler = ngx_insite_redis_read_handler;
+    c->write->handler = ngx_insite_redis_write_handler;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+
+    rd->conn = c;
+    rd->ac = ac;
+
+    ac->data = rd;
+    ac->ev.data = rd;
+    ac->ev.addRead = ngx_insite_redis_add_read;
+    ac->ev.delRead = ngx_insite_redis_del_read;
+    ac->ev.addWrite = ngx_insite_redis_add_write;
+    ac->ev.delWrite = ngx_insite_redis_del_write;
+    ac->ev.cleanup = ngx_insite_redis_cleanup;
+
+    return NGX_OK;
+}
+
+
+/*
+ * AUTH and SELECT when configured, then PING: the connection is ready only
+ * once Redis has answered, which also covers a server still loading its data
+ * set.  All three run under connect_timeout.
+ */
+
+static void
+ngx_insite_redis_handshake(ngx_insite_redis_t *rd)
+{
+    int                      step;
+    u_char                   db[NGX_INT_T_LEN];
+    size_t                   argvlen[2];
+    const char              *argv[2];
+    ngx_insite_redis_cmd_t  *cmd;
+
+    for (step = 0; step < 3; step++) {
+
+        if (step == 0) {
+            if (rd->conf->password.len == 0) {
+                continue;
+            }
+            argv[0] = "AUTH";
+            argv[1] = (const char *) rd->conf->password.data;
+            argvlen[1] = rd->conf->password.len;
+
+        } else if (step == 1) {
+            if (rd->conf->db == 0) {
+                continue;
+            }
+            argv[0] = "SELECT";
+            argv[1] = (const char *) db;
+            argvlen[1] = ngx_sprintf(db, "%i", rd->conf->db) - db;
+
+        } else {
+            argv[0] = "PING";
+        }
+
+        argvlen[0] = ngx_strlen(argv[0]);
+
+        cmd = ngx_insite_redis_cmd_get(rd, ngx_insite_redis_handshake_reply,
+                                       rd, rd->conf->connect_timeout);
+        if (cmd == NULL) {
+            ngx_insite_redis_drop(rd, "out of memory");
+            return;
+        }
+
+        cmd->internal = 1;
+
+        if (redisAsyncCommandArgv(rd->ac, ngx_insite_redis_reply, cmd,
+                                  step == 2 ? 1 : 2, argv, argvlen)
+            != REDIS_OK)
+        {
+            ngx_insite_redis_cmd_put(cmd);
+            ngx_insite_redis_drop(rd, "cannot queue handshake");
+            return;
+        }
+
+        ngx_queue_insert_tail(&rd->pending, &cmd->queue);
+    }
+
+    ngx_insite_redis_arm_timer(rd);
+}
+
+
+static void
+ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_redis_t  *rd = data;
+
+    if (status != NGX_INSITE_REDIS_OK) {
+        return;                     /* the drop is logged by the cleanup */
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "insite redis %V (%s): handshake refused: %*s",
+                      &rd->conf->name, rd->role, (size_t) reply->len,
+                      reply->str);
+        ngx_insite_redis_drop(rd, "handshake refused");
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STATUS && reply->len == 4
+        && ngx_strncmp(reply->str, "PONG", 4) == 0)
+    {
+        ngx_insite_redis_became_ready(rd);
+    }
+}
+
+
+static void
+ngx_insite_redis_became_ready(ngx_insite_redis_t *rd)
+{
+    ngx_uint_t                i, reconnected, level;
+    ngx_insite_redis_hook_t  *hook;
+
+    reconnected = rd->ever_ready;
+    level = reconnected ? NGX_LOG_NOTICE : NGX_LOG_INFO;
+
+    rd->state = NGX_INSITE_REDIS_READY;
+    rd->ever_ready = 1;
+    rd->backoff = NGX_INSITE_REDIS_BACKOFF_MIN;
+
+    ngx_log_error(level, rd->log, 0,
+                  "insite redis %V (%s): %s",
+                  &rd->conf->name, rd->role,
+                  reconnected ? "reconnected" : "connected");
+
+    if (rd->metrics) {
+        ngx_insite_metric_add_value(rd->metrics->connected, 1);
+        if (reconnected) {
+            ngx_insite_metric_inc(rd->metrics->reconnects);
+        }
+    }
+
+    hook = rd->hooks.elts;
+
+    for (i = 0; i < rd->hooks.nelts && rd->state == NGX_INSITE_REDIS_READY;
+         i++)
+    {
+        hook[i].handler(rd, reconnected, hook[i].data);
+    }
+}
+
+
+/*
+ * Drops the connection: hiredis fails the pending callbacks and calls
+ * ngx_insite_redis_cleanup().  Safe inside hiredis callbacks too: there
+ * redisAsyncFree() defers the free until the callback returns.
+ */
+
+static void
+ngx_insite_redis_drop(ngx_insite_redis_t *rd, const char *reason)
+{
+    if (rd->ac == NULL) {
+        return;
+    }
+
+    if (rd->drop_reason == NULL) {
+        rd->drop_reason = reason;
+    }
+
+    redisAsyncFree(rd->ac);
+}
+
+
+static void
+ngx_insite_redis_schedule_retry(ngx_insite_redis_t *rd)
+{
+    if (rd->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(&rd->retry, rd->backoff);
+
+    rd->backoff *= 2;
+    if (rd->backoff > NGX_INSITE_REDIS_BACKOFF_MAX) {
+        rd->backoff = NGX_INSITE_REDIS_BACKOFF_MAX;
+    }
+}
+
+
+static void
+ngx_insite_redis_retry_handler(ngx_event_t *ev)
+{
+    ngx_insite_redis_t  *rd = ev->data;
+
+    if (rd->exiting || ngx_exiting) {
+        return;
+    }
+
+    ngx_insite_redis_connect(rd);
+}
+
+
+/* commands */
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_command(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, const char *fmt, ...)
+{
+    int                      rc;
+    va_list                  args;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
+        if (rd && rd->metrics) {
+            ngx_insite_metric_inc(rd->metrics->refused);
+        }
+        return NULL;
+    }
+
+    cmd = ngx_insite_redis_cmd_get(rd, handler, data,
+                                   rd->conf->command_timeout);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    va_start(args, fmt);
+    rc = redisvAsyncCommand(rd->ac, ngx_insite_redis_reply, cmd, fmt, args);
+    va_end(args);
+
+    if (rc != REDIS_OK) {
+        ngx_insite_redis_cmd_put(cmd);
+        return NULL;
+    }
+
+    ngx_queue_insert_tail(&rd->pending, &cmd->queue);
+    ngx_insite_redis_arm_timer(rd);
+
+    if (rd->metrics) {
+        ngx_insite_metric_inc(rd->metrics->commands);
+    }
+
+    return cmd;
+}
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_command_argv(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_insite_redis_cmd_t  *cmd;
+
+    if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
+        if (rd && rd->metrics) {
+            ngx_insite_metric_inc(rd->metrics->refused);
+        }
+        return NULL;
+    }
+
+    cmd = ngx_insite_redis_cmd_get(rd, handler, data,
+                                   rd->conf->command_timeout);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_insite_redis_reply, cmd, argc,
+                              argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_insite_redis_cmd_put(cmd);
+        return NULL;
+    }
+
+    ngx_queue_insert_tail(&rd->pending, &cmd->queue);
+    ngx_insite_redis_arm_timer(rd);
+
+    if (rd->metrics) {
+        ngx_insite_metric_inc(rd->metrics->commands);
+    }
+
+    return cmd;
+}
+
+
+void
+ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd)
+{
+    cmd->handler = NULL;
+    cmd->data = NULL;
+
+    if (cmd->cln) {
+        cmd->cln->handler = NULL;
+        cmd->cln = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_insite_redis_cancel_with_pool(ngx_insite_redis_cmd_t *cmd,
+    ngx_pool_t *pool)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_insite_redis_cancel_cleanup;
+    cln->data = cmd;
+    cmd->cln = cln;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_redis_cancel_cleanup(void *data)
+{
+    ngx_insite_redis_cmd_t  *cmd = data;
+
+    cmd->cln = NULL;
+    ngx_insite_redis_cancel(cmd);
+}
+
+
+static ngx_insite_redis_cmd_t *
+ngx_insite_redis_cmd_get(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, ngx_msec_t timeout)
+{
+    ngx_queue_t             *q;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    if (!ngx_queue_empty(&rd->free)) {
+        q = ngx_queue_head(&rd->free);
+        ngx_queue_remove(q);
+        cmd = ngx_queue_data(q, ngx_insite_redis_cmd_t, queue);
+
+    } else {
+        cmd = ngx_alloc(sizeof(ngx_insite_redis_cmd_t), rd->log);
+        if (cmd == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_insite_redis_cmd_t));
+
+    cmd->rd = rd;
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->start = ngx_current_msec;
+    cmd->deadline = ngx_current_msec + timeout;
+
+    return cmd;
+}
+
+
+static void
+ngx_insite_redis_cmd_put(ngx_insite_redis_cmd_t *cmd)
+{
+    if (cmd->cln) {
+        cmd->cln->handler = NULL;
+        cmd->cln = NULL;
+    }
+
+    ngx_queue_insert_head(&cmd->rd->free, &cmd->queue);
+}
+
+
+static void
+ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd)
+{
+    ngx_msec_int_t           left;
+    ngx_insite_redis_cmd_t  *head;
+
+    if (ngx_queue_empty(&rd->pending)) {
+        if (rd->timer.timer_set) {
+            ngx_del_timer(&rd->timer);
+        }
+        return;
+    }
+
+    head = ngx_queue_data(ngx_queue_head(&rd->pending),
+                          ngx_insite_redis_cmd_t, queue);
+
+    left = (ngx_msec_int_t) (head->deadline - ngx_current_msec);
+
+    ngx_add_timer(&rd->timer, left > 0 ? (ngx_msec_t) left : 1);
+}
+
+
+static void
+ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    void                       *data;
+    ngx_insite_redis_t         *rd;
+    ngx_insite_redis_cmd_t     *cmd = privdata;
+    ngx_insite_redis_status_e   status;
+    ngx_insite_redis_reply_pt   handler;
+
+    rd = cmd->rd;
+
+    ngx_queue_remove(&cmd->queue);
+
+    if (r) {
+        status = NGX_INSITE_REDIS_OK;
+
+    } else if (cmd->timed_out) {
+        status = NGX_INSITE_REDIS_TIMEOUT;
+
+    } else {
+        status = NGX_INSITE_REDIS_LOST;
+    }
+
+    if (rd->metrics && !cmd->internal) {
+        if (status == NGX_INSITE_REDIS_OK) {
+            ngx_insite_metric_observe(rd->metrics->latency,
+                                      (ngx_current_msec - cmd->start) / 1000.0);
+
+        } else if (status == NGX_INSITE_REDIS_TIMEOUT) {
+            ngx_insite_metric_inc(rd->metrics->timeouts);
+
+        } else {
+            ngx_insite_metric_inc(rd->metrics->lost);
+        }
+    }
+
+    handler = cmd->handler;
+    data = cmd->data;
+
+    ngx_insite_redis_cmd_put(cmd);
+
+    if (r && rd->ac) {
+        ngx_insite_redis_arm_timer(rd);
+    }
+
+    if (handler) {
+        handler(status, r, data);
+    }
+}
+
+
+static void
+ngx_insite_redis_timer_handler(ngx_event_t *ev)
+{
+    ngx_uint_t               expired;
+    ngx_queue_t             *q;
+    ngx_insite_redis_t      *rd = ev->data;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    expired = 0;
+
+    for (q = ngx_queue_head(&rd->pending);
+         q != ngx_queue_sentinel(&rd->pending);
+         q = ngx_queue_next(q))
+    {
+        cmd = ngx_queue_data(q, ngx_insite_redis_cmd_t, queue);
+
+        if ((ngx_msec_int_t) (cmd->deadline - ngx_current_msec) > 0) {
+            break;
+        }
+
+        cmd->timed_out = 1;
+        expired++;
+    }
+
+    if (expired == 0) {
+        ngx_insite_redis_arm_timer(rd);
+        return;
+    }
+
+    ngx_insite_redis_drop(rd, rd->state == NGX_INSITE_REDIS_READY
+                              ? "command timed out" : "connect timed out");
+}
+
+
+/* events: hiredis asks, nginx delivers */
+
+
+static void
+ngx_insite_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t    *c = ev->data;
+    ngx_insite_redis_t  *rd = c->data;
+
+    if (rd->ac) {
+        redisAsyncHandleRead(rd->ac);
+    }
+}
+
+
+static void
+ngx_insite_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t    *c = ev->data;
+    ngx_insite_redis_t  *rd = c->data;
+
+    if (rd->ac) {
+        redisAsyncHandleWrite(rd->ac);
+    }
+}
+
+
+static void
+ngx_insite_redis_add_read(void *privdata)
+{
+    ngx_insite_redis_t  *rd = privdata;
+
+    if (rd->conn && !rd->conn->read->active) {
+        if (ngx_add_event(rd->conn->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                          "insite redis %V (%s): cannot add read event",
+                          &rd->conf->name, rd->role);
+        }
+    }
+}
+
+
+static void
+ngx_insite_redis_del_read(void *privdata)
+{
+    ngx_insite_redis_t  *rd = privdata;
+
+    if (rd->conn && rd->conn->read->active) {
+        (void) ngx_del_event(rd->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_insite_redis_add_write(void *privdata)
+{
+    ngx_insite_redis_t  *rd = privdata;
+
+    if (rd->conn && !rd->conn->write->active) {
+        if (ngx_add_event(rd->conn->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, rd->log, 0,
+                          "insite redis %V (%s): cannot add write event",
+                          &rd->conf->name, rd->role);
+        }
+    }
+}
+
+
+static void
+ngx_insite_redis_del_write(void *privdata)
+{
+    ngx_insite_redis_t  *rd = privdata;
+
+    if (rd->conn && rd->conn->write->active) {
+        (void) ngx_del_event(rd->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis is about to close the socket and free the context; the pending
+ * callbacks have already been failed.
+ */
+
+static void
+ngx_insite_redis_cleanup(void *privdata)
+{
+    ngx_uint_t           was_ready;
+    const char          *reason;
+    ngx_connection_t    *c;
+    ngx_insite_redis_t  *rd = privdata;
+
+    c = rd->conn;
+
+    if (c) {
+        if (c->read->active) {
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+        if (c->write->active) {
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+        rd->conn = NULL;
+    }
+
+    reason = rd->drop_reason;
+    if (reason == NULL) {
+        reason = (rd->ac && rd->ac->err && rd->ac->errstr)
+                 ? rd->ac->errstr : "connection closed";
+    }
+
+    rd->ac = NULL;
+
+    if (rd->timer.timer_set) {
+        ngx_del_timer(&rd->timer);
+    }
+
+    was_ready = (rd->state == NGX_INSITE_REDIS_READY);
+    rd->state = NGX_INSITE_REDIS_DOWN;
+
+    if (was_ready && rd->metrics) {
+        ngx_insite_metric_add_value(rd->metrics->connected, -1);
+    }
+
+    if (rd->exiting) {
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "insite redis %V (%s): closed: %s",
+                      &rd->conf->name, rd->role, reason);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                  "insite redis %V (%s): %s: %s; reconnecting in %Mms",
+                  &rd->conf->name, rd->role,
+                  was_ready ? "connection lost" : "connect failed",
+                  reason, rd->backoff);
+
+    ngx_insite_redis_schedule_retry(rd);
+}
+
+
+const char *
+ngx_insite_redis_state_name(ngx_insite_redis_state_e state)
+{
+    switch (state) {
+    case NGX_INSITE_REDIS_READY:
+        return "connected";
+    case NGX_INSITE_REDIS_CONNECTING:
+        return "connecting";
+    default:
+        return "down";
+    }
+}
+
+
+const char *
+ngx_insite_redis_status_name(ngx_insite_redis_status_e status)
+{
+    switch (status) {
+    case NGX_INSITE_REDIS_OK:
+        return "ok";
+    case NGX_INSITE_REDIS_TIMEOUT:
+        return "timeout";
+    default:
+        return "connection lost";
+    }
+}

@@ -1,0 +1,140 @@
+/*
+ * Redis on nginx's event loop: hiredis' async API driven by nginx events and
+ * timers.  One ngx_insite_redis_t is one connection owned by one worker.
+ *
+ * What callers can rely on:
+ *  - nothing here blocks: connect, commands and replies are all events;
+ *  - a command either gets its reply or fails: never a hang.  A command not
+ *    answered within command_timeout fails with TIMEOUT and the connection is
+ *    dropped (a frozen Redis must not stall requests queued behind it);
+ *  - commands issued while the connection is not ready fail at once (NULL);
+ *  - after a drop the connection is re-established with exponential backoff
+ *    (1s, 2s, 4s ... 30s) and the "ready" hooks fire again, so subscribers can
+ *    resubscribe and repair gaps.
+ */
+
+#ifndef _NGX_INSITE_REDIS_H_INCLUDED_
+#define _NGX_INSITE_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include "ngx_insite_metrics.h"
+
+
+typedef enum {
+    NGX_INSITE_REDIS_OK = 0,
+    NGX_INSITE_REDIS_TIMEOUT,     /* no reply within command_timeout */
+    NGX_INSITE_REDIS_LOST         /* connection dropped before the reply */
+} ngx_insite_redis_status_e;
+
+
+typedef enum {
+    NGX_INSITE_REDIS_DOWN = 0,
+    NGX_INSITE_REDIS_CONNECTING,  /* TCP connect, AUTH, SELECT, PING */
+    NGX_INSITE_REDIS_READY
+} ngx_insite_redis_state_e;
+
+
+typedef struct ngx_insite_redis_s      ngx_insite_redis_t;
+typedef struct ngx_insite_redis_cmd_s  ngx_insite_redis_cmd_t;
+
+/*
+ * A reply handler.  reply is NULL unless status is OK; a Redis error reply
+ * (REDIS_REPLY_ERROR) comes with status OK: the command reached Redis.
+ * The reply is freed by hiredis when the handler returns.
+ */
+typedef void (*ngx_insite_redis_reply_pt)(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+
+/* Called each time the connection becomes ready; reconnected is 0 the first
+ * time in this worker, 1 after any drop. */
+typedef void (*ngx_insite_redis_ready_pt)(ngx_insite_redis_t *rd,
+    ngx_uint_t reconnected, void *data);
+
+
+/* what an `insite_redis` directive says */
+typedef struct {
+    ngx_str_t                  name;            /* for logs: host:port */
+    ngx_str_t                  host;            /* numeric address */
+    in_port_t                  port;
+    ngx_str_t                  unix_path;       /* set for unix: sockets */
+    ngx_str_t                  password;
+    ngx_int_t                  db;
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 command_timeout;
+} ngx_insite_redis_conf_t;
+
+
+typedef struct {
+    ngx_insite_metric_t       *connected;       /* gauge: workers connected */
+    ngx_insite_metric_t       *reconnects;
+    ngx_insite_metric_t       *commands;
+    ngx_insite_metric_t       *timeouts;
+    ngx_insite_metric_t       *lost;
+    ngx_insite_metric_t       *refused;         /* issued while not ready */
+    ngx_insite_metric_t       *latency;         /* histogram, seconds */
+} ngx_insite_redis_metrics_t;
+
+
+struct ngx_insite_redis_s {
+    ngx_insite_redis_conf_t   *conf;
+    const char                *role;            /* "commands", "pubsub" */
+    ngx_log_t                 *log;
+
+    redisAsyncContext         *ac;
+    ngx_connection_t          *conn;
+    ngx_insite_redis_state_e   state;
+
+    ngx_event_t                timer;           /* connect + command deadlines */
+    ngx_event_t                retry;           /* reconnect backoff */
+    ngx_msec_t                 backoff;
+    ngx_uint_t                 ever_ready;
+    ngx_uint_t                 exiting;
+    const char                *drop_reason;     /* ours, when we drop it */
+
+    ngx_queue_t                pending;         /* ngx_insite_redis_cmd_t, FIFO */
+    ngx_queue_t                free;
+    ngx_array_t                hooks;           /* ngx_insite_redis_hook_t */
+
+    ngx_insite_redis_metrics_t *metrics;
+};
+
+
+char *ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc);
+
+ngx_insite_redis_t *ngx_insite_redis_create(ngx_cycle_t *cycle,
+    ngx_insite_redis_conf_t *rc, const char *role,
+    ngx_insite_redis_metrics_t *metrics);
+void ngx_insite_redis_start(ngx_insite_redis_t *rd);
+void ngx_insite_redis_destroy(ngx_insite_redis_t *rd);
+
+ngx_int_t ngx_insite_redis_on_ready(ngx_insite_redis_t *rd,
+    ngx_insite_redis_ready_pt handler, void *data);
+
+/*
+ * Sends a command (hiredis format string).  Returns NULL, having logged
+ * nothing, when the connection is not ready or the command cannot be queued:
+ * the caller reports that with its own context.
+ */
+ngx_insite_redis_cmd_t *ngx_insite_redis_command(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, const char *fmt, ...);
+ngx_insite_redis_cmd_t *ngx_insite_redis_command_argv(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* The handler will not be called; use when the caller goes away first. */
+void ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd);
+
+/* Like ngx_insite_redis_cancel() for a request: cancels at pool cleanup. */
+ngx_int_t ngx_insite_redis_cancel_with_pool(ngx_insite_redis_cmd_t *cmd,
+    ngx_pool_t *pool);
+
+const char *ngx_insite_redis_state_name(ngx_insite_redis_state_e state);
+const char *ngx_insite_redis_status_name(ngx_insite_redis_status_e status);
+
+
+#endif /* _NGX_INSITE_REDIS_H_INCLUDED_ */
