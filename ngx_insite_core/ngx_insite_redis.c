@@ -18,6 +18,7 @@
  */
 
 #include "ngx_insite_core.h"
+#include <openssl/sha.h>
 
 
 #define NGX_INSITE_REDIS_BACKOFF_MIN  1000
@@ -49,6 +50,11 @@ static ngx_int_t ngx_insite_redis_attach(ngx_insite_redis_t *rd,
 static void ngx_insite_redis_handshake(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
     redisReply *reply, void *data);
+static void ngx_insite_redis_script_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_insite_redis_load_scripts(ngx_insite_redis_t *rd);
+static void ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
 static void ngx_insite_redis_became_ready(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_drop(ngx_insite_redis_t *rd, const char *reason);
 static void ngx_insite_redis_schedule_retry(ngx_insite_redis_t *rd);
@@ -400,6 +406,13 @@ ngx_insite_redis_handshake(ngx_insite_redis_t *rd)
             argvlen[1] = ngx_sprintf(db, "%i", rd->conf->db) - db;
 
         } else {
+            if (rd->on_message == NULL
+                && ngx_insite_redis_load_scripts(rd) != NGX_OK)
+            {
+                ngx_insite_redis_drop(rd, "cannot queue SCRIPT LOAD");
+                return;
+            }
+
             argv[0] = "PING";
         }
 
@@ -454,6 +467,265 @@ ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
     {
         ngx_insite_redis_became_ready(rd);
     }
+}
+
+
+/* SCRIPT LOAD of every registered script, as internal commands */
+
+static ngx_int_t
+ngx_insite_redis_load_scripts(ngx_insite_redis_t *rd)
+{
+    size_t                      argvlen[3];
+    ngx_uint_t                  i;
+    const char                 *argv[3];
+    ngx_insite_redis_cmd_t     *cmd;
+    ngx_insite_redis_script_t **sp;
+
+    if (rd->conf->scripts == NULL) {
+        return NGX_OK;
+    }
+
+    sp = rd->conf->scripts->elts;
+
+    for (i = 0; i < rd->conf->scripts->nelts; i++) {
+
+        cmd = ngx_insite_redis_cmd_get(rd, ngx_insite_redis_script_reply,
+                                       sp[i], rd->conf->connect_timeout);
+        if (cmd == NULL) {
+            return NGX_ERROR;
+        }
+
+        cmd->internal = 1;
+
+        argv[0] = "SCRIPT";
+        argvlen[0] = 6;
+        argv[1] = "LOAD";
+        argvlen[1] = 4;
+        argv[2] = sp[i]->text;
+        argvlen[2] = ngx_strlen(sp[i]->text);
+
+        if (redisAsyncCommandArgv(rd->ac, ngx_insite_redis_reply, cmd, 3,
+                                  argv, argvlen)
+            != REDIS_OK)
+        {
+            ngx_insite_redis_cmd_put(cmd);
+            return NGX_ERROR;
+        }
+
+        ngx_queue_insert_tail(&rd->pending, &cmd->queue);
+    }
+
+    ngx_insite_redis_arm_timer(rd);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_redis_script_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_redis_script_t  *script = data;
+
+    if (status != NGX_INSITE_REDIS_OK) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* a broken script is a bug of ours: say so loudly, keep going */
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "insite redis: SCRIPT LOAD of \"%s\" failed: %*s",
+                      script->name, (size_t) reply->len, reply->str);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len != 40
+        || ngx_strncmp(reply->str, script->sha, 40) != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "insite redis: SCRIPT LOAD of \"%s\" returned an "
+                      "unexpected digest", script->name);
+    }
+}
+
+
+ngx_insite_redis_script_t *
+ngx_insite_redis_script_add(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc,
+    const char *name, const char *text)
+{
+    u_char                      digest[SHA_DIGEST_LENGTH];
+    ngx_insite_redis_script_t  *script, **sp;
+
+    script = ngx_pcalloc(cf->pool, sizeof(ngx_insite_redis_script_t));
+    if (script == NULL) {
+        return NULL;
+    }
+
+    script->name = name;
+    script->text = text;
+
+    SHA1((const u_char *) text, ngx_strlen(text), digest);
+    ngx_hex_dump(script->sha, digest, SHA_DIGEST_LENGTH);
+
+    if (rc == NULL) {
+        return script;
+    }
+
+    if (rc->scripts == NULL) {
+        rc->scripts = ngx_array_create(cf->pool, 4,
+                                       sizeof(ngx_insite_redis_script_t *));
+        if (rc->scripts == NULL) {
+            return NULL;
+        }
+    }
+
+    sp = ngx_array_push(rc->scripts);
+    if (sp == NULL) {
+        return NULL;
+    }
+
+    *sp = script;
+
+    return script;
+}
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_eval(ngx_insite_redis_t *rd, ngx_insite_redis_script_t *script,
+    ngx_insite_redis_reply_pt handler, void *data, int nkeys, int nargs,
+    const char **args, const size_t *lens)
+{
+    int          i;
+    u_char       nk[NGX_INT_T_LEN];
+    size_t       argvlen[64];
+    const char  *argv[64];
+
+    if (nargs + 3 > 64) {
+        return NULL;
+    }
+
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = (const char *) script->sha;
+    argvlen[1] = 40;
+    argv[2] = (const char *) nk;
+    argvlen[2] = ngx_sprintf(nk, "%d", nkeys) - nk;
+
+    for (i = 0; i < nargs; i++) {
+        argv[3 + i] = args[i];
+        argvlen[3 + i] = lens[i];
+    }
+
+    return ngx_insite_redis_command_argv(rd, handler, data, 3 + nargs, argv,
+                                         argvlen);
+}
+
+
+/* pub/sub */
+
+
+void
+ngx_insite_redis_on_message(ngx_insite_redis_t *rd,
+    ngx_insite_redis_message_pt handler, void *data)
+{
+    rd->on_message = handler;
+    rd->on_message_data = data;
+}
+
+
+ngx_int_t
+ngx_insite_redis_subscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
+{
+    if (rd->state != NGX_INSITE_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommand(rd->ac, ngx_insite_redis_sub_reply, rd,
+                          "SUBSCRIBE %b", channel->data, channel->len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_redis_unsubscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
+{
+    if (rd->state != NGX_INSITE_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAsyncCommand(rd->ac, ngx_insite_redis_sub_reply, rd,
+                          "UNSUBSCRIBE %b", channel->data, channel->len)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_str_t            channel, payload, *pp;
+    ngx_uint_t           event;
+    redisReply          *reply = r, *kind;
+    ngx_insite_redis_t  *rd = privdata;
+
+    if (reply == NULL || rd->on_message == NULL) {
+        return;                     /* dropped: the ready hook resubscribes */
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    kind = reply->element[0];
+
+    if (kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0) {
+        event = NGX_INSITE_REDIS_MESSAGE;
+
+    } else if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
+        event = NGX_INSITE_REDIS_SUBSCRIBED;
+
+    } else if (kind->len == 11
+               && ngx_strncmp(kind->str, "unsubscribe", 11) == 0)
+    {
+        event = NGX_INSITE_REDIS_UNSUBSCRIBED;
+
+    } else {
+        return;
+    }
+
+    channel.data = (u_char *) reply->element[1]->str;
+    channel.len = reply->element[1]->len;
+
+    pp = NULL;
+
+    if (event == NGX_INSITE_REDIS_MESSAGE
+        && reply->element[2]->type == REDIS_REPLY_STRING)
+    {
+        payload.data = (u_char *) reply->element[2]->str;
+        payload.len = reply->element[2]->len;
+        pp = &payload;
+    }
+
+    rd->on_message(rd, event, &channel, pp, rd->on_message_data);
+}
+
+
+void
+ngx_insite_redis_reset(ngx_insite_redis_t *rd, const char *reason)
+{
+    ngx_insite_redis_drop(rd, reason);
 }
 
 
@@ -766,6 +1038,17 @@ ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         } else {
             ngx_insite_metric_inc(rd->metrics->lost);
         }
+    }
+
+    if (r && ((redisReply *) r)->type == REDIS_REPLY_ERROR
+        && ((redisReply *) r)->len > 8
+        && ngx_strncmp(((redisReply *) r)->str, "NOSCRIPT", 8) == 0
+        && rd->ac)
+    {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "insite redis %V (%s): script cache flushed, "
+                      "loading scripts again", &rd->conf->name, rd->role);
+        (void) ngx_insite_redis_load_scripts(rd);
     }
 
     handler = cmd->handler;

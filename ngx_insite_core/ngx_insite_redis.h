@@ -56,6 +56,23 @@ typedef void (*ngx_insite_redis_ready_pt)(ngx_insite_redis_t *rd,
     ngx_uint_t reconnected, void *data);
 
 
+/* pub/sub events delivered to a subscriber connection's handler */
+#define NGX_INSITE_REDIS_SUBSCRIBED    1
+#define NGX_INSITE_REDIS_MESSAGE       2
+#define NGX_INSITE_REDIS_UNSUBSCRIBED  3
+
+typedef void (*ngx_insite_redis_message_pt)(ngx_insite_redis_t *rd,
+    ngx_uint_t event, ngx_str_t *channel, ngx_str_t *payload, void *data);
+
+
+/* A Lua script run with EVALSHA; loaded on every (re)connect. */
+typedef struct {
+    const char                *name;
+    const char                *text;
+    u_char                     sha[41];
+} ngx_insite_redis_script_t;
+
+
 /* what an `insite_redis` directive says */
 typedef struct {
     ngx_str_t                  name;            /* for logs: host:port */
@@ -66,6 +83,7 @@ typedef struct {
     ngx_int_t                  db;
     ngx_msec_t                 connect_timeout;
     ngx_msec_t                 command_timeout;
+    ngx_array_t               *scripts;         /* ngx_insite_redis_script_t * */
 } ngx_insite_redis_conf_t;
 
 
@@ -100,6 +118,9 @@ struct ngx_insite_redis_s {
     ngx_queue_t                free;
     ngx_array_t                hooks;           /* ngx_insite_redis_hook_t */
 
+    ngx_insite_redis_message_pt  on_message;    /* pub/sub connections */
+    void                      *on_message_data;
+
     ngx_insite_redis_metrics_t *metrics;
 };
 
@@ -125,6 +146,35 @@ ngx_insite_redis_cmd_t *ngx_insite_redis_command(ngx_insite_redis_t *rd,
 ngx_insite_redis_cmd_t *ngx_insite_redis_command_argv(ngx_insite_redis_t *rd,
     ngx_insite_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
+
+/*
+ * Scripts: register at configuration time; every connection loads them
+ * (SCRIPT LOAD) during its handshake, so EVALSHA never meets NOSCRIPT unless
+ * someone flushes the script cache, in which case the error reply reaches the
+ * caller and the scripts are loaded again.
+ */
+ngx_insite_redis_script_t *ngx_insite_redis_script_add(ngx_conf_t *cf,
+    ngx_insite_redis_conf_t *rc, const char *name, const char *text);
+ngx_insite_redis_cmd_t *ngx_insite_redis_eval(ngx_insite_redis_t *rd,
+    ngx_insite_redis_script_t *script, ngx_insite_redis_reply_pt handler,
+    void *data, int nkeys, int nargs, const char **args, const size_t *lens);
+
+/*
+ * Pub/sub: a connection given a message handler is a subscriber connection;
+ * SUBSCRIBE/UNSUBSCRIBE confirmations and messages all go to the handler.
+ * Subscriptions are not restored by the adapter after a reconnect: the ready
+ * hook is where the owner resubscribes (it knows what it still needs).
+ */
+void ngx_insite_redis_on_message(ngx_insite_redis_t *rd,
+    ngx_insite_redis_message_pt handler, void *data);
+ngx_int_t ngx_insite_redis_subscribe(ngx_insite_redis_t *rd,
+    ngx_str_t *channel);
+ngx_int_t ngx_insite_redis_unsubscribe(ngx_insite_redis_t *rd,
+    ngx_str_t *channel);
+
+/* Drops the connection (it reconnects with backoff), e.g. on a failed
+ * end-to-end heartbeat. */
+void ngx_insite_redis_reset(ngx_insite_redis_t *rd, const char *reason);
 
 /* The handler will not be called; use when the caller goes away first. */
 void ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd);

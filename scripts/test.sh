@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The README's test command: every test of the project, from a clean clone.
+#
+# Installs what is missing (scripts/deps.sh), builds the nginx modules and the
+# workers, starts Redis, PostgreSQL and a Kafka mock cluster on free loopback
+# ports, runs the C unit tests (plain and under ASan/UBSan), the nginx suite
+# under t/ with prove, and a short fuzzing pass; stops everything it started.
+#
+#   TEST_FILES="t/010-healthz.t"   run only these prove files
+#   SKIP_ASAN=1 SKIP_FUZZ=1        skip the sanitizer build or the fuzzing pass
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+scripts/deps.sh
+
+step "build"
+make -s -j"$(nproc)" modules workers
+
+run_dir=$(mktemp -d /tmp/insite-test.XXXXXX)
+export INSITE_RUN_DIR=$run_dir
+cleanup() {
+  scripts/services.sh stop || true
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+
+step "services"
+scripts/services.sh start
+# shellcheck disable=SC1091
+. "$run_dir/services.env"
+export INSITE_REDIS_PORT INSITE_PG_PORT INSITE_PG_DSN INSITE_KAFKA_BOOTSTRAP
+export TEST_NGINX_REDIS_PORT TEST_NGINX_PG_PORT TEST_NGINX_KAFKA_BOOTSTRAP
+
+step "C unit tests"
+make -s -j"$(nproc)" unit
+
+if [ -z "${SKIP_ASAN:-}" ]; then
+  step "C unit tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1 make -s -j"$(nproc)" SANITIZE=1 unit
+fi
+
+step "nginx suite (prove)"
+mods=""
+for m in ngx_http_insite_module ngx_http_insite_ws_module \
+         ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
+  mods="$mods $root/build/modules/$m.so"
+done
+export TEST_NGINX_LOAD_MODULES="${mods# }"
+export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
+export INSITE_ROOT=$root
+# shellcheck disable=SC2086
+prove -I t/lib ${PROVE_FLAGS:-} ${TEST_FILES:-t/}
+
+if [ -z "${SKIP_FUZZ:-}" ] && [ -x scripts/fuzz.sh ]; then
+  step "fuzzing (${FUZZ_SECONDS:=10}s per target)"
+  FUZZ_SECONDS=$FUZZ_SECONDS scripts/fuzz.sh
+fi
+
+step "all tests passed"
