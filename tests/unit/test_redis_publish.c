@@ -1,0 +1,330 @@
+/* The publish path against a real redis-server: INSITE_REDIS_PORT (on
+ * 127.0.0.1) if set, else one started here on a free port in a temp dir.
+ * Keys use a per-run prefix so a shared server is not disturbed. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "redis_publish.h"
+
+static pid_t server_pid;
+static char tmpdir[64];
+static int port;
+static char prefix[64];
+static int chan_no;
+
+static int free_port(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0
+        || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *connect_plain(void)
+{
+    struct timeval tv = { 1, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c != NULL && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int start_server(void **state)
+{
+    const char *env = getenv("INSITE_REDIS_PORT");
+    snprintf(prefix, sizeof(prefix), "insite-test-%ld:", (long)getpid());
+    insite_log_set_level(INSITE_LOG_ERROR);
+    if (env != NULL) {
+        port = atoi(env);
+        return 0;
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/insite-redis.XXXXXX");
+    if (mkdtemp(tmpdir) == NULL || (port = free_port()) < 0)
+        return -1;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    server_pid = fork();
+    if (server_pid == 0) {
+        execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
+               "--dir", tmpdir, "--save", "", "--appendonly", "no",
+               "--logfile", "redis.log", (char *)NULL);
+        perror("exec redis-server");
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {   /* up to 5 s */
+        redisContext *c = connect_plain();
+        if (c != NULL) {
+            redisFree(c);
+            return 0;
+        }
+        usleep(50000);
+    }
+    fprintf(stderr, "redis-server did not start on port %d\n", port);
+    return -1;
+}
+
+static int stop_server(void **state)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGTERM);
+        waitpid(server_pid, NULL, 0);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+    return 0;
+}
+
+static insite_redis *open_pub(long history)
+{
+    insite_redis_options o = {
+        .host = "127.0.0.1", .port = port, .connect_timeout_ms = 1000,
+        .command_timeout_ms = 2000, .prefix = prefix, .history = history,
+        .idempotency_ttl_s = 60,
+    };
+    insite_redis *r = insite_redis_new(&o);
+    assert_non_null(r);
+    return r;
+}
+
+/* A channel nobody used before in this run. */
+static const char *new_channel(char *buf, size_t size)
+{
+    snprintf(buf, size, "stock_updates:T%d", ++chan_no);
+    return buf;
+}
+
+static void publish_ok(insite_redis *r, const char *ch, const char *data, const char *idem,
+                       insite_publish_result *res)
+{
+    char err[256] = "";
+    int rc = insite_redis_publish(r, ch, "stock_update", data, idem, res, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("publish failed: %s", err);
+}
+
+static void test_seq_and_epoch(void **state)
+{
+    insite_redis *r = open_pub(1000);
+    insite_publish_result res, first;
+    char ch[64];
+
+    new_channel(ch, sizeof(ch));
+    publish_ok(r, ch, "{\"price\":1}", NULL, &first);
+    assert_int_equal(first.seq, 1);
+    assert_false(first.duplicate);
+    assert_int_equal(strlen(first.epoch), 16);
+    assert_int_equal(strspn(first.epoch, "0123456789abcdef"), 16);
+    for (int i = 2; i <= 20; i++) {
+        publish_ok(r, ch, "{\"price\":2}", NULL, &res);
+        assert_int_equal(res.seq, i);
+        assert_string_equal(res.epoch, first.epoch);
+    }
+    insite_redis_free(r);
+
+    /* a new connection sees the same channel state */
+    r = open_pub(1000);
+    publish_ok(r, ch, "3", NULL, &res);
+    assert_int_equal(res.seq, 21);
+    assert_string_equal(res.epoch, first.epoch);
+    insite_redis_free(r);
+}
+
+static void test_history_capped(void **state)
+{
+    insite_redis *r = open_pub(5);
+    insite_publish_result res;
+    char ch[64], key[160];
+    redisContext *c = connect_plain();
+
+    new_channel(ch, sizeof(ch));
+    for (int i = 0; i < 8; i++)
+        publish_ok(r, ch, "[1,2]", NULL, &res);
+    snprintf(key, sizeof(key), "%shist:%s", prefix, ch);
+    redisReply *rep = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(rep->elements, 10);                 /* 5 members + scores */
+    assert_string_equal(rep->element[1]->str, "4");      /* oldest kept */
+    assert_string_equal(rep->element[9]->str, "8");
+    assert_non_null(strstr(rep->element[8]->str, "\"seq\":8,"));
+    freeReplyObject(rep);
+
+    insite_redis_free(r);
+    r = open_pub(0);   /* history 0: nothing appended, old history kept */
+    publish_ok(r, ch, "1", NULL, &res);
+    rep = redisCommand(c, "ZCARD %s", key);
+    assert_int_equal(rep->integer, 5);
+    freeReplyObject(rep);
+    insite_redis_free(r);
+    redisFree(c);
+}
+
+static void test_idempotency(void **state)
+{
+    insite_redis *r = open_pub(1000);
+    insite_publish_result a, b, c;
+    char ch[64];
+
+    new_channel(ch, sizeof(ch));
+    publish_ok(r, ch, "{\"n\":1}", "order-1", &a);
+    publish_ok(r, ch, "{\"n\":1}", "order-1", &b);
+    assert_false(a.duplicate);
+    assert_true(b.duplicate);
+    assert_int_equal(b.seq, a.seq);
+    assert_string_equal(b.epoch, a.epoch);
+    publish_ok(r, ch, "{\"n\":2}", "order-2", &c);
+    assert_false(c.duplicate);
+    assert_int_equal(c.seq, a.seq + 1);                  /* the duplicate used no seq */
+    insite_redis_free(r);
+}
+
+static void expect_rejected(insite_redis *r, const char *ch, const char *type,
+                            const char *data, const char *idem, const char *reason)
+{
+    insite_publish_result res;
+    char err[256] = "";
+    assert_int_equal(insite_redis_publish(r, ch, type, data, idem, &res, err, sizeof(err)), -1);
+    if (strstr(err, reason) == NULL)
+        fail_msg("error \"%s\" does not mention \"%s\"", err, reason);
+}
+
+static void test_rejects(void **state)
+{
+    insite_redis *r = open_pub(1000);
+    char long_ch[200];
+    memset(long_ch, 'a', 129);
+    long_ch[129] = '\0';
+
+    expect_rejected(r, "bad channel", "t", "1", NULL, "invalid channel \"bad channel\"");
+    expect_rejected(r, "", "t", "1", NULL, "invalid channel");
+    expect_rejected(r, long_ch, "t", "1", NULL, "invalid channel");
+    expect_rejected(r, "a/b", "t", "1", NULL, "invalid channel");
+    expect_rejected(r, "ok", "t", "{\"a\":", NULL, "data is not a JSON value");
+    expect_rejected(r, "ok", "t", "1 2", NULL, "data is not a JSON value");
+    expect_rejected(r, "ok", "t", "", NULL, "data is not a JSON value");
+    expect_rejected(r, "ok", "t", "{\"a\":1}\"],\"x\":{", NULL, "data is not a JSON value");
+    expect_rejected(r, "ok", "", "1", NULL, "invalid type");
+    expect_rejected(r, "ok", "t", "1", "", "invalid idempotency key");
+
+    /* 128 characters is still fine */
+    long_ch[128] = '\0';
+    assert_true(insite_channel_valid(long_ch));
+    assert_true(insite_channel_valid("A-z_0.9:x"));
+
+    /* nothing reached the server for the rejected channel */
+    redisContext *c = connect_plain();
+    redisReply *rep = redisCommand(c, "EXISTS %sch:ok", prefix);
+    assert_int_equal(rep->integer, 0);
+    freeReplyObject(rep);
+    redisFree(c);
+    insite_redis_free(r);
+}
+
+static void test_pubsub_payload(void **state)
+{
+    insite_redis *r = open_pub(1000);
+    insite_publish_result res;
+    char ch[64];
+    redisContext *sub = connect_plain();
+    redisReply *rep;
+
+    new_channel(ch, sizeof(ch));
+    rep = redisCommand(sub, "SUBSCRIBE %spub:%s", prefix, ch);
+    freeReplyObject(rep);
+
+    publish_ok(r, ch, "{\"price\":189.10,\"v\":[1, 2]}", NULL, &res);
+    assert_int_equal(redisGetReply(sub, (void **)&rep), REDIS_OK);
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    assert_string_equal(rep->element[0]->str, "message");
+    const char *payload = rep->element[2]->str;
+
+    char head[512];
+    snprintf(head, sizeof(head), "%lld %s\n{\"type\":\"stock_update\",\"channel\":\"%s\",\"seq\":%lld,\"ts\":\"",
+             res.seq, res.epoch, ch, res.seq);
+    assert_memory_equal(payload, head, strlen(head));
+    /* ts is RFC 3339 UTC with ms, then data verbatim (digits kept) */
+    const char *ts = payload + strlen(head);
+    assert_int_equal(ts[23], 'Z');
+    assert_int_equal(ts[19], '.');
+    assert_string_equal(ts + 24, "\",\"data\":{\"price\":189.10,\"v\":[1, 2]}}");
+    freeReplyObject(rep);
+    redisFree(sub);
+    insite_redis_free(r);
+}
+
+static void test_script_flush_and_reconnect(void **state)
+{
+    insite_redis *r = open_pub(1000);
+    insite_publish_result res;
+    char ch[64];
+    redisContext *c = connect_plain();
+    redisReply *rep;
+
+    new_channel(ch, sizeof(ch));
+    publish_ok(r, ch, "1", NULL, &res);
+
+    /* NOSCRIPT -> EVAL fallback */
+    rep = redisCommand(c, "SCRIPT FLUSH");
+    freeReplyObject(rep);
+    publish_ok(r, ch, "2", NULL, &res);
+    assert_int_equal(res.seq, 2);
+
+    /* the server drops our connection: the next publish reconnects */
+    rep = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+    assert_true(rep->integer >= 1);
+    freeReplyObject(rep);
+    publish_ok(r, ch, "3", NULL, &res);
+    assert_int_equal(res.seq, 3);
+    char err[128];
+    assert_int_equal(insite_redis_ping(r, err, sizeof(err)), 0);
+    redisFree(c);
+    insite_redis_free(r);
+}
+
+static void test_unreachable(void **state)
+{
+    insite_redis_options o = { .host = "127.0.0.1", .port = free_port(), .prefix = "x:",
+                               .connect_timeout_ms = 200 };
+    insite_redis *r = insite_redis_new(&o);
+    insite_publish_result res;
+    char err[256];
+    assert_int_equal(insite_redis_publish(r, "ch", "t", "1", NULL, &res, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "connect 127.0.0.1:"));
+    assert_non_null(strstr(err, "Connection refused"));
+    insite_redis_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seq_and_epoch),
+        cmocka_unit_test(test_history_capped),
+        cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_pubsub_payload),
+        cmocka_unit_test(test_script_flush_and_reconnect),
+        cmocka_unit_test(test_unreachable),
+    };
+    return cmocka_run_group_tests(tests, start_server, stop_server);
+}

@@ -1,0 +1,285 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "clock.h"
+#include "http.h"
+#include "log.h"
+
+struct insite_http {
+    struct MHD_Daemon *d;
+    char *service;
+    size_t body_max;
+    insite_http_route *routes;
+    size_t nroutes;
+    insite_metrics *metrics;
+    insite_http_health_fn health;
+    void *health_ud;
+    double started;
+    int port;
+};
+
+/* Per-request state: the body as it arrives. */
+typedef struct {
+    char *buf;
+    size_t len;
+    int too_big;
+} request_state;
+
+json_t *insite_http_error(const char *code, const char *message)
+{
+    return json_pack("{s:s, s:s}", "error", code, "message", message);
+}
+
+const char *insite_http_query(const insite_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
+                                 char *text, const char *ctype,
+                                 const char *allow)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(text);
+        insite_log_error("http: cannot create response");
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (allow != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Takes ownership of reply. */
+static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
+                                 json_t *reply, const char *allow)
+{
+    char *text = json_dumps(reply ? reply : json_object(), JSON_COMPACT);
+    json_decref(reply);
+    if (text == NULL) {
+        insite_log_error("http: cannot serialise reply (status %d)", status);
+        text = strdup("{\"error\":\"internal\",\"message\":\"cannot serialise reply\"}");
+        status = 500;
+        if (text == NULL)
+            return MHD_NO;
+    }
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);   /* trailing newline for curl users */
+    if (line != NULL) {
+        line[n] = '\n';
+        line[n + 1] = '\0';
+        text = line;
+    }
+    return send_text(conn, status, text, "application/json", allow);
+}
+
+static enum MHD_Result serve_health(insite_http *h, struct MHD_Connection *conn)
+{
+    json_t *checks = json_object();
+    int bad = h->health ? h->health(checks, h->health_ud) : 0;
+    json_t *reply = json_pack("{s:s, s:s, s:I, s:o}",
+                              "status", bad ? "degraded" : "ok",
+                              "service", h->service,
+                              "uptime_s", (json_int_t)(insite_clock_mono_s() - h->started),
+                              "checks", checks);
+    return send_json(conn, bad ? 503 : 200, reply, NULL);
+}
+
+static enum MHD_Result serve_metrics(insite_http *h, struct MHD_Connection *conn)
+{
+    char *text = insite_metrics_render(h->metrics);
+    if (text == NULL)
+        return send_json(conn, 500, insite_http_error("internal", "cannot render metrics"), NULL);
+    return send_text(conn, 200, text, "text/plain; version=0.0.4; charset=utf-8", NULL);
+}
+
+static int prefix_match(const char *prefix, const char *path)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(prefix, path, n) != 0)
+        return 0;
+    return path[n] == '\0' || path[n] == '/' || (n > 0 && prefix[n - 1] == '/');
+}
+
+static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
+                                const char *method, const char *url,
+                                request_state *st)
+{
+    const insite_http_route *best = NULL;
+    size_t best_len = 0;
+    char allow[128] = "";
+
+    if (strcmp(url, "/healthz") == 0 || (strcmp(url, "/metrics") == 0 && h->metrics)) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+            return send_json(conn, 405, insite_http_error("method_not_allowed",
+                             "use GET"), "GET");
+        return url[1] == 'h' ? serve_health(h, conn) : serve_metrics(h, conn);
+    }
+
+    for (size_t i = 0; i < h->nroutes; i++) {
+        const insite_http_route *r = &h->routes[i];
+        size_t n = strlen(r->prefix);
+        if (!prefix_match(r->prefix, url) || n < best_len)
+            continue;
+        if (strcmp(r->method, method) != 0) {
+            size_t a = strlen(allow);
+            snprintf(allow + a, sizeof(allow) - a, "%s%s", a ? ", " : "", r->method);
+            continue;
+        }
+        best = r;
+        best_len = n;
+    }
+    if (best == NULL) {
+        if (allow[0] != '\0')
+            return send_json(conn, 405, insite_http_error("method_not_allowed",
+                             "method not allowed on this path"), allow);
+        return send_json(conn, 404, insite_http_error("not_found", "no such path"), NULL);
+    }
+
+    if (st->too_big) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "body larger than %zu bytes", h->body_max);
+        return send_json(conn, 413, insite_http_error("payload_too_large", msg), NULL);
+    }
+
+    insite_http_request req = {
+        .method = method, .path = url, .rest = url + best_len, .conn = conn,
+    };
+    if (st->len > 0) {
+        json_error_t jerr;
+        req.body = json_loadb(st->buf, st->len, JSON_DECODE_ANY, &jerr);
+        if (req.body == NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "invalid JSON at line %d column %d: %s",
+                     jerr.line, jerr.column, jerr.text);
+            return send_json(conn, 400, insite_http_error("bad_request", msg), NULL);
+        }
+    }
+
+    json_t *reply = NULL;
+    int status = best->fn(&req, &reply, best->ud);
+    json_decref(req.body);
+    return send_json(conn, status, reply, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    insite_http *h = cls;
+    request_state *st = *con_cls;
+
+    if (st == NULL) {
+        if ((st = calloc(1, sizeof(*st))) == NULL) {
+            insite_log_error("http: out of memory for %s %s", method, url);
+            return MHD_NO;
+        }
+        *con_cls = st;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (st->too_big || st->len + n > h->body_max) {
+            st->too_big = 1;   /* keep reading, answer 413 at the end */
+            return MHD_YES;
+        }
+        char *b = realloc(st->buf, st->len + n);
+        if (b == NULL) {
+            insite_log_error("http: out of memory for a %zu-byte body", st->len + n);
+            return MHD_NO;
+        }
+        memcpy(b + st->len, upload_data, n);
+        st->buf = b;
+        st->len += n;
+        return MHD_YES;
+    }
+    return dispatch(h, conn, method, url, st);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    request_state *st = *con_cls;
+    if (st != NULL) {
+        free(st->buf);
+        free(st);
+        *con_cls = NULL;
+    }
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    insite_log_warn("http: %s", msg);
+}
+
+insite_http *insite_http_start(const insite_http_options *opt)
+{
+    insite_http *h = calloc(1, sizeof(*h));
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt->port) };
+
+    if (h == NULL
+        || (h->service = strdup(opt->service)) == NULL
+        || (h->routes = calloc(opt->nroutes ? opt->nroutes : 1, sizeof(*h->routes))) == NULL) {
+        insite_log_error("http: out of memory");
+        goto fail;
+    }
+    if (opt->nroutes)
+        memcpy(h->routes, opt->routes, opt->nroutes * sizeof(*h->routes));
+    h->nroutes = opt->nroutes;
+    h->body_max = opt->body_max ? opt->body_max : 1 << 20;
+    h->metrics = opt->metrics;
+    h->health = opt->health;
+    h->health_ud = opt->health_ud;
+    h->started = insite_clock_mono_s();
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, on_request, h,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+                            MHD_OPTION_END);
+    if (h->d == NULL) {
+        insite_log_error("http: cannot listen on 127.0.0.1:%d (in use?)", opt->port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = di ? di->port : opt->port;
+    insite_log_info("http: listening on 127.0.0.1:%d", h->port);
+    return h;
+
+fail:
+    insite_http_stop(h);
+    return NULL;
+}
+
+int insite_http_port(const insite_http *h)
+{
+    return h->port;
+}
+
+void insite_http_stop(insite_http *h)
+{
+    if (h == NULL)
+        return;
+    if (h->d != NULL)
+        MHD_stop_daemon(h->d);
+    free(h->routes);
+    free(h->service);
+    free(h);
+}

@@ -1,0 +1,68 @@
+/* Per-worker HTTP API on GNU libmicrohttpd, bound to 127.0.0.1 only.
+ *
+ * A small route table maps method + path prefix to a handler.  Request
+ * bodies are JSON (capped; bad JSON -> 400), replies are JSON, and errors use
+ * one shape everywhere:  {"error":"not_found","message":"..."}.
+ * Built in: GET /healthz and GET /metrics (from the worker's registry).
+ *
+ * Handlers run on libmicrohttpd's internal thread, one request at a time;
+ * they must only touch state that is safe to share with the worker's loop. */
+#ifndef INSITE_HTTP_H
+#define INSITE_HTTP_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "metrics.h"
+
+struct MHD_Connection;
+
+typedef struct {
+    const char *method;          /* "GET", "POST", ... */
+    const char *path;            /* "/jobs/42" */
+    const char *rest;            /* path after the matched prefix: "/42" */
+    json_t *body;                /* parsed JSON body, NULL when empty */
+    struct MHD_Connection *conn; /* for insite_http_query() */
+} insite_http_request;
+
+/* Sets *reply (ownership passes to the server; NULL = empty {}) and returns
+ * the HTTP status.  Use insite_http_error() for error bodies. */
+typedef int (*insite_http_handler)(const insite_http_request *req,
+                                   json_t **reply, void *ud);
+
+typedef struct {
+    const char *method;
+    const char *prefix;          /* "/jobs": matches /jobs and /jobs/... */
+    insite_http_handler fn;
+    void *ud;
+} insite_http_route;
+
+/* Adds the worker's own entries to the "checks" object of /healthz; returns
+ * 0 when healthy, -1 to answer 503 with "status":"degraded". */
+typedef int (*insite_http_health_fn)(json_t *checks, void *ud);
+
+typedef struct {
+    const char *service;         /* "collector" */
+    int port;                    /* 0 = any free port (see insite_http_port) */
+    size_t body_max;             /* bytes; 0 = 1 MiB */
+    const insite_http_route *routes;   /* copied */
+    size_t nroutes;
+    insite_metrics *metrics;     /* may be NULL: /metrics then answers 404 */
+    insite_http_health_fn health;
+    void *health_ud;
+} insite_http_options;
+
+typedef struct insite_http insite_http;
+
+/* Starts the server thread.  Returns NULL on failure (logged, with port). */
+insite_http *insite_http_start(const insite_http_options *opt);
+int insite_http_port(const insite_http *h);
+void insite_http_stop(insite_http *h);
+
+/* {"error": code, "message": message} */
+json_t *insite_http_error(const char *code, const char *message);
+/* Query-string argument, or NULL. */
+const char *insite_http_query(const insite_http_request *req, const char *name);
+
+#endif

@@ -1,0 +1,343 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "clock.h"
+#include "insite_lua.h"
+#include "log.h"
+#include "random.h"
+#include "redis_publish.h"
+
+#define TYPE_MAX 64
+#define IDEM_MAX 128
+
+const insite_config_key insite_redis_config_keys[] = {
+    { "redis.host", INSITE_CFG_STRING, "127.0.0.1", 0, 0, "Redis server address" },
+    { "redis.port", INSITE_CFG_INT, "6379", 1, 65535, "Redis server port" },
+    { "redis.password", INSITE_CFG_STRING, "", 0, 0, "AUTH password, empty for none" },
+    { "redis.connect_timeout", INSITE_CFG_DURATION, "1s", 1, 60000, "connect timeout" },
+    { "redis.command_timeout", INSITE_CFG_DURATION, "2s", 1, 60000, "per-command timeout" },
+    { "redis.prefix", INSITE_CFG_STRING, "insite:", 0, 0,
+      "key prefix; must match the nginx module's insite_redis_prefix" },
+    { "redis.history", INSITE_CFG_INT, "1000", 0, 1000000,
+      "messages kept per channel for resume (0 = none)" },
+    { "redis.idempotency_ttl", INSITE_CFG_DURATION, "24h", 1000, 30 * 86400000.0,
+      "how long an idempotency key is remembered" },
+};
+const size_t insite_redis_config_nkeys =
+    sizeof(insite_redis_config_keys) / sizeof(insite_redis_config_keys[0]);
+
+struct insite_redis {
+    pthread_mutex_t lock;
+    redisContext *c;
+    char *host, *password, *prefix;
+    int port;
+    int connect_timeout_ms, command_timeout_ms;
+    long history, idem_ttl_s;
+    char sha[41];          /* SHA1 of the script, for EVALSHA */
+};
+
+void insite_redis_options_from_config(const insite_config *cfg,
+                                      insite_redis_options *o)
+{
+    o->host = insite_config_string(cfg, "redis.host");
+    o->port = (int)insite_config_int(cfg, "redis.port");
+    o->password = insite_config_string(cfg, "redis.password");
+    o->connect_timeout_ms = (int)insite_config_duration_ms(cfg, "redis.connect_timeout");
+    o->command_timeout_ms = (int)insite_config_duration_ms(cfg, "redis.command_timeout");
+    o->prefix = insite_config_string(cfg, "redis.prefix");
+    o->history = (long)insite_config_int(cfg, "redis.history");
+    o->idempotency_ttl_s = (long)(insite_config_duration_ms(cfg, "redis.idempotency_ttl") / 1000);
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int script_sha1(char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    if (EVP_Digest(INSITE_LUA_PUBLISH, strlen(INSITE_LUA_PUBLISH), md, &n,
+                   EVP_sha1(), NULL) != 1 || n != 20)
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+insite_redis *insite_redis_new(const insite_redis_options *o)
+{
+    insite_redis *r = calloc(1, sizeof(*r));
+
+    if (r != NULL)
+        pthread_mutex_init(&r->lock, NULL);
+    if (r == NULL
+        || (r->host = strdup(o->host ? o->host : "127.0.0.1")) == NULL
+        || (r->password = strdup(o->password ? o->password : "")) == NULL
+        || (r->prefix = strdup(o->prefix ? o->prefix : "insite:")) == NULL) {
+        insite_log_error("redis: out of memory");
+        insite_redis_free(r);
+        return NULL;
+    }
+    if (script_sha1(r->sha) != 0) {
+        insite_log_error("redis: cannot hash the publish script");
+        insite_redis_free(r);
+        return NULL;
+    }
+    r->port = o->port;
+    r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 1000;
+    r->command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 2000;
+    r->history = o->history;
+    r->idem_ttl_s = o->idempotency_ttl_s > 0 ? o->idempotency_ttl_s : 86400;
+    return r;
+}
+
+static void disconnect(insite_redis *r)
+{
+    if (r->c != NULL)
+        redisFree(r->c);
+    r->c = NULL;
+}
+
+void insite_redis_free(insite_redis *r)
+{
+    if (r == NULL)
+        return;
+    disconnect(r);
+    pthread_mutex_destroy(&r->lock);
+    free(r->host);
+    free(r->password);
+    free(r->prefix);
+    free(r);
+}
+
+static struct timeval ms_tv(int ms)
+{
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    return tv;
+}
+
+static int connect_redis(insite_redis *r, char *err, size_t errlen)
+{
+    if (r->c != NULL)
+        return 0;
+    r->c = redisConnectWithTimeout(r->host, r->port, ms_tv(r->connect_timeout_ms));
+    if (r->c == NULL || r->c->err) {
+        set_err(err, errlen, "connect %s:%d: %s", r->host, r->port,
+                r->c ? r->c->errstr : "out of memory");
+        disconnect(r);
+        return -1;
+    }
+    if (redisSetTimeout(r->c, ms_tv(r->command_timeout_ms)) != REDIS_OK) {
+        set_err(err, errlen, "set timeout on %s:%d: %s", r->host, r->port, r->c->errstr);
+        disconnect(r);
+        return -1;
+    }
+    if (r->password[0] != '\0') {
+        redisReply *rep = redisCommand(r->c, "AUTH %s", r->password);
+        int ok = rep && rep->type != REDIS_REPLY_ERROR;
+        set_err(err, errlen, "AUTH on %s:%d: %s", r->host, r->port,
+                rep ? (rep->type == REDIS_REPLY_ERROR ? rep->str : "ok") : r->c->errstr);
+        if (rep)
+            freeReplyObject(rep);
+        if (!ok) {
+            disconnect(r);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int insite_channel_valid(const char *ch)
+{
+    size_t n = 0;
+    for (; ch[n]; n++) {
+        char x = ch[n];
+        if (!((x >= 'a' && x <= 'z') || (x >= 'A' && x <= 'Z') || (x >= '0' && x <= '9')
+              || x == '_' || x == '.' || x == ':' || x == '-'))
+            return 0;
+    }
+    return n >= 1 && n <= INSITE_CHANNEL_MAX;
+}
+
+static int parse_reply(const redisReply *rep, insite_publish_result *res,
+                       char *err, size_t errlen)
+{
+    if (rep->type == REDIS_REPLY_ERROR) {
+        set_err(err, errlen, "script error: %s", rep->str);
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3
+        || rep->element[0]->type != REDIS_REPLY_INTEGER
+        || (rep->element[1]->type != REDIS_REPLY_STRING
+            && rep->element[1]->type != REDIS_REPLY_INTEGER)
+        || rep->element[2]->type != REDIS_REPLY_INTEGER) {
+        set_err(err, errlen, "unexpected reply from the publish script (type %d)", rep->type);
+        return -1;
+    }
+    res->seq = rep->element[0]->integer;
+    if (rep->element[1]->type == REDIS_REPLY_STRING)
+        snprintf(res->epoch, sizeof(res->epoch), "%s", rep->element[1]->str);
+    else
+        snprintf(res->epoch, sizeof(res->epoch), "%lld", rep->element[1]->integer);
+    res->duplicate = rep->element[2]->integer != 0;
+    return 0;
+}
+
+/* One EVALSHA (EVAL on NOSCRIPT) on the current connection.  Returns 0,
+ * -1 for a definite failure, -2 when the connection broke (r->c freed);
+ * *eof tells whether the server closed it (the command did not run). */
+static int run_script(insite_redis *r, const char **argv, size_t *lens, int argc,
+                      insite_publish_result *res, int *eof, char *err, size_t errlen)
+{
+    argv[0] = "EVALSHA";
+    argv[1] = r->sha;
+    lens[0] = 7;
+    lens[1] = strlen(r->sha);
+    redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        /* First use on this server, or after SCRIPT FLUSH: EVAL also caches it. */
+        freeReplyObject(rep);
+        argv[0] = "EVAL";
+        argv[1] = INSITE_LUA_PUBLISH;
+        lens[0] = 4;
+        lens[1] = strlen(INSITE_LUA_PUBLISH);
+        rep = redisCommandArgv(r->c, argc, argv, lens);
+    }
+    if (rep == NULL) {
+        *eof = r->c->err == REDIS_ERR_EOF;
+        set_err(err, errlen, "%s:%d: %s", r->host, r->port, r->c->errstr);
+        disconnect(r);   /* a context with err set is unusable */
+        return -2;
+    }
+    int rc = parse_reply(rep, res, err, errlen);
+    freeReplyObject(rep);
+    return rc;
+}
+
+int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
+                         const char *data_json, const char *idem_key,
+                         insite_publish_result *res, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *probe;
+
+    if (channel == NULL || !insite_channel_valid(channel)) {
+        set_err(err, errlen, "invalid channel \"%s\": must match [A-Za-z0-9_.:-]{1,128}",
+                channel ? channel : "(null)");
+        return -1;
+    }
+    if (type == NULL || type[0] == '\0' || strlen(type) > TYPE_MAX) {
+        set_err(err, errlen, "invalid type: must be 1..%d characters", TYPE_MAX);
+        return -1;
+    }
+    if (idem_key != NULL && (idem_key[0] == '\0' || strlen(idem_key) > IDEM_MAX)) {
+        set_err(err, errlen, "invalid idempotency key: must be 1..%d characters", IDEM_MAX);
+        return -1;
+    }
+    /* The script splices data into the message text: anything but exactly
+     * one JSON value would corrupt every subscriber's stream. */
+    if (data_json == NULL
+        || (probe = json_loads(data_json, JSON_DECODE_ANY, &jerr)) == NULL) {
+        set_err(err, errlen, "data is not a JSON value: %s",
+                data_json ? jerr.text : "missing");
+        return -1;
+    }
+    json_decref(probe);
+
+    char *k_state = NULL, *k_hist = NULL, *k_idem = NULL, *pubch = NULL;
+    char ts[INSITE_RFC3339_LEN], epoch[17], keep[24], ttl[24];
+    int rc = -1;
+
+    if (asprintf(&k_state, "%sch:%s", r->prefix, channel) < 0
+        || asprintf(&k_hist, "%shist:%s", r->prefix, channel) < 0
+        || asprintf(&k_idem, idem_key ? "%sidem:%s:%s" : "", r->prefix, channel, idem_key) < 0
+        || asprintf(&pubch, "%spub:%s", r->prefix, channel) < 0) {
+        set_err(err, errlen, "out of memory");
+        goto out;
+    }
+    if (insite_random_hex(epoch, 8) != 0) {
+        set_err(err, errlen, "cannot generate an epoch candidate");
+        goto out;
+    }
+    insite_clock_rfc3339(ts, sizeof(ts));
+    snprintf(keep, sizeof(keep), "%ld", r->history);
+    snprintf(ttl, sizeof(ttl), "%ld", r->idem_ttl_s);
+
+    const char *argv[] = { NULL, NULL, "3", k_state, k_hist, k_idem,
+                           channel, type, data_json, ts, keep, epoch, pubch, ttl };
+    size_t lens[sizeof(argv) / sizeof(argv[0])];
+    int argc = (int)(sizeof(argv) / sizeof(argv[0]));
+
+    pthread_mutex_lock(&r->lock);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int eof = 0;
+        for (int i = 2; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+        if (connect_redis(r, err, errlen) != 0)
+            break;
+        rc = run_script(r, argv, lens, argc, res, &eof, err, errlen);
+        if (rc != -2)
+            break;
+        /* Stale connection (server restarted) or idempotent: safe to retry. */
+        if (attempt == 0 && (eof || idem_key != NULL)) {
+            insite_log_warn("redis: %s; reconnecting and retrying once", err);
+            continue;
+        }
+        if (!eof && idem_key == NULL) {
+            size_t n = strlen(err);
+            set_err(err + n, errlen - n, " (outcome unknown: the message may have been published)");
+        }
+        break;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (rc != 0)
+        rc = -1;
+out:
+    free(k_state);
+    free(k_hist);
+    free(k_idem);
+    free(pubch);
+    return rc;
+}
+
+int insite_redis_ping(insite_redis *r, char *err, size_t errlen)
+{
+    int rc = -1;
+
+    pthread_mutex_lock(&r->lock);
+    if (connect_redis(r, err, errlen) == 0) {
+        redisReply *rep = redisCommand(r->c, "PING");
+        if (rep == NULL) {
+            set_err(err, errlen, "%s:%d: %s", r->host, r->port, r->c->errstr);
+            disconnect(r);
+        } else {
+            rc = rep->type == REDIS_REPLY_ERROR ? -1 : 0;
+            if (rc != 0)
+                set_err(err, errlen, "%s:%d: %s", r->host, r->port, rep->str);
+            freeReplyObject(rep);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}

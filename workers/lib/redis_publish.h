@@ -1,0 +1,68 @@
+/* The workers' publish path to Redis: runs lua/publish.lua (the same script
+ * the nginx WebSocket module runs) so sequence numbers, history and pub/sub
+ * fan-out stay consistent across every publisher.
+ *
+ * Synchronous hiredis on one connection guarded by a mutex: give the
+ * publisher its own thread if the caller must not block.  Connects lazily,
+ * reconnects after failures. */
+#ifndef INSITE_REDIS_PUBLISH_H
+#define INSITE_REDIS_PUBLISH_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+#define INSITE_CHANNEL_MAX 128
+#define INSITE_EPOCH_MAX 64
+
+typedef struct {
+    const char *host;
+    int port;
+    const char *password;        /* "" or NULL = no AUTH */
+    int connect_timeout_ms;
+    int command_timeout_ms;
+    const char *prefix;          /* key prefix, "insite:" */
+    long history;                /* messages kept per channel, 0 = none */
+    long idempotency_ttl_s;
+} insite_redis_options;
+
+typedef struct {
+    long long seq;
+    char epoch[INSITE_EPOCH_MAX + 1];
+    int duplicate;               /* 1: the idempotency key was seen before;
+                                    nothing was published, seq is the
+                                    first publish's */
+} insite_publish_result;
+
+typedef struct insite_redis insite_redis;
+
+/* Config keys redis.* and the options they map to (strings point into cfg). */
+extern const insite_config_key insite_redis_config_keys[];
+extern const size_t insite_redis_config_nkeys;
+void insite_redis_options_from_config(const insite_config *cfg,
+                                      insite_redis_options *opt);
+
+/* Copies the options; does not connect yet.  NULL on out of memory. */
+insite_redis *insite_redis_new(const insite_redis_options *opt);
+void insite_redis_free(insite_redis *r);
+
+/* [A-Za-z0-9_.:-]{1,128}, the rule nginx applies too. */
+int insite_channel_valid(const char *channel);
+
+/* Publishes one message.  data_json must be one JSON value; it is sent
+ * verbatim (not re-serialised, so prices keep their digits).  idem_key may
+ * be NULL.  Returns 0 and fills *res, or -1 with the reason in err (the
+ * caller decides how to log it).
+ *
+ * After a lost connection the command is retried once on a new connection
+ * only when that cannot publish twice: the server closed the connection
+ * before the command ran, or an idempotency key was given.  A timeout
+ * without a key is reported as an error with an unknown outcome. */
+int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
+                         const char *data_json, const char *idem_key,
+                         insite_publish_result *res, char *err, size_t errlen);
+
+/* PING; 0 when reachable (for health checks). */
+int insite_redis_ping(insite_redis *r, char *err, size_t errlen);
+
+#endif
