@@ -28,7 +28,7 @@ endif
 # (frame codec, validators): listed here so unit tests and fuzzers link it.
 PURE_SRCS := $(wildcard ngx_insite_*/insite_*.c)
 LIB_SRCS  := $(wildcard workers/lib/*.c)
-WORKERS   := $(filter-out lib,$(notdir $(patsubst %/,%,$(dir $(wildcard workers/*/*.c)))))
+WORKERS   := $(sort $(filter-out lib,$(notdir $(patsubst %/,%,$(dir $(wildcard workers/*/*.c))))))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS) $(PURE_SRCS))

@@ -595,13 +595,22 @@ ngx_insite_redis_eval(ngx_insite_redis_t *rd, ngx_insite_redis_script_t *script,
     ngx_insite_redis_reply_pt handler, void *data, int nkeys, int nargs,
     const char **args, const size_t *lens)
 {
-    int          i;
-    u_char       nk[NGX_INT_T_LEN];
-    size_t       argvlen[64];
-    const char  *argv[64];
+    int                      i;
+    u_char                   nk[NGX_INT_T_LEN];
+    size_t                   small_lens[16], *argvlen;
+    const char              *small_argv[16], **argv;
+    ngx_insite_redis_cmd_t  *cmd;
 
-    if (nargs + 3 > 64) {
-        return NULL;
+    argv = small_argv;
+    argvlen = small_lens;
+
+    if (nargs + 3 > 16) {
+        argv = ngx_alloc((nargs + 3) * (sizeof(char *) + sizeof(size_t)),
+                         rd->log);
+        if (argv == NULL) {
+            return NULL;
+        }
+        argvlen = (size_t *) (argv + nargs + 3);
     }
 
     argv[0] = "EVALSHA";
@@ -616,8 +625,15 @@ ngx_insite_redis_eval(ngx_insite_redis_t *rd, ngx_insite_redis_script_t *script,
         argvlen[3 + i] = lens[i];
     }
 
-    return ngx_insite_redis_command_argv(rd, handler, data, 3 + nargs, argv,
-                                         argvlen);
+    /* hiredis formats the command at once: argv need not outlive the call */
+    cmd = ngx_insite_redis_command_argv(rd, handler, data, 3 + nargs, argv,
+                                        argvlen);
+
+    if (argv != small_argv) {
+        ngx_free(argv);
+    }
+
+    return cmd;
 }
 
 

@@ -1,39 +1,521 @@
 /*
- * ngx_http_insite_ws_module: WebSocket pub/sub: channels, per-channel sequences, resume, limits (docs/ws-protocol.md).
- *
+ * ngx_http_insite_ws_module: WebSocket pub/sub inside nginx workers.
  * Loaded after ngx_http_insite_module, whose Redis adapter and metrics
- * registry it uses.
+ * registry it uses.  See ngx_insite_ws.h for the map of files and
+ * docs/ws-protocol.md for the protocol.
  */
 
-#include "ngx_insite_core.h"
+#include "ngx_insite_ws.h"
+#include "insite_lua.h"
+
+
+static ngx_int_t ngx_http_insite_ws_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_insite_ws_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_insite_ws_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_insite_ws_handler_set(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_insite_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_insite_ws_register_metrics(ngx_conf_t *cf,
+    ngx_http_insite_ws_main_conf_t *wmcf);
+static ngx_int_t ngx_http_insite_ws_init_process(ngx_cycle_t *cycle);
+static void ngx_http_insite_ws_exit_process(ngx_cycle_t *cycle);
+
+
+
+static ngx_command_t  ngx_http_insite_ws_commands[] = {
+
+    { ngx_string("insite_ws"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_insite_ws_handler_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("insite_ws_publish"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_insite_ws_handler_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, publish),
+      NULL },
+
+    { ngx_string("insite_ws_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_insite_ws_handler_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, status),
+      NULL },
+
+    { ngx_string("insite_ws_max_connections"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_main_conf_t, max_connections),
+      NULL },
+
+    { ngx_string("insite_ws_key_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_main_conf_t, prefix),
+      NULL },
+
+    { ngx_string("insite_ws_check_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_main_conf_t, check_interval),
+      NULL },
+
+    { ngx_string("insite_ws_shutdown_spread"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_main_conf_t, shutdown_spread),
+      NULL },
+
+    { ngx_string("insite_ws_idempotency_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_main_conf_t, idempotency_ttl),
+      NULL },
+
+    { ngx_string("insite_ws_ping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, ping_interval),
+      NULL },
+
+    { ngx_string("insite_ws_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("insite_ws_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, max_message_size),
+      NULL },
+
+    { ngx_string("insite_ws_send_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, send_buffer),
+      NULL },
+
+    { ngx_string("insite_ws_history"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, history),
+      NULL },
+
+    { ngx_string("insite_ws_max_channels"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, max_channels),
+      NULL },
+
+    { ngx_string("insite_ws_allowed_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_insite_ws_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("insite_ws_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, user),
+      NULL },
+
+    { ngx_string("insite_ws_private_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, private_prefix),
+      NULL },
+
+      ngx_null_command
+};
 
 
 static ngx_http_module_t  ngx_http_insite_ws_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_insite_ws_postconfiguration,  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_insite_ws_create_main_conf,   /* create main configuration */
+    ngx_http_insite_ws_init_main_conf,     /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_insite_ws_create_loc_conf,    /* create location configuration */
+    ngx_http_insite_ws_merge_loc_conf      /* merge location configuration */
 };
 
 
 ngx_module_t  ngx_http_insite_ws_module = {
     NGX_MODULE_V1,
-    &ngx_http_insite_ws_module_ctx,      /* module context */
-    NULL,                                  /* module directives */
+    &ngx_http_insite_ws_module_ctx,        /* module context */
+    ngx_http_insite_ws_commands,           /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_insite_ws_init_process,       /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_insite_ws_exit_process,       /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_http_insite_ws_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_insite_ws_main_conf_t));
+    if (wmcf == NULL) {
+        return NULL;
+    }
+
+    wmcf->max_connections = NGX_CONF_UNSET_UINT;
+    wmcf->check_interval = NGX_CONF_UNSET_MSEC;
+    wmcf->shutdown_spread = NGX_CONF_UNSET_MSEC;
+    wmcf->idempotency_ttl = NGX_CONF_UNSET;
+
+    return wmcf;
+}
+
+
+static char *
+ngx_http_insite_ws_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_insite_ws_main_conf_t *wmcf = conf;
+
+    ngx_conf_init_uint_value(wmcf->max_connections, 1000);
+    ngx_conf_init_msec_value(wmcf->check_interval, 1000);
+    ngx_conf_init_msec_value(wmcf->shutdown_spread, 5000);
+    ngx_conf_init_value(wmcf->idempotency_ttl, 86400);
+
+    if (wmcf->prefix.data == NULL) {
+        ngx_str_set(&wmcf->prefix, "insite:");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_insite_ws_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_insite_ws_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *     conf->allowed_origins = NULL;
+     *     conf->user = NULL;
+     *     conf->private_prefix = { 0, NULL };
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->publish = NGX_CONF_UNSET;
+    conf->status = NGX_CONF_UNSET;
+    conf->ping_interval = NGX_CONF_UNSET_MSEC;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_message_size = NGX_CONF_UNSET_SIZE;
+    conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->history = NGX_CONF_UNSET_UINT;
+    conf->max_channels = NGX_CONF_UNSET_UINT;
+    conf->allowed_origins = NGX_CONF_UNSET_PTR;
+    conf->user = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_insite_ws_loc_conf_t *prev = parent;
+    ngx_http_insite_ws_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->publish, prev->publish, 0);
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_msec_value(conf->ping_interval, prev->ping_interval, 30000);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 60000);
+    ngx_conf_merge_size_value(conf->max_message_size, prev->max_message_size,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
+                              1024 * 1024);
+    ngx_conf_merge_uint_value(conf->history, prev->history, 1000);
+    ngx_conf_merge_uint_value(conf->max_channels, prev->max_channels, 100);
+    ngx_conf_merge_ptr_value(conf->allowed_origins, prev->allowed_origins,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
+    ngx_conf_merge_str_value(conf->private_prefix, prev->private_prefix, "");
+
+    if (conf->ping_interval == 0 || conf->idle_timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "insite_ws_ping_interval and "
+                           "insite_ws_idle_timeout must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_message_size < 128) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "insite_ws_max_message_size must be at least 128");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_insite_ws_handler_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_flag_t                      *fp;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    fp = (ngx_flag_t *) ((char *) conf + cmd->offset);
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_ws_module);
+
+    if (*fp != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    *fp = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "conflicts with another content handler in this location";
+    }
+
+    if (cmd->offset == offsetof(ngx_http_insite_ws_loc_conf_t, enable)) {
+        clcf->handler = ngx_insite_ws_handshake;
+        wmcf->used = 1;
+
+    } else if (cmd->offset == offsetof(ngx_http_insite_ws_loc_conf_t, publish)) {
+        clcf->handler = ngx_insite_ws_publish_handler;
+        wmcf->used = 1;
+
+    } else {
+        clcf->handler = ngx_insite_ws_status_handler;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_insite_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_insite_ws_loc_conf_t *wlcf = conf;
+
+    ngx_str_t   *value, *origin;
+    ngx_uint_t   i;
+
+    if (wlcf->allowed_origins != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    wlcf->allowed_origins = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                             sizeof(ngx_str_t));
+    if (wlcf->allowed_origins == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        origin = ngx_array_push(wlcf->allowed_origins);
+        if (origin == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        *origin = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_ws_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_insite_main_conf_t     *imcf;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_ws_module);
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_module);
+
+    if (ngx_http_insite_ws_register_metrics(cf, wmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (!wmcf->used) {
+        return NGX_OK;
+    }
+
+    if (imcf->redis_conf == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "insite_ws and insite_ws_publish need "
+                           "\"insite_redis\" in the http block");
+        return NGX_ERROR;
+    }
+
+    wmcf->publish_script = ngx_insite_redis_script_add(cf, imcf->redis_conf,
+                                                       "publish",
+                                                       INSITE_LUA_PUBLISH);
+    wmcf->position_script = ngx_insite_redis_script_add(cf, imcf->redis_conf,
+                                                        "position",
+                                                        INSITE_LUA_POSITION);
+
+    if (wmcf->publish_script == NULL || wmcf->position_script == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_ws_register_metrics(ngx_conf_t *cf,
+    ngx_http_insite_ws_main_conf_t *wmcf)
+{
+    ngx_uint_t                i;
+    ngx_insite_metric_t     **mp;
+    ngx_insite_ws_metrics_t  *m = &wmcf->metrics;
+
+    static struct {
+        size_t                    offset;
+        ngx_insite_metric_type_e  type;
+        const char               *name;
+        const char               *help;
+    } defs[] = {
+        { offsetof(ngx_insite_ws_metrics_t, connections), NGX_INSITE_GAUGE,
+          "insite_ws_connections", "Open WebSocket connections." },
+        { offsetof(ngx_insite_ws_metrics_t, connections_peak),
+          NGX_INSITE_GAUGE, "insite_ws_connections_peak",
+          "Most WebSocket connections open at once." },
+        { offsetof(ngx_insite_ws_metrics_t, accepted), NGX_INSITE_COUNTER,
+          "insite_ws_connections_accepted_total",
+          "WebSocket upgrades accepted." },
+        { offsetof(ngx_insite_ws_metrics_t, refused), NGX_INSITE_COUNTER,
+          "insite_ws_connections_refused_total",
+          "WebSocket upgrades refused by insite_ws_max_connections." },
+        { offsetof(ngx_insite_ws_metrics_t, channels), NGX_INSITE_GAUGE,
+          "insite_ws_channels",
+          "Channels with local subscribers, summed over workers." },
+        { offsetof(ngx_insite_ws_metrics_t, subscriptions), NGX_INSITE_GAUGE,
+          "insite_ws_subscriptions", "Channel subscriptions of clients." },
+        { offsetof(ngx_insite_ws_metrics_t, published), NGX_INSITE_COUNTER,
+          "insite_ws_messages_published_total",
+          "Messages published through insite_ws_publish." },
+        { offsetof(ngx_insite_ws_metrics_t, received), NGX_INSITE_COUNTER,
+          "insite_ws_messages_received_total",
+          "Messages received from Redis pub/sub." },
+        { offsetof(ngx_insite_ws_metrics_t, delivered), NGX_INSITE_COUNTER,
+          "insite_ws_messages_delivered_total",
+          "Live messages queued to clients." },
+        { offsetof(ngx_insite_ws_metrics_t, replayed), NGX_INSITE_COUNTER,
+          "insite_ws_messages_replayed_total",
+          "Messages sent to clients from history (resume, catch-up)." },
+        { offsetof(ngx_insite_ws_metrics_t, slow_closes), NGX_INSITE_COUNTER,
+          "insite_ws_slow_consumer_closes_total",
+          "Connections closed with 1013 for exceeding insite_ws_send_buffer." },
+        { offsetof(ngx_insite_ws_metrics_t, idle_closes), NGX_INSITE_COUNTER,
+          "insite_ws_idle_closes_total",
+          "Connections closed for silence past insite_ws_idle_timeout." },
+        { offsetof(ngx_insite_ws_metrics_t, protocol_closes),
+          NGX_INSITE_COUNTER, "insite_ws_protocol_closes_total",
+          "Connections closed for RFC 6455 violations (1002, 1003, 1007, "
+          "1009)." },
+        { offsetof(ngx_insite_ws_metrics_t, gap_repairs), NGX_INSITE_COUNTER,
+          "insite_ws_gap_repairs_total",
+          "Sequence gaps found and filled from history." },
+        { offsetof(ngx_insite_ws_metrics_t, resets), NGX_INSITE_COUNTER,
+          "insite_ws_resets_total",
+          "reset frames sent: history exceeded or epoch changed." },
+        { offsetof(ngx_insite_ws_metrics_t, client_errors),
+          NGX_INSITE_COUNTER, "insite_ws_client_errors_total",
+          "error frames sent for bad client requests." },
+    };
+
+    for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
+        mp = (ngx_insite_metric_t **) ((char *) m + defs[i].offset);
+        *mp = ngx_insite_metric_add(cf, defs[i].type, defs[i].name, NULL,
+                                    defs[i].help);
+        if (*mp == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_ws_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_insite_ws_module);
+    if (wmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_rbtree_init(&wmcf->channels, &wmcf->sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&wmcf->conns);
+
+    if (!wmcf->used) {
+        return NGX_OK;
+    }
+
+    return ngx_insite_ws_redis_init(cycle);
+}
+
+
+static void
+ngx_http_insite_ws_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_insite_ws_module);
+    if (wmcf && wmcf->used) {
+        ngx_insite_ws_redis_exit(cycle);
+    }
+}
+
+
+ngx_http_insite_ws_main_conf_t *
+ngx_insite_ws_main_conf(void)
+{
+    return ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_insite_ws_module);
+}

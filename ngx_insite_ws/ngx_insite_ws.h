@@ -1,0 +1,282 @@
+/*
+ * ngx_http_insite_ws_module: shared definitions.
+ *
+ * Files, one job each:
+ *   ngx_http_insite_ws_module.c   directives, configuration, worker start/exit
+ *   ngx_insite_ws_handshake.c     HTTP upgrade checks, connection limit, 101
+ *   ngx_insite_ws_conn.c          a client connection: read frames, send
+ *                                 queue, heartbeats, close
+ *   ngx_insite_ws_proto.c         the JSON protocol: subscribe, unsubscribe,
+ *                                 ping; replies and errors
+ *   ngx_insite_ws_channel.c       this worker's channels: fan-out (a message is
+ *                                 framed once), per-subscriber cursors,
+ *                                 catch-up, gap repair
+ *   ngx_insite_ws_redis.c         Redis: pub/sub subscriber connection,
+ *                                 positions, history, the publish script
+ *   ngx_insite_ws_publish.c       the insite_ws_publish HTTP endpoint
+ *   ngx_insite_ws_status.c        the insite_ws_status JSON endpoint
+ *   insite_ws_frame.c             RFC 6455 framing, plain C (fuzzed)
+ */
+
+#ifndef _NGX_INSITE_WS_H_INCLUDED_
+#define _NGX_INSITE_WS_H_INCLUDED_
+
+
+#include "ngx_insite_core.h"
+#include "insite_ws_frame.h"
+
+
+#define NGX_INSITE_WS_CHANNEL_MAX     128
+#define NGX_INSITE_WS_EPOCH_LEN       16
+#define NGX_INSITE_WS_HISTORY_BATCH   500
+
+
+typedef struct ngx_insite_ws_conn_s     ngx_insite_ws_conn_t;
+typedef struct ngx_insite_ws_channel_s  ngx_insite_ws_channel_t;
+typedef struct ngx_insite_ws_sub_s      ngx_insite_ws_sub_t;
+
+
+/* A frame ready to send, shared by every subscriber it goes to. */
+typedef struct {
+    ngx_uint_t                  refs;
+    size_t                      len;
+    u_char                      data[1];
+} ngx_insite_ws_frame_t;
+
+
+/* one entry of a connection's send queue */
+typedef struct {
+    ngx_queue_t                 queue;
+    ngx_insite_ws_frame_t      *frame;
+    size_t                      sent;
+} ngx_insite_ws_out_t;
+
+
+typedef struct {
+    ngx_insite_metric_t        *connections;      /* gauge */
+    ngx_insite_metric_t        *connections_peak; /* gauge */
+    ngx_insite_metric_t        *accepted;
+    ngx_insite_metric_t        *refused;
+    ngx_insite_metric_t        *channels;         /* gauge: worker channels */
+    ngx_insite_metric_t        *subscriptions;    /* gauge */
+    ngx_insite_metric_t        *published;
+    ngx_insite_metric_t        *received;         /* from Redis pub/sub */
+    ngx_insite_metric_t        *delivered;
+    ngx_insite_metric_t        *replayed;
+    ngx_insite_metric_t        *slow_closes;
+    ngx_insite_metric_t        *idle_closes;
+    ngx_insite_metric_t        *protocol_closes;
+    ngx_insite_metric_t        *gap_repairs;
+    ngx_insite_metric_t        *resets;
+    ngx_insite_metric_t        *client_errors;
+} ngx_insite_ws_metrics_t;
+
+
+typedef struct {
+    ngx_str_t                   prefix;           /* Redis key prefix */
+    ngx_uint_t                  max_connections;
+    ngx_msec_t                  check_interval;
+    ngx_msec_t                  shutdown_spread;
+    time_t                      idempotency_ttl;
+    ngx_uint_t                  used;             /* ws or publish somewhere */
+
+    ngx_insite_ws_metrics_t     metrics;
+
+    /* per worker */
+    ngx_insite_redis_t         *pubsub;
+    ngx_rbtree_t                channels;
+    ngx_rbtree_node_t           sentinel;
+    ngx_uint_t                  nchannels;
+    ngx_queue_t                 conns;            /* ngx_insite_ws_conn_t */
+    ngx_event_t                 check;            /* position check timer */
+    ngx_event_t                 shutdown;
+    ngx_insite_redis_script_t  *publish_script;
+    ngx_insite_redis_script_t  *position_script;
+    ngx_msec_t                  heartbeat_seen;   /* pub/sub liveness */
+    ngx_uint_t                  heartbeat_sent;
+} ngx_http_insite_ws_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;
+    ngx_flag_t                  publish;
+    ngx_flag_t                  status;
+    ngx_msec_t                  ping_interval;
+    ngx_msec_t                  idle_timeout;
+    size_t                      max_message_size;
+    size_t                      send_buffer;
+    ngx_uint_t                  history;
+    ngx_uint_t                  max_channels;
+    ngx_array_t                *allowed_origins;  /* ngx_str_t */
+    ngx_http_complex_value_t   *user;
+    ngx_str_t                   private_prefix;
+} ngx_http_insite_ws_loc_conf_t;
+
+
+struct ngx_insite_ws_conn_s {
+    ngx_queue_t                 queue;            /* in main conf's conns */
+    ngx_http_request_t         *request;
+    ngx_connection_t           *connection;
+    ngx_http_insite_ws_loc_conf_t *conf;
+    ngx_str_t                   user;
+
+    /* reading */
+    u_char                      hdr[INSITE_WS_MAX_CLIENT_HEADER];
+    size_t                      hdr_len;          /* partial frame header */
+    u_char                     *msg;              /* assembled data message */
+    size_t                      msg_len;
+    size_t                      msg_cap;
+    u_char                      ctrl[INSITE_WS_MAX_CONTROL];
+    size_t                      ctrl_len;
+    insite_ws_frame_t           frame;
+    insite_ws_msg_t             assembler;
+    ngx_uint_t                  in_payload;
+
+    /* writing */
+    ngx_queue_t                 out;              /* ngx_insite_ws_out_t */
+    ngx_queue_t                 out_free;
+    size_t                      out_bytes;
+
+    /* subscriptions */
+    ngx_queue_t                 subs;             /* ngx_insite_ws_sub_t */
+    ngx_uint_t                  nsubs;
+    ngx_queue_t                 requests;         /* subscribes in flight */
+
+    ngx_event_t                 heartbeat;
+    ngx_event_t                 going_away;
+    ngx_msec_t                  last_rx;
+
+    unsigned                    closing:1;        /* close frame queued */
+    unsigned                    close_sent:1;     /* ... and written */
+    unsigned                    close_received:1;
+    unsigned                    finished:1;
+    unsigned                    released:1;
+    unsigned                    handshake_flushed:1;
+};
+
+
+/* channel subscription states, per subscriber */
+#define NGX_INSITE_WS_SUB_WAIT      0     /* Redis SUBSCRIBE not confirmed */
+#define NGX_INSITE_WS_SUB_CATCHUP   1     /* reading history up to live */
+#define NGX_INSITE_WS_SUB_LIVE      2
+
+
+struct ngx_insite_ws_sub_s {
+    ngx_queue_t                 conn_link;        /* in conn's subs */
+    ngx_queue_t                 chan_link;        /* in channel's subs */
+    ngx_insite_ws_conn_t       *wc;
+    ngx_insite_ws_channel_t    *ch;
+    uint64_t                    cursor;           /* last seq sent */
+    ngx_uint_t                  state;
+    void                       *request;          /* subscribe in progress */
+    ngx_insite_redis_cmd_t     *cmd;              /* history read */
+    ngx_str_t                   since_epoch;
+    u_char                      epoch_buf[NGX_INSITE_WS_EPOCH_LEN];
+    uint64_t                    since;
+    unsigned                    has_since:1;
+    unsigned                    force_reset:1;    /* epoch changed */
+};
+
+
+/* channel states, per worker */
+#define NGX_INSITE_WS_CH_UNSUBSCRIBED  0
+#define NGX_INSITE_WS_CH_SUBSCRIBING   1
+#define NGX_INSITE_WS_CH_POSITIONING   2   /* subscribed, reading the top */
+#define NGX_INSITE_WS_CH_LIVE          3
+#define NGX_INSITE_WS_CH_REPAIRING     4   /* reading history to fill a gap */
+
+
+struct ngx_insite_ws_channel_s {
+    ngx_str_node_t              node;             /* name, key of the rbtree */
+    ngx_queue_t                 subs;
+    ngx_uint_t                  nsubs;
+    ngx_uint_t                  state;
+    uint64_t                    last_seq;         /* delivered in order */
+    uint64_t                    max_seen;         /* highest seq seen live */
+    u_char                      epoch[NGX_INSITE_WS_EPOCH_LEN + 1];
+    size_t                      epoch_len;
+    ngx_uint_t                  busy;             /* Redis reads in flight */
+    uint64_t                    suspect;          /* top seen behind */
+    unsigned                    positioned:1;     /* last_seq is known */
+    unsigned                    resubscribed:1;   /* after a Redis outage */
+    unsigned                    dead:1;           /* left the tree */
+};
+
+
+extern ngx_module_t  ngx_http_insite_ws_module;
+
+
+/* handshake */
+ngx_int_t ngx_insite_ws_handshake(ngx_http_request_t *r);
+ngx_int_t ngx_insite_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *hname,
+    const char *hvalue);
+
+/* connection */
+ngx_int_t ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user);
+ngx_int_t ngx_insite_ws_send(ngx_insite_ws_conn_t *wc,
+    ngx_insite_ws_frame_t *frame);
+ngx_int_t ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data,
+    size_t len);
+void ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
+    const char *reason);
+void ngx_insite_ws_go_away(ngx_insite_ws_conn_t *wc);
+
+/* frames */
+ngx_insite_ws_frame_t *ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode,
+    u_char *payload, size_t len);
+void ngx_insite_ws_frame_release(ngx_insite_ws_frame_t *frame);
+
+/* protocol */
+void ngx_insite_ws_proto_message(ngx_insite_ws_conn_t *wc, u_char *data,
+    size_t len);
+ngx_int_t ngx_insite_ws_proto_error(ngx_insite_ws_conn_t *wc,
+    ngx_str_t *id, const char *code, const char *message);
+void ngx_insite_ws_proto_continue(void *request);
+void ngx_insite_ws_proto_forget(ngx_insite_ws_sub_t *sub);
+void ngx_insite_ws_proto_cancel(ngx_insite_ws_conn_t *wc);
+ngx_int_t ngx_insite_ws_proto_reset(ngx_insite_ws_sub_t *sub,
+    uint64_t first_seq);
+
+/* channels */
+ngx_insite_ws_channel_t *ngx_insite_ws_channel_get(ngx_str_t *name,
+    ngx_uint_t create);
+ngx_insite_ws_sub_t *ngx_insite_ws_channel_join(ngx_insite_ws_channel_t *ch,
+    ngx_insite_ws_conn_t *wc);
+void ngx_insite_ws_channel_leave(ngx_insite_ws_sub_t *sub);
+void ngx_insite_ws_channel_subscribed(ngx_insite_ws_channel_t *ch);
+void ngx_insite_ws_channel_position(ngx_insite_ws_channel_t *ch,
+    uint64_t top, ngx_str_t *epoch);
+void ngx_insite_ws_channel_message(ngx_str_t *name, u_char *payload,
+    size_t len);
+void ngx_insite_ws_channel_start(ngx_insite_ws_sub_t *sub, uint64_t top,
+    ngx_str_t *epoch);
+void ngx_insite_ws_channel_history(ngx_insite_ws_channel_t *ch,
+    ngx_insite_ws_sub_t *sub, redisReply *reply);
+void ngx_insite_ws_channel_catch_up(ngx_insite_ws_sub_t *sub);
+void ngx_insite_ws_channel_repair(ngx_insite_ws_channel_t *ch);
+void ngx_insite_ws_channel_unbusy(ngx_insite_ws_channel_t *ch);
+void ngx_insite_ws_channels_resubscribe(void);
+void ngx_insite_ws_channels_check(void);
+ngx_int_t ngx_insite_ws_channel_name_valid(ngx_str_t *name);
+
+/* redis */
+ngx_int_t ngx_insite_ws_redis_init(ngx_cycle_t *cycle);
+void ngx_insite_ws_redis_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_insite_ws_redis_subscribe(ngx_insite_ws_channel_t *ch);
+ngx_int_t ngx_insite_ws_redis_unsubscribe(ngx_insite_ws_channel_t *ch);
+ngx_int_t ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs,
+    ngx_uint_t n, ngx_insite_redis_reply_pt handler, void *data,
+    ngx_insite_redis_cmd_t **cmd);
+ngx_int_t ngx_insite_ws_redis_history(ngx_insite_ws_channel_t *ch,
+    ngx_insite_ws_sub_t *sub, uint64_t after);
+void ngx_insite_ws_redis_check_soon(void);
+
+/* endpoints */
+ngx_int_t ngx_insite_ws_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_insite_ws_status_handler(ngx_http_request_t *r);
+
+ngx_http_insite_ws_main_conf_t *ngx_insite_ws_main_conf(void);
+
+
+#endif /* _NGX_INSITE_WS_H_INCLUDED_ */

@@ -1,0 +1,954 @@
+/*
+ * One WebSocket client connection after the 101: reading and assembling
+ * frames, the send queue, heartbeats, closing.
+ *
+ * Reading uses one buffer per worker: a frame's payload is copied out as it
+ * arrives (into the control buffer or the message being assembled), so
+ * between reads a connection keeps at most a partial frame header.  An idle
+ * connection therefore holds no read buffer at all.
+ *
+ * Writing: a frame is shared by every connection it is queued on (refcount);
+ * writes are batched by posting the write event, so all frames queued in one
+ * event loop iteration leave in one writev().
+ *
+ * Closing never tears a connection down synchronously: it queues the close
+ * frame and lets the write/read/timer handlers finalize, so callers that are
+ * iterating a channel's subscribers (fan-out) may call it safely.
+ */
+
+#include "ngx_insite_ws.h"
+
+
+#define NGX_INSITE_WS_RBUF       65536
+#define NGX_INSITE_WS_IOV        64
+#define NGX_INSITE_WS_LINGER     1000
+
+
+static void ngx_insite_ws_read_handler(ngx_event_t *rev);
+static void ngx_insite_ws_write_handler(ngx_event_t *wev);
+static void ngx_insite_ws_process(ngx_insite_ws_conn_t *wc, u_char *p,
+    u_char *last);
+static ngx_int_t ngx_insite_ws_payload(ngx_insite_ws_conn_t *wc, u_char *p,
+    size_t n);
+static void ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc);
+static void ngx_insite_ws_control(ngx_insite_ws_conn_t *wc, int opcode);
+static void ngx_insite_ws_protocol_error(ngx_insite_ws_conn_t *wc, int rc);
+static ngx_int_t ngx_insite_ws_flush(ngx_insite_ws_conn_t *wc);
+static void ngx_insite_ws_post_write(ngx_insite_ws_conn_t *wc);
+static void ngx_insite_ws_drop_queue(ngx_insite_ws_conn_t *wc,
+    ngx_uint_t keep_partial);
+static void ngx_insite_ws_heartbeat_handler(ngx_event_t *ev);
+static void ngx_insite_ws_going_away_handler(ngx_event_t *ev);
+static void ngx_insite_ws_finalize(ngx_insite_ws_conn_t *wc);
+static void ngx_insite_ws_release(void *data);
+
+
+static u_char       ngx_insite_ws_rbuf[NGX_INSITE_WS_RBUF];
+static ngx_buf_t    ngx_insite_ws_bufs[NGX_INSITE_WS_IOV];
+static ngx_chain_t  ngx_insite_ws_chain[NGX_INSITE_WS_IOV];
+
+
+ngx_int_t
+ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
+{
+    size_t                           pipelined;
+    ngx_int_t                        rc;
+    ngx_connection_t                *c;
+    ngx_pool_cleanup_t              *cln;
+    ngx_insite_ws_conn_t            *wc;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    c = r->connection;
+    wmcf = ngx_insite_ws_main_conf();
+
+    wc = ngx_pcalloc(r->pool, sizeof(ngx_insite_ws_conn_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (wc == NULL || cln == NULL) {
+        ngx_insite_metric_add_value(wmcf->metrics.connections, -1);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    wc->request = r;
+    wc->connection = c;
+    wc->conf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
+    wc->user = *user;
+    wc->last_rx = ngx_current_msec;
+
+    ngx_queue_init(&wc->out);
+    ngx_queue_init(&wc->out_free);
+    ngx_queue_init(&wc->subs);
+    ngx_queue_init(&wc->requests);
+    ngx_queue_insert_tail(&wmcf->conns, &wc->queue);
+
+    insite_ws_msg_init(&wc->assembler, wc->conf->max_message_size);
+
+    /* from here on the cleanup undoes the counting and the queueing */
+    cln->handler = ngx_insite_ws_release;
+    cln->data = wc;
+
+    ngx_http_set_ctx(r, wc, ngx_http_insite_ws_module);
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    /* the connection is ours now: nginx must not read it as HTTP */
+    r->main->count++;
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    c->read->handler = ngx_insite_ws_read_handler;
+    c->write->handler = ngx_insite_ws_write_handler;
+    c->log->action = "serving WebSocket";
+
+    /* graceful shutdown reaches idle connections: we answer with 1001 */
+    c->idle = 1;
+
+    wc->heartbeat.handler = ngx_insite_ws_heartbeat_handler;
+    wc->heartbeat.data = wc;
+    wc->heartbeat.log = c->log;
+    ngx_add_timer(&wc->heartbeat, wc->conf->ping_interval);
+
+    wc->going_away.handler = ngx_insite_ws_going_away_handler;
+    wc->going_away.data = wc;
+    wc->going_away.log = c->log;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "insite ws: connection open, user \"%V\"", &wc->user);
+
+    /* bytes the client sent right behind the handshake */
+    pipelined = r->header_in ? (size_t) (r->header_in->last
+                                         - r->header_in->pos) : 0;
+
+    if (pipelined) {
+        if (pipelined > NGX_INSITE_WS_RBUF) {
+            ngx_insite_ws_close(wc, INSITE_WS_CLOSE_TOO_BIG,
+                                "too much data behind the handshake");
+        } else {
+            ngx_memcpy(ngx_insite_ws_rbuf, r->header_in->pos, pipelined);
+            r->header_in->pos = r->header_in->last;
+            ngx_insite_ws_process(wc, ngx_insite_ws_rbuf,
+                                  ngx_insite_ws_rbuf + pipelined);
+        }
+    }
+
+    ngx_insite_ws_post_write(wc);
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_insite_ws_finalize(wc);
+        return NGX_DONE;
+    }
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+
+    return NGX_DONE;
+}
+
+
+/* reading */
+
+
+static void
+ngx_insite_ws_read_handler(ngx_event_t *rev)
+{
+    u_char                *start;
+    ssize_t                n;
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_insite_ws_conn_t  *wc;
+
+    c = rev->data;
+    r = c->data;
+    wc = ngx_http_get_module_ctx(r, ngx_http_insite_ws_module);
+
+    if (wc->finished) {
+        return;
+    }
+
+    if (c->close) {
+        /* ngx_close_idle_connections(): graceful shutdown, or its timeout */
+        c->close = 0;
+
+        if (c->error || wc->closing) {
+            ngx_insite_ws_finalize(wc);
+            return;
+        }
+
+        ngx_insite_ws_go_away(wc);
+        return;
+    }
+
+    for ( ;; ) {
+        ngx_memcpy(ngx_insite_ws_rbuf, wc->hdr, wc->hdr_len);
+        start = ngx_insite_ws_rbuf + wc->hdr_len;
+
+        n = c->recv(c, start, NGX_INSITE_WS_RBUF - wc->hdr_len);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            if (!wc->closing) {
+                ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                              "insite ws: peer went away without a close "
+                              "frame (1006)");
+            }
+            ngx_insite_ws_finalize(wc);
+            return;
+        }
+
+        wc->last_rx = ngx_current_msec;
+
+        ngx_insite_ws_process(wc, ngx_insite_ws_rbuf, start + n);
+
+        if (wc->finished || !rev->ready) {
+            break;
+        }
+    }
+
+    if (!wc->finished && ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_insite_ws_finalize(wc);
+    }
+}
+
+
+static void
+ngx_insite_ws_process(ngx_insite_ws_conn_t *wc, u_char *p, u_char *last)
+{
+    int     rc;
+    size_t  n;
+
+    wc->hdr_len = 0;
+
+    while (p < last || (wc->in_payload && wc->assembler.frame_left == 0)) {
+
+        if (wc->closing && wc->close_received) {
+            return;
+        }
+
+        if (!wc->in_payload) {
+            rc = insite_ws_parse_header(p, last - p, wc->conf->max_message_size,
+                                        &wc->frame);
+
+            if (rc == INSITE_WS_NEED_MORE) {
+                wc->hdr_len = last - p;
+                ngx_memcpy(wc->hdr, p, wc->hdr_len);
+                return;
+            }
+
+            if (rc < 0) {
+                ngx_insite_ws_protocol_error(wc, rc);
+                return;
+            }
+
+            p += wc->frame.header_len;
+
+            if (wc->frame.opcode == INSITE_WS_OP_BINARY) {
+                ngx_insite_ws_protocol_error(wc, 0);
+                return;
+            }
+
+            rc = insite_ws_msg_begin(&wc->assembler, &wc->frame);
+            if (rc < 0) {
+                ngx_insite_ws_protocol_error(wc, rc);
+                return;
+            }
+
+            wc->in_payload = 1;
+            wc->ctrl_len = 0;
+        }
+
+        n = ngx_min((uint64_t) (last - p), wc->assembler.frame_left);
+
+        if (n && ngx_insite_ws_payload(wc, p, n) != NGX_OK) {
+            return;
+        }
+
+        p += n;
+
+        if (wc->assembler.frame_left == 0) {
+            wc->in_payload = 0;
+            ngx_insite_ws_frame_done(wc);
+
+            if (wc->finished) {
+                return;
+            }
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_insite_ws_payload(ngx_insite_ws_conn_t *wc, u_char *p, size_t n)
+{
+    int      rc;
+    size_t   need, cap;
+    u_char  *msg;
+
+    rc = insite_ws_msg_payload(&wc->assembler, p, n);
+    if (rc < 0) {
+        ngx_insite_ws_protocol_error(wc, rc);
+        return NGX_ERROR;
+    }
+
+    if (insite_ws_op_is_control(wc->frame.opcode)) {
+        ngx_memcpy(wc->ctrl + wc->ctrl_len, p, n);
+        wc->ctrl_len += n;
+        return NGX_OK;
+    }
+
+    if (wc->closing) {
+        return NGX_OK;              /* data after our close frame: dropped */
+    }
+
+    need = wc->msg_len + n;
+
+    if (need > wc->msg_cap) {
+        /* the assembler has checked the total against max_message_size */
+        cap = ngx_max(need, ngx_min(2 * wc->msg_cap + 256,
+                                    wc->conf->max_message_size));
+
+        msg = ngx_alloc(cap, wc->connection->log);
+        if (msg == NULL) {
+            ngx_insite_ws_close(wc, INSITE_WS_CLOSE_INTERNAL, "out of memory");
+            return NGX_ERROR;
+        }
+
+        if (wc->msg) {
+            ngx_memcpy(msg, wc->msg, wc->msg_len);
+            ngx_free(wc->msg);
+        }
+
+        wc->msg = msg;
+        wc->msg_cap = cap;
+    }
+
+    ngx_memcpy(wc->msg + wc->msg_len, p, n);
+    wc->msg_len += n;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc)
+{
+    int  rc, opcode;
+
+    rc = insite_ws_msg_end(&wc->assembler, &opcode);
+    if (rc < 0) {
+        ngx_insite_ws_protocol_error(wc, rc);
+        return;
+    }
+
+    if (insite_ws_op_is_control(opcode)) {
+        ngx_insite_ws_control(wc, opcode);
+        return;
+    }
+
+    if (opcode == INSITE_WS_OP_CONT) {
+        return;                     /* more fragments to come */
+    }
+
+    if (!wc->closing) {
+        ngx_insite_ws_proto_message(wc, wc->msg, wc->msg_len);
+    }
+
+    /* messages are small and rare next to deliveries: do not keep buffers */
+    if (wc->msg) {
+        ngx_free(wc->msg);
+        wc->msg = NULL;
+    }
+
+    wc->msg_len = 0;
+    wc->msg_cap = 0;
+}
+
+
+static void
+ngx_insite_ws_control(ngx_insite_ws_conn_t *wc, int opcode)
+{
+    int                     rc;
+    size_t                  rlen;
+    uint16_t                code;
+    const u_char           *reason;
+    ngx_insite_ws_frame_t  *frame;
+
+    switch (opcode) {
+
+    case INSITE_WS_OP_PING:
+        if (wc->closing) {
+            return;
+        }
+
+        frame = ngx_insite_ws_frame_alloc(wc->connection->log,
+                                          INSITE_WS_OP_PONG, wc->ctrl,
+                                          wc->ctrl_len);
+        if (frame == NULL) {
+            ngx_insite_ws_close(wc, INSITE_WS_CLOSE_INTERNAL, "out of memory");
+            return;
+        }
+
+        (void) ngx_insite_ws_send(wc, frame);
+        ngx_insite_ws_frame_release(frame);
+        return;
+
+    case INSITE_WS_OP_PONG:
+        return;
+
+    default: /* INSITE_WS_OP_CLOSE */
+
+        rc = insite_ws_close_parse(wc->ctrl, wc->ctrl_len, &code, &reason,
+                                   &rlen);
+        if (rc < 0) {
+            ngx_insite_ws_protocol_error(wc, rc);
+            return;
+        }
+
+        wc->close_received = 1;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+                       "insite ws: close frame from peer, code %ui, "
+                       "%uz bytes of reason", (ngx_uint_t) code, rlen);
+
+        if (wc->closing) {
+            /* the answer to our close: done */
+            ngx_insite_ws_post_write(wc);
+            return;
+        }
+
+        /* echo the peer's code (RFC 6455 5.5.1); an empty close, empty */
+        ngx_insite_ws_close(wc, wc->ctrl_len ? code : 0, NULL);
+        return;
+    }
+}
+
+
+static void
+ngx_insite_ws_protocol_error(ngx_insite_ws_conn_t *wc, int rc)
+{
+    ngx_uint_t   code;
+    const char  *reason;
+
+    if (rc == 0) {
+        code = INSITE_WS_CLOSE_UNSUPPORTED;
+        reason = "binary messages are not supported";
+
+    } else {
+        code = insite_ws_close_code(rc);
+        reason = insite_ws_strerror(rc);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                  "insite ws: closing with %ui: %s", code, reason);
+
+    ngx_insite_metric_inc(ngx_insite_ws_main_conf()->metrics.protocol_closes);
+
+    ngx_insite_ws_close(wc, code, reason);
+}
+
+
+/* writing */
+
+
+ngx_insite_ws_frame_t *
+ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode, u_char *payload,
+    size_t len)
+{
+    size_t                  hlen;
+    u_char                  header[INSITE_WS_MAX_SERVER_HEADER];
+    ngx_insite_ws_frame_t  *frame;
+
+    hlen = insite_ws_frame_header(header, opcode, 1, len);
+
+    frame = ngx_alloc(offsetof(ngx_insite_ws_frame_t, data) + hlen + len, log);
+    if (frame == NULL) {
+        return NULL;
+    }
+
+    frame->refs = 1;
+    frame->len = hlen + len;
+    ngx_memcpy(frame->data, header, hlen);
+    if (len) {
+        ngx_memcpy(frame->data + hlen, payload, len);
+    }
+
+    return frame;
+}
+
+
+void
+ngx_insite_ws_frame_release(ngx_insite_ws_frame_t *frame)
+{
+    if (--frame->refs == 0) {
+        ngx_free(frame);
+    }
+}
+
+
+ngx_int_t
+ngx_insite_ws_send(ngx_insite_ws_conn_t *wc, ngx_insite_ws_frame_t *frame)
+{
+    ngx_queue_t          *q;
+    ngx_insite_ws_out_t  *out;
+
+    if (wc->closing || wc->finished) {
+        return NGX_DECLINED;
+    }
+
+    if (wc->out_bytes + frame->len > wc->conf->send_buffer) {
+        ngx_log_error(NGX_LOG_WARN, wc->connection->log, 0,
+                      "insite ws: slow consumer: %uz bytes queued, over "
+                      "insite_ws_send_buffer %uz; closing with 1013",
+                      wc->out_bytes + frame->len, wc->conf->send_buffer);
+        ngx_insite_metric_inc(ngx_insite_ws_main_conf()->metrics.slow_closes);
+        ngx_insite_ws_close(wc, 1013, "slow consumer");
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_queue_empty(&wc->out_free)) {
+        q = ngx_queue_head(&wc->out_free);
+        ngx_queue_remove(q);
+        out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
+
+    } else {
+        out = ngx_palloc(wc->request->pool, sizeof(ngx_insite_ws_out_t));
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    out->frame = frame;
+    out->sent = 0;
+    frame->refs++;
+
+    ngx_queue_insert_tail(&wc->out, &out->queue);
+    wc->out_bytes += frame->len;
+
+    ngx_insite_ws_post_write(wc);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data, size_t len)
+{
+    ngx_int_t               rc;
+    ngx_insite_ws_frame_t  *frame;
+
+    frame = ngx_insite_ws_frame_alloc(wc->connection->log, INSITE_WS_OP_TEXT,
+                                      data, len);
+    if (frame == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_insite_ws_send(wc, frame);
+    ngx_insite_ws_frame_release(frame);
+
+    return rc;
+}
+
+
+static void
+ngx_insite_ws_post_write(ngx_insite_ws_conn_t *wc)
+{
+    ngx_event_t  *wev = wc->connection->write;
+
+    if (wev->ready && !wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_insite_ws_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_insite_ws_conn_t  *wc;
+
+    c = wev->data;
+    r = c->data;
+    wc = ngx_http_get_module_ctx(r, ngx_http_insite_ws_module);
+
+    if (wc->finished) {
+        return;
+    }
+
+    if (ngx_insite_ws_flush(wc) == NGX_ERROR) {
+        ngx_insite_ws_finalize(wc);
+        return;
+    }
+
+    /* our close frame is out: the peer's answer (or the linger) ends it */
+    if (wc->closing && ngx_queue_empty(&wc->out)) {
+        if (wc->close_received) {
+            ngx_insite_ws_finalize(wc);
+            return;
+        }
+
+        if (!wc->close_sent) {
+            wc->close_sent = 1;
+            ngx_add_timer(&wc->going_away, NGX_INSITE_WS_LINGER);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_insite_ws_flush(ngx_insite_ws_conn_t *wc)
+{
+    off_t                 sent;
+    size_t                n, left;
+    ngx_uint_t            i;
+    ngx_queue_t          *q;
+    ngx_chain_t          *cl;
+    ngx_connection_t     *c;
+    ngx_insite_ws_out_t  *out;
+
+    c = wc->connection;
+
+    if (!wc->handshake_flushed) {
+        /* the 101 may still sit in nginx's write filter */
+        if (ngx_http_output_filter(wc->request, NULL) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (c->buffered) {
+            return ngx_handle_write_event(c->write, 0);
+        }
+
+        wc->handshake_flushed = 1;
+    }
+
+    while (!ngx_queue_empty(&wc->out)) {
+
+        if (!c->write->ready) {
+            break;
+        }
+
+        i = 0;
+
+        for (q = ngx_queue_head(&wc->out);
+             q != ngx_queue_sentinel(&wc->out) && i < NGX_INSITE_WS_IOV;
+             q = ngx_queue_next(q))
+        {
+            out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
+
+            ngx_memzero(&ngx_insite_ws_bufs[i], sizeof(ngx_buf_t));
+            ngx_insite_ws_bufs[i].pos = out->frame->data + out->sent;
+            ngx_insite_ws_bufs[i].last = out->frame->data + out->frame->len;
+            ngx_insite_ws_bufs[i].memory = 1;
+
+            ngx_insite_ws_chain[i].buf = &ngx_insite_ws_bufs[i];
+            ngx_insite_ws_chain[i].next = &ngx_insite_ws_chain[i + 1];
+            i++;
+        }
+
+        ngx_insite_ws_chain[i - 1].next = NULL;
+
+        sent = c->sent;
+
+        cl = c->send_chain(c, ngx_insite_ws_chain, 0);
+
+        if (cl == NGX_CHAIN_ERROR) {
+            c->error = 1;
+            return NGX_ERROR;
+        }
+
+        n = (size_t) (c->sent - sent);
+
+        /* retire what left the socket */
+        while (n && !ngx_queue_empty(&wc->out)) {
+            q = ngx_queue_head(&wc->out);
+            out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
+
+            left = out->frame->len - out->sent;
+
+            if (n < left) {
+                out->sent += n;
+                wc->out_bytes -= n;
+                break;
+            }
+
+            n -= left;
+            wc->out_bytes -= left;
+            ngx_queue_remove(q);
+            ngx_insite_ws_frame_release(out->frame);
+            ngx_queue_insert_head(&wc->out_free, q);
+        }
+
+        if (cl) {
+            break;                  /* the socket is full */
+        }
+    }
+
+    if (!ngx_queue_empty(&wc->out)) {
+        return ngx_handle_write_event(c->write, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/* Drops queued frames; a frame partly on the wire must be finished. */
+
+static void
+ngx_insite_ws_drop_queue(ngx_insite_ws_conn_t *wc, ngx_uint_t keep_partial)
+{
+    ngx_queue_t          *q, *next;
+    ngx_insite_ws_out_t  *out;
+
+    for (q = ngx_queue_head(&wc->out);
+         q != ngx_queue_sentinel(&wc->out);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
+
+        if (keep_partial && out->sent && q == ngx_queue_head(&wc->out)) {
+            continue;
+        }
+
+        wc->out_bytes -= out->frame->len - out->sent;
+        ngx_queue_remove(q);
+        ngx_insite_ws_frame_release(out->frame);
+        ngx_queue_insert_head(&wc->out_free, q);
+    }
+}
+
+
+/* closing */
+
+
+void
+ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
+    const char *reason)
+{
+    size_t                  len;
+    u_char                  buf[INSITE_WS_CLOSE_FRAME_MAX
+                                + INSITE_WS_MAX_SERVER_HEADER];
+    ngx_queue_t            *q;
+    ngx_insite_ws_out_t    *out;
+    ngx_insite_ws_frame_t  *frame;
+
+    if (wc->closing || wc->finished) {
+        return;
+    }
+
+    wc->closing = 1;
+
+    ngx_insite_ws_drop_queue(wc, 1);
+
+    if (code == 0) {
+        len = insite_ws_frame_header(buf, INSITE_WS_OP_CLOSE, 1, 0);
+
+    } else {
+        len = insite_ws_close_frame(buf, (uint16_t) code,
+                                    (const u_char *) reason,
+                                    reason ? ngx_strlen(reason) : 0);
+    }
+
+    frame = ngx_alloc(offsetof(ngx_insite_ws_frame_t, data) + len,
+                      wc->connection->log);
+    if (frame == NULL) {
+        ngx_insite_ws_post_write(wc);
+        return;
+    }
+
+    frame->refs = 1;
+    frame->len = len;
+    ngx_memcpy(frame->data, buf, len);
+
+    if (!ngx_queue_empty(&wc->out_free)) {
+        q = ngx_queue_head(&wc->out_free);
+        ngx_queue_remove(q);
+        out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
+
+    } else {
+        out = ngx_palloc(wc->request->pool, sizeof(ngx_insite_ws_out_t));
+        if (out == NULL) {
+            ngx_free(frame);
+            ngx_insite_ws_post_write(wc);
+            return;
+        }
+    }
+
+    out->frame = frame;
+    out->sent = 0;
+    ngx_queue_insert_tail(&wc->out, &out->queue);
+    wc->out_bytes += len;
+
+    if (wc->heartbeat.timer_set) {
+        ngx_del_timer(&wc->heartbeat);
+    }
+
+    if (wc->going_away.timer_set) {
+        ngx_del_timer(&wc->going_away);
+    }
+
+    /* if the peer never reads, do not wait for the socket forever */
+    ngx_add_timer(&wc->going_away, NGX_INSITE_WS_LINGER * 5);
+
+    ngx_insite_ws_post_write(wc);
+
+    if (!wc->connection->write->ready) {
+        (void) ngx_handle_write_event(wc->connection->write, 0);
+    }
+}
+
+
+/*
+ * Graceful shutdown (reload, binary upgrade, quit): tell the client to go
+ * with 1001 after a random delay within insite_ws_shutdown_spread, so that
+ * thousands of clients do not reconnect to the new workers in one burst.
+ */
+
+void
+ngx_insite_ws_go_away(ngx_insite_ws_conn_t *wc)
+{
+    ngx_msec_t                       delay;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    if (wc->closing || wc->finished || wc->going_away.timer_set) {
+        return;
+    }
+
+    wmcf = ngx_insite_ws_main_conf();
+    wc->connection->idle = 0;
+
+    delay = wmcf->shutdown_spread ? (ngx_msec_t) ngx_random()
+                                    % wmcf->shutdown_spread + 1
+                                  : 1;
+
+    ngx_add_timer(&wc->going_away, delay);
+}
+
+
+static void
+ngx_insite_ws_going_away_handler(ngx_event_t *ev)
+{
+    ngx_insite_ws_conn_t  *wc = ev->data;
+
+    if (wc->closing) {
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                      "insite ws: no close answer from peer, closing");
+        ngx_insite_ws_finalize(wc);
+        return;
+    }
+
+    ngx_insite_ws_close(wc, INSITE_WS_CLOSE_GOING_AWAY,
+                        "server restarting, reconnect");
+}
+
+
+static void
+ngx_insite_ws_heartbeat_handler(ngx_event_t *ev)
+{
+    ngx_msec_t              silent, next;
+    ngx_insite_ws_conn_t   *wc = ev->data;
+    ngx_insite_ws_frame_t  *frame;
+
+    silent = ngx_current_msec - wc->last_rx;
+
+    if (silent >= wc->conf->idle_timeout) {
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                      "insite ws: peer silent for %Mms, closing with 1001",
+                      silent);
+        ngx_insite_metric_inc(ngx_insite_ws_main_conf()->metrics.idle_closes);
+        ngx_insite_ws_close(wc, INSITE_WS_CLOSE_GOING_AWAY, "idle timeout");
+        return;
+    }
+
+    frame = ngx_insite_ws_frame_alloc(ev->log, INSITE_WS_OP_PING, NULL, 0);
+    if (frame) {
+        (void) ngx_insite_ws_send(wc, frame);
+        ngx_insite_ws_frame_release(frame);
+    }
+
+    next = ngx_min(wc->conf->ping_interval, wc->conf->idle_timeout - silent);
+
+    if (!wc->closing) {
+        ngx_add_timer(&wc->heartbeat, next);
+    }
+}
+
+
+static void
+ngx_insite_ws_finalize(ngx_insite_ws_conn_t *wc)
+{
+    ngx_connection_t  *c;
+
+    if (wc->finished) {
+        return;
+    }
+
+    wc->finished = 1;
+    c = wc->connection;
+
+    ngx_insite_ws_release(wc);
+
+    /*
+     * The request is terminated through a posted request; our handlers
+     * replaced ngx_http_request_handler, which would otherwise run it.
+     */
+    ngx_http_finalize_request(wc->request, NGX_HTTP_CLOSE);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* Undoes everything the connection holds; also runs as pool cleanup. */
+
+static void
+ngx_insite_ws_release(void *data)
+{
+    ngx_insite_ws_conn_t  *wc = data;
+
+    ngx_queue_t                     *q;
+    ngx_insite_ws_sub_t             *sub;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    if (wc->released) {
+        return;
+    }
+
+    wc->released = 1;
+    wc->finished = 1;
+    wmcf = ngx_insite_ws_main_conf();
+
+    ngx_insite_ws_proto_cancel(wc);
+
+    while (!ngx_queue_empty(&wc->subs)) {
+        q = ngx_queue_head(&wc->subs);
+        sub = ngx_queue_data(q, ngx_insite_ws_sub_t, conn_link);
+        ngx_insite_ws_channel_leave(sub);
+    }
+
+    ngx_insite_ws_drop_queue(wc, 0);
+
+    if (wc->msg) {
+        ngx_free(wc->msg);
+        wc->msg = NULL;
+    }
+
+    if (wc->heartbeat.timer_set) {
+        ngx_del_timer(&wc->heartbeat);
+    }
+
+    if (wc->going_away.timer_set) {
+        ngx_del_timer(&wc->going_away);
+    }
+
+    if (wc->heartbeat.posted) {
+        ngx_delete_posted_event(&wc->heartbeat);
+    }
+
+    ngx_queue_remove(&wc->queue);
+
+    ngx_insite_metric_add_value(wmcf->metrics.connections, -1);
+}

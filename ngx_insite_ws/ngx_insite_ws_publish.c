@@ -1,0 +1,470 @@
+/*
+ * insite_ws_publish: POST ?channel=NAME with a JSON object body publishes
+ * it through lua/publish.lua, the same script the workers run, so that
+ * sequence numbers are assigned in one place whoever publishes.
+ *
+ *   201 {"channel":...,"seq":N,"epoch":"...","duplicate":false}
+ *   200 ... "duplicate":true    an Idempotency-Key seen before: not re-sent
+ *   400 bad channel, body or key; 413 over insite_ws_max_message_size;
+ *   503 Redis not reachable (Retry-After: 1)
+ *
+ * The body's "type" (default "message") and "data" (default: the whole
+ * body, verbatim) fill the envelope.  A "data" member is re-encoded by
+ * jansson with 15 significant digits for reals, so decimal prices such as
+ * 187.43 come out as written.
+ */
+
+#include "ngx_insite_ws.h"
+#include <jansson.h>
+#include <openssl/rand.h>
+
+
+typedef struct {
+    ngx_http_request_t  *request;
+    ngx_str_t            channel;
+    ngx_str_t            idempotency_key;
+} ngx_insite_ws_publish_ctx_t;
+
+
+static void ngx_insite_ws_publish_body(ngx_http_request_t *r);
+static ngx_int_t ngx_insite_ws_publish_send(ngx_http_request_t *r,
+    ngx_insite_ws_publish_ctx_t *ctx, u_char *body, size_t len);
+static void ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r,
+    u_char **body, size_t *len);
+static ngx_int_t ngx_insite_ws_token_valid(ngx_str_t *s, size_t max);
+static ngx_int_t ngx_insite_ws_bad(ngx_http_request_t *r, const char *msg);
+
+
+ngx_int_t
+ngx_insite_ws_publish_handler(ngx_http_request_t *r)
+{
+    u_char                         *dst, *src;
+    ngx_int_t                       rc;
+    ngx_str_t                       arg;
+    ngx_uint_t                      i;
+    ngx_list_part_t                *part;
+    ngx_table_elt_t                *h;
+    ngx_insite_ws_publish_ctx_t    *ctx;
+    ngx_http_insite_ws_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_NOT_ALLOWED, "bad_request",
+                                    "publish with POST", "Allow", "POST");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_insite_ws_publish_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+
+    if (ngx_http_arg(r, (u_char *) "channel", 7, &arg) != NGX_OK) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                    "missing ?channel=NAME", NULL, NULL);
+    }
+
+    ctx->channel.data = ngx_pnalloc(r->pool, arg.len);
+    if (ctx->channel.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    dst = ctx->channel.data;
+    src = arg.data;
+    ngx_unescape_uri(&dst, &src, arg.len, 0);
+    ctx->channel.len = dst - ctx->channel.data;
+
+    if (ngx_insite_ws_channel_name_valid(&ctx->channel) != NGX_OK) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                    "channel names are 1-128 characters of "
+                                    "A-Z a-z 0-9 _ . : -", NULL, NULL);
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == 15
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
+                               15) == 0)
+        {
+            ctx->idempotency_key = h[i].value;
+
+            if (ngx_insite_ws_token_valid(&ctx->idempotency_key, 128)
+                != NGX_OK)
+            {
+                return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                            "bad_request",
+                                            "Idempotency-Key is 1-128 "
+                                            "characters of A-Z a-z 0-9 _ . "
+                                            ": -", NULL, NULL);
+            }
+        }
+    }
+
+    if (r->headers_in.content_length_n > (off_t) wlcf->max_message_size) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                    "too_large",
+                                    "body over insite_ws_max_message_size",
+                                    NULL, NULL);
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_insite_ws_module);
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_insite_ws_publish_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_insite_ws_publish_body(ngx_http_request_t *r)
+{
+    u_char                       *body;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_insite_ws_publish_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_insite_ws_module);
+    body = NULL;
+    len = 0;
+
+    rc = ngx_insite_ws_publish_body_bytes(r, &body, &len);
+
+    if (rc == NGX_OK) {
+        rc = ngx_insite_ws_publish_send(r, ctx, body, len);
+    }
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r, u_char **body,
+    size_t *len)
+{
+    u_char                         *p;
+    size_t                          size;
+    ssize_t                         n;
+    ngx_buf_t                      *b;
+    ngx_chain_t                    *cl;
+    ngx_http_insite_ws_loc_conf_t  *wlcf;
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return ngx_insite_ws_bad(r, "the body must be a JSON object");
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        size += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                           : (size_t) (b->last - b->pos);
+    }
+
+    if (size > wlcf->max_message_size) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                    "too_large",
+                                    "body over insite_ws_max_message_size",
+                                    NULL, NULL);
+    }
+
+    p = ngx_pnalloc(r->pool, size + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *body = p;
+    *len = size;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        /* bounded by insite_ws_max_message_size, read once */
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+        if (n != b->file_last - b->file_pos) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        p += n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_insite_ws_publish_send(ngx_http_request_t *r,
+    ngx_insite_ws_publish_ctx_t *ctx, u_char *body, size_t len)
+{
+    u_char                          *p, rnd[8], epoch[16], ts[32];
+    char                            *dumped;
+    size_t                           lens[11];
+    json_t                          *root, *jtype, *jdata;
+    ngx_tm_t                         tm;
+    ngx_str_t                        type;
+    ngx_time_t                      *tp;
+    const char                      *args[11];
+    json_error_t                     err;
+    ngx_insite_redis_t              *rd;
+    ngx_insite_redis_cmd_t          *cmd;
+    ngx_http_insite_ws_loc_conf_t   *wlcf;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    u_char  kstate[NGX_INSITE_WS_CHANNEL_MAX + 64];
+    u_char  khist[NGX_INSITE_WS_CHANNEL_MAX + 64];
+    u_char  kidem[NGX_INSITE_WS_CHANNEL_MAX + 200];
+    u_char  kpub[NGX_INSITE_WS_CHANNEL_MAX + 64];
+    u_char  history[NGX_INT_T_LEN], ttl[NGX_INT_T_LEN];
+
+    wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
+    wmcf = ngx_insite_ws_main_conf();
+
+    root = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &err);
+
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        return ngx_insite_ws_bad(r, "the body must be a JSON object");
+    }
+
+    ngx_str_set(&type, "message");
+    jtype = json_object_get(root, "type");
+
+    if (jtype) {
+        type.data = (u_char *) json_string_value(jtype);
+        type.len = json_is_string(jtype) ? json_string_length(jtype) : 0;
+
+        if (type.data == NULL || ngx_insite_ws_token_valid(&type, 64)
+                                 != NGX_OK)
+        {
+            json_decref(root);
+            return ngx_insite_ws_bad(r, "\"type\" is 1-64 characters of "
+                                        "A-Z a-z 0-9 _ . : -");
+        }
+
+        type.data = ngx_pstrdup(r->pool, &type);
+        if (type.data == NULL) {
+            json_decref(root);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    jdata = json_object_get(root, "data");
+    dumped = NULL;
+
+    if (jdata) {
+        dumped = json_dumps(jdata, JSON_COMPACT | JSON_ENCODE_ANY
+                                   | JSON_REAL_PRECISION(15));
+        if (dumped == NULL) {
+            json_decref(root);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        body = (u_char *) dumped;
+        len = ngx_strlen(dumped);
+    }
+
+    json_decref(root);
+
+    rd = ngx_insite_redis_shared();
+
+    if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
+        free(dumped);
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "insite ws: publish to \"%V\" refused: Redis is %s",
+                      &ctx->channel,
+                      rd ? ngx_insite_redis_state_name(rd->state) : "off");
+        return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "service_unavailable",
+                                    "Redis is not reachable",
+                                    "Retry-After", "1");
+    }
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+    p = ngx_sprintf(ts, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ",
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec, tp->msec);
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        free(dumped);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_hex_dump(epoch, rnd, sizeof(rnd));
+
+    args[0] = (char *) kstate;
+    lens[0] = ngx_sprintf(kstate, "%Vch:%V", &wmcf->prefix, &ctx->channel)
+              - kstate;
+    args[1] = (char *) khist;
+    lens[1] = ngx_sprintf(khist, "%Vhist:%V", &wmcf->prefix, &ctx->channel)
+              - khist;
+    args[2] = (char *) kidem;
+    lens[2] = ctx->idempotency_key.len
+              ? (size_t) (ngx_sprintf(kidem, "%Videm:%V:%V", &wmcf->prefix,
+                                      &ctx->channel, &ctx->idempotency_key)
+                          - kidem)
+              : 0;
+    args[3] = (char *) ctx->channel.data;
+    lens[3] = ctx->channel.len;
+    args[4] = (char *) type.data;
+    lens[4] = type.len;
+    args[5] = (char *) body;
+    lens[5] = len;
+    args[6] = (char *) ts;
+    lens[6] = p - ts;
+    args[7] = (char *) history;
+    lens[7] = ngx_sprintf(history, "%ui", wlcf->history) - history;
+    args[8] = (char *) epoch;
+    lens[8] = sizeof(epoch);
+    args[9] = (char *) kpub;
+    lens[9] = ngx_sprintf(kpub, "%Vpub:%V", &wmcf->prefix, &ctx->channel)
+              - kpub;
+    args[10] = (char *) ttl;
+    lens[10] = ngx_sprintf(ttl, "%T", wmcf->idempotency_ttl) - ttl;
+
+    cmd = ngx_insite_redis_eval(rd, wmcf->publish_script,
+                                ngx_insite_ws_publish_reply, ctx, 3, 11,
+                                args, lens);
+    free(dumped);
+
+    if (cmd == NULL) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "service_unavailable",
+                                    "Redis is not reachable",
+                                    "Retry-After", "1");
+    }
+
+    if (ngx_insite_redis_cancel_with_pool(cmd, r->pool) != NGX_OK) {
+        ngx_insite_redis_cancel(cmd);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_ws_publish_ctx_t *ctx = data;
+
+    size_t               len;
+    ngx_buf_t           *b;
+    ngx_int_t            rc;
+    ngx_str_t            epoch, msg;
+    ngx_uint_t           duplicate;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    if (status != NGX_INSITE_REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "insite ws: publish to \"%V\" failed: %s",
+                      &ctx->channel, ngx_insite_redis_status_name(status));
+        rc = ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "service_unavailable",
+                                  "Redis did not answer; the message may or "
+                                  "may not be published: retry with the "
+                                  "same Idempotency-Key",
+                                  "Retry-After", "1");
+        goto done;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                      "insite ws: publish to \"%V\" failed: %s",
+                      &ctx->channel,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                       : "unexpected reply");
+        ngx_str_set(&msg, "publishing failed");
+        rc = ngx_insite_json_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "internal", &msg);
+        goto done;
+    }
+
+    duplicate = reply->element[2]->integer != 0;
+    epoch.data = (u_char *) reply->element[1]->str;
+    epoch.len = reply->element[1]->len;
+
+    if (!duplicate) {
+        ngx_insite_metric_inc(ngx_insite_ws_main_conf()->metrics.published);
+    }
+
+    len = sizeof("{\"channel\":\"\",\"seq\":,\"epoch\":,"
+                 "\"duplicate\":false}\n")
+          + ctx->channel.len + NGX_INT64_LEN + ngx_insite_json_str_len(&epoch);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"channel\":\"%V\",\"seq\":%L,\"epoch\":",
+                          &ctx->channel, reply->element[0]->integer);
+    b->last = ngx_insite_json_str(b->last, &epoch);
+    b->last = ngx_sprintf(b->last, ",\"duplicate\":%s}\n",
+                          duplicate ? "true" : "false");
+
+    rc = ngx_insite_json_send(r, duplicate ? NGX_HTTP_OK : NGX_HTTP_CREATED, b);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_insite_ws_token_valid(ngx_str_t *s, size_t max)
+{
+    if (s->len > max) {
+        return NGX_DECLINED;
+    }
+
+    /* the same alphabet as channel names */
+    return ngx_insite_ws_channel_name_valid(s);
+}
+
+
+static ngx_int_t
+ngx_insite_ws_bad(ngx_http_request_t *r, const char *msg)
+{
+    return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST, "bad_request", msg,
+                                NULL, NULL);
+}

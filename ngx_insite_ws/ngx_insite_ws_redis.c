@@ -1,0 +1,436 @@
+/*
+ * The WebSocket module's use of Redis.
+ *
+ *   <prefix>pub:<channel>    pub/sub channel the publish script PUBLISHes to
+ *   <prefix>ch:<channel>     hash: seq, epoch (lua/publish.lua, position.lua)
+ *   <prefix>hist:<channel>   sorted set of framed messages, score = seq
+ *   <prefix>hb:<pid>         this worker's pub/sub heartbeat
+ *
+ * Each worker has one subscriber connection of its own (a subscribed
+ * connection cannot run commands) and uses the core's command connection
+ * for positions, history and publishing.  The subscriber's liveness is
+ * proven end to end: every check interval the worker PUBLISHes to its own
+ * heartbeat channel through the command connection; if nothing comes back
+ * for three intervals, the subscriber connection is dropped and re-made.
+ */
+
+#include "ngx_insite_ws.h"
+#include <openssl/rand.h>
+
+
+#define NGX_INSITE_WS_KEY_MAX  (NGX_INSITE_WS_CHANNEL_MAX + 64)
+
+
+static void ngx_insite_ws_redis_message(ngx_insite_redis_t *rd,
+    ngx_uint_t event, ngx_str_t *channel, ngx_str_t *payload, void *data);
+static void ngx_insite_ws_redis_ready(ngx_insite_redis_t *rd,
+    ngx_uint_t reconnected, void *data);
+static void ngx_insite_ws_redis_check_handler(ngx_event_t *ev);
+static void ngx_insite_ws_redis_heartbeat(
+    ngx_http_insite_ws_main_conf_t *wmcf);
+static size_t ngx_insite_ws_redis_key(u_char *buf, const char *kind,
+    ngx_str_t *name);
+static void ngx_insite_ws_redis_sub_history(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+static void ngx_insite_ws_redis_channel_history(
+    ngx_insite_redis_status_e status, redisReply *reply, void *data);
+
+
+ngx_int_t
+ngx_insite_ws_redis_init(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_insite_ws_module);
+
+    wmcf->pubsub = ngx_insite_redis_create(cycle,
+                                           ngx_insite_redis_shared_conf(cycle),
+                                           "pubsub",
+                                           ngx_insite_redis_shared_metrics(
+                                               cycle));
+    if (wmcf->pubsub == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_insite_redis_on_message(wmcf->pubsub, ngx_insite_ws_redis_message,
+                                wmcf);
+
+    if (ngx_insite_redis_on_ready(wmcf->pubsub, ngx_insite_ws_redis_ready,
+                                  wmcf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_insite_redis_start(wmcf->pubsub);
+
+    wmcf->check.handler = ngx_insite_ws_redis_check_handler;
+    wmcf->check.data = wmcf;
+    wmcf->check.log = cycle->log;
+    wmcf->check.cancelable = 1;
+
+    ngx_add_timer(&wmcf->check, wmcf->check_interval);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_insite_ws_redis_exit(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_insite_ws_module);
+
+    if (wmcf->check.timer_set) {
+        ngx_del_timer(&wmcf->check);
+    }
+
+    if (wmcf->pubsub) {
+        ngx_insite_redis_destroy(wmcf->pubsub);
+        wmcf->pubsub = NULL;
+    }
+}
+
+
+static size_t
+ngx_insite_ws_redis_key(u_char *buf, const char *kind, ngx_str_t *name)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    return ngx_sprintf(buf, "%V%s:%V", &wmcf->prefix, kind, name) - buf;
+}
+
+
+ngx_int_t
+ngx_insite_ws_redis_subscribe(ngx_insite_ws_channel_t *ch)
+{
+    u_char                           buf[NGX_INSITE_WS_KEY_MAX];
+    ngx_str_t                        key;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    key.data = buf;
+    key.len = ngx_insite_ws_redis_key(buf, "pub", &ch->node.str);
+
+    if (wmcf->pubsub == NULL
+        || ngx_insite_redis_subscribe(wmcf->pubsub, &key) != NGX_OK)
+    {
+        /* not connected: the ready hook subscribes every channel */
+        return NGX_DECLINED;
+    }
+
+    ch->state = NGX_INSITE_WS_CH_SUBSCRIBING;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_ws_redis_unsubscribe(ngx_insite_ws_channel_t *ch)
+{
+    u_char                           buf[NGX_INSITE_WS_KEY_MAX];
+    ngx_str_t                        key;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    key.data = buf;
+    key.len = ngx_insite_ws_redis_key(buf, "pub", &ch->node.str);
+
+    if (wmcf->pubsub == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_insite_redis_unsubscribe(wmcf->pubsub, &key);
+}
+
+
+static void
+ngx_insite_ws_redis_message(ngx_insite_redis_t *rd, ngx_uint_t event,
+    ngx_str_t *channel, ngx_str_t *payload, void *data)
+{
+    ngx_http_insite_ws_main_conf_t *wmcf = data;
+
+    ngx_str_t                 name;
+    ngx_insite_ws_channel_t  *ch;
+
+    if (channel->len <= wmcf->prefix.len
+        || ngx_strncmp(channel->data, wmcf->prefix.data, wmcf->prefix.len)
+           != 0)
+    {
+        return;
+    }
+
+    name.data = channel->data + wmcf->prefix.len;
+    name.len = channel->len - wmcf->prefix.len;
+
+    if (name.len > 3 && ngx_strncmp(name.data, "hb:", 3) == 0) {
+        if (event == NGX_INSITE_REDIS_MESSAGE) {
+            wmcf->heartbeat_seen = ngx_current_msec;
+        }
+        return;
+    }
+
+    if (name.len <= 4 || ngx_strncmp(name.data, "pub:", 4) != 0) {
+        return;
+    }
+
+    name.data += 4;
+    name.len -= 4;
+
+    switch (event) {
+
+    case NGX_INSITE_REDIS_MESSAGE:
+        if (payload) {
+            ngx_insite_ws_channel_message(&name, payload->data, payload->len);
+        }
+        break;
+
+    case NGX_INSITE_REDIS_SUBSCRIBED:
+        ch = ngx_insite_ws_channel_get(&name, 0);
+        if (ch) {
+            ngx_insite_ws_channel_subscribed(ch);
+        }
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static void
+ngx_insite_ws_redis_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
+    void *data)
+{
+    ngx_http_insite_ws_main_conf_t *wmcf = data;
+
+    u_char     buf[64];
+    ngx_str_t  hb;
+
+    hb.data = buf;
+    hb.len = ngx_sprintf(buf, "%Vhb:%P", &wmcf->prefix, ngx_pid) - buf;
+
+    (void) ngx_insite_redis_subscribe(rd, &hb);
+
+    wmcf->heartbeat_seen = ngx_current_msec;
+    wmcf->heartbeat_sent = 0;
+
+    ngx_insite_ws_channels_resubscribe();
+}
+
+
+ngx_int_t
+ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
+    ngx_insite_redis_reply_pt handler, void *data,
+    ngx_insite_redis_cmd_t **cmd)
+{
+    u_char                          *keys, *p, rnd[8];
+    size_t                          *lens;
+    ngx_uint_t                       i;
+    const char                     **args;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    args = ngx_alloc(2 * n * (sizeof(char *) + sizeof(size_t)),
+                     ngx_cycle->log);
+    keys = ngx_alloc(n * (NGX_INSITE_WS_KEY_MAX + 2 * sizeof(rnd)),
+                     ngx_cycle->log);
+
+    if (args == NULL || keys == NULL) {
+        ngx_free(args);
+        ngx_free(keys);
+        return NGX_ERROR;
+    }
+
+    lens = (size_t *) (args + 2 * n);
+    p = keys;
+
+    for (i = 0; i < n; i++) {
+        args[i] = (const char *) p;
+        lens[i] = ngx_insite_ws_redis_key(p, "ch", &chs[i]->node.str);
+        p += lens[i];
+    }
+
+    /* epoch candidates: used only by channels that have none yet */
+    for (i = 0; i < n; i++) {
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            ngx_free(args);
+            ngx_free(keys);
+            return NGX_ERROR;
+        }
+        args[n + i] = (const char *) p;
+        lens[n + i] = 2 * sizeof(rnd);
+        p = ngx_hex_dump(p, rnd, sizeof(rnd));
+    }
+
+    *cmd = ngx_insite_redis_eval(ngx_insite_redis_shared(),
+                                 wmcf->position_script, handler, data,
+                                 (int) n, (int) (2 * n), args, lens);
+
+    ngx_free(args);
+    ngx_free(keys);
+
+    if (*cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        chs[i]->busy++;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_ws_redis_history(ngx_insite_ws_channel_t *ch,
+    ngx_insite_ws_sub_t *sub, uint64_t after)
+{
+    u_char                   key[NGX_INSITE_WS_KEY_MAX];
+    size_t                   len;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    len = ngx_insite_ws_redis_key(key, "hist", &ch->node.str);
+
+    cmd = ngx_insite_redis_command(ngx_insite_redis_shared(),
+                                   sub ? ngx_insite_ws_redis_sub_history
+                                       : ngx_insite_ws_redis_channel_history,
+                                   sub ? (void *) sub : (void *) ch,
+                                   "ZRANGEBYSCORE %b (%llu +inf WITHSCORES "
+                                   "LIMIT 0 %d",
+                                   key, len, (unsigned long long) after,
+                                   NGX_INSITE_WS_HISTORY_BATCH);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (sub) {
+        sub->cmd = cmd;
+
+    } else {
+        ch->busy++;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_ws_redis_sub_history(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_ws_sub_t *sub = data;
+
+    sub->cmd = NULL;
+
+    if (status != NGX_INSITE_REDIS_OK || reply->type != REDIS_REPLY_ARRAY) {
+        /* stays CATCHUP: the periodic check asks again */
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "insite ws: channel \"%V\": reading history failed: "
+                      "%s", &sub->ch->node.str,
+                      status != NGX_INSITE_REDIS_OK
+                      ? ngx_insite_redis_status_name(status)
+                      : (reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                          : "bad reply"));
+        return;
+    }
+
+    ngx_insite_ws_channel_history(sub->ch, sub, reply);
+}
+
+
+static void
+ngx_insite_ws_redis_channel_history(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_ws_channel_t *ch = data;
+
+    if (!ch->dead) {
+        if (status == NGX_INSITE_REDIS_OK && reply->type == REDIS_REPLY_ARRAY) {
+            ngx_insite_ws_channel_history(ch, NULL, reply);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "insite ws: channel \"%V\": repair read failed: %s",
+                          &ch->node.str,
+                          status != NGX_INSITE_REDIS_OK
+                          ? ngx_insite_redis_status_name(status)
+                          : "bad reply");
+            ch->state = NGX_INSITE_WS_CH_LIVE;
+        }
+    }
+
+    ngx_insite_ws_channel_unbusy(ch);
+}
+
+
+void
+ngx_insite_ws_redis_check_soon(void)
+{
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    if (wmcf->check.handler) {
+        ngx_add_timer(&wmcf->check, 10);
+    }
+}
+
+
+static void
+ngx_insite_ws_redis_check_handler(ngx_event_t *ev)
+{
+    ngx_http_insite_ws_main_conf_t *wmcf = ev->data;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    ngx_insite_ws_redis_heartbeat(wmcf);
+    ngx_insite_ws_channels_check();
+
+    ngx_add_timer(&wmcf->check, wmcf->check_interval);
+}
+
+
+static void
+ngx_insite_ws_redis_heartbeat(ngx_http_insite_ws_main_conf_t *wmcf)
+{
+    u_char               buf[64];
+    size_t               len;
+    ngx_msec_t           silent;
+    ngx_insite_redis_t  *cmd;
+
+    cmd = ngx_insite_redis_shared();
+
+    if (wmcf->pubsub->state != NGX_INSITE_REDIS_READY || cmd == NULL
+        || cmd->state != NGX_INSITE_REDIS_READY)
+    {
+        wmcf->heartbeat_sent = 0;
+        return;
+    }
+
+    silent = ngx_current_msec - wmcf->heartbeat_seen;
+
+    if (wmcf->heartbeat_sent >= 3 && silent > 3 * wmcf->check_interval) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "insite ws: no heartbeat through Redis pub/sub for "
+                      "%Mms, reconnecting the subscriber", silent);
+        ngx_insite_redis_reset(wmcf->pubsub, "pub/sub heartbeat lost");
+        return;
+    }
+
+    len = ngx_sprintf(buf, "%Vhb:%P", &wmcf->prefix, ngx_pid) - buf;
+
+    if (ngx_insite_redis_command(cmd, NULL, NULL, "PUBLISH %b 1", buf, len)) {
+        wmcf->heartbeat_sent++;
+    }
+}
