@@ -90,7 +90,7 @@ insite_redis_command_duration_seconds_bucket\{le="0.0005"\} \d+
 insite_redis_command_duration_seconds_bucket\{le="\+Inf"\} \d+
 insite_redis_command_duration_seconds_sum \d+\.\d{6}
 insite_redis_command_duration_seconds_count \d+
-\z}s
+}s
 
 
 
