@@ -28,7 +28,8 @@ static char spool[64];
 static int setup(void **state)
 {
     char err[256];
-    const char *env = getenv("INSITE_KAFKA_BOOTSTRAP");
+    /* a real broker, when one is at hand; the services' Kafka is a mock too */
+    const char *env = getenv("INSITE_KAFKA_REAL_BOOTSTRAP");
 
     insite_log_set_level(INSITE_LOG_ERROR);
     snprintf(spool, sizeof(spool), "/tmp/insite-spool.XXXXXX");
@@ -97,7 +98,7 @@ static int partitions_of(insite_kafka *unused, const char *topic)
 /* librdkafka 2.0.2's mock cluster answers Metadata with ControllerId 0
  * while its brokers are numbered from 1, so the Admin API waits for a
  * controller forever: CreateTopics can only be exercised against a real
- * cluster (INSITE_KAFKA_BOOTSTRAP).  On the mock the topics are created
+ * cluster (INSITE_KAFKA_REAL_BOOTSTRAP).  On the mock the topics are created
  * through the mock API instead, with the same partition counts. */
 
 static void ensure_topics(void)
@@ -124,7 +125,7 @@ static void test_create_topics(void **state)
     if (mock != NULL) {
         fprintf(stderr, "SKIP test_create_topics: the librdkafka 2.0.2 mock cluster reports "
                         "no valid controller, so CreateTopics cannot run on it; set "
-                        "INSITE_KAFKA_BOOTSTRAP to a real broker to run this test\n");
+                        "INSITE_KAFKA_REAL_BOOTSTRAP to a real broker to run this test\n");
         skip();
     }
     insite_kafka *k = open_producer(bootstrap, 5000);
