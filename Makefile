@@ -14,7 +14,7 @@ SANITIZE ?=
 CC       ?= cc
 PKGS     := hiredis rdkafka libpq jansson libcurl libmicrohttpd libconfig libxml-2.0 libcrypto
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
+CFLAGS   += -MMD -MP -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
             -Wno-unused-parameter -fno-omit-frame-pointer -D_GNU_SOURCE \
             -Iworkers/lib -I$(BUILD)/gen $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
@@ -58,16 +58,23 @@ $(BUILD)/lib/libinsite.a: $(LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
+# A worker is its main.c plus an archive of its other files; unit tests link
+# every worker's archive, so a test calls worker code through its headers.
 define worker_rule
-$(BUILD)/bin/insite-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/$(1)/*.c)) $(BUILD)/lib/libinsite.a
+$(BUILD)/lib/libinsite-$(1).a: $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out workers/$(1)/main.c,$(wildcard workers/$(1)/*.c)))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+$(BUILD)/bin/insite-$(1): $(BUILD)/obj/workers/$(1)/main.o $(BUILD)/lib/libinsite-$(1).a $(BUILD)/lib/libinsite.a
 	@mkdir -p $$(@D)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach w,$(WORKERS),$(eval $(call worker_rule,$(w))))
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/lib/libinsite.a
+WORKER_LIBS := $(patsubst %,$(BUILD)/lib/libinsite-%.a,$(WORKERS))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(WORKER_LIBS) $(BUILD)/lib/libinsite.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(WORKER_LIBS) $(BUILD)/lib/libinsite.a $(LDLIBS) -lcmocka
 
 unit: deps $(UNITS)
 	@scripts/run-unit.sh $(UNITS)
@@ -86,3 +93,5 @@ fuzz: deps
 
 clean:
 	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

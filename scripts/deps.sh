@@ -13,9 +13,16 @@ pkgs=(
   redis-server postgresql
   # test
   perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev
+  python3-nltk
   # bench
   wrk libnginx-mod-nchan
 )
+
+# npm fetches the sentiment lexicons and the page's chart library; the
+# machine images ship Node.js, a bare Debian gets Debian's
+if ! command -v npm >/dev/null 2>&1; then
+  pkgs+=(nodejs npm)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -21,6 +21,10 @@ scripts/deps.sh
 step "build"
 make -s -j"$(nproc)" modules workers
 
+step "sentiment lexicons (npm)"
+lex=$(scripts/lexicons.sh)
+eval "export ${lex//$'\n'/ }"
+
 run_dir=$(mktemp -d /tmp/insite-test.XXXXXX)
 export INSITE_RUN_DIR=$run_dir
 cleanup() {

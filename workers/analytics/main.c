@@ -1,0 +1,209 @@
+/* insite-analytics: sentiment (VADER in C), correlation and trends.
+ *
+ *   insite-analytics [-c FILE]            HTTP API on analytics.http_port
+ *   insite-analytics [-c FILE] --score    stdin: one JSON string a line;
+ *                                         stdout: "compound pos neg neu"
+ *   insite-analytics [-c FILE] --bench N  stdin as for --score; scores the
+ *                                         corpus N times on this thread and
+ *                                         prints {"sentences":..,"per_sec":..}
+ *
+ * Lexicon paths come from the config (scripts/lexicons.sh prints them). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "analytics.h"
+#include "clock.h"
+#include "finance.h"
+#include "log.h"
+#include "metrics.h"
+#include "pg.h"
+#include "runtime.h"
+
+static const insite_config_key analytics_keys[] = {
+    { "analytics.http_port", INSITE_CFG_INT, "8093", 0, 65535,
+      "HTTP API port on 127.0.0.1 (0 = any free port)" },
+    { "analytics.vader_lexicon", INSITE_CFG_STRING,
+      "build/npm/node_modules/vader-sentiment/vader_lexicon.txt", 0, 0,
+      "VADER lexicon (vader_lexicon.txt of the npm package vader-sentiment)" },
+    { "analytics.afinn_path", INSITE_CFG_STRING,
+      "build/npm/node_modules/afinn-165-financialmarketnews/index.js", 0, 0,
+      "AFINN-165 financial market news list (index.js); \"\" = built-in finance words only" },
+    { "analytics.finance", INSITE_CFG_BOOL, "true", 0, 0,
+      "merge the finance lexicon overlay over VADER's" },
+    { "analytics.entities", INSITE_CFG_BOOL, "true", 0, 0,
+      "cashtags ($AAPL) and known tickers are entities, not words" },
+    { "analytics.tickers", INSITE_CFG_STRING_LIST,
+      "AAPL,MSFT,GOOGL,AMZN,NVDA,META,TSLA,AMD,NFLX,SPY,QQQ,GME,AMC,PLTR", 0, 0,
+      "ticker symbols recognised without a $ when analytics.entities is on" },
+    { "analytics.classifier_url", INSITE_CFG_STRING, "", 0, 0,
+      "external classifier endpoint for model \"ensemble\" (\"\" = VADER only)" },
+};
+
+static const char usage[] = "[--score | --bench N]";
+
+/* Builds the lexicon and the model the config asks for. */
+static int build_model(const insite_config *cfg, vader_model *m)
+{
+    char err[512];
+    lexicon *lx = vader_lexicon_new(insite_config_string(cfg, "analytics.vader_lexicon"),
+                                    err, sizeof(err));
+    if (lx == NULL) {
+        insite_log_error("vader lexicon: %s (run scripts/lexicons.sh)", err);
+        return -1;
+    }
+    memset(m, 0, sizeof(*m));
+    m->lex = lx;
+    if (insite_config_bool(cfg, "analytics.finance")) {
+        long n = finance_overlay(lx, insite_config_string(cfg, "analytics.afinn_path"),
+                                 err, sizeof(err));
+        if (n < 0) {
+            insite_log_error("finance overlay: %s", err);
+            return -1;
+        }
+        insite_log_info("finance overlay: %ld words", n);
+    }
+    if (insite_config_bool(cfg, "analytics.entities")) {
+        char *const *tickers;
+        size_t nt = insite_config_list(cfg, "analytics.tickers", &tickers);
+        m->entities = 1;
+        if ((m->tickers = finance_tickers(tickers, nt)) == NULL) {
+            insite_log_error("tickers: out of memory");
+            return -1;
+        }
+    }
+    insite_log_info("vader lexicon: %zu words", lexicon_count(lx));
+    return 0;
+}
+
+static void free_model(vader_model *m)
+{
+    lexicon_free((lexicon *)m->lex);
+    lexicon_free((lexicon *)m->tickers);
+}
+
+/* Reads stdin: one JSON string a line. */
+static json_t *read_corpus(void)
+{
+    json_t *all = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, stdin) != -1) {
+        json_t *t = json_loads(line, JSON_DECODE_ANY, NULL);
+        if (json_is_string(t))
+            json_array_append_new(all, t);
+        else
+            json_decref(t);
+    }
+    free(line);
+    return all;
+}
+
+static int run_score(const vader_model *m, long rounds)
+{
+    json_t *corpus = read_corpus(), *t;
+    vader_work *w = vader_work_new();
+    vader_scores s;
+    size_t i, done = 0, bytes = 0;
+    if (w == NULL)
+        return 1;
+    if (rounds == 0) {
+        json_array_foreach(corpus, i, t) {
+            vader_score(m, w, json_string_value(t), json_string_length(t), &s);
+            printf("%.4f %.3f %.3f %.3f\n", s.compound, s.pos, s.neg, s.neu);
+        }
+    } else {
+        double sink = 0, t0 = insite_clock_mono_s();
+        for (long r = 0; r < rounds; r++)
+            json_array_foreach(corpus, i, t) {
+                vader_score(m, w, json_string_value(t), json_string_length(t), &s);
+                sink += s.compound;
+                bytes += json_string_length(t);
+                done++;
+            }
+        double el = insite_clock_mono_s() - t0;
+        printf("{\"sentences\":%zu,\"seconds\":%.3f,\"per_sec\":%.0f,\"mean_bytes\":%.1f,\"checksum\":%.4f}\n",
+               done, el, (double)done / el, done ? (double)bytes / (double)done : 0, sink);
+    }
+    vader_work_free(w);
+    json_decref(corpus);
+    return 0;
+}
+
+static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
+{
+    insite_metrics *metrics = insite_metrics_new("analytics");
+    const insite_http_route routes[] = {
+        { "POST", "/api/v1/analyze/sentiment", api_sentiment, ctx },
+        { "POST", "/api/v1/analyze/correlation", api_correlation, ctx },
+        { "POST", "/api/v1/analyze/trends", api_trends, ctx },
+    };
+    insite_http_options ho = {
+        .service = "analytics", .port = (int)insite_config_int(cfg, "analytics.http_port"),
+        .routes = routes, .nroutes = sizeof(routes) / sizeof(routes[0]), .metrics = metrics,
+    };
+    insite_http *h = insite_http_start(&ho);
+    if (h == NULL) {
+        insite_metrics_free(metrics);
+        return 1;
+    }
+    while (!rt->draining)
+        if (insite_runtime_wait(rt, 1000, -1) < 0)
+            break;
+    insite_http_stop(h);
+    insite_metrics_free(metrics);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    insite_runtime rt;
+    insite_config_schema *s = insite_config_schema_new();
+    insite_config *cfg = NULL;
+    analytics_ctx ctx = { .pg_lock = PTHREAD_MUTEX_INITIALIZER };
+    int rc = 2;
+    long bench = -1;
+
+    if (insite_runtime_init(&rt, "insite-analytics", argc, argv) != 0 || s == NULL)
+        goto out;
+    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
+        || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys) != 0
+        || insite_config_schema_add(s, analytics_keys, sizeof(analytics_keys) / sizeof(analytics_keys[0])) != 0)
+        goto out;
+    if ((rc = insite_runtime_common(&rt, s, usage)) >= 0)
+        goto out;
+    for (int i = 1; i < rt.argc; i++) {
+        if (strcmp(rt.argv[i], "--score") == 0)
+            bench = 0;
+        else if (strcmp(rt.argv[i], "--bench") == 0 && i + 1 < rt.argc)
+            bench = atol(rt.argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
+            rc = 2;
+            goto out;
+        }
+    }
+    rc = 1;
+    if ((cfg = insite_runtime_load_config(&rt, s)) == NULL || build_model(cfg, &ctx.model) != 0)
+        goto out;
+    if (bench >= 0) {
+        rc = run_score(&ctx.model, bench);
+        goto out;
+    }
+    ctx.http_work = vader_work_new();
+    ctx.pg_dsn = insite_config_string(cfg, "pg.dsn");
+    ctx.classifier_url = insite_config_string(cfg, "analytics.classifier_url");
+    rc = ctx.http_work ? serve(&rt, cfg, &ctx) : 1;
+out:
+    if (ctx.pg != NULL)
+        PQfinish(ctx.pg);
+    vader_work_free(ctx.http_work);
+    free_model(&ctx.model);
+    insite_config_free(cfg);
+    insite_config_schema_free(s);
+    insite_runtime_close(&rt);
+    return rc;
+}
