@@ -42,7 +42,9 @@ echo "modules: building"
 make -f objs/Makefile -j"$(nproc)" modules > "$build/nginx-make.log" 2>&1 || {
   grep -E 'error|warning' "$build/nginx-make.log" | head -40 >&2; exit 1; }
 
+# a new inode per file: a running nginx keeps the old one mapped
 for so in objs/ngx_http_insite*_module.so; do
-  cp "$so" "$build/modules/"
+  cp "$so" "$build/modules/.$(basename "$so").tmp"
+  mv -f "$build/modules/.$(basename "$so").tmp" "$build/modules/$(basename "$so")"
 done
 ls "$build"/modules/*.so
