@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Gateway overhead benchmark (not run by the test suite).
+#
+#   bench/gateway/run.sh [duration=10s] [connections=50] [threads=2]
+#
+# One nginx (2 workers) in front of one local upstream nginx (return 200),
+# measured with wrk in the same run:
+#   plain      proxy_pass only
+#   limit_req  proxy_pass + nginx's limit_req nodelay (never refusing)
+#   gw_local   JWT + circuit breaker + local GCRA limit (never refusing)
+#   gw_redis   JWT + circuit breaker + Redis GCRA limit (never refusing)
+# and prints req/s, p50, p99 and the ratios the issue sets as targets:
+#   gw_local >= 0.9x plain req/s, gw_local p99 <= 1.1x limit_req p99,
+#   gw_redis >= 0.6x plain req/s.
+# Modules from build/modules (make modules); Redis from redis-server.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dur=${1:-10s}
+conns=${2:-50}
+threads=${3:-2}
+mods=${MODULES:-$root/build/modules}
+nginx=${NGINX:-/usr/sbin/nginx}
+
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
+
+dir=$(mktemp -d /tmp/insite-gw-bench-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up_port=$(free_port); gw_port=$(free_port); redis_port=$(free_port)
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+  --daemonize no --dir "$dir" >"$dir/redis.log" 2>&1 &
+pids+=($!)
+
+secret=bench-secret
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+hdr=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+pay=$(printf '{"sub":"bench-user","exp":%d}' $(( $(date +%s) + 86400 )) | b64url)
+sig=$(printf '%s.%s' "$hdr" "$pay" | openssl dgst -sha256 -hmac "$secret" -binary | b64url)
+token="$hdr.$pay.$sig"
+
+mkdir -p "$dir/up/logs" "$dir/gw/logs"
+cat >"$dir/up/nginx.conf" <<CONF
+worker_processes 1; daemon off; error_log $dir/up/logs/error.log warn; pid $dir/up/logs/nginx.pid;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$up_port; keepalive_requests 100000;
+  location / { return 200 "ok\n"; } } }
+CONF
+
+{
+  for m in ngx_http_insite_module ngx_http_insite_gateway_module; do
+    echo "load_module $mods/$m.so;"
+  done
+  cat <<CONF
+worker_processes 2; daemon off; error_log $dir/gw/logs/error.log warn; pid $dir/gw/logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  insite_redis 127.0.0.1:$redis_port;
+  upstream up { server 127.0.0.1:$up_port; keepalive 64; }
+  limit_req_zone \$binary_remote_addr zone=lr:10m rate=1000000r/s;
+  insite_gateway_rate_zone gl 10m;
+  server {
+    listen 127.0.0.1:$gw_port; keepalive_requests 100000;
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    location /plain { proxy_pass http://up; }
+    location /limit_req { limit_req zone=lr burst=1000000 nodelay; proxy_pass http://up; }
+    location /gw_local {
+      insite_gateway_service bench; insite_gateway_breaker failures=5 window=30s recovery=60s half_open=3;
+      insite_gateway_jwt on; insite_gateway_jwt_secret $secret;
+      insite_gateway_rate_limit zone=gl key=\$insite_user_id rate=1000000r/s burst=1000000;
+      proxy_pass http://up;
+    }
+    location /gw_redis {
+      insite_gateway_service bench; insite_gateway_breaker failures=5 window=30s recovery=60s half_open=3;
+      insite_gateway_jwt on; insite_gateway_jwt_secret $secret;
+      insite_gateway_rate_limit zone=gr key=\$insite_user_id rate=1000000r/s burst=1000000 backend=redis;
+      proxy_pass http://up;
+    }
+  }
+}
+CONF
+} >"$dir/gw/nginx.conf"
+
+"$nginx" -p "$dir/up/" -c "$dir/up/nginx.conf" & pids+=($!)
+"$nginx" -p "$dir/gw/" -c "$dir/gw/nginx.conf" & pids+=($!)
+sleep 1.5
+
+# sanity: every variant answers 200 before it is measured
+for v in plain limit_req gw_local gw_redis; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+  [ "$code" = 200 ] || { echo "$v answers $code" >&2; cat "$dir/gw/logs/error.log" >&2; exit 1; }
+done
+
+declare -A rps p50 p99
+to_ms() {  # wrk latency "1.23ms" / "456.00us" / "1.01s" -> ms
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+for v in plain limit_req gw_local gw_redis; do
+  out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+  if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi
+  rps[$v]=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
+  p50[$v]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+  p99[$v]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+done
+
+printf '%-10s %12s %10s %10s\n' variant req/s p50_ms p99_ms
+for v in plain limit_req gw_local gw_redis; do
+  printf '%-10s %12s %10s %10s\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "gw_local / plain req/s      $(ratio "${rps[gw_local]}" "${rps[plain]}")   (target >= 0.90)"
+echo "gw_local / limit_req p99    $(ratio "${p99[gw_local]}" "${p99[limit_req]}")   (target <= 1.10)"
+echo "gw_redis / plain req/s      $(ratio "${rps[gw_redis]}" "${rps[plain]}")   (target >= 0.60)"
+echo "(wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, upstream 1 worker)"

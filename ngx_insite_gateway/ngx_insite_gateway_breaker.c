@@ -1,0 +1,572 @@
+/*
+ * Circuit breaker per service, in one shared memory zone so that every
+ * worker sees and drives the same state:
+ *
+ *   CLOSED    -> OPEN       `failures` failures, or a failure ratio >= `ratio`
+ *                           over >= `min_requests` requests, within `window`
+ *   OPEN      -> HALF_OPEN  `recovery` after opening (on the next request)
+ *   HALF_OPEN -> CLOSED     `half_open` consecutive probes succeed
+ *   HALF_OPEN -> OPEN       any probe fails
+ *
+ * Half-open probes go one at a time across all workers.  The window slides
+ * in NGX_INSITE_GW_BUCKETS buckets of window/NGX_INSITE_GW_BUCKETS each.
+ * Outcomes are recorded in the log phase; an outcome of a request admitted
+ * before the last transition (generation) is ignored, so a slow request
+ * from before an opening cannot close the breaker again.
+ */
+
+#include "ngx_insite_gateway.h"
+
+
+static ngx_int_t ngx_insite_gw_breaker_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_insite_gw_breaker_transition(ngx_insite_gw_breaker_node_t *bn,
+    ngx_uint_t to);
+static void ngx_insite_gw_breaker_log(ngx_http_request_t *r,
+    ngx_insite_gw_ctx_t *ctx, ngx_insite_gw_service_t *svc, ngx_uint_t from,
+    ngx_uint_t to, const char *why);
+
+
+static const char  *ngx_insite_gw_state_names[] = {
+    "CLOSED", "OPEN", "HALF_OPEN"
+};
+
+
+/*
+ * insite_gateway_breaker failures=5 [ratio=0.5 min_requests=20] window=30s
+ *                        recovery=60s half_open=3 [fail_on=error,timeout,5xx];
+ */
+
+char *
+ngx_insite_gw_breaker_parse(ngx_conf_t *cf, ngx_insite_gw_breaker_conf_t *bc)
+{
+    u_char      *p, *last, *comma;
+    ngx_int_t    n;
+    ngx_str_t   *value, s, v;
+    ngx_uint_t   i;
+
+    bc->failures = 5;
+    bc->ratio = 0;
+    bc->min_requests = 20;
+    bc->window = 30000;
+    bc->recovery = 60000;
+    bc->half_open = 3;
+    bc->fail_on = NGX_INSITE_GW_FAIL_ERROR|NGX_INSITE_GW_FAIL_TIMEOUT
+                  |NGX_INSITE_GW_FAIL_5XX;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        s = value[i];
+
+        p = ngx_strlchr(s.data, s.data + s.len, '=');
+        if (p == NULL) {
+            goto invalid;
+        }
+
+        v.data = p + 1;
+        v.len = s.data + s.len - v.data;
+        s.len = p - s.data;
+
+        if (s.len == 8 && ngx_strncmp(s.data, "failures", 8) == 0) {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 1) {
+                goto invalid;
+            }
+            bc->failures = n;
+
+        } else if (s.len == 5 && ngx_strncmp(s.data, "ratio", 5) == 0) {
+            /* 0.5 -> 500 per mille */
+            n = ngx_atofp(v.data, v.len, 3);
+            if (n <= 0 || n > 1000) {
+                goto invalid;
+            }
+            bc->ratio = n;
+
+        } else if (s.len == 12
+                   && ngx_strncmp(s.data, "min_requests", 12) == 0)
+        {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 1) {
+                goto invalid;
+            }
+            bc->min_requests = n;
+
+        } else if (s.len == 6 && ngx_strncmp(s.data, "window", 6) == 0) {
+            bc->window = ngx_parse_time(&v, 0);
+            if (bc->window == (ngx_msec_t) NGX_ERROR || bc->window == 0) {
+                goto invalid;
+            }
+
+        } else if (s.len == 8 && ngx_strncmp(s.data, "recovery", 8) == 0) {
+            bc->recovery = ngx_parse_time(&v, 0);
+            if (bc->recovery == (ngx_msec_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+        } else if (s.len == 9 && ngx_strncmp(s.data, "half_open", 9) == 0) {
+            n = ngx_atoi(v.data, v.len);
+            if (n < 1) {
+                goto invalid;
+            }
+            bc->half_open = n;
+
+        } else if (s.len == 7 && ngx_strncmp(s.data, "fail_on", 7) == 0) {
+            bc->fail_on = 0;
+            bc->ncodes = 0;
+            p = v.data;
+            last = v.data + v.len;
+
+            while (p < last) {
+                comma = ngx_strlchr(p, last, ',');
+                if (comma == NULL) {
+                    comma = last;
+                }
+
+                n = comma - p;
+
+                if (n == 5 && ngx_strncmp(p, "error", 5) == 0) {
+                    bc->fail_on |= NGX_INSITE_GW_FAIL_ERROR;
+
+                } else if (n == 7 && ngx_strncmp(p, "timeout", 7) == 0) {
+                    bc->fail_on |= NGX_INSITE_GW_FAIL_TIMEOUT;
+
+                } else if (n == 3 && ngx_strncmp(p, "5xx", 3) == 0) {
+                    bc->fail_on |= NGX_INSITE_GW_FAIL_5XX;
+
+                } else {
+                    n = ngx_atoi(p, n);
+                    if (n < 400 || n > 599
+                        || bc->ncodes == NGX_INSITE_GW_MAX_CODES)
+                    {
+                        goto invalid;
+                    }
+                    bc->codes[bc->ncodes++] = n;
+                }
+
+                p = comma + 1;
+            }
+
+        } else {
+            goto invalid;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "insite_gateway_breaker: invalid parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * One zone for every service.  Sized for at least 64 services so that a
+ * reload adding a few keeps the same zone, and with it the breakers' state.
+ */
+
+ngx_shm_zone_t *
+ngx_insite_gw_breaker_zone(ngx_conf_t *cf, ngx_insite_gw_main_conf_t *gmcf)
+{
+    size_t           size;
+    ngx_str_t        name = ngx_string("insite_gateway_breaker");
+    ngx_shm_zone_t  *zone;
+
+    size = ngx_max(gmcf->services.nelts, 64)
+           * (sizeof(ngx_insite_gw_breaker_node_t) + 128) + 16 * ngx_pagesize;
+    size = ngx_align(size, ngx_pagesize);
+
+    zone = ngx_shared_memory_add(cf, &name, size,
+                                 &ngx_http_insite_gateway_module);
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->init = ngx_insite_gw_breaker_init_zone;
+    zone->data = gmcf;
+
+    return zone;
+}
+
+
+static ngx_int_t
+ngx_insite_gw_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_insite_gw_main_conf_t *gmcf = shm_zone->data;
+
+    ngx_uint_t                      i;
+    ngx_queue_t                    *q;
+    ngx_slab_pool_t                *shpool;
+    ngx_insite_gw_service_t       **svcs, *svc;
+    ngx_insite_gw_breaker_node_t   *bn;
+    ngx_insite_gw_breaker_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data && shpool->data) {
+        /* reload: the zone, and the state of the services in it, carry on */
+        sh = shpool->data;
+
+    } else {
+        sh = ngx_slab_alloc(shpool, sizeof(ngx_insite_gw_breaker_shctx_t));
+        if (sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&sh->services);
+        shpool->data = sh;
+        shpool->log_nomem = 0;
+    }
+
+    svcs = gmcf->services.elts;
+
+    for (i = 0; i < gmcf->services.nelts; i++) {
+        svc = svcs[i];
+        svc->node = NULL;
+
+        for (q = ngx_queue_head(&sh->services);
+             q != ngx_queue_sentinel(&sh->services);
+             q = ngx_queue_next(q))
+        {
+            bn = ngx_queue_data(q, ngx_insite_gw_breaker_node_t, queue);
+
+            if (bn->len == svc->name.len
+                && ngx_memcmp(bn->name, svc->name.data, bn->len) == 0)
+            {
+                svc->node = bn;
+                break;
+            }
+        }
+
+        if (svc->node) {
+            continue;
+        }
+
+        bn = ngx_slab_calloc(shpool, sizeof(ngx_insite_gw_breaker_node_t)
+                                     + svc->name.len);
+        if (bn == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "insite gateway: no room for the breaker of "
+                          "service \"%V\"", &svc->name);
+            return NGX_ERROR;
+        }
+
+        bn->len = svc->name.len;
+        ngx_memcpy(bn->name, svc->name.data, svc->name.len);
+        ngx_queue_insert_tail(&sh->services, &bn->queue);
+        svc->node = bn;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK: let the request through (as a probe when half-open);
+ * NGX_DECLINED: refuse it, *retry_after says for how long.
+ */
+
+ngx_int_t
+ngx_insite_gw_breaker_admit(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
+    ngx_insite_gw_service_t *svc, ngx_insite_gw_breaker_conf_t *bc,
+    time_t *retry_after)
+{
+    ngx_int_t                      rc;
+    ngx_msec_t                     now, left;
+    ngx_uint_t                     from, to;
+    ngx_slab_pool_t               *shpool;
+    ngx_insite_gw_breaker_node_t  *bn;
+    ngx_insite_gw_main_conf_t     *gmcf;
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_insite_gateway_module);
+    shpool = (ngx_slab_pool_t *) gmcf->breaker_zone->shm.addr;
+    bn = svc->node;
+    now = ngx_current_msec;
+    rc = NGX_OK;
+    from = to = NGX_INSITE_GW_CLOSED;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    switch (bn->state) {
+
+    case NGX_INSITE_GW_OPEN:
+
+        if ((ngx_msec_int_t) (now - bn->opened) < (ngx_msec_int_t) bc->recovery)
+        {
+            left = bn->opened + bc->recovery - now;
+            *retry_after = (left + 999) / 1000;
+            rc = NGX_DECLINED;
+            break;
+        }
+
+        from = NGX_INSITE_GW_OPEN;
+        to = NGX_INSITE_GW_HALF_OPEN;
+        ngx_insite_gw_breaker_transition(bn, to);
+
+        /* this request is the first probe */
+
+        /* fall through */
+
+    case NGX_INSITE_GW_HALF_OPEN:
+
+        /*
+         * One probe at a time.  A probe whose request never reached the
+         * log phase (a worker died) is given up after a recovery period.
+         */
+
+        if (bn->probing
+            && (ngx_msec_int_t) (now - bn->probe_start)
+               < (ngx_msec_int_t) ngx_max(bc->recovery, 10000))
+        {
+            *retry_after = 1;
+            rc = NGX_DECLINED;
+            break;
+        }
+
+        bn->probing = 1;
+        bn->probe_start = now;
+        ctx->probe = 1;
+        break;
+
+    default: /* NGX_INSITE_GW_CLOSED */
+        break;
+    }
+
+    if (rc == NGX_OK) {
+        ctx->service = svc;
+        ctx->breaker = bc;
+        ctx->generation = bn->generation;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (from != to) {
+        ngx_insite_gw_breaker_log(r, ctx, svc, from, to, "recovery elapsed");
+    }
+
+    if (*retry_after < 1) {
+        *retry_after = 1;
+    }
+
+    return rc;
+}
+
+
+/* log phase: what did the upstream do with a request the breaker let in */
+
+void
+ngx_insite_gw_breaker_outcome(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
+{
+    char                          *why;
+    ngx_uint_t                     i, failed, status, from, to, requests,
+                                   failures;
+    ngx_msec_t                     now, epoch, bms;
+    ngx_slab_pool_t               *shpool;
+    ngx_insite_gw_bucket_t        *b;
+    ngx_insite_gw_service_t       *svc;
+    ngx_http_upstream_state_t     *st;
+    ngx_insite_gw_breaker_conf_t  *bc;
+    ngx_insite_gw_breaker_node_t  *bn;
+    ngx_insite_gw_main_conf_t     *gmcf;
+    u_char                         buf[128];
+
+    svc = ctx->service;
+    bc = ctx->breaker;
+    bn = svc->node;
+
+    /* -1: not an upstream outcome (the request never reached it) */
+    failed = (ngx_uint_t) -1;
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        st = r->upstream_states->elts;
+        st = &st[r->upstream_states->nelts - 1];
+        status = st->status;
+
+        if (st->header_time == (ngx_msec_t) -1) {
+            if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+                failed = (bc->fail_on & NGX_INSITE_GW_FAIL_TIMEOUT) ? 1 : 0;
+
+            } else if (status == 0) {
+                /* the client went away first: says nothing of the service */
+                failed = (ngx_uint_t) -1;
+
+            } else {
+                failed = (bc->fail_on & NGX_INSITE_GW_FAIL_ERROR) ? 1 : 0;
+            }
+
+        } else {
+            failed = 0;
+
+            if (status >= 500 && status < 600
+                && (bc->fail_on & NGX_INSITE_GW_FAIL_5XX))
+            {
+                failed = 1;
+            }
+
+            for (i = 0; i < bc->ncodes; i++) {
+                if (bc->codes[i] == status) {
+                    failed = 1;
+                }
+            }
+        }
+
+    } else if (r->upstream) {
+        /* no peer was even tried: "no live upstreams" */
+        failed = (bc->fail_on & NGX_INSITE_GW_FAIL_ERROR) ? 1 : 0;
+    }
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_http_insite_gateway_module);
+    shpool = (ngx_slab_pool_t *) gmcf->breaker_zone->shm.addr;
+    now = ngx_current_msec;
+    from = to = NGX_INSITE_GW_CLOSED;
+    why = NULL;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (bn->generation != ctx->generation) {
+        /* admitted before the last transition: not about the current state */
+        goto unlock;
+    }
+
+    if (bn->state == NGX_INSITE_GW_HALF_OPEN) {
+
+        if (!ctx->probe) {
+            goto unlock;
+        }
+
+        bn->probing = 0;
+
+        if (failed == (ngx_uint_t) -1) {
+            goto unlock;
+        }
+
+        if (failed) {
+            from = NGX_INSITE_GW_HALF_OPEN;
+            to = NGX_INSITE_GW_OPEN;
+            bn->opened = now;
+            why = "a probe failed";
+            ngx_insite_gw_breaker_transition(bn, to);
+            goto unlock;
+        }
+
+        if (++bn->successes >= bc->half_open) {
+            from = NGX_INSITE_GW_HALF_OPEN;
+            to = NGX_INSITE_GW_CLOSED;
+            ngx_sprintf(buf, "%ui consecutive probes succeeded%Z",
+                        bn->successes);
+            why = (char *) buf;
+            ngx_insite_gw_breaker_transition(bn, to);
+        }
+
+        goto unlock;
+    }
+
+    if (bn->state != NGX_INSITE_GW_CLOSED || failed == (ngx_uint_t) -1) {
+        goto unlock;
+    }
+
+    bms = bc->window / NGX_INSITE_GW_BUCKETS;
+    if (bms == 0) {
+        bms = 1;
+    }
+
+    epoch = now - now % bms;
+    b = &bn->buckets[(now / bms) % NGX_INSITE_GW_BUCKETS];
+
+    if (b->epoch != epoch) {
+        b->epoch = epoch;
+        b->requests = 0;
+        b->failures = 0;
+    }
+
+    b->requests++;
+    b->failures += failed;
+
+    if (!failed) {
+        goto unlock;
+    }
+
+    requests = 0;
+    failures = 0;
+
+    for (i = 0; i < NGX_INSITE_GW_BUCKETS; i++) {
+        b = &bn->buckets[i];
+
+        if ((ngx_msec_int_t) (now - b->epoch) < (ngx_msec_int_t) bc->window
+            && b->requests)
+        {
+            requests += b->requests;
+            failures += b->failures;
+        }
+    }
+
+    if (failures >= bc->failures) {
+        ngx_sprintf(buf, "%ui failures in %Mms%Z", failures, bc->window);
+        why = (char *) buf;
+
+    } else if (bc->ratio && requests >= bc->min_requests
+               && failures * 1000 >= bc->ratio * requests)
+    {
+        ngx_sprintf(buf, "%ui of %ui requests failed in %Mms%Z",
+                    failures, requests, bc->window);
+        why = (char *) buf;
+    }
+
+    if (why) {
+        from = NGX_INSITE_GW_CLOSED;
+        to = NGX_INSITE_GW_OPEN;
+        bn->opened = now;
+        ngx_insite_gw_breaker_transition(bn, to);
+    }
+
+unlock:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (from != to) {
+        ngx_insite_gw_breaker_log(r, ctx, svc, from, to, why);
+    }
+}
+
+
+/* under the zone's lock */
+
+static void
+ngx_insite_gw_breaker_transition(ngx_insite_gw_breaker_node_t *bn,
+    ngx_uint_t to)
+{
+    bn->state = to;
+    bn->generation++;
+    bn->probing = 0;
+    bn->successes = 0;
+
+    if (to == NGX_INSITE_GW_CLOSED) {
+        ngx_memzero(bn->buckets, sizeof(bn->buckets));
+    }
+}
+
+
+/* once per transition: only the worker that made it gets here */
+
+static void
+ngx_insite_gw_breaker_log(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
+    ngx_insite_gw_service_t *svc, ngx_uint_t from, ngx_uint_t to,
+    const char *why)
+{
+    ngx_uint_t  level;
+
+    level = (to == NGX_INSITE_GW_OPEN) ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "insite gateway: service \"%V\" circuit breaker %s -> %s "
+                  "(%s), request_id: %V",
+                  &svc->name, ngx_insite_gw_state_names[from],
+                  ngx_insite_gw_state_names[to], why,
+                  ngx_insite_gw_request_id(r, ctx));
+
+    ngx_insite_metric_inc(svc->transitions[to]);
+    ngx_insite_metric_set(svc->state, to);
+}

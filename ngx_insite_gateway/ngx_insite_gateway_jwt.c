@@ -1,0 +1,452 @@
+/*
+ * HS256 JSON Web Tokens (RFC 7519), the only algorithm the gateway accepts:
+ * the header must say "alg":"HS256", so "none" and algorithm confusion (an
+ * RS256 public key used as an HMAC secret) are refused before any crypto.
+ * The signature is HMAC-SHA256 by OpenSSL, compared in constant time; the
+ * header and claims are parsed by jansson.
+ */
+
+#include "ngx_insite_gateway.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <jansson.h>
+
+
+#define NGX_INSITE_GW_JWT_MAX       8192
+#define NGX_INSITE_GW_SUB_MAX       256
+
+
+const char  *ngx_insite_gw_jwt_reasons[] = {
+    "ok",
+    "missing",
+    "malformed",
+    "algorithm",
+    "signature",
+    "expired",
+    "not_yet_valid",
+    "issuer",
+    "audience",
+    "subject",
+    NULL
+};
+
+
+static ngx_int_t ngx_insite_gw_b64url_decode(ngx_pool_t *pool, u_char *p,
+    size_t len, ngx_str_t *out);
+static json_t *ngx_insite_gw_json_part(ngx_pool_t *pool, u_char *p,
+    size_t len);
+static ngx_int_t ngx_insite_gw_json_time(json_t *obj, const char *name,
+    double *value);
+
+
+/*
+ * The token, in the order the issue asks for: Authorization: Bearer, then
+ * ?token= (browsers cannot set headers on a WebSocket), then the cookie.
+ * An Authorization header of another scheme is not a bearer token.
+ */
+
+ngx_int_t
+ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
+    ngx_str_t *token)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    h = r->headers_in.authorization;
+
+    if (h && h->value.len > sizeof("Bearer ") - 1
+        && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ",
+                           sizeof("Bearer ") - 1) == 0)
+    {
+        p = h->value.data + sizeof("Bearer ") - 1;
+        last = h->value.data + h->value.len;
+
+        while (p < last && *p == ' ') {
+            p++;
+        }
+
+        while (last > p && last[-1] == ' ') {
+            last--;
+        }
+
+        token->data = p;
+        token->len = last - p;
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "token", 5, token) == NGX_OK
+        && token->len)
+    {
+        return NGX_OK;
+    }
+
+    if (cookie->len == 0) {
+        return NGX_DECLINED;
+    }
+
+#if (nginx_version >= 1023000)
+    if (ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, cookie,
+                                          token)
+        != NULL
+        && token->len)
+    {
+        return NGX_OK;
+    }
+#else
+    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, cookie,
+                                          token)
+        != NGX_DECLINED
+        && token->len)
+    {
+        return NGX_OK;
+    }
+#endif
+
+    return NGX_DECLINED;
+}
+
+
+ngx_insite_gw_jwt_result_e
+ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
+    ngx_str_t *token, ngx_str_t *sub)
+{
+    u_char                      *p, *dot1, *dot2, *last;
+    size_t                       i, n;
+    double                       t;
+    time_t                       now;
+    json_t                      *hdr, *claims, *v, *a;
+    ngx_str_t                    sig, enc, s;
+    unsigned int                 maclen;
+    u_char                       mac[EVP_MAX_MD_SIZE];
+    u_char                       canon[64];
+    ngx_insite_gw_jwt_result_e   rc;
+
+    if (token->len == 0 || token->len > NGX_INSITE_GW_JWT_MAX) {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    p = token->data;
+    last = p + token->len;
+
+    dot1 = ngx_strlchr(p, last, '.');
+    if (dot1 == NULL) {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    dot2 = ngx_strlchr(dot1 + 1, last, '.');
+    if (dot2 == NULL || ngx_strlchr(dot2 + 1, last, '.') != NULL) {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    hdr = ngx_insite_gw_json_part(r->pool, p, dot1 - p);
+    if (hdr == NULL) {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    /* only HS256: refuses "none" and public-key algorithms alike */
+
+    v = json_object_get(hdr, "alg");
+    if (!json_is_string(v) || ngx_strcmp(json_string_value(v), "HS256") != 0)
+    {
+        json_decref(hdr);
+        return NGX_INSITE_GW_JWT_ALGORITHM;
+    }
+
+    json_decref(hdr);
+
+    if (ngx_insite_gw_b64url_decode(r->pool, dot2 + 1, last - dot2 - 1, &sig)
+        != NGX_OK
+        || sig.len != 32)
+    {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    /* one encoding per signature: no malleable trailing bits */
+
+    enc.data = canon;
+    ngx_encode_base64url(&enc, &sig);
+
+    if (enc.len != (size_t) (last - dot2 - 1)
+        || ngx_memcmp(enc.data, dot2 + 1, enc.len) != 0)
+    {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    if (HMAC(EVP_sha256(), jc->secret.data, (int) jc->secret.len,
+             p, dot2 - p, mac, &maclen)
+        == NULL
+        || maclen != 32)
+    {
+        return NGX_INSITE_GW_JWT_SIGNATURE;
+    }
+
+    if (CRYPTO_memcmp(mac, sig.data, 32) != 0) {
+        return NGX_INSITE_GW_JWT_SIGNATURE;
+    }
+
+    /* the signature holds: now the claims */
+
+    claims = ngx_insite_gw_json_part(r->pool, dot1 + 1, dot2 - dot1 - 1);
+    if (claims == NULL) {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    rc = NGX_INSITE_GW_JWT_OK;
+    now = ngx_time();
+
+    switch (ngx_insite_gw_json_time(claims, "exp", &t)) {
+    case NGX_ERROR:
+        rc = NGX_INSITE_GW_JWT_MALFORMED;
+        goto done;
+    case NGX_OK:
+        if ((double) now >= t + (double) jc->leeway) {
+            rc = NGX_INSITE_GW_JWT_EXPIRED;
+            goto done;
+        }
+    }
+
+    switch (ngx_insite_gw_json_time(claims, "nbf", &t)) {
+    case NGX_ERROR:
+        rc = NGX_INSITE_GW_JWT_MALFORMED;
+        goto done;
+    case NGX_OK:
+        if ((double) now + (double) jc->leeway < t) {
+            rc = NGX_INSITE_GW_JWT_NOT_YET_VALID;
+            goto done;
+        }
+    }
+
+    if (jc->iss.len) {
+        v = json_object_get(claims, "iss");
+
+        if (!json_is_string(v)
+            || json_string_length(v) != jc->iss.len
+            || ngx_memcmp(json_string_value(v), jc->iss.data, jc->iss.len)
+               != 0)
+        {
+            rc = NGX_INSITE_GW_JWT_ISSUER;
+            goto done;
+        }
+    }
+
+    if (jc->aud.len) {
+        v = json_object_get(claims, "aud");
+        rc = NGX_INSITE_GW_JWT_AUDIENCE;
+
+        if (json_is_string(v)) {
+            if (json_string_length(v) == jc->aud.len
+                && ngx_memcmp(json_string_value(v), jc->aud.data,
+                              jc->aud.len) == 0)
+            {
+                rc = NGX_INSITE_GW_JWT_OK;
+            }
+
+        } else if (json_is_array(v)) {
+            json_array_foreach(v, i, a) {
+                if (json_is_string(a)
+                    && json_string_length(a) == jc->aud.len
+                    && ngx_memcmp(json_string_value(a), jc->aud.data,
+                                  jc->aud.len) == 0)
+                {
+                    rc = NGX_INSITE_GW_JWT_OK;
+                    break;
+                }
+            }
+        }
+
+        if (rc != NGX_INSITE_GW_JWT_OK) {
+            goto done;
+        }
+    }
+
+    /*
+     * $insite_user_id ends up in upstream request headers and log lines:
+     * a subject with control characters (CR LF) would inject headers.
+     */
+
+    v = json_object_get(claims, "sub");
+    n = json_is_string(v) ? json_string_length(v) : 0;
+
+    if (n == 0 || n > NGX_INSITE_GW_SUB_MAX) {
+        rc = NGX_INSITE_GW_JWT_SUBJECT;
+        goto done;
+    }
+
+    s.len = n;
+    s.data = (u_char *) json_string_value(v);
+
+    for (i = 0; i < n; i++) {
+        if (s.data[i] < 0x20 || s.data[i] == 0x7f) {
+            rc = NGX_INSITE_GW_JWT_SUBJECT;
+            goto done;
+        }
+    }
+
+    sub->data = ngx_pstrdup(r->pool, &s);
+    if (sub->data == NULL) {
+        rc = NGX_INSITE_GW_JWT_MALFORMED;
+        goto done;
+    }
+
+    sub->len = n;
+
+done:
+
+    json_decref(claims);
+
+    return rc;
+}
+
+
+/* base64url without padding, strictly: any other byte is an error */
+
+static ngx_int_t
+ngx_insite_gw_b64url_decode(ngx_pool_t *pool, u_char *p, size_t len,
+    ngx_str_t *out)
+{
+    size_t     i;
+    ngx_str_t  src;
+
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z')
+              || (p[i] >= '0' && p[i] <= '9') || p[i] == '-' || p[i] == '_'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    out->data = ngx_pnalloc(pool, ngx_base64_decoded_length(len) + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = p;
+    src.len = len;
+
+    if (ngx_decode_base64url(out, &src) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static json_t *
+ngx_insite_gw_json_part(ngx_pool_t *pool, u_char *p, size_t len)
+{
+    json_t        *j;
+    ngx_str_t      raw;
+    json_error_t   err;
+
+    if (ngx_insite_gw_b64url_decode(pool, p, len, &raw) != NGX_OK) {
+        return NULL;
+    }
+
+    j = json_loadb((const char *) raw.data, raw.len, JSON_REJECT_DUPLICATES,
+                   &err);
+    if (j == NULL) {
+        return NULL;
+    }
+
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+
+    return j;
+}
+
+
+/* NGX_OK with the value, NGX_DECLINED when absent, NGX_ERROR if no number */
+
+static ngx_int_t
+ngx_insite_gw_json_time(json_t *obj, const char *name, double *value)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, name);
+
+    if (v == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!json_is_number(v)) {
+        return NGX_ERROR;
+    }
+
+    *value = json_number_value(v);
+
+    return NGX_OK;
+}
+
+
+/* insite_gateway_jwt_secret_file: read once, at configuration time */
+
+char *
+ngx_insite_gw_jwt_secret_file(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+    u_char          *buf;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 65536)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "secret file \"%V\" is unreadable or too large",
+                           path);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    buf = ngx_pnalloc(cf->pool, (size_t) ngx_file_size(&fi) + 1);
+    if (buf == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, (size_t) ngx_file_size(&fi));
+    ngx_close_file(fd);
+
+    if (n < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%V\" failed", path);
+        return NGX_CONF_ERROR;
+    }
+
+    /* editors add a final newline: it is not part of the secret */
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "secret file \"%V\" is empty", path);
+        return NGX_CONF_ERROR;
+    }
+
+    secret->data = buf;
+    secret->len = n;
+
+    return NGX_CONF_OK;
+}

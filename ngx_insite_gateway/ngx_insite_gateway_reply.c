@@ -1,0 +1,405 @@
+/*
+ * What the gateway says to clients and upstreams: the request id
+ * (X-Request-ID, $insite_request_id), the one JSON error shape
+ *
+ *   {"error":"<code>","message":"...","request_id":"...","retry_after":N}
+ *
+ * and the rate-limit headers (IETF httpapi draft and the older/Kong ones).
+ */
+
+#include "ngx_insite_gateway.h"
+
+#include <openssl/rand.h>
+
+
+static ngx_table_elt_t *ngx_insite_gw_request_id_header(ngx_http_request_t *r);
+static ngx_uint_t ngx_insite_gw_request_id_valid(ngx_str_t *id);
+
+
+ngx_insite_gw_ctx_t *
+ngx_insite_gw_get_ctx(ngx_http_request_t *r)
+{
+    ngx_insite_gw_ctx_t  *ctx;
+
+    r = r->main;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_insite_gateway_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_insite_gw_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->request = r;
+    ngx_http_set_ctx(r, ctx, ngx_http_insite_gateway_module);
+
+    return ctx;
+}
+
+
+/* first X-Request-ID of the request; NULL if none */
+
+static ngx_table_elt_t *
+ngx_insite_gw_request_id_header(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Request-ID") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-ID",
+                               sizeof("X-Request-ID") - 1) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* 1-128 characters of [A-Za-z0-9._-]: safe in headers, logs and JSON */
+
+static ngx_uint_t
+ngx_insite_gw_request_id_valid(ngx_str_t *id)
+{
+    u_char  *p, *last;
+
+    if (id->len == 0 || id->len > NGX_INSITE_GW_REQUEST_ID_MAX) {
+        return 0;
+    }
+
+    for (p = id->data, last = p + id->len; p < last; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')
+              || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'
+              || *p == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The request's id: the client's when well-formed, otherwise 128 random
+ * bits in hex (as nginx's $request_id).  An internal redirect clears the
+ * module context, but by then the id is in the request headers (see
+ * ngx_insite_gw_request_id_upstream), so it stays the same.
+ */
+
+ngx_str_t *
+ngx_insite_gw_request_id(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
+{
+    u_char            rnd[16];
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  unknown = ngx_string("-");
+
+    if (ctx == NULL) {
+        ctx = ngx_insite_gw_get_ctx(r);
+        if (ctx == NULL) {
+            return &unknown;
+        }
+    }
+
+    if (ctx->request_id.len) {
+        return &ctx->request_id;
+    }
+
+    r = r->main;
+
+    h = ngx_insite_gw_request_id_header(r);
+
+    if (h && ngx_insite_gw_request_id_valid(&h->value)) {
+        ctx->request_id = h->value;
+        return &ctx->request_id;
+    }
+
+    ctx->request_id.data = ngx_pnalloc(r->pool, 32);
+    if (ctx->request_id.data == NULL) {
+        return &unknown;
+    }
+
+    if (RAND_bytes(rnd, 16) != 1) {
+        for (i = 0; i < 16; i++) {
+            rnd[i] = (u_char) ngx_random();
+        }
+    }
+
+    ngx_hex_dump(ctx->request_id.data, rnd, 16);
+    ctx->request_id.len = 32;
+
+    return &ctx->request_id;
+}
+
+
+/*
+ * The upstream gets the id in X-Request-ID: the client's header is kept if
+ * well-formed, otherwise its value (every copy) is replaced, or a header is
+ * added.  proxy_pass passes the request's headers on as they are.
+ */
+
+ngx_int_t
+ngx_insite_gw_request_id_upstream(ngx_http_request_t *r,
+    ngx_insite_gw_ctx_t *ctx)
+{
+    ngx_str_t        *id;
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    id = ngx_insite_gw_request_id(r, ctx);
+
+    found = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Request-ID") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-ID",
+                               sizeof("X-Request-ID") - 1) == 0)
+        {
+            h[i].value = *id;
+            found = 1;
+        }
+    }
+
+    if (found) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Request-ID");
+    h->lowcase_key = (u_char *) "x-request-id";
+    h->value = *id;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_gw_set_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+ngx_buf_t *
+ngx_insite_gw_error_body(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
+    const char *code, const char *message, time_t retry_after)
+{
+    size_t      len;
+    ngx_str_t   c, m, *id;
+    ngx_buf_t  *b;
+
+    c.data = (u_char *) code;
+    c.len = ngx_strlen(code);
+    m.data = (u_char *) message;
+    m.len = ngx_strlen(message);
+    id = ngx_insite_gw_request_id(r, ctx);
+
+    len = sizeof("{\"error\":,\"message\":,\"request_id\":,\"retry_after\":}\n")
+          + ngx_insite_json_str_len(&c) + ngx_insite_json_str_len(&m)
+          + ngx_insite_json_str_len(id) + NGX_TIME_T_LEN;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->last = ngx_cpymem(b->last, "{\"error\":", sizeof("{\"error\":") - 1);
+    b->last = ngx_insite_json_str(b->last, &c);
+    b->last = ngx_cpymem(b->last, ",\"message\":", sizeof(",\"message\":") - 1);
+    b->last = ngx_insite_json_str(b->last, &m);
+    b->last = ngx_cpymem(b->last, ",\"request_id\":",
+                         sizeof(",\"request_id\":") - 1);
+    b->last = ngx_insite_json_str(b->last, id);
+
+    if (retry_after > 0) {
+        b->last = ngx_sprintf(b->last, ",\"retry_after\":%T", retry_after);
+    }
+
+    *b->last++ = '}';
+    *b->last++ = '\n';
+
+    return b;
+}
+
+
+/*
+ * An error made by the gateway, sent from the access phase: the caller
+ * finalizes with what this returns.
+ */
+
+ngx_int_t
+ngx_insite_gw_error(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *message,
+    time_t retry_after)
+{
+    u_char     *p;
+    ngx_str_t   v;
+    ngx_buf_t  *b;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    if (retry_after > 0) {
+        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        v.data = p;
+        v.len = ngx_sprintf(p, "%T", retry_after) - p;
+
+        if (ngx_insite_gw_set_header(r, "Retry-After", &v) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    b = ngx_insite_gw_error_body(r, ctx, code, message, retry_after);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_insite_json_send(r, status, b);
+}
+
+
+/*
+ * Rate-limit headers, on admitted and refused responses alike:
+ *
+ *   draft:  RateLimit-Policy: "<zone>";q=<burst+1>;w=<seconds>
+ *           RateLimit: "<zone>";r=<remaining>;t=<reset>
+ *   legacy: RateLimit-Limit: <burst+1>
+ *           RateLimit-Remaining: <remaining>
+ *           RateLimit-Reset: <reset>
+ *
+ * q is what passes at once from a drained key, w the time (burst + 1)
+ * requests take to drain: `rate=10r/m burst=9` is q=10;w=60.
+ */
+
+ngx_int_t
+ngx_insite_gw_rate_headers(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
+{
+    u_char                        *p;
+    uint64_t                       w;
+    ngx_str_t                      v;
+    ngx_insite_gw_limit_t         *lim;
+    ngx_insite_gw_limit_result_t  *res;
+
+    lim = ctx->limit;
+    res = &ctx->limit_result;
+
+    if (ctx->rate_headers & NGX_INSITE_GW_RH_DRAFT) {
+        p = ngx_pnalloc(r->pool, 2 * lim->zone_name.len + 4 * NGX_INT64_LEN
+                                 + 32);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        w = ((uint64_t) (lim->burst + 1) * lim->period + lim->n - 1) / lim->n;
+        w = (w + 999) / 1000;
+
+        v.data = p;
+        v.len = ngx_sprintf(p, "\"%V\";q=%ui;w=%uL", &lim->zone_name,
+                            lim->burst + 1, w) - p;
+
+        if (ngx_insite_gw_set_header(r, "RateLimit-Policy", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += v.len;
+        v.data = p;
+        v.len = ngx_sprintf(p, "\"%V\";r=%ui;t=%T", &lim->zone_name,
+                            res->remaining, res->reset) - p;
+
+        if (ngx_insite_gw_set_header(r, "RateLimit", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->rate_headers & NGX_INSITE_GW_RH_LEGACY) {
+        p = ngx_pnalloc(r->pool, 3 * NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v.data = p;
+        v.len = ngx_sprintf(p, "%ui", lim->burst + 1) - p;
+        if (ngx_insite_gw_set_header(r, "RateLimit-Limit", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += v.len;
+        v.data = p;
+        v.len = ngx_sprintf(p, "%ui", res->remaining) - p;
+        if (ngx_insite_gw_set_header(r, "RateLimit-Remaining", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        p += v.len;
+        v.data = p;
+        v.len = ngx_sprintf(p, "%T", res->reset) - p;
+        if (ngx_insite_gw_set_header(r, "RateLimit-Reset", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
