@@ -378,6 +378,10 @@ ngx_http_insite_ws_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+    if (ngx_insite_ws_limit_init_conf(cf, wmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (imcf->redis_conf == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "insite_ws and insite_ws_publish need "
@@ -494,6 +498,10 @@ ngx_http_insite_ws_init_process(ngx_cycle_t *cycle)
 
     if (!wmcf->used) {
         return NGX_OK;
+    }
+
+    if (ngx_insite_ws_limit_init_process(cycle, wmcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     return ngx_insite_ws_redis_init(cycle);

@@ -3,7 +3,8 @@
  *
  * Files, one job each:
  *   ngx_http_insite_ws_module.c   directives, configuration, worker start/exit
- *   ngx_insite_ws_handshake.c     HTTP upgrade checks, connection limit, 101
+ *   ngx_insite_ws_handshake.c     HTTP upgrade checks and the 101
+ *   ngx_insite_ws_conn_limit.c    open connections counted across workers
  *   ngx_insite_ws_conn.c          a client connection: read frames, send
  *                                 queue, heartbeats, close
  *   ngx_insite_ws_proto.c         the JSON protocol: subscribe, unsubscribe,
@@ -79,6 +80,7 @@ typedef struct {
     ngx_msec_t                  shutdown_spread;
     time_t                      idempotency_ttl;
     ngx_uint_t                  used;             /* ws or publish somewhere */
+    ngx_shm_zone_t             *limit_zone;       /* connection counts */
 
     ngx_insite_ws_metrics_t     metrics;
 
@@ -149,6 +151,7 @@ struct ngx_insite_ws_conn_s {
     unsigned                    closing:1;        /* close frame queued */
     unsigned                    close_sent:1;     /* ... and written */
     unsigned                    close_received:1;
+    unsigned                    broken:1;         /* protocol error seen */
     unsigned                    finished:1;
     unsigned                    released:1;
     unsigned                    handshake_flushed:1;
@@ -211,6 +214,14 @@ ngx_int_t ngx_insite_ws_handshake(ngx_http_request_t *r);
 ngx_int_t ngx_insite_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *hname,
     const char *hvalue);
+
+/* connection limit */
+ngx_int_t ngx_insite_ws_limit_init_conf(ngx_conf_t *cf,
+    ngx_http_insite_ws_main_conf_t *wmcf);
+ngx_int_t ngx_insite_ws_limit_init_process(ngx_cycle_t *cycle,
+    ngx_http_insite_ws_main_conf_t *wmcf);
+ngx_int_t ngx_insite_ws_limit_acquire(ngx_http_request_t *r);
+void ngx_insite_ws_limit_release(void);
 
 /* connection */
 ngx_int_t ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user);

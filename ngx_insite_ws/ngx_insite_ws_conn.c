@@ -65,7 +65,7 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     cln = ngx_pool_cleanup_add(r->pool, 0);
 
     if (wc == NULL || cln == NULL) {
-        ngx_insite_metric_add_value(wmcf->metrics.connections, -1);
+        ngx_insite_ws_limit_release();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -223,6 +223,11 @@ ngx_insite_ws_process(ngx_insite_ws_conn_t *wc, u_char *p, u_char *last)
     size_t  n;
 
     wc->hdr_len = 0;
+
+    /* after a protocol error the stream cannot be parsed: read and drop */
+    if (wc->broken) {
+        return;
+    }
 
     while (p < last || (wc->in_payload && wc->assembler.frame_left == 0)) {
 
@@ -448,6 +453,9 @@ ngx_insite_ws_protocol_error(ngx_insite_ws_conn_t *wc, int rc)
 
     ngx_insite_metric_inc(ngx_insite_ws_main_conf()->metrics.protocol_closes);
 
+    wc->broken = 1;
+    wc->in_payload = 0;
+
     ngx_insite_ws_close(wc, code, reason);
 }
 
@@ -595,6 +603,19 @@ ngx_insite_ws_write_handler(ngx_event_t *wev)
         if (!wc->close_sent) {
             wc->close_sent = 1;
             ngx_add_timer(&wc->going_away, NGX_INSITE_WS_LINGER);
+
+            /*
+             * Nothing more will be sent: a FIN now lets the peer see the end
+             * right after our close frame.  The socket is not closed yet, so
+             * data still arriving cannot turn into an RST that would destroy
+             * the close frame in the peer's buffer.
+             */
+#if (NGX_SSL)
+            if (c->ssl == NULL)
+#endif
+            {
+                (void) ngx_shutdown_socket(c->fd, NGX_WRITE_SHUTDOWN);
+            }
         }
     }
 }
@@ -909,9 +930,8 @@ ngx_insite_ws_release(void *data)
 {
     ngx_insite_ws_conn_t  *wc = data;
 
-    ngx_queue_t                     *q;
-    ngx_insite_ws_sub_t             *sub;
-    ngx_http_insite_ws_main_conf_t  *wmcf;
+    ngx_queue_t          *q;
+    ngx_insite_ws_sub_t  *sub;
 
     if (wc->released) {
         return;
@@ -919,7 +939,6 @@ ngx_insite_ws_release(void *data)
 
     wc->released = 1;
     wc->finished = 1;
-    wmcf = ngx_insite_ws_main_conf();
 
     ngx_insite_ws_proto_cancel(wc);
 
@@ -950,5 +969,5 @@ ngx_insite_ws_release(void *data)
 
     ngx_queue_remove(&wc->queue);
 
-    ngx_insite_metric_add_value(wmcf->metrics.connections, -1);
+    ngx_insite_ws_limit_release();
 }

@@ -14,7 +14,6 @@ static ngx_int_t ngx_insite_ws_has_token(ngx_table_elt_t *h,
     const char *token, size_t len);
 static ngx_int_t ngx_insite_ws_origin_allowed(ngx_http_request_t *r,
     ngx_http_insite_ws_loc_conf_t *wlcf);
-static ngx_int_t ngx_insite_ws_count_connection(ngx_http_request_t *r);
 
 
 ngx_int_t
@@ -95,7 +94,7 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
     }
 
     /* the last check: once counted, the connection must be uncounted */
-    if (ngx_insite_ws_count_connection(r) != NGX_OK) {
+    if (ngx_insite_ws_limit_acquire(r) != NGX_OK) {
         return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                     "service_unavailable",
                                     "too many WebSocket connections",
@@ -114,8 +113,7 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
                                     INSITE_WS_ACCEPT_LEN)
            != NGX_OK)
     {
-        ngx_insite_metric_add_value(
-            ngx_insite_ws_main_conf()->metrics.connections, -1);
+        ngx_insite_ws_limit_release();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -222,50 +220,6 @@ ngx_insite_ws_origin_allowed(ngx_http_request_t *r,
                   "insite ws: origin \"%V\" not allowed", &origin->value);
 
     return NGX_DECLINED;
-}
-
-
-/*
- * The open connection count lives in the metrics zone, so the limit holds
- * across workers; an upgrade that would pass it is taken back.
- */
-
-static ngx_int_t
-ngx_insite_ws_count_connection(ngx_http_request_t *r)
-{
-    ngx_atomic_int_t                 now, peak;
-    ngx_insite_ws_metrics_t         *m;
-    ngx_http_insite_ws_main_conf_t  *wmcf;
-
-    wmcf = ngx_insite_ws_main_conf();
-    m = &wmcf->metrics;
-
-    now = ngx_atomic_fetch_add(m->connections->values, 1) + 1;
-
-    if (wmcf->max_connections && (ngx_uint_t) now > wmcf->max_connections) {
-        (void) ngx_atomic_fetch_add(m->connections->values, -1);
-        ngx_insite_metric_inc(m->refused);
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "insite ws: connection refused: "
-                      "insite_ws_max_connections %ui reached",
-                      wmcf->max_connections);
-        return NGX_DECLINED;
-    }
-
-    ngx_insite_metric_inc(m->accepted);
-
-    for ( ;; ) {
-        peak = ngx_insite_metric_value(m->connections_peak);
-        if (now <= peak
-            || ngx_atomic_cmp_set(m->connections_peak->values,
-                                  (ngx_atomic_uint_t) peak,
-                                  (ngx_atomic_uint_t) now))
-        {
-            break;
-        }
-    }
-
-    return NGX_OK;
 }
 
 

@@ -13,6 +13,10 @@ build=${BUILD:-build}
 case $build in /*) ;; *) build=$root/$build ;; esac
 mkdir -p "$build/modules"
 
+# one build at a time: concurrent configures of one tree corrupt it
+exec 9>"$build/.modules.lock"
+flock 9
+
 if [ -n "${NGINX_SRC:-}" ]; then
   src=$NGINX_SRC
   conf=(--with-compat)
