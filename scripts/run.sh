@@ -54,6 +54,40 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
+# Workers read their settings from INSITE_* variables (services.env) over
+# their example configs; the ports match nginx.conf.example's upstreams.
+set -a
+# shellcheck disable=SC1091
+. "$INSITE_RUN_DIR/services.env"
+set +a
+mkdir -p "$INSITE_RUN_DIR/spool"
+export INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool
+
+# Yahoo when reachable; without internet the collector says so and falls
+# back to recorded responses (when ../shared/fixtures is there) or to a
+# clearly labelled simulated random walk.
+fixtures=$root/../shared/fixtures/yahoo
+feed=${INSITE_PROVIDER_FEED:-auto}
+if [ -d "$fixtures" ]; then
+  export INSITE_PROVIDER_REPLAY_FILES="$fixtures/chart_AAPL_1m_2024-10-02.json,$fixtures/chart_TSLA_30m_2021-11-22_prepost.json,$fixtures/chart_MSFT_1d_2021-02-01_to_2022-01-31_div.json"
+  export INSITE_PROVIDER_FALLBACK=${INSITE_PROVIDER_FALLBACK:-replay}
+else
+  export INSITE_PROVIDER_FALLBACK=${INSITE_PROVIDER_FALLBACK:-simulated}
+fi
+say "starting insite-collector (feed: $feed, fallback: $INSITE_PROVIDER_FALLBACK)"
+INSITE_PROVIDER_FEED=$feed INSITE_COLLECTOR_HTTP_PORT=8082 \
+  INSITE_SOCIAL_RSS_ENABLED=${INSITE_SOCIAL_RSS_ENABLED:-false} \
+  build/bin/insite-collector -c workers/collector/collector.conf.example \
+  > "$INSITE_RUN_DIR/collector.log" 2>&1 &
+pids+=($!)
+
+say "starting insite-analytics"
+lex=$(scripts/lexicons.sh)
+eval "export ${lex//$'\n'/ }"
+INSITE_ANALYTICS_HTTP_PORT=8083 build/bin/insite-analytics \
+  > "$INSITE_RUN_DIR/analytics.log" 2>&1 &
+pids+=($!)
+
 cat <<INFO
 
   InsiteChart Edge is running.
@@ -64,6 +98,8 @@ cat <<INFO
   Redis        127.0.0.1:$INSITE_REDIS_PORT
   PostgreSQL   $INSITE_PG_DSN
   Kafka        $INSITE_KAFKA_BOOTSTRAP (librdkafka mock cluster)
+  collector    http://127.0.0.1:8082/healthz  (log: $INSITE_RUN_DIR/collector.log)
+  analytics    http://127.0.0.1:8083/healthz  (log: $INSITE_RUN_DIR/analytics.log)
 
   Ctrl-C stops everything.
 
