@@ -57,6 +57,7 @@ static int bench_kafka(const char *bootstrap, long n)
 typedef struct {
     int port, id;
     long n;
+    int batch;          /* 1: one round trip per message; N: pipelines of N */
     int rc;
 } redis_job;
 
@@ -69,13 +70,23 @@ static void *redis_worker(void *arg)
         .idempotency_ttl_s = 60,
     };
     insite_redis *r = insite_redis_new(&o);
-    insite_publish_result res;
-    char err[256], channel[64];
+    insite_publish_result res[256];
+    insite_publish_msg msgs[256];
+    int rcs[256];
+    char err[256], channels[50][64];
     j->rc = r == NULL;
-    for (long i = 0; r && i < j->n; i++) {
-        snprintf(channel, sizeof(channel), "stock_updates:SYM%d_%ld", j->id, i % 50);
-        if (insite_redis_publish(r, channel, "stock_update", payload, NULL, &res, err, sizeof(err)) != 0) {
-            fprintf(stderr, "publish: %s\n", err);
+    for (int c = 0; c < 50; c++)
+        snprintf(channels[c], sizeof(channels[c]), "stock_updates:SYM%d_%d", j->id, c);
+    for (long i = 0; r && i < j->n; i += j->batch) {
+        int k = 0;
+        for (; k < j->batch && i + k < j->n; k++)
+            msgs[k] = (insite_publish_msg){ channels[(i + k) % 50], "stock_update", payload, NULL };
+        int ok = j->batch == 1
+            ? (insite_redis_publish(r, msgs[0].channel, msgs[0].type, payload, NULL, &res[0],
+                                    err, sizeof(err)) == 0 ? 1 : -1)
+            : insite_redis_publish_batch(r, msgs, (size_t) k, res, rcs, err, sizeof(err));
+        if (ok != k) {
+            fprintf(stderr, "publish: %s\n", ok < 0 ? err : "messages refused");
             j->rc = 1;
             break;
         }
@@ -86,14 +97,14 @@ static void *redis_worker(void *arg)
 
 /* n publishes split over `threads` connections (each publisher is
  * synchronous: one round trip per message) */
-static int bench_redis(int port, long n, int threads)
+static int bench_redis(int port, long n, int threads, int batch)
 {
     pthread_t t[64];
     redis_job j[64];
     int rc = 0;
     double t0 = insite_clock_mono_s();
     for (int i = 0; i < threads; i++) {
-        j[i] = (redis_job){ .port = port, .id = i, .n = n / threads };
+        j[i] = (redis_job){ .port = port, .id = i, .n = n / threads, .batch = batch };
         pthread_create(&t[i], NULL, redis_worker, &j[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -102,15 +113,16 @@ static int bench_redis(int port, long n, int threads)
     }
     double s = insite_clock_mono_s() - t0;
     long done = n / threads * threads;
-    printf("redis publish.lua (seq + history 1000 + PUBLISH) over %d connection%s: "
-           "%ld messages in %.2f s = %.0f msg/s\n", threads, threads == 1 ? "" : "s", done, s, done / s);
+    printf("redis publish.lua (seq + history 1000 + PUBLISH) over %d connection%s, %s: "
+           "%ld messages in %.2f s = %.0f msg/s\n", threads, threads == 1 ? "" : "s",
+           batch == 1 ? "one round trip each" : "pipelined", done, s, done / s);
     return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 && !(argc == 5 && strcmp(argv[1], "redis") == 0)) {
-        fprintf(stderr, "usage: %s kafka BOOTSTRAP N | redis PORT N [CONNECTIONS]\n", argv[0]);
+    if (argc != 4 && !(argc >= 5 && argc <= 6 && strcmp(argv[1], "redis") == 0)) {
+        fprintf(stderr, "usage: %s kafka BOOTSTRAP N | redis PORT N [CONNECTIONS [BATCH]]\n", argv[0]);
         return 2;
     }
     insite_log_set_level(INSITE_LOG_ERROR);
@@ -124,5 +136,6 @@ int main(int argc, char **argv)
     payload[len++] = '}';
     payload[len] = '\0';
     long n = atol(argv[3]);
-    return strcmp(argv[1], "kafka") == 0 ? bench_kafka(argv[2], n) : bench_redis(atoi(argv[2]), n, argc == 5 ? atoi(argv[4]) : 1);
+    return strcmp(argv[1], "kafka") == 0 ? bench_kafka(argv[2], n) : bench_redis(atoi(argv[2]), n, argc >= 5 ? atoi(argv[4]) : 1,
+                             argc == 6 ? atoi(argv[5]) : 1);
 }

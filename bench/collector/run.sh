@@ -36,8 +36,9 @@ echo "machine: $(nproc) cores, $(uname -sr), librdkafka $(pkg-config --modversio
 cmd="build/bench/collector-bench kafka $INSITE_KAFKA_BOOTSTRAP $kn"
 echo "\$ $cmd"
 $cmd
-for c in 1 8; do
-  cmd="build/bench/collector-bench redis $INSITE_REDIS_PORT $rn $c"
+# one round trip per message (1 and 8 connections), then pipelines of 100
+for args in "1 1" "8 1" "1 100" "2 100"; do
+  cmd="build/bench/collector-bench redis $INSITE_REDIS_PORT $rn $args"
   echo "\$ $cmd"
   $cmd
 done

@@ -180,6 +180,51 @@ static void test_history_capped(void **state)
     redisFree(c);
 }
 
+/* A pipeline keeps order, publishes the valid ones, refuses the rest. */
+static void test_batch(void **state)
+{
+    enum { N = 200 };
+    insite_redis *r = open_pub(1000);
+    insite_publish_msg msgs[N];
+    insite_publish_result res[N];
+    int rcs[N];
+    char ch[64], err[256] = "";
+    long long want = 0;
+
+    new_channel(ch, sizeof(ch));
+    for (int i = 0; i < N; i++) {
+        msgs[i].channel = ch;
+        msgs[i].type = "stock_update";
+        msgs[i].data_json = (i == 50) ? "{not json" : "{\"price\":1.25}";
+        msgs[i].idem_key = (i == 7 || i == 8) ? "same-key" : NULL;
+    }
+    msgs[120].channel = "bad channel";
+
+    int n = insite_redis_publish_batch(r, msgs, N, res, rcs, err, sizeof(err));
+    if (n < 0)
+        fail_msg("batch failed: %s", err);
+    assert_int_equal(n, N - 2);
+    for (int i = 0; i < N; i++) {
+        if (i == 50 || i == 120) {
+            assert_int_equal(rcs[i], -1);
+            continue;
+        }
+        assert_int_equal(rcs[i], 0);
+        if (i == 8) {                       /* the retried key: same seq */
+            assert_true(res[i].duplicate);
+            assert_int_equal(res[i].seq, res[7].seq);
+            continue;
+        }
+        assert_false(res[i].duplicate);
+        assert_int_equal(res[i].seq, ++want);   /* in order, no gap */
+    }
+
+    /* the connection stays usable for single publishes */
+    publish_ok(r, ch, "1", NULL, &res[0]);
+    assert_int_equal(res[0].seq, want + 1);
+    insite_redis_free(r);
+}
+
 static void test_idempotency(void **state)
 {
     insite_redis *r = open_pub(1000);
@@ -321,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_seq_and_epoch),
         cmocka_unit_test(test_history_capped),
         cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_pubsub_payload),
         cmocka_unit_test(test_script_flush_and_reconnect),

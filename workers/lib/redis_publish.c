@@ -235,73 +235,105 @@ static int run_script(insite_redis *r, const char **argv, size_t *lens, int argc
     return rc;
 }
 
-int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
-                         const char *data_json, const char *idem_key,
-                         insite_publish_result *res, char *err, size_t errlen)
+/* The script's KEYS and ARGV for one message, in buffers of their own. */
+typedef struct {
+    char k_state[512], k_hist[512], k_idem[768], pubch[512];
+    char ts[INSITE_RFC3339_LEN], epoch[17], keep[24], ttl[24];
+    const char *argv[14];
+    size_t lens[14];
+} publish_args;
+
+#define PUBLISH_ARGC 14
+
+static int validate(const insite_publish_msg *m, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *probe;
 
-    if (channel == NULL || !insite_channel_valid(channel)) {
+    if (m->channel == NULL || !insite_channel_valid(m->channel)) {
         set_err(err, errlen, "invalid channel \"%s\": must match [A-Za-z0-9_.:-]{1,128}",
-                channel ? channel : "(null)");
+                m->channel ? m->channel : "(null)");
         return -1;
     }
-    if (type == NULL || type[0] == '\0' || strlen(type) > TYPE_MAX) {
+    if (m->type == NULL || m->type[0] == '\0' || strlen(m->type) > TYPE_MAX) {
         set_err(err, errlen, "invalid type: must be 1..%d characters", TYPE_MAX);
         return -1;
     }
-    if (idem_key != NULL && (idem_key[0] == '\0' || strlen(idem_key) > IDEM_MAX)) {
+    if (m->idem_key != NULL && (m->idem_key[0] == '\0' || strlen(m->idem_key) > IDEM_MAX)) {
         set_err(err, errlen, "invalid idempotency key: must be 1..%d characters", IDEM_MAX);
         return -1;
     }
     /* The script splices data into the message text: anything but exactly
      * one JSON value would corrupt every subscriber's stream. */
-    if (data_json == NULL
-        || (probe = json_loads(data_json, JSON_DECODE_ANY, &jerr)) == NULL) {
+    if (m->data_json == NULL
+        || (probe = json_loads(m->data_json, JSON_DECODE_ANY, &jerr)) == NULL) {
         set_err(err, errlen, "data is not a JSON value: %s",
-                data_json ? jerr.text : "missing");
+                m->data_json ? jerr.text : "missing");
         return -1;
     }
     json_decref(probe);
+    return 0;
+}
 
-    char *k_state = NULL, *k_hist = NULL, *k_idem = NULL, *pubch = NULL;
-    char ts[INSITE_RFC3339_LEN], epoch[17], keep[24], ttl[24];
+static int build_args(insite_redis *r, const insite_publish_msg *m, publish_args *a,
+                      char *err, size_t errlen)
+{
+    if (strlen(r->prefix) > 256) {
+        set_err(err, errlen, "key prefix too long");
+        return -1;
+    }
+    snprintf(a->k_state, sizeof(a->k_state), "%sch:%s", r->prefix, m->channel);
+    snprintf(a->k_hist, sizeof(a->k_hist), "%shist:%s", r->prefix, m->channel);
+    if (m->idem_key)
+        snprintf(a->k_idem, sizeof(a->k_idem), "%sidem:%s:%s", r->prefix, m->channel,
+                 m->idem_key);
+    else
+        a->k_idem[0] = '\0';
+    snprintf(a->pubch, sizeof(a->pubch), "%spub:%s", r->prefix, m->channel);
+    if (insite_random_hex(a->epoch, 8) != 0) {
+        set_err(err, errlen, "cannot generate an epoch candidate");
+        return -1;
+    }
+    insite_clock_rfc3339(a->ts, sizeof(a->ts));
+    snprintf(a->keep, sizeof(a->keep), "%ld", r->history);
+    snprintf(a->ttl, sizeof(a->ttl), "%ld", r->idem_ttl_s);
+
+    const char *argv[PUBLISH_ARGC] = {
+        "EVALSHA", r->sha, "3", a->k_state, a->k_hist, a->k_idem,
+        m->channel, m->type, m->data_json, a->ts, a->keep, a->epoch, a->pubch, a->ttl };
+    for (int i = 0; i < PUBLISH_ARGC; i++) {
+        a->argv[i] = argv[i];
+        a->lens[i] = strlen(argv[i]);
+    }
+    return 0;
+}
+
+int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
+                         const char *data_json, const char *idem_key,
+                         insite_publish_result *res, char *err, size_t errlen)
+{
+    insite_publish_msg m = { channel, type, data_json, idem_key };
+    publish_args a;
     int rc = -1;
 
-    if (asprintf(&k_state, "%sch:%s", r->prefix, channel) < 0
-        || asprintf(&k_hist, "%shist:%s", r->prefix, channel) < 0
-        || asprintf(&k_idem, idem_key ? "%sidem:%s:%s" : "", r->prefix, channel, idem_key) < 0
-        || asprintf(&pubch, "%spub:%s", r->prefix, channel) < 0) {
-        set_err(err, errlen, "out of memory");
-        goto out;
-    }
-    if (insite_random_hex(epoch, 8) != 0) {
-        set_err(err, errlen, "cannot generate an epoch candidate");
-        goto out;
-    }
-    insite_clock_rfc3339(ts, sizeof(ts));
-    snprintf(keep, sizeof(keep), "%ld", r->history);
-    snprintf(ttl, sizeof(ttl), "%ld", r->idem_ttl_s);
-
-    const char *argv[] = { NULL, NULL, "3", k_state, k_hist, k_idem,
-                           channel, type, data_json, ts, keep, epoch, pubch, ttl };
-    size_t lens[sizeof(argv) / sizeof(argv[0])];
-    int argc = (int)(sizeof(argv) / sizeof(argv[0]));
+    if (validate(&m, err, errlen) != 0 || build_args(r, &m, &a, err, errlen) != 0)
+        return -1;
 
     pthread_mutex_lock(&r->lock);
     for (int attempt = 0; attempt < 2; attempt++) {
         int eof = 0;
-        for (int i = 2; i < argc; i++)
-            lens[i] = strlen(argv[i]);
         if (connect_redis(r, err, errlen) != 0)
             break;
-        rc = run_script(r, argv, lens, argc, res, &eof, err, errlen);
+        rc = run_script(r, a.argv, a.lens, PUBLISH_ARGC, res, &eof, err, errlen);
         if (rc != -2)
             break;
         /* Stale connection (server restarted) or idempotent: safe to retry. */
         if (attempt == 0 && (eof || idem_key != NULL)) {
             insite_log_warn("redis: %s; reconnecting and retrying once", err);
+            a.argv[0] = "EVALSHA";
+            a.argv[1] = r->sha;
+            a.lens[0] = 7;
+            a.lens[1] = strlen(r->sha);
             continue;
         }
         if (!eof && idem_key == NULL) {
@@ -311,14 +343,87 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
         break;
     }
     pthread_mutex_unlock(&r->lock);
-    if (rc != 0)
-        rc = -1;
-out:
-    free(k_state);
-    free(k_hist);
-    free(k_idem);
-    free(pubch);
-    return rc;
+    return rc == 0 ? 0 : -1;
+}
+
+/* SCRIPT LOAD on the current connection, so a pipeline of EVALSHA cannot
+ * meet NOSCRIPT halfway (short of a SCRIPT FLUSH in between). */
+static int load_script(insite_redis *r, char *err, size_t errlen)
+{
+    redisReply *rep = redisCommand(r->c, "SCRIPT LOAD %s", INSITE_LUA_PUBLISH);
+
+    if (rep == NULL) {
+        set_err(err, errlen, "SCRIPT LOAD on %s:%d: %s", r->host, r->port, r->c->errstr);
+        disconnect(r);
+        return -1;
+    }
+    int ok = rep->type == REDIS_REPLY_STRING && strcmp(rep->str, r->sha) == 0;
+    if (!ok)
+        set_err(err, errlen, "SCRIPT LOAD on %s:%d: %s", r->host, r->port,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected digest");
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, size_t n,
+                               insite_publish_result *res, int *rcs, char *err, size_t errlen)
+{
+    publish_args a;
+    size_t i, sent = 0, published = 0;
+    int rc = 0;
+
+    pthread_mutex_lock(&r->lock);
+    if (connect_redis(r, err, errlen) != 0 || load_script(r, err, errlen) != 0) {
+        for (i = 0; i < n; i++)
+            rcs[i] = -1;
+        pthread_mutex_unlock(&r->lock);
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        char why[256];
+        rcs[i] = -1;
+        if (validate(&msgs[i], why, sizeof(why)) != 0
+            || build_args(r, &msgs[i], &a, why, sizeof(why)) != 0) {
+            insite_log_warn("redis: not publishing to %s: %s",
+                            msgs[i].channel ? msgs[i].channel : "(null)", why);
+            continue;
+        }
+        /* hiredis formats the command now: the buffers can be reused */
+        if (redisAppendCommandArgv(r->c, PUBLISH_ARGC, a.argv, a.lens) != REDIS_OK) {
+            set_err(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        rcs[i] = 1;          /* sent, awaiting its reply */
+        sent++;
+    }
+
+    for (i = 0; i < n && sent > 0 && rc == 0; i++) {
+        redisReply *rep;
+        if (rcs[i] != 1)
+            continue;
+        if (redisGetReply(r->c, (void **) &rep) != REDIS_OK || rep == NULL) {
+            set_err(err, errlen, "%s:%d: %s (outcome unknown for the rest of the batch)",
+                    r->host, r->port, r->c->errstr);
+            disconnect(r);
+            rc = -1;
+            break;
+        }
+        char why[256];
+        rcs[i] = parse_reply(rep, &res[i], why, sizeof(why));
+        if (rcs[i] != 0)
+            insite_log_warn("redis: publish to %s failed: %s", msgs[i].channel, why);
+        else
+            published++;
+        freeReplyObject(rep);
+        sent--;
+    }
+    for (; i < n; i++)
+        if (rcs[i] == 1)
+            rcs[i] = -2;     /* the connection broke before its reply */
+    pthread_mutex_unlock(&r->lock);
+    return rc == 0 ? (int) published : -1;
 }
 
 int insite_redis_ping(insite_redis *r, char *err, size_t errlen)

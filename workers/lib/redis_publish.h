@@ -62,6 +62,18 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
                          const char *data_json, const char *idem_key,
                          insite_publish_result *res, char *err, size_t errlen);
 
+typedef struct {
+    const char *channel, *type, *data_json, *idem_key;   /* idem_key may be NULL */
+} insite_publish_msg;
+
+/* Publishes n messages in one pipeline (one round trip instead of n), in
+ * order.  rcs[i] is 0 (res[i] filled), -1 (refused: invalid, or the script
+ * failed; logged) or -2 (sent, but the connection broke before its reply:
+ * outcome unknown, safe to retry only with an idempotency key).  Returns
+ * how many were published, or -1 when the connection failed (err). */
+int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, size_t n,
+                               insite_publish_result *res, int *rcs, char *err, size_t errlen);
+
 /* PING; 0 when reachable (for health checks). */
 int insite_redis_ping(insite_redis *r, char *err, size_t errlen);
 
