@@ -30,6 +30,7 @@
 #define NGX_INSITE_WS_CHANNEL_MAX     128
 #define NGX_INSITE_WS_EPOCH_LEN       16
 #define NGX_INSITE_WS_HISTORY_BATCH   500
+#define NGX_INSITE_WS_LAST_MAX        1000
 
 
 typedef struct ngx_insite_ws_conn_s     ngx_insite_ws_conn_t;
@@ -117,7 +118,8 @@ typedef struct {
 
 struct ngx_insite_ws_conn_s {
     ngx_queue_t                 queue;            /* in main conf's conns */
-    ngx_http_request_t         *request;
+    ngx_http_request_t         *request;          /* until the 101 is out */
+    ngx_pool_cleanup_t         *cleanup;
     ngx_connection_t           *connection;
     ngx_http_insite_ws_loc_conf_t *conf;
     ngx_str_t                   user;
@@ -146,6 +148,7 @@ struct ngx_insite_ws_conn_s {
 
     ngx_event_t                 heartbeat;
     ngx_event_t                 going_away;
+    ngx_event_t                 detach;           /* frees the request */
     ngx_msec_t                  last_rx;
 
     unsigned                    closing:1;        /* close frame queued */
@@ -154,7 +157,6 @@ struct ngx_insite_ws_conn_s {
     unsigned                    broken:1;         /* protocol error seen */
     unsigned                    finished:1;
     unsigned                    released:1;
-    unsigned                    handshake_flushed:1;
 };
 
 
@@ -176,8 +178,10 @@ struct ngx_insite_ws_sub_s {
     ngx_str_t                   since_epoch;
     u_char                      epoch_buf[NGX_INSITE_WS_EPOCH_LEN];
     uint64_t                    since;
+    uint64_t                    last;             /* replay the last N */
     unsigned                    has_since:1;
     unsigned                    force_reset:1;    /* epoch changed */
+    unsigned                    snapshot:1;       /* "last": no reset owed */
 };
 
 

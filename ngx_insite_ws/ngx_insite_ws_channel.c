@@ -318,7 +318,10 @@ ngx_insite_ws_channel_start(ngx_insite_ws_sub_t *sub, uint64_t top,
     ngx_insite_ws_channel_t  *ch = sub->ch;
 
     if (!sub->has_since) {
-        sub->cursor = top;
+        /* live only, or the last N retained messages first (a snapshot:
+           fewer retained is no loss to report) */
+        sub->cursor = top > sub->last ? top - sub->last : 0;
+        sub->snapshot = sub->last > 0;
 
     } else if ((sub->since_epoch.len
                 && (sub->since_epoch.len != epoch->len
@@ -617,11 +620,13 @@ ngx_insite_ws_sub_history(ngx_insite_ws_channel_t *ch,
             sub->force_reset = 0;
         }
 
-        if (sub->cursor < ch->last_seq) {
+        if (sub->cursor < ch->last_seq && !sub->snapshot) {
             /* trimmed away while we were behind */
             (void) ngx_insite_ws_proto_reset(sub, ch->last_seq + 1);
-            sub->cursor = ch->last_seq;
         }
+
+        sub->cursor = ngx_max(sub->cursor, ch->last_seq);
+        sub->snapshot = 0;
 
         sub->state = NGX_INSITE_WS_SUB_LIVE;
         return;
@@ -636,7 +641,7 @@ ngx_insite_ws_sub_history(ngx_insite_ws_channel_t *ch,
             continue;
         }
 
-        if (seq > sub->cursor + 1 || sub->force_reset) {
+        if ((seq > sub->cursor + 1 && !sub->snapshot) || sub->force_reset) {
             /* older than the retained history, or another epoch */
             (void) ngx_insite_ws_proto_reset(sub, seq);
             sub->force_reset = 0;
@@ -649,6 +654,7 @@ ngx_insite_ws_sub_history(ngx_insite_ws_channel_t *ch,
         }
 
         sub->cursor = seq;
+        sub->snapshot = 0;
         ngx_insite_metric_inc(ngx_insite_ws_main_conf()->metrics.replayed);
     }
 

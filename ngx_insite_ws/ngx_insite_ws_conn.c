@@ -11,6 +11,13 @@
  * writes are batched by posting the write event, so all frames queued in one
  * event loop iteration leave in one writev().
  *
+ * Memory: once the 101 is on the wire the HTTP request is freed (logged
+ * then, with status 101) together with the header buffers, as nginx does
+ * for an idle keepalive connection; the connection keeps only the
+ * nginx connection's small pool and this structure.  Until then (a 101 the
+ * socket could not take at once) the request stays, and so does the path
+ * that finalizes it.
+ *
  * Closing never tears a connection down synchronously: it queues the close
  * frame and lets the write/read/timer handlers finalize, so callers that are
  * iterating a channel's subscribers (fan-out) may call it safely.
@@ -26,6 +33,10 @@
 
 static void ngx_insite_ws_read_handler(ngx_event_t *rev);
 static void ngx_insite_ws_write_handler(ngx_event_t *wev);
+static void ngx_insite_ws_read_attached(ngx_http_request_t *r);
+static void ngx_insite_ws_write_attached(ngx_http_request_t *r);
+static void ngx_insite_ws_read(ngx_insite_ws_conn_t *wc);
+static void ngx_insite_ws_write(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_process(ngx_insite_ws_conn_t *wc, u_char *p,
     u_char *last);
 static ngx_int_t ngx_insite_ws_payload(ngx_insite_ws_conn_t *wc, u_char *p,
@@ -39,6 +50,9 @@ static void ngx_insite_ws_drop_queue(ngx_insite_ws_conn_t *wc,
     ngx_uint_t keep_partial);
 static void ngx_insite_ws_heartbeat_handler(ngx_event_t *ev);
 static void ngx_insite_ws_going_away_handler(ngx_event_t *ev);
+static ngx_int_t ngx_insite_ws_flush_handshake(ngx_insite_ws_conn_t *wc);
+static void ngx_insite_ws_detach(ngx_event_t *ev);
+static ngx_insite_ws_out_t *ngx_insite_ws_out_get(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_finalize(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_release(void *data);
 
@@ -61,10 +75,12 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     c = r->connection;
     wmcf = ngx_insite_ws_main_conf();
 
-    wc = ngx_pcalloc(r->pool, sizeof(ngx_insite_ws_conn_t));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    /* outlives the request: not from its pool */
+    wc = ngx_calloc(sizeof(ngx_insite_ws_conn_t) + user->len, c->log);
+    cln = wc ? ngx_pool_cleanup_add(r->pool, 0) : NULL;
 
-    if (wc == NULL || cln == NULL) {
+    if (cln == NULL) {
+        ngx_free(wc);
         ngx_insite_ws_limit_release();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -72,7 +88,9 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     wc->request = r;
     wc->connection = c;
     wc->conf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
-    wc->user = *user;
+    wc->user.data = (u_char *) (wc + 1);
+    wc->user.len = user->len;
+    ngx_memcpy(wc->user.data, user->data, user->len);
     wc->last_rx = ngx_current_msec;
 
     ngx_queue_init(&wc->out);
@@ -83,23 +101,25 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
 
     insite_ws_msg_init(&wc->assembler, wc->conf->max_message_size);
 
-    /* from here on the cleanup undoes the counting and the queueing */
+    /* until the request is freed, its end undoes all this */
     cln->handler = ngx_insite_ws_release;
     cln->data = wc;
-
-    ngx_http_set_ctx(r, wc, ngx_http_insite_ws_module);
+    wc->cleanup = cln;
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK) {
         return rc;
     }
 
-    /* the connection is ours now: nginx must not read it as HTTP */
+    /*
+     * The connection is ours now: nginx must not read it as HTTP.  Until
+     * the request is freed, events still go through the request (c->data
+     * is the request, nginx's code relies on it); then straight to us.
+     */
     r->main->count++;
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_request_empty_handler;
-    c->read->handler = ngx_insite_ws_read_handler;
-    c->write->handler = ngx_insite_ws_write_handler;
+    ngx_http_set_ctx(r, wc, ngx_http_insite_ws_module);
+    r->read_event_handler = ngx_insite_ws_read_attached;
+    r->write_event_handler = ngx_insite_ws_write_attached;
     c->log->action = "serving WebSocket";
 
     /* graceful shutdown reaches idle connections: we answer with 1001 */
@@ -133,7 +153,13 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
         }
     }
 
-    ngx_insite_ws_post_write(wc);
+    /*
+     * The write handler flushes the 101 and frees the request: not here,
+     * where nginx still finalizes it once this handler returns.
+     */
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_insite_ws_finalize(wc);
@@ -148,21 +174,130 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
 }
 
 
+/* The 101 may still sit in nginx's write filter. */
+
+static ngx_int_t
+ngx_insite_ws_flush_handshake(ngx_insite_ws_conn_t *wc)
+{
+    ngx_connection_t    *c = wc->connection;
+    ngx_http_request_t  *r = wc->request;
+
+    if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (c->buffered || r->out) {
+        return NGX_AGAIN;
+    }
+
+    /* freed from an event of our own: not under ngx_http_request_handler */
+    if (!wc->detach.posted) {
+        wc->detach.handler = ngx_insite_ws_detach;
+        wc->detach.data = wc;
+        wc->detach.log = c->log;
+        ngx_post_event(&wc->detach, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The 101 is out: free the request and the header buffers, keep the
+ * connection.  The request is logged now, with status 101.
+ */
+
+static void
+ngx_insite_ws_detach(ngx_event_t *ev)
+{
+    ngx_buf_t              *b;
+    ngx_chain_t            *cl, *ln;
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_insite_ws_conn_t   *wc;
+    ngx_http_connection_t  *hc;
+
+    wc = ev->data;
+    c = wc->connection;
+    r = wc->request;
+
+    if (wc->finished || r == NULL) {
+        return;
+    }
+
+    hc = r->http_connection;
+
+    wc->cleanup->handler = NULL;
+    wc->request = NULL;
+
+    ngx_http_free_request(r, 0);
+
+    /* ngx_http_free_request() marks the connection destroyed: it is not */
+    c->destroyed = 0;
+    c->data = wc;
+    c->read->handler = ngx_insite_ws_read_handler;
+    c->write->handler = ngx_insite_ws_write_handler;
+
+    b = c->buffer;
+
+    if (b && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        c->buffer = NULL;
+
+    } else if (b) {
+        b->pos = b->start;
+        b->last = b->start;
+    }
+
+    /* large header buffers: their bytes were copied out already */
+    for (cl = hc->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    for (cl = hc->busy; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_pfree(c->pool, ln->buf->start);
+        ngx_free_chain(c->pool, ln);
+    }
+
+    hc->free = NULL;
+    hc->busy = NULL;
+    hc->nbusy = 0;
+}
+
+
 /* reading */
 
 
 static void
 ngx_insite_ws_read_handler(ngx_event_t *rev)
 {
-    u_char                *start;
-    ssize_t                n;
-    ngx_connection_t      *c;
-    ngx_http_request_t    *r;
-    ngx_insite_ws_conn_t  *wc;
+    ngx_connection_t  *c = rev->data;
 
-    c = rev->data;
-    r = c->data;
-    wc = ngx_http_get_module_ctx(r, ngx_http_insite_ws_module);
+    ngx_insite_ws_read(c->data);
+}
+
+
+static void
+ngx_insite_ws_read_attached(ngx_http_request_t *r)
+{
+    ngx_insite_ws_read(ngx_http_get_module_ctx(r, ngx_http_insite_ws_module));
+}
+
+
+static void
+ngx_insite_ws_read(ngx_insite_ws_conn_t *wc)
+{
+    u_char            *start;
+    ssize_t            n;
+    ngx_event_t       *rev;
+    ngx_connection_t  *c;
+
+    c = wc->connection;
+    rev = c->read;
 
     if (wc->finished) {
         return;
@@ -501,7 +636,6 @@ ngx_insite_ws_frame_release(ngx_insite_ws_frame_t *frame)
 ngx_int_t
 ngx_insite_ws_send(ngx_insite_ws_conn_t *wc, ngx_insite_ws_frame_t *frame)
 {
-    ngx_queue_t          *q;
     ngx_insite_ws_out_t  *out;
 
     if (wc->closing || wc->finished) {
@@ -518,16 +652,9 @@ ngx_insite_ws_send(ngx_insite_ws_conn_t *wc, ngx_insite_ws_frame_t *frame)
         return NGX_DECLINED;
     }
 
-    if (!ngx_queue_empty(&wc->out_free)) {
-        q = ngx_queue_head(&wc->out_free);
-        ngx_queue_remove(q);
-        out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
-
-    } else {
-        out = ngx_palloc(wc->request->pool, sizeof(ngx_insite_ws_out_t));
-        if (out == NULL) {
-            return NGX_ERROR;
-        }
+    out = ngx_insite_ws_out_get(wc);
+    if (out == NULL) {
+        return NGX_ERROR;
     }
 
     out->frame = frame;
@@ -562,6 +689,21 @@ ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data, size_t len)
 }
 
 
+static ngx_insite_ws_out_t *
+ngx_insite_ws_out_get(ngx_insite_ws_conn_t *wc)
+{
+    ngx_queue_t  *q;
+
+    if (!ngx_queue_empty(&wc->out_free)) {
+        q = ngx_queue_head(&wc->out_free);
+        ngx_queue_remove(q);
+        return ngx_queue_data(q, ngx_insite_ws_out_t, queue);
+    }
+
+    return ngx_alloc(sizeof(ngx_insite_ws_out_t), wc->connection->log);
+}
+
+
 static void
 ngx_insite_ws_post_write(ngx_insite_ws_conn_t *wc)
 {
@@ -576,13 +718,23 @@ ngx_insite_ws_post_write(ngx_insite_ws_conn_t *wc)
 static void
 ngx_insite_ws_write_handler(ngx_event_t *wev)
 {
-    ngx_connection_t      *c;
-    ngx_http_request_t    *r;
-    ngx_insite_ws_conn_t  *wc;
+    ngx_connection_t  *c = wev->data;
 
-    c = wev->data;
-    r = c->data;
-    wc = ngx_http_get_module_ctx(r, ngx_http_insite_ws_module);
+    ngx_insite_ws_write(c->data);
+}
+
+
+static void
+ngx_insite_ws_write_attached(ngx_http_request_t *r)
+{
+    ngx_insite_ws_write(ngx_http_get_module_ctx(r, ngx_http_insite_ws_module));
+}
+
+
+static void
+ngx_insite_ws_write(ngx_insite_ws_conn_t *wc)
+{
+    ngx_connection_t  *c = wc->connection;
 
     if (wc->finished) {
         return;
@@ -634,17 +786,15 @@ ngx_insite_ws_flush(ngx_insite_ws_conn_t *wc)
 
     c = wc->connection;
 
-    if (!wc->handshake_flushed) {
-        /* the 101 may still sit in nginx's write filter */
-        if (ngx_http_output_filter(wc->request, NULL) == NGX_ERROR) {
+    if (wc->request && !wc->detach.posted) {
+        switch (ngx_insite_ws_flush_handshake(wc)) {
+        case NGX_ERROR:
             return NGX_ERROR;
-        }
-
-        if (c->buffered) {
+        case NGX_AGAIN:
             return ngx_handle_write_event(c->write, 0);
+        default:
+            break;
         }
-
-        wc->handshake_flushed = 1;
     }
 
     while (!ngx_queue_empty(&wc->out)) {
@@ -754,7 +904,6 @@ ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
     size_t                  len;
     u_char                  buf[INSITE_WS_CLOSE_FRAME_MAX
                                 + INSITE_WS_MAX_SERVER_HEADER];
-    ngx_queue_t            *q;
     ngx_insite_ws_out_t    *out;
     ngx_insite_ws_frame_t  *frame;
 
@@ -786,18 +935,11 @@ ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
     frame->len = len;
     ngx_memcpy(frame->data, buf, len);
 
-    if (!ngx_queue_empty(&wc->out_free)) {
-        q = ngx_queue_head(&wc->out_free);
-        ngx_queue_remove(q);
-        out = ngx_queue_data(q, ngx_insite_ws_out_t, queue);
-
-    } else {
-        out = ngx_palloc(wc->request->pool, sizeof(ngx_insite_ws_out_t));
-        if (out == NULL) {
-            ngx_free(frame);
-            ngx_insite_ws_post_write(wc);
-            return;
-        }
+    out = ngx_insite_ws_out_get(wc);
+    if (out == NULL) {
+        ngx_free(frame);
+        ngx_insite_ws_post_write(wc);
+        return;
     }
 
     out->frame = frame;
@@ -912,14 +1054,20 @@ ngx_insite_ws_finalize(ngx_insite_ws_conn_t *wc)
     wc->finished = 1;
     c = wc->connection;
 
-    ngx_insite_ws_release(wc);
+    if (wc->request) {
+        /*
+         * Still attached: the request is terminated through a posted
+         * request, which ngx_http_request_handler would run; ours must.
+         * Its pool cleanup releases wc.
+         */
+        ngx_http_finalize_request(wc->request, NGX_HTTP_CLOSE);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
 
-    /*
-     * The request is terminated through a posted request; our handlers
-     * replaced ngx_http_request_handler, which would otherwise run it.
-     */
-    ngx_http_finalize_request(wc->request, NGX_HTTP_CLOSE);
-    ngx_http_run_posted_requests(c);
+    ngx_insite_ws_release(wc);
+    ngx_http_close_connection(c);
+    ngx_free(wc);
 }
 
 
@@ -950,6 +1098,12 @@ ngx_insite_ws_release(void *data)
 
     ngx_insite_ws_drop_queue(wc, 0);
 
+    while (!ngx_queue_empty(&wc->out_free)) {
+        q = ngx_queue_head(&wc->out_free);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_insite_ws_out_t, queue));
+    }
+
     if (wc->msg) {
         ngx_free(wc->msg);
         wc->msg = NULL;
@@ -963,11 +1117,17 @@ ngx_insite_ws_release(void *data)
         ngx_del_timer(&wc->going_away);
     }
 
-    if (wc->heartbeat.posted) {
-        ngx_delete_posted_event(&wc->heartbeat);
+    if (wc->detach.posted) {
+        ngx_delete_posted_event(&wc->detach);
     }
 
     ngx_queue_remove(&wc->queue);
 
     ngx_insite_ws_limit_release();
+
+    if (wc->request) {
+        /* run as the request's pool cleanup: nobody else frees wc */
+        wc->request = NULL;
+        ngx_free(wc);
+    }
 }

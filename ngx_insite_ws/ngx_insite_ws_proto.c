@@ -121,7 +121,7 @@ ngx_insite_ws_proto_subscribe(ngx_insite_ws_conn_t *wc, json_t *root,
 {
     u_char                   *p;
     size_t                    size;
-    json_t                   *channels, *since, *v;
+    json_t                   *channels, *since, *last, *v;
     ngx_str_t                 name;
     ngx_uint_t                i, j, n, added;
     ngx_insite_ws_sub_t      *sub;
@@ -130,6 +130,16 @@ ngx_insite_ws_proto_subscribe(ngx_insite_ws_conn_t *wc, json_t *root,
 
     channels = json_object_get(root, "channels");
     since = json_object_get(root, "since");
+    last = json_object_get(root, "last");
+
+    if (last && (!json_is_integer(last) || json_integer_value(last) < 0
+                 || json_integer_value(last) > NGX_INSITE_WS_LAST_MAX))
+    {
+        (void) ngx_insite_ws_proto_error(wc, id, "bad_request",
+                                         "\"last\" is a count of 0-1000 "
+                                         "messages");
+        return;
+    }
 
     if (!json_is_array(channels) || json_array_size(channels) == 0) {
         (void) ngx_insite_ws_proto_error(wc, id, "bad_request",
@@ -252,6 +262,7 @@ ngx_insite_ws_proto_subscribe(ngx_insite_ws_conn_t *wc, json_t *root,
         }
 
         sub->request = req;
+        sub->last = last ? (uint64_t) json_integer_value(last) : 0;
         req->chs[req->n] = ch;
         req->subs[req->n] = sub;
         req->n++;

@@ -12,7 +12,7 @@ pkgs=(
   # run
   redis-server postgresql
   # test
-  perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev
+  perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev chromium fonts-dejavu-core
   python3-nltk
   # bench
   wrk libnginx-mod-nchan

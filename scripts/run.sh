@@ -16,6 +16,8 @@ say "checking dependencies"
 scripts/deps.sh
 say "building nginx modules and workers"
 make -s -j"$(nproc)" modules workers
+say "fetching the page's chart library (npm, once)"
+scripts/web-deps.sh
 
 export INSITE_RUN_DIR=$root/build/run
 mkdir -p "$INSITE_RUN_DIR"
@@ -43,6 +45,9 @@ scripts/services.sh start
 say "starting nginx on 127.0.0.1:8080"
 mkdir -p "$ngx_dir/logs"
 ln -sfn "$root/build/modules" "$ngx_dir/modules"
+ln -sfn "$root/web" "$ngx_dir/web"
+ln -sfn "$root/clients" "$ngx_dir/clients"
+ln -sfn "$root/build/web/vendor" "$ngx_dir/vendor"
 sed -e "s/127\.0\.0\.1:6379/127.0.0.1:$INSITE_REDIS_PORT/" \
     nginx.conf.example > "$ngx_dir/nginx.conf"
 nginx -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -t -q
@@ -92,7 +97,8 @@ cat <<INFO
 
   InsiteChart Edge is running.
 
-  nginx        http://127.0.0.1:8080/          (logs: $ngx_dir/logs/)
+  dashboard    http://127.0.0.1:8080/          (open it in a browser)
+  nginx logs   $ngx_dir/logs/
   health       http://127.0.0.1:8080/healthz
   metrics      http://127.0.0.1:8080/metrics
   Redis        127.0.0.1:$INSITE_REDIS_PORT

@@ -7,7 +7,8 @@
 # under t/ with prove, and a short fuzzing pass; stops everything it started.
 #
 #   TEST_FILES="t/010-healthz.t"   run only these prove files
-#   SKIP_ASAN=1 SKIP_FUZZ=1        skip the sanitizer build or the fuzzing pass
+#   SKIP_ASAN=1 SKIP_FUZZ=1 SKIP_BROWSER=1   skip the sanitizer build, the
+#                                  fuzzing pass or the Chromium tests
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +60,11 @@ export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export INSITE_ROOT=$root
 # shellcheck disable=SC2086
 prove -I t/lib ${PROVE_FLAGS:-} ${TEST_FILES:-t/}
+
+if [ -z "${SKIP_BROWSER:-}" ]; then
+  step "browser tests (headless Chromium)"
+  tests/browser/run.sh
+fi
 
 if [ -z "${SKIP_FUZZ:-}" ] && [ -x scripts/fuzz.sh ]; then
   step "fuzzing (${FUZZ_SECONDS:=10}s per target)"

@@ -1,0 +1,455 @@
+// InsiteChart Edge dashboard: watchlist + chart, fed by the WebSocket client.
+// Fields read from each message are listed in docs/dashboard.md.
+//
+// URL parameters:
+//   symbols=AAPL,MSFT,…   the watchlist (default: the collector's default list)
+//   ws=ws://host/ws       WebSocket URL (default: /ws on this host)
+//   stale=60              seconds without an update before a row is marked stale
+//   record=1              keep every delivered seq in window.__insiteSeen (tests)
+import { InsiteClient } from '/clients/js/insite-client.js';
+
+const params = new URLSearchParams(location.search);
+const DEFAULT_SYMBOLS = ['AAPL', 'MSFT', 'GOOGL', 'AMZN', 'TSLA'];
+const SYMBOL_RE = /^[A-Za-z0-9_.-]{1,32}$/;
+const STALE_MS = Math.max(1, Number(params.get('stale')) || 60) * 1000;
+const MAX_CANDLES = 2000;
+
+let symbols = (params.get('symbols') || '').split(',').map((s) => s.trim().toUpperCase())
+  .filter((s) => SYMBOL_RE.test(s));
+if (!symbols.length) symbols = DEFAULT_SYMBOLS.slice();
+symbols = [...new Set(symbols)];
+
+const $ = (id) => document.getElementById(id);
+const rowsEl = $('rows');
+
+// ---- state --------------------------------------------------------------
+// per symbol: {quote, quoteAt, sentiment, row: {tr, cells…}, bars: Map(time→bar),
+//              ticks: Map(time→candle), dirty, flash}
+const book = new Map();
+const dirty = new Set();
+let selected = null;
+let chartType = 'candles';
+let chartDirty = false;
+let connStatus = 'connecting';
+
+const record = params.get('record') === '1';
+const seen = {};            // channel -> [seq…]  (record=1 only)
+window.__insiteSeen = seen;
+
+// ---- formatting ---------------------------------------------------------
+const fmtPrice = (v) => (typeof v === 'number' && isFinite(v) ? v.toFixed(2) : '—');
+const fmtSigned = (v, suffix = '') =>
+  (typeof v === 'number' && isFinite(v) ? `${v > 0 ? '+' : ''}${v.toFixed(2)}${suffix}` : '—');
+function fmtVolume(v) {
+  if (typeof v !== 'number' || !isFinite(v)) return '—';
+  if (v >= 1e9) return `${(v / 1e9).toFixed(2)}B`;
+  if (v >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
+  if (v >= 1e4) return `${(v / 1e3).toFixed(1)}K`;
+  return String(Math.round(v));
+}
+function fmtAge(ms) {
+  if (ms < 1500) return 'now';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s}s ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m}m ago`;
+  return `${Math.round(m / 60)}h ago`;
+}
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const cls = (v) => (typeof v !== 'number' || v === 0 ? 'flat' : v > 0 ? 'up' : 'down');
+const num = (v) => (typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN);
+
+// seconds since the epoch from ISO text, epoch seconds or epoch milliseconds
+function toEpochSeconds(t) {
+  if (typeof t === 'number' && isFinite(t)) return Math.floor(t > 1e12 ? t / 1000 : t);
+  if (typeof t === 'string' && t) {
+    if (/^\d+(\.\d+)?$/.test(t)) return toEpochSeconds(Number(t));
+    const ms = Date.parse(t);
+    if (!isNaN(ms)) return Math.floor(ms / 1000);
+  }
+  return null;
+}
+
+// ---- watchlist rows -----------------------------------------------------
+function entry(sym) {
+  let e = book.get(sym);
+  if (!e) {
+    e = { sym, quote: null, quoteAt: 0, sentiment: null, bars: new Map(), ticks: new Map(),
+          flash: 0, stale: false, row: null };
+    book.set(sym, e);
+  }
+  return e;
+}
+
+function makeRow(sym) {
+  const e = entry(sym);
+  const tr = document.createElement('tr');
+  tr.dataset.symbol = sym;
+  tr.className = 'empty';
+  tr.innerHTML = `<td class="sym">${sym}<span class="src"></span></td><td class="num price">—</td>`
+    + '<td class="num change">—</td><td class="num pct">—</td><td class="num vol">—</td>'
+    + '<td class="num sent">—</td><td class="age">—</td>';
+  const td = tr.children;
+  e.row = { tr, src: td[0].firstElementChild, price: td[1], change: td[2], pct: td[3], vol: td[4],
+            sent: td[5], age: td[6] };
+  tr.addEventListener('click', () => select(sym));
+  rowsEl.appendChild(tr);
+  return e;
+}
+
+function renderRow(e) {
+  const r = e.row;
+  const q = e.quote;
+  if (q) {
+    r.tr.classList.remove('empty');
+    const p = num(q.price);
+    r.price.textContent = fmtPrice(p);
+    r.price.dataset.price = String(q.price);
+    r.price.className = `num price ${e.flash % 2 ? 'f1' : 'f2'}`;
+    const ch = num(q.change);
+    const pct = num(q.change_percent);
+    r.change.textContent = fmtSigned(ch);
+    r.change.className = `num change ${cls(ch)}`;
+    r.pct.textContent = fmtSigned(pct, '%');
+    r.pct.className = `num pct ${cls(pct)}`;
+    r.vol.textContent = fmtVolume(num(q.volume));
+    const src = q.source && q.source !== 'yahoo' ? q.source : '';
+    if (r.src.textContent !== src) r.src.textContent = src;
+    r.tr.title = `${e.sym}${q.currency ? ` (${q.currency})` : ''} · market time ${q.market_time || '?'}`
+      + ` · source ${q.source || 'unknown'} · seq ${e.seq}`;
+  }
+  const s = e.sentiment;
+  if (s) {
+    const c = num(s.compound);
+    const w = Math.min(50, Math.abs(c) * 50);
+    r.sent.innerHTML = `<span class="bar"><i style="${c >= 0 ? 'left:50%' : `left:${50 - w}%`};`
+      + `width:${w}%;background:var(--${c >= 0 ? 'up' : 'down'})"></i></span>${fmtSigned(c)}`;
+    r.sent.className = `num sent ${cls(c)}`;
+    r.sent.title = `compound ${c}; positive ${s.positive ?? '?'}, negative ${s.negative ?? '?'}, `
+      + `neutral ${s.neutral ?? '?'}; ${s.mentions ?? '?'} mentions${s.window ? ` over ${s.window}` : ''}`;
+  }
+}
+
+function renderAges() {
+  const now = Date.now();
+  const down = connStatus !== 'connected';
+  for (const e of book.values()) {
+    if (!e.row) continue;
+    const last = Math.max(e.quoteAt, e.sentimentAt || 0);
+    e.row.age.textContent = last ? fmtAge(now - last) : '—';
+    const stale = down || !e.quoteAt || now - e.quoteAt > STALE_MS;
+    if (stale !== e.stale) {
+      e.stale = stale;
+      e.row.tr.classList.toggle('stale', stale);
+    }
+  }
+}
+
+// ---- feed source --------------------------------------------------------
+const FEED_TEXT = {
+  yahoo: ['feed-live', 'Feed: Yahoo Finance (live quotes)'],
+  simulated: ['feed-simulated', 'Feed: SIMULATED prices — not real market data'],
+  replay: ['feed-replay', 'Feed: REPLAY of recorded data — not live'],
+};
+let feedKey = '';
+function renderFeed() {
+  const counts = new Map();
+  for (const e of book.values()) {
+    if (e.quote) counts.set(e.quote.source || 'unknown', (counts.get(e.quote.source || 'unknown') || 0) + 1);
+  }
+  let c;
+  let t;
+  if (!counts.size) {
+    [c, t] = ['feed-unknown', 'Feed: waiting for data…'];
+  } else if (counts.size === 1) {
+    const src = [...counts.keys()][0];
+    [c, t] = FEED_TEXT[src] || ['feed-mixed', `Feed: ${src}`];
+  } else {
+    [c, t] = ['feed-mixed', `Feed: mixed — ${[...counts].map(([k, n]) => `${k} ×${n}`).join(', ')}`];
+  }
+  const key = `${c}|${t}`;
+  if (key === feedKey) return;
+  feedKey = key;
+  const el = $('feed');
+  el.className = `feed ${c}`;
+  el.textContent = t;
+  el.dataset.source = counts.size === 1 ? [...counts.keys()][0] : counts.size ? 'mixed' : '';
+}
+
+// ---- chart --------------------------------------------------------------
+let chart = null;
+let candleSeries = null;
+let lineSeries = null;
+let shownKey = '';          // symbol|type|source of what the series hold
+let shownLast = null;       // last time shown
+
+function initChart() {
+  const LWC = window.LightweightCharts;
+  if (!LWC) {
+    $('chart-empty').textContent = 'Chart library missing: run scripts/web-deps.sh';
+    return;
+  }
+  chart = LWC.createChart($('chart'), {
+    autoSize: true,
+    layout: { background: { color: 'transparent' }, textColor: '#9aa7b8', attributionLogo: false },
+    grid: { vertLines: { color: '#1e2833' }, horzLines: { color: '#1e2833' } },
+    rightPriceScale: { borderColor: '#243040' },
+    timeScale: { borderColor: '#243040', timeVisible: true, secondsVisible: false },
+    crosshair: { mode: 0 },
+  });
+  candleSeries = chart.addSeries(LWC.CandlestickSeries, {
+    upColor: '#26a69a', downColor: '#ef5350', borderVisible: false,
+    wickUpColor: '#26a69a', wickDownColor: '#ef5350',
+  });
+  lineSeries = chart.addSeries(LWC.LineSeries, { color: '#4f9cf9', lineWidth: 2, visible: false });
+}
+
+// the bars to show: stock_bars when the symbol has any, else 1-minute
+// candles built from stock_updates ticks
+function chartData(e) {
+  if (e.bars.size) return { source: 'bars', map: e.bars };
+  return { source: 'ticks', map: e.ticks };
+}
+
+function renderChart() {
+  chartDirty = false;
+  if (!chart || !selected) return;
+  const e = book.get(selected);
+  const { source, map } = chartData(e);
+  $('chart-empty').hidden = map.size > 0;
+  $('chart-meta').textContent = map.size
+    ? `${source === 'bars' ? '1-min bars (stock_bars)' : '1-min candles from live quotes'} · ${plural(map.size, 'bar')}`
+    : '';
+  const key = `${selected}|${chartType}|${source}`;
+  const times = [...map.keys()];
+  const last = times.length ? times[times.length - 1] : null;
+  const toLine = (b) => ({ time: b.time, value: b.close });
+  const series = chartType === 'line' ? lineSeries : candleSeries;
+  if (key !== shownKey || last === null || (shownLast !== null && last < shownLast) || map.__resort) {
+    // full refresh: symbol, type or data source changed
+    const data = [...map.values()].sort((a, b) => a.time - b.time);
+    map.__resort = false;
+    candleSeries.applyOptions({ visible: chartType === 'candles' });
+    lineSeries.applyOptions({ visible: chartType === 'line' });
+    candleSeries.setData(chartType === 'candles' ? data : []);
+    lineSeries.setData(chartType === 'line' ? data.map(toLine) : []);
+    if (key.split('|')[0] !== shownKey.split('|')[0]) chart.timeScale().fitContent();
+    shownKey = key;
+    shownLast = data.length ? data[data.length - 1].time : null;
+    return;
+  }
+  // incremental: the last bar (and any new ones since)
+  for (const t of times.slice(-3)) {
+    if (t < shownLast) continue;
+    const b = map.get(t);
+    series.update(chartType === 'line' ? toLine(b) : b);
+  }
+  shownLast = last;
+}
+
+function putBar(map, bar) {
+  const had = map.size ? [...map.keys()].pop() : null;
+  if (had !== null && bar.time < had && !map.has(bar.time)) map.__resort = true;
+  map.set(bar.time, bar);
+  if (map.__resort) {
+    const sorted = [...map.entries()].sort((a, b) => a[0] - b[0]);
+    map.clear();
+    for (const [k, v] of sorted) map.set(k, v);
+  }
+  while (map.size > MAX_CANDLES) map.delete(map.keys().next().value);
+}
+
+function select(sym) {
+  if (selected === sym) return;
+  const prev = selected;
+  selected = sym;
+  for (const e of book.values()) e.row && e.row.tr.classList.toggle('selected', e.sym === sym);
+  $('chart-title').textContent = sym;
+  // bars of the selected symbol only (the channel limit per connection is
+  // shared with the watchlist); since 0 = the history the server keeps
+  if (prev) client.unsubscribe([`stock_bars:${prev}`]);
+  client.subscribe([`stock_bars:${sym}`], { since: 0 }).catch(() => {});
+  const u = new URL(location.href);
+  chartDirty = true;
+  if (u.searchParams.get('selected') !== sym) {
+    u.searchParams.set('selected', sym);
+    history.replaceState(null, '', u);
+  }
+}
+
+// ---- messages -----------------------------------------------------------
+function onQuote(sym, d, m) {
+  const e = entry(sym);
+  e.quote = d;
+  e.quoteAt = Date.now();
+  e.seq = m.seq;
+  e.flash++;
+  dirty.add(sym);
+  const price = num(d.price);
+  const t = toEpochSeconds(d.market_time) ?? toEpochSeconds(m.ts) ?? Math.floor(Date.now() / 1000);
+  if (isFinite(price)) {
+    const minute = t - (t % 60);
+    const c = e.ticks.get(minute);
+    if (c) {
+      c.high = Math.max(c.high, price);
+      c.low = Math.min(c.low, price);
+      c.close = price;
+    } else {
+      putBar(e.ticks, { time: minute, open: price, high: price, low: price, close: price });
+    }
+    if (sym === selected && !e.bars.size) chartDirty = true;
+  }
+}
+
+function onBar(sym, d) {
+  const e = entry(sym);
+  const t = toEpochSeconds(d.t ?? d.time ?? d.timestamp ?? d.start);
+  const o = num(d.open ?? d.o);
+  const h = num(d.high ?? d.h);
+  const l = num(d.low ?? d.l);
+  const c = num(d.close ?? d.c);
+  if (t === null || ![o, h, l, c].every(isFinite)) return;
+  putBar(e.bars, { time: t, open: o, high: h, low: l, close: c });
+  if (sym === selected) chartDirty = true;
+}
+
+function onSentiment(sym, d) {
+  const e = entry(sym);
+  if (!isFinite(num(d.compound))) return;
+  e.sentiment = d;
+  e.sentimentAt = Date.now();
+  dirty.add(sym);
+}
+
+function onMessage(m) {
+  if (record) (seen[m.channel] || (seen[m.channel] = [])).push(m.seq);
+  const i = m.channel.indexOf(':');
+  const kind = m.channel.slice(0, i);
+  const d = m.data && typeof m.data === 'object' ? m.data : {};
+  const sym = (typeof d.symbol === 'string' && d.symbol) || m.channel.slice(i + 1);
+  if (!book.has(sym) || !book.get(sym).row) return;
+  if (kind === 'stock_updates') onQuote(sym, d, m);
+  else if (kind === 'stock_bars') onBar(sym, d);
+  else if (kind === 'sentiment_updates') onSentiment(sym, d);
+}
+
+// ---- notices and connection status --------------------------------------
+const noticesEl = $('notices');
+function notice(text, kind = 'warn') {
+  const li = document.createElement('li');
+  li.className = kind;
+  li.textContent = `${new Date().toLocaleTimeString()} — ${text}`;
+  noticesEl.prepend(li);
+  while (noticesEl.children.length > 4) noticesEl.lastChild.remove();
+  setTimeout(() => li.remove(), 60000);
+}
+
+function renderConn() {
+  const s = client.state;
+  connStatus = s.status;
+  const el = $('conn');
+  let text;
+  if (s.status === 'connected') {
+    text = 'Connected';
+    if (s.resumed) {
+      text += s.resumed.done ? ` · resumed, ${s.resumed.messages} missed message${s.resumed.messages === 1 ? '' : 's'} replayed`
+                             : ` · resuming… ${s.resumed.messages} replayed`;
+    }
+  } else if (s.status === 'reconnecting') {
+    const left = s.retryAt ? Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000)) : 0;
+    text = left > 0 ? `Reconnecting in ${left}s (attempt ${s.attempt})` : 'Reconnecting…';
+  } else if (s.status === 'closed') {
+    text = 'Disconnected';
+  } else {
+    text = 'Connecting…';
+  }
+  if (el.dataset.status !== s.status) {
+    el.className = `conn conn-${s.status}`;
+    el.dataset.status = s.status;
+  }
+  const t = $('conn-text');
+  if (t.textContent !== text) t.textContent = text;
+  el.title = s.lastClose ? `last close: ${s.lastClose.code} ${s.lastClose.reason || ''}`.trim() : '';
+}
+
+// ---- wiring -------------------------------------------------------------
+const wsUrl = params.get('ws') || '/ws';
+const client = new InsiteClient(wsUrl);
+window.__insite = { client, book, seen };
+
+client.on('message', onMessage);
+client.on('state', renderConn);
+client.on('reset', (r) => {
+  if (r.initial) return;   // a first subscribe with since 0: history just starts later
+  notice(r.lost === null
+    ? `${r.channel}: the server lost this channel's history (new epoch); continuing from #${r.firstSeq}`
+    : `${r.channel}: ${r.lost} message${r.lost === 1 ? '' : 's'} were no longer kept by the server and are missing`);
+});
+client.on('error', (e) => {
+  if (e.code === 'unavailable') notice('Server cannot reach Redis right now; retrying…');
+  else notice(`${e.code}: ${e.message || ''}${e.channels ? ` (${e.channels.length} channels)` : ''}`, 'err');
+});
+client.on('gap', (g) => notice(`${g.channel}: gap (${g.expected}…${g.got - 1}); resuming`));
+
+function addSymbols(list) {
+  const fresh = list.filter((s) => !book.has(s) || !book.get(s).row);
+  for (const s of fresh) makeRow(s);
+  const channels = [];
+  for (const s of fresh) channels.push(`stock_updates:${s}`, `sentiment_updates:${s}`);
+  // last: 1 fills each row with the latest quote and sentiment at once
+  if (channels.length) client.subscribe(channels, { last: 1 }).catch(() => {});
+  return fresh;
+}
+
+$('add-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const input = $('add-symbol');
+  const sym = input.value.trim().toUpperCase();
+  input.value = '';
+  if (!SYMBOL_RE.test(sym)) return;
+  if (addSymbols([sym]).length) {
+    symbols.push(sym);
+    const u = new URL(location.href);
+    u.searchParams.set('symbols', symbols.join(','));
+    history.replaceState(null, '', u);
+  }
+  select(sym);
+});
+
+for (const [id, type] of [['btn-candles', 'candles'], ['btn-line', 'line']]) {
+  $(id).addEventListener('click', () => {
+    chartType = type;
+    $('btn-candles').classList.toggle('on', type === 'candles');
+    $('btn-line').classList.toggle('on', type === 'line');
+    chartDirty = true;
+  });
+}
+
+// one DOM pass per frame, whatever the message rate
+function frame() {
+  if (dirty.size) {
+    for (const sym of dirty) {
+      const e = book.get(sym);
+      if (e && e.row) renderRow(e);
+    }
+    dirty.clear();
+    renderFeed();
+  }
+  if (chartDirty) renderChart();
+  requestAnimationFrame(frame);
+}
+
+initChart();
+addSymbols(symbols);
+const wanted = (params.get('selected') || '').toUpperCase();
+select(symbols.includes(wanted) ? wanted : symbols[0]);
+client.connect();
+requestAnimationFrame(frame);
+setInterval(() => {
+  renderAges();
+  renderConn();
+  const st = client.stats;
+  $('stats').textContent = `${plural(symbols.length, 'symbol')} · ${plural(st.delivered, 'message')} · ${plural(st.reconnects, 'reconnect')}`
+    + (st.replayed ? ` · ${st.replayed} replayed` : '') + (st.resets ? ` · ${st.resets} resets` : '');
+}, 1000);
+renderAges();
