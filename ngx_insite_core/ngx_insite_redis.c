@@ -1259,11 +1259,27 @@ ngx_insite_redis_cleanup(void *privdata)
         return;
     }
 
+    if (was_ready) {
+        /*
+         * A connection that worked is retried at once: a timeout under load
+         * or a restarted Redis should not cost a second of refusals.  If
+         * that attempt fails, the backoff starts.
+         */
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "insite redis %V (%s): connection lost: %s; "
+                      "reconnecting now", &rd->conf->name, rd->role, reason);
+
+        if (!rd->exiting && !ngx_exiting && !ngx_terminate && !ngx_quit) {
+            ngx_add_timer(&rd->retry, 1);
+        }
+
+        return;
+    }
+
     ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                  "insite redis %V (%s): %s: %s; reconnecting in %Mms",
-                  &rd->conf->name, rd->role,
-                  was_ready ? "connection lost" : "connect failed",
-                  reason, rd->backoff);
+                  "insite redis %V (%s): connect failed: %s; "
+                  "reconnecting in %Mms",
+                  &rd->conf->name, rd->role, reason, rd->backoff);
 
     ngx_insite_redis_schedule_retry(rd);
 }
