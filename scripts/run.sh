@@ -38,6 +38,9 @@ stop_all() {
 trap stop_all INT TERM EXIT
 
 say "starting Redis, PostgreSQL, Kafka (mock cluster)"
+# the platform's topics, with their partitions (the mock cannot take the
+# Admin API's CreateTopics)
+export INSITE_KAFKA_TOPICS=${INSITE_KAFKA_TOPICS:-"stock_updates:5 sentiment_updates:5 alerts:3 user_events:5 system_events:1 social_posts:5 social_posts.dlq:1"}
 scripts/services.sh start
 # shellcheck disable=SC1091
 . "$INSITE_RUN_DIR/services.env"
@@ -65,8 +68,7 @@ set -a
 # shellcheck disable=SC1091
 . "$INSITE_RUN_DIR/services.env"
 set +a
-mkdir -p "$INSITE_RUN_DIR/spool"
-export INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool
+mkdir -p "$INSITE_RUN_DIR/spool/collector" "$INSITE_RUN_DIR/spool/analytics"
 
 # Yahoo when reachable; without internet the collector says so and falls
 # back to recorded responses (when ../shared/fixtures is there) or to a
@@ -81,6 +83,8 @@ else
 fi
 say "starting insite-collector (feed: $feed, fallback: $INSITE_PROVIDER_FALLBACK)"
 INSITE_PROVIDER_FEED=$feed INSITE_COLLECTOR_HTTP_PORT=8082 \
+  INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/collector \
+  INSITE_KAFKA_CLIENT_ID=insite-collector \
   INSITE_SOCIAL_RSS_ENABLED=${INSITE_SOCIAL_RSS_ENABLED:-false} \
   build/bin/insite-collector -c workers/collector/collector.conf.example \
   > "$INSITE_RUN_DIR/collector.log" 2>&1 &
@@ -89,7 +93,11 @@ pids+=($!)
 say "starting insite-analytics"
 lex=$(scripts/lexicons.sh)
 eval "export ${lex//$'\n'/ }"
-INSITE_ANALYTICS_HTTP_PORT=8083 build/bin/insite-analytics \
+INSITE_ANALYTICS_HTTP_PORT=8083 \
+  INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/analytics \
+  INSITE_KAFKA_CLIENT_ID=insite-analytics \
+  INSITE_ANALYTICS_WINDOW_TIME=${INSITE_ANALYTICS_WINDOW_TIME:-received} \
+  build/bin/insite-analytics \
   > "$INSITE_RUN_DIR/analytics.log" 2>&1 &
 pids+=($!)
 

@@ -14,6 +14,8 @@ typedef struct {
     vader_model model;          /* the one the API and pipeline score with */
     vader_work *http_work;      /* handlers run one at a time */
     const char *classifier_url; /* "" = none: model "vader" */
+    int classifier_timeout_ms;
+    double classifier_weight;   /* the classifier's share in "ensemble" */
     const char *pg_dsn;
     PGconn *pg;                 /* lazily connected, guarded by pg_lock */
     pthread_mutex_t pg_lock;

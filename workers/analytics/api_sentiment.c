@@ -2,21 +2,54 @@
  *   {"text": "..."}                      -> VADER scores of the text
  *   {"symbol": "AAPL", "sources": [..]}  -> the stored 1h/24h aggregates */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "analytics.h"
+#include "classifier.h"
+#include "social_msg.h"
 #include "log.h"
 
 #define TEXT_MAX (64 * 1024)
 
-static json_t *model_note(const analytics_ctx *ctx)
+static int classifier_on(const analytics_ctx *ctx)
 {
-    if (ctx->classifier_url == NULL || !*ctx->classifier_url)
+    return ctx->classifier_url != NULL && *ctx->classifier_url;
+}
+
+static json_t *model_note(const analytics_ctx *ctx, const char *why_vader)
+{
+    if (!classifier_on(ctx))
         return json_pack("{s:b, s:s}", "configured", 0, "reason",
                          "no external classifier configured (analytics.classifier_url): "
                          "scores are VADER only");
     return json_pack("{s:b, s:s, s:s}", "configured", 1, "url", ctx->classifier_url,
-                     "reason", "classifier client not implemented yet: scores are VADER only");
+                     "reason", why_vader);
+}
+
+/* model "ensemble": a weighted mean of VADER and the classifier; the
+ * classifier's compound is P(positive) - P(negative). */
+static json_t *ensemble_reply(const analytics_ctx *ctx, const vader_scores *s,
+                              const classifier_probs *c, json_t *entities)
+{
+    double w = ctx->classifier_weight, v = 1 - w;
+    double compound = v * s->compound + w * (c->positive - c->negative);
+    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:s, s:{s:b, s:s, s:f, s:{s:f, s:f, s:f, s:f},"
+                     " s:{s:f, s:f, s:f}}, s:o, s:I}",
+                     "compound", vader_round(compound, 4),
+                     "positive", vader_round(v * s->pos + w * c->positive, 3),
+                     "negative", vader_round(v * s->neg + w * c->negative, 3),
+                     "neutral", vader_round(v * s->neu + w * c->neutral, 3),
+                     "confidence", vader_round(fabs(compound), 4), "model", "ensemble",
+                     "ensemble", "configured", 1, "url", ctx->classifier_url,
+                     "classifier_weight", w,
+                     "vader", "compound", s->compound, "positive", s->pos,
+                     "negative", s->neg, "neutral", s->neu,
+                     "classifier", "positive", vader_round(c->positive, 4),
+                     "negative", vader_round(c->negative, 4),
+                     "neutral", vader_round(c->neutral, 4),
+                     "entities", entities, "tokens", (json_int_t)s->tokens);
 }
 
 static int score_text(analytics_ctx *ctx, const char *text, size_t len, json_t **reply)
@@ -31,11 +64,23 @@ static int score_text(analytics_ctx *ctx, const char *text, size_t len, json_t *
     json_t *entities = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(entities, json_stringn(ent[i].s, ent[i].len));
+    char why[384] = "";
+    if (classifier_on(ctx)) {
+        classifier_probs c;
+        char err[256];
+        if (classifier_score(ctx->classifier_url, ctx->classifier_timeout_ms, &text, 1, &c, err,
+                             sizeof(err)) == 0) {
+            *reply = ensemble_reply(ctx, &s, &c, entities);
+            return 200;
+        }
+        insite_log_warn("classifier: %s", err);
+        snprintf(why, sizeof(why), "classifier failed (%s): scores are VADER only", err);
+    }
     /* confidence: how far the text is from neutral, |compound| */
     *reply = json_pack("{s:f, s:f, s:f, s:f, s:f, s:s, s:o, s:o, s:I}",
                        "compound", s.compound, "positive", s.pos, "negative", s.neg,
                        "neutral", s.neu, "confidence", vader_round(fabs(s.compound), 4),
-                       "model", "vader", "ensemble", model_note(ctx),
+                       "model", "vader", "ensemble", model_note(ctx, why),
                        "entities", entities, "tokens", (json_int_t)s.tokens);
     return 200;
 }
@@ -73,7 +118,10 @@ static int score_symbol(analytics_ctx *ctx, const char *symbol, json_t *sources,
     if (PQntuples(r) == 0) {
         PQclear(r);
         analytics_pg_release(ctx);
-        *reply = insite_http_error("not_found", "no sentiment stored for this symbol yet");
+        char msg[160];
+        snprintf(msg, sizeof(msg), "no data yet: no sentiment aggregates stored for %s (they "
+                 "appear once the pipeline has consumed social posts about it)", symbol);
+        *reply = insite_http_error("no_data", msg);
         return 404;
     }
     json_t *windows = json_object();
@@ -95,7 +143,8 @@ static int score_symbol(analytics_ctx *ctx, const char *symbol, json_t *sources,
                        "positive", total > 0 ? pos / total : 0, "negative", total > 0 ? neg / total : 0,
                        "neutral", total > 0 ? neu / total : 0,
                        "confidence", fabs(mean) * n / (n + 10), "model", "vader",
-                       "ensemble", model_note(ctx), "windows", windows, "sources", sources,
+                       "ensemble", model_note(ctx, "stored aggregates are VADER scores of the consumed posts; "
+                                           "the classifier scores texts only"), "windows", windows, "sources", sources,
                        "sources_note", "aggregates cover every source; per-source aggregates are not stored");
     return 200;
 }
@@ -116,6 +165,10 @@ int api_sentiment(const insite_http_request *req, json_t **reply, void *ud)
             return 413;
         }
         return score_text(ctx, json_string_value(text), json_string_length(text), reply);
+    }
+    if (json_is_string(symbol) && !sent_symbol_valid(json_string_value(symbol))) {
+        *reply = insite_http_error("invalid_request", "symbol must match [A-Za-z0-9._-]{1,15}");
+        return 422;
     }
     if (json_is_string(symbol) && (sources == NULL || json_is_array(sources)))
         return score_symbol(ctx, json_string_value(symbol), sources, reply);

@@ -13,11 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "analytics.h"
 #include "clock.h"
 #include "finance.h"
+#include "kafka.h"
+#include "redis_publish.h"
+#include "service.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
@@ -40,7 +44,12 @@ static const insite_config_key analytics_keys[] = {
       "AAPL,MSFT,GOOGL,AMZN,NVDA,META,TSLA,AMD,NFLX,SPY,QQQ,GME,AMC,PLTR", 0, 0,
       "ticker symbols recognised without a $ when analytics.entities is on" },
     { "analytics.classifier_url", INSITE_CFG_STRING, "", 0, 0,
-      "external classifier endpoint for model \"ensemble\" (\"\" = VADER only)" },
+      "external classifier endpoint for model \"ensemble\" (\"\" = VADER only); "
+      "POST {\"texts\":[..]} -> {\"scores\":[{\"positive\",\"negative\",\"neutral\"}]}" },
+    { "analytics.classifier_timeout", INSITE_CFG_DURATION, "2s", 10, 60000,
+      "timeout of one classifier request (then the reply is VADER only, saying why)" },
+    { "analytics.classifier_weight", INSITE_CFG_DOUBLE, "0.5", 0, 1,
+      "the classifier's share in the ensemble (VADER has 1 - weight)" },
 };
 
 static const char usage[] = "[--score | --bench N]";
@@ -135,6 +144,9 @@ static int run_score(const vader_model *m, long rounds)
 
 static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
 {
+    analytics_pipeline ap;
+    if (analytics_pipeline_open(&ap, cfg, &ctx->model) != 0)
+        return 1;
     insite_metrics *metrics = insite_metrics_new("analytics");
     const insite_http_route routes[] = {
         { "POST", "/api/v1/analyze/sentiment", api_sentiment, ctx },
@@ -147,13 +159,18 @@ static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
     };
     insite_http *h = insite_http_start(&ho);
     if (h == NULL) {
+        analytics_pipeline_close(&ap);
         insite_metrics_free(metrics);
         return 1;
     }
-    while (!rt->draining)
-        if (insite_runtime_wait(rt, 1000, -1) < 0)
+    while (!rt->draining) {
+        if (ap.p != NULL)
+            sent_pipeline_step(ap.p, 200);
+        if (insite_runtime_wait(rt, ap.p ? 0 : 1000, -1) < 0)
             break;
+    }
     insite_http_stop(h);
+    analytics_pipeline_close(&ap);
     insite_metrics_free(metrics);
     return 0;
 }
@@ -171,6 +188,9 @@ int main(int argc, char **argv)
         goto out;
     if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
         || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys) != 0
+        || insite_config_schema_add(s, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
+        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys) != 0
+        || insite_config_schema_add(s, analytics_pipeline_keys, analytics_pipeline_nkeys) != 0
         || insite_config_schema_add(s, analytics_keys, sizeof(analytics_keys) / sizeof(analytics_keys[0])) != 0)
         goto out;
     if ((rc = insite_runtime_common(&rt, s, usage)) >= 0)
@@ -196,6 +216,12 @@ int main(int argc, char **argv)
     ctx.http_work = vader_work_new();
     ctx.pg_dsn = insite_config_string(cfg, "pg.dsn");
     ctx.classifier_url = insite_config_string(cfg, "analytics.classifier_url");
+    ctx.classifier_timeout_ms = (int)insite_config_duration_ms(cfg, "analytics.classifier_timeout");
+    ctx.classifier_weight = insite_config_double(cfg, "analytics.classifier_weight");
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        insite_log_error("curl_global_init failed");
+        goto out;
+    }
     rc = ctx.http_work ? serve(&rt, cfg, &ctx) : 1;
 out:
     if (ctx.pg != NULL)
@@ -204,6 +230,7 @@ out:
     free_model(&ctx.model);
     insite_config_free(cfg);
     insite_config_schema_free(s);
+    curl_global_cleanup();
     insite_runtime_close(&rt);
     return rc;
 }
