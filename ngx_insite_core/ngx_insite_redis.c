@@ -19,6 +19,7 @@
 
 #include "ngx_insite_core.h"
 #include <openssl/sha.h>
+#include <sys/ioctl.h>
 
 
 #define NGX_INSITE_REDIS_BACKOFF_MIN  1000
@@ -1119,14 +1120,31 @@ ngx_insite_redis_timer_handler(ngx_event_t *ev)
 /* events: hiredis asks, nginx delivers */
 
 
+/*
+ * hiredis reads one 16 KiB buffer per call: a busy subscriber connection
+ * would get 16 KiB per event loop iteration.  While the socket still has
+ * bytes, read again (bounded, so one connection cannot starve the rest).
+ */
+
 static void
 ngx_insite_redis_read_handler(ngx_event_t *ev)
 {
+    int                  avail;
+    ngx_uint_t           i;
+    ngx_socket_t         fd;
     ngx_connection_t    *c = ev->data;
     ngx_insite_redis_t  *rd = c->data;
 
-    if (rd->ac) {
+    fd = c->fd;
+
+    for (i = 0; i < 16 && rd->ac; i++) {
         redisAsyncHandleRead(rd->ac);
+
+        if (rd->ac == NULL
+            || ioctl(fd, FIONREAD, &avail) == -1 || avail <= 0)
+        {
+            break;
+        }
     }
 }
 

@@ -155,6 +155,7 @@ struct ngx_insite_ws_conn_s {
     unsigned                    close_sent:1;     /* ... and written */
     unsigned                    close_received:1;
     unsigned                    broken:1;         /* protocol error seen */
+    unsigned                    catchup_stalled:1;  /* replay waits to drain */
     unsigned                    finished:1;
     unsigned                    released:1;
 };
@@ -204,6 +205,7 @@ struct ngx_insite_ws_channel_s {
     size_t                      epoch_len;
     ngx_uint_t                  busy;             /* Redis reads in flight */
     uint64_t                    suspect;          /* top seen behind */
+    ngx_msec_t                  last_live;        /* last pub/sub message */
     unsigned                    positioned:1;     /* last_seq is known */
     unsigned                    resubscribed:1;   /* after a Redis outage */
     unsigned                    dead:1;           /* left the tree */
@@ -269,6 +271,7 @@ void ngx_insite_ws_channel_start(ngx_insite_ws_sub_t *sub, uint64_t top,
 void ngx_insite_ws_channel_history(ngx_insite_ws_channel_t *ch,
     ngx_insite_ws_sub_t *sub, redisReply *reply);
 void ngx_insite_ws_channel_catch_up(ngx_insite_ws_sub_t *sub);
+void ngx_insite_ws_channel_resume(ngx_insite_ws_conn_t *wc);
 void ngx_insite_ws_channel_repair(ngx_insite_ws_channel_t *ch);
 void ngx_insite_ws_channel_unbusy(ngx_insite_ws_channel_t *ch);
 void ngx_insite_ws_channels_resubscribe(void);

@@ -216,9 +216,9 @@ ngx_insite_ws_channel_unbusy(ngx_insite_ws_channel_t *ch)
 void
 ngx_insite_ws_channel_subscribed(ngx_insite_ws_channel_t *ch)
 {
-    void                 **reqs;
+    void                 **reqs, **more;
     ngx_uint_t             i, n;
-    ngx_queue_t           *q;
+    ngx_queue_t           *q, *rq;
     ngx_insite_ws_sub_t   *sub;
 
     if (ch->state != NGX_INSITE_WS_CH_SUBSCRIBING) {
@@ -236,14 +236,11 @@ ngx_insite_ws_channel_subscribed(ngx_insite_ws_channel_t *ch)
     }
 
     /*
-     * Subscribes waiting for this channel: collect them first, since
-     * continuing one may abort it and so change ch->subs.
+     * Subscribes waiting for this channel: every pending subscribe of the
+     * connections that follow it (one may name a channel its connection
+     * already joined).  Collected first, since continuing one may abort it
+     * and so change ch->subs.
      */
-
-    reqs = ngx_alloc(ch->nsubs * sizeof(void *), ngx_cycle->log);
-    if (reqs == NULL) {
-        return;
-    }
 
     n = 0;
 
@@ -252,18 +249,50 @@ ngx_insite_ws_channel_subscribed(ngx_insite_ws_channel_t *ch)
          q = ngx_queue_next(q))
     {
         sub = ngx_queue_data(q, ngx_insite_ws_sub_t, chan_link);
+        n += ngx_queue_empty(&sub->wc->requests) ? 0 : 1;
+    }
 
-        if (sub->request == NULL) {
-            continue;
-        }
+    if (n == 0) {
+        return;
+    }
 
-        for (i = 0; i < n && reqs[i] != sub->request; i++) { /* void */ }
+    reqs = NULL;
+    n = 0;
 
-        if (i == n) {
-            reqs[n++] = sub->request;
+    for (q = ngx_queue_head(&ch->subs);
+         q != ngx_queue_sentinel(&ch->subs);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_insite_ws_sub_t, chan_link);
+
+        for (rq = ngx_queue_head(&sub->wc->requests);
+             rq != ngx_queue_sentinel(&sub->wc->requests);
+             rq = ngx_queue_next(rq))
+        {
+            for (i = 0; i < n && reqs[i] != (void *) rq; i++) { /* void */ }
+
+            if (i < n) {
+                continue;
+            }
+
+            if (n % 16 == 0) {
+                more = ngx_alloc((n + 16) * sizeof(void *), ngx_cycle->log);
+                if (more == NULL) {
+                    ngx_free(reqs);
+                    return;
+                }
+                if (reqs) {
+                    ngx_memcpy(more, reqs, n * sizeof(void *));
+                    ngx_free(reqs);
+                }
+                reqs = more;
+            }
+
+            reqs[n++] = rq;
         }
     }
 
+    /* the queue link is the request's first member */
     for (i = 0; i < n; i++) {
         ngx_insite_ws_proto_continue(reqs[i]);
     }
@@ -359,13 +388,37 @@ ngx_insite_ws_channel_catch_up(ngx_insite_ws_sub_t *sub)
         return;
     }
 
-    /* let the socket drain first; the periodic check resumes it */
+    /* let the socket drain first: the write handler resumes it */
     if (wc->out_bytes > wc->conf->send_buffer / 2) {
+        wc->catchup_stalled = 1;
         return;
     }
 
     /* on failure the periodic check tries again */
     (void) ngx_insite_ws_redis_history(sub->ch, sub, sub->cursor);
+}
+
+
+/* The connection drained: catch-ups held back go on. */
+
+void
+ngx_insite_ws_channel_resume(ngx_insite_ws_conn_t *wc)
+{
+    ngx_queue_t          *q;
+    ngx_insite_ws_sub_t  *sub;
+
+    wc->catchup_stalled = 0;
+
+    for (q = ngx_queue_head(&wc->subs);
+         q != ngx_queue_sentinel(&wc->subs);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_insite_ws_sub_t, conn_link);
+
+        if (sub->state == NGX_INSITE_WS_SUB_CATCHUP && sub->cmd == NULL) {
+            ngx_insite_ws_channel_catch_up(sub);
+        }
+    }
 }
 
 
@@ -410,6 +463,8 @@ ngx_insite_ws_channel_message(ngx_str_t *name, u_char *payload, size_t len)
     epoch.data = e;
     epoch.len = p - e;
     p++;
+
+    ch->last_live = ngx_current_msec;
 
     if (!ch->positioned) {
         ch->max_seen = ngx_max(ch->max_seen, seq);
@@ -641,6 +696,18 @@ ngx_insite_ws_sub_history(ngx_insite_ws_channel_t *ch,
             continue;
         }
 
+        /*
+         * A replay must not trip the slow-consumer limit: past half of the
+         * send buffer the rest waits (it is read again from history) until
+         * the socket has drained.
+         */
+        if (wc->out_bytes + msg->len > wc->conf->send_buffer / 2
+            && wc->out_bytes > 0)
+        {
+            wc->catchup_stalled = 1;
+            return;
+        }
+
         if ((seq > sub->cursor + 1 && !sub->snapshot) || sub->force_reset) {
             /* older than the retained history, or another epoch */
             (void) ngx_insite_ws_proto_reset(sub, seq);
@@ -755,7 +822,7 @@ ngx_insite_ws_channels_resubscribe(void)
 /*
  * The periodic position check: pub/sub may lose a message without a later
  * one revealing the gap (a quiet channel), so every check_interval each
- * channel's top in Redis is compared with what this worker delivered.
+ * quiet channel's top in Redis is compared with what this worker delivered.
  * A gap seen by two checks in a row (or right after a resubscribe) is
  * repaired; one check may just race a message in flight.
  */
@@ -799,6 +866,18 @@ ngx_insite_ws_channels_check(void)
 
         if (ch->state != NGX_INSITE_WS_CH_LIVE
             && ch->state != NGX_INSITE_WS_CH_POSITIONING)
+        {
+            continue;
+        }
+
+        /*
+         * A channel that had a live message within the interval reveals
+         * any gap with its next message; only quiet channels (whose last
+         * message may have been the lost one) need Redis asked.
+         */
+        if (ch->state == NGX_INSITE_WS_CH_LIVE && !ch->resubscribed
+            && !ch->suspect
+            && ngx_current_msec - ch->last_live < wmcf->check_interval)
         {
             continue;
         }

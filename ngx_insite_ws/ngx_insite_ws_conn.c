@@ -745,6 +745,12 @@ ngx_insite_ws_write(ngx_insite_ws_conn_t *wc)
         return;
     }
 
+    if (wc->catchup_stalled && !wc->closing
+        && wc->out_bytes <= wc->conf->send_buffer / 4)
+    {
+        ngx_insite_ws_channel_resume(wc);
+    }
+
     /* our close frame is out: the peer's answer (or the linger) ends it */
     if (wc->closing && ngx_queue_empty(&wc->out)) {
         if (wc->close_received) {

@@ -42,6 +42,7 @@ static ngx_int_t ngx_insite_ws_proto_subscribed(ngx_insite_ws_subreq_t *req,
     redisReply *reply);
 static void ngx_insite_ws_proto_abort(ngx_insite_ws_subreq_t *req);
 static void ngx_insite_ws_proto_unbusy(ngx_insite_ws_subreq_t *req);
+static void ngx_insite_ws_proto_free(ngx_insite_ws_subreq_t *req);
 static ngx_int_t ngx_insite_ws_proto_reply(ngx_insite_ws_conn_t *wc,
     const char *type, ngx_str_t *id, const char *extra);
 static ngx_insite_ws_sub_t *ngx_insite_ws_proto_find(ngx_insite_ws_conn_t *wc,
@@ -247,6 +248,7 @@ ngx_insite_ws_proto_subscribe(ngx_insite_ws_conn_t *wc, json_t *root,
 
         if (sub) {
             /* already subscribed: report its position, replay nothing */
+            sub->ch->busy++;
             req->chs[req->n++] = sub->ch;
             continue;
         }
@@ -263,6 +265,7 @@ ngx_insite_ws_proto_subscribe(ngx_insite_ws_conn_t *wc, json_t *root,
 
         sub->request = req;
         sub->last = last ? (uint64_t) json_integer_value(last) : 0;
+        ch->busy++;                 /* the request holds its channels */
         req->chs[req->n] = ch;
         req->subs[req->n] = sub;
         req->n++;
@@ -457,7 +460,23 @@ ngx_insite_ws_proto_positions(ngx_insite_redis_status_e status,
     }
 
     ngx_insite_ws_proto_unbusy(req);
+    ngx_insite_ws_proto_free(req);
+}
+
+
+/* the end of a subscribe: its own hold on the channels goes too */
+
+static void
+ngx_insite_ws_proto_free(ngx_insite_ws_subreq_t *req)
+{
+    ngx_uint_t  i;
+
     ngx_queue_remove(&req->queue);
+
+    for (i = 0; i < req->n; i++) {
+        ngx_insite_ws_channel_unbusy(req->chs[i]);
+    }
+
     ngx_free(req);
 }
 
@@ -548,8 +567,7 @@ ngx_insite_ws_proto_abort(ngx_insite_ws_subreq_t *req)
         }
     }
 
-    ngx_queue_remove(&req->queue);
-    ngx_free(req);
+    ngx_insite_ws_proto_free(req);
 }
 
 
@@ -561,13 +579,41 @@ ngx_insite_ws_proto_forget(ngx_insite_ws_sub_t *sub)
     ngx_uint_t               i;
     ngx_insite_ws_subreq_t  *req = sub->request;
 
+    sub->request = NULL;
+
     for (i = 0; i < req->n; i++) {
         if (req->subs[i] == sub) {
-            req->subs[i] = NULL;
+            break;
         }
     }
 
-    sub->request = NULL;
+    if (i == req->n) {
+        return;
+    }
+
+    if (req->cmd) {
+        /* positions are being read in this order: keep the slot */
+        req->subs[i] = NULL;
+        return;
+    }
+
+    /* unsubscribed before it was subscribed: not part of the answer */
+    ngx_insite_ws_channel_unbusy(req->chs[i]);
+    req->n--;
+    ngx_memmove(&req->chs[i], &req->chs[i + 1],
+                (req->n - i) * sizeof(ngx_insite_ws_channel_t *));
+    ngx_memmove(&req->subs[i], &req->subs[i + 1],
+                (req->n - i) * sizeof(ngx_insite_ws_sub_t *));
+
+    if (req->n == 0) {
+        (void) ngx_insite_ws_proto_reply(req->wc, "subscribed", &req->id,
+                                         ",\"channels\":{}");
+        ngx_insite_ws_proto_free(req);
+        return;
+    }
+
+    /* what was left waiting for may all be there now */
+    ngx_insite_ws_proto_continue(req);
 }
 
 

@@ -9,12 +9,13 @@
  *   503 Redis not reachable (Retry-After: 1)
  *
  * The body's "type" (default "message") and "data" (default: the whole
- * body, verbatim) fill the envelope.  A "data" member is re-encoded by
- * jansson with 15 significant digits for reals, so decimal prices such as
- * 187.43 come out as written.
+ * body) fill the envelope, verbatim: jansson validates the body, and
+ * insite_json_member_span() finds the bytes of "data", so numbers reach
+ * subscribers exactly as they were written.
  */
 
 #include "ngx_insite_ws.h"
+#include "insite_json_span.h"
 #include <jansson.h>
 #include <openssl/rand.h>
 
@@ -150,8 +151,25 @@ ngx_insite_ws_publish_body(ngx_http_request_t *r)
 
     rc = ngx_insite_ws_publish_body_bytes(r, &body, &len);
 
-    if (rc == NGX_OK) {
+    switch (rc) {
+
+    case NGX_OK:
         rc = ngx_insite_ws_publish_send(r, ctx, body, len);
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        rc = ngx_insite_ws_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "too_large",
+                                  "body over insite_ws_max_message_size",
+                                  NULL, NULL);
+        break;
+
+    case NGX_HTTP_BAD_REQUEST:
+        rc = ngx_insite_ws_bad(r, "the body must be a JSON object");
+        break;
+
+    default:
+        break;
     }
 
     if (rc != NGX_DONE) {
@@ -173,8 +191,10 @@ ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r, u_char **body,
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
 
+    /* returns NGX_OK or the HTTP status to answer with: nothing is sent */
+
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return ngx_insite_ws_bad(r, "the body must be a JSON object");
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     size = 0;
@@ -186,10 +206,7 @@ ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r, u_char **body,
     }
 
     if (size > wlcf->max_message_size) {
-        return ngx_insite_ws_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                    "too_large",
-                                    "body over insite_ws_max_message_size",
-                                    NULL, NULL);
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
     p = ngx_pnalloc(r->pool, size + 1);
@@ -226,9 +243,10 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     ngx_insite_ws_publish_ctx_t *ctx, u_char *body, size_t len)
 {
     u_char                          *p, rnd[8], epoch[16], ts[32];
-    char                            *dumped;
-    size_t                           lens[11];
-    json_t                          *root, *jtype, *jdata;
+    size_t                           lens[11], dlen;
+    const u_char                    *data;
+    json_t                          *root, *jtype;
+    ngx_uint_t                       has_data;
     ngx_tm_t                         tm;
     ngx_str_t                        type;
     ngx_time_t                      *tp;
@@ -248,7 +266,9 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
     wmcf = ngx_insite_ws_main_conf();
 
-    root = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &err);
+    /* integers past 64 bits are valid JSON: parse them as reals to check */
+    root = json_loadb((const char *) body, len,
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
 
     if (root == NULL || !json_is_object(root)) {
         json_decref(root);
@@ -277,27 +297,38 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
         }
     }
 
-    jdata = json_object_get(root, "data");
-    dumped = NULL;
+    has_data = json_object_get(root, "data") != NULL;
+    json_decref(root);
 
-    if (jdata) {
-        dumped = json_dumps(jdata, JSON_COMPACT | JSON_ENCODE_ANY
-                                   | JSON_REAL_PRECISION(15));
-        if (dumped == NULL) {
-            json_decref(root);
+    if (has_data) {
+        if (insite_json_member_span(body, len, "data", &data, &dlen) != 1) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "insite ws: \"data\" of a valid body not found "
+                          "by the span finder");
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        body = (u_char *) dumped;
-        len = ngx_strlen(dumped);
-    }
+    } else {
+        data = body;
+        dlen = len;
 
-    json_decref(root);
+        while (dlen && (data[dlen - 1] == ' ' || data[dlen - 1] == '\n'
+                        || data[dlen - 1] == '\r' || data[dlen - 1] == '\t'))
+        {
+            dlen--;
+        }
+
+        while (dlen && (*data == ' ' || *data == '\n' || *data == '\r'
+                        || *data == '\t'))
+        {
+            data++;
+            dlen--;
+        }
+    }
 
     rd = ngx_insite_redis_shared();
 
     if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
-        free(dumped);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "insite ws: publish to \"%V\" refused: Redis is %s",
                       &ctx->channel,
@@ -315,7 +346,6 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
                     tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec, tp->msec);
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        free(dumped);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -337,8 +367,8 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     lens[3] = ctx->channel.len;
     args[4] = (char *) type.data;
     lens[4] = type.len;
-    args[5] = (char *) body;
-    lens[5] = len;
+    args[5] = (char *) data;
+    lens[5] = dlen;
     args[6] = (char *) ts;
     lens[6] = p - ts;
     args[7] = (char *) history;
@@ -354,7 +384,6 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     cmd = ngx_insite_redis_eval(rd, wmcf->publish_script,
                                 ngx_insite_ws_publish_reply, ctx, 3, 11,
                                 args, lens);
-    free(dumped);
 
     if (cmd == NULL) {
         return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,

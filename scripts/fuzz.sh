@@ -37,7 +37,7 @@ fi
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fno-omit-frame-pointer \
  -fsanitize=address,undefined -fno-sanitize-recover=undefined \
  -Wall -Wextra -Werror -Wno-unused-parameter"
-LIBS=$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
+LIBS="$(pkg-config --libs libcrypto jansson 2>/dev/null || echo -lcrypto -ljansson)"
 
 mkdir -p "$OUT/obj"
 
