@@ -1,39 +1,490 @@
 /*
- * ngx_http_insite_gdpr_module: GDPR audit trail: one hash-chained journal record per authenticated data access.
+ * ngx_http_insite_gdpr_module: GDPR audit trail: one hash-chained journal
+ * record per authenticated data access.
  *
- * Loaded after ngx_http_insite_module, whose Redis adapter and metrics
- * registry it uses.
+ * Loaded after ngx_http_insite_module, whose metrics registry it uses.
+ *
+ *   precontent phase  insite_gdpr_audit_fail closed: 503 while this worker's
+ *                     journal is unwritable (checked before the response,
+ *                     since the record itself is written after it)
+ *   log phase         one record per audited request, one write()
+ *
+ * Files: ngx_insite_gdpr_record.c builds a record, ngx_insite_gdpr_journal.c
+ * writes, chains, rotates and syncs it (docs/gdpr.md).
  */
 
-#include "ngx_insite_core.h"
+#include "ngx_insite_gdpr.h"
+
+
+static ngx_int_t ngx_http_insite_gdpr_precontent_handler(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_insite_gdpr_user(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user);
+
+static void *ngx_http_insite_gdpr_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_insite_gdpr_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_insite_gdpr_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_insite_gdpr_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_insite_gdpr_init_process(ngx_cycle_t *cycle);
+static void ngx_http_insite_gdpr_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+
+static ngx_conf_enum_t  ngx_http_insite_gdpr_access_types[] = {
+    { ngx_string("auto"), NGX_INSITE_GDPR_ACCESS_AUTO },
+    { ngx_string("read"), NGX_INSITE_GDPR_ACCESS_READ },
+    { ngx_string("write"), NGX_INSITE_GDPR_ACCESS_WRITE },
+    { ngx_string("delete"), NGX_INSITE_GDPR_ACCESS_DELETE },
+    { ngx_string("export"), NGX_INSITE_GDPR_ACCESS_EXPORT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_insite_gdpr_fsync_modes[] = {
+    { ngx_string("off"), NGX_INSITE_GDPR_FSYNC_OFF },
+    { ngx_string("1s"), NGX_INSITE_GDPR_FSYNC_1S },
+    { ngx_string("always"), NGX_INSITE_GDPR_FSYNC_ALWAYS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_insite_gdpr_fail_modes[] = {
+    { ngx_string("open"), NGX_INSITE_GDPR_FAIL_OPEN },
+    { ngx_string("closed"), NGX_INSITE_GDPR_FAIL_CLOSED },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_insite_gdpr_commands[] = {
+
+    { ngx_string("insite_gdpr_audit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, audit),
+      NULL },
+
+    { ngx_string("insite_gdpr_audit_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, user),
+      NULL },
+
+    { ngx_string("insite_gdpr_audit_anonymous"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, anonymous),
+      NULL },
+
+    { ngx_string("insite_gdpr_audit_query"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, query),
+      NULL },
+
+    { ngx_string("insite_gdpr_audit_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, fail),
+      &ngx_http_insite_gdpr_fail_modes },
+
+    { ngx_string("insite_gdpr_data_type"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, data_type),
+      NULL },
+
+    { ngx_string("insite_gdpr_access_type"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, access_type),
+      &ngx_http_insite_gdpr_access_types },
+
+    { ngx_string("insite_gdpr_journal"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_insite_gdpr_journal_dir,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_main_conf_t, dir),
+      NULL },
+
+    { ngx_string("insite_gdpr_fsync"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_main_conf_t, fsync),
+      &ngx_http_insite_gdpr_fsync_modes },
+
+    { ngx_string("insite_gdpr_rotate_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_main_conf_t, rotate_size),
+      NULL },
+
+    { ngx_string("insite_gdpr_rotate_time"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_main_conf_t, rotate_time),
+      NULL },
+
+      ngx_null_command
+};
 
 
 static ngx_http_module_t  ngx_http_insite_gdpr_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_insite_gdpr_postconfiguration, /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_insite_gdpr_create_main_conf, /* create main configuration */
+    ngx_http_insite_gdpr_init_main_conf,   /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_insite_gdpr_create_loc_conf,  /* create location configuration */
+    ngx_http_insite_gdpr_merge_loc_conf    /* merge location configuration */
 };
 
 
 ngx_module_t  ngx_http_insite_gdpr_module = {
     NGX_MODULE_V1,
     &ngx_http_insite_gdpr_module_ctx,      /* module context */
-    NULL,                                  /* module directives */
+    ngx_http_insite_gdpr_commands,         /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_insite_gdpr_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_insite_gdpr_exit_process,     /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_insite_gdpr_precontent_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                         user;
+    ngx_insite_gdpr_journal_t        *j;
+    ngx_http_insite_gdpr_loc_conf_t  *lcf;
+    ngx_str_t  msg = ngx_string("the audit journal is unavailable; "
+                                "audited data cannot be served");
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_gdpr_module);
+
+    if (!lcf->audit || lcf->fail != NGX_INSITE_GDPR_FAIL_CLOSED
+        || r != r->main)
+    {
+        return NGX_DECLINED;
+    }
+
+    j = ngx_insite_gdpr_journal();
+
+    if (j != NULL && !j->failed) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_insite_gdpr_user(r, lcf, &user) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (user.len == 0 && !lcf->anonymous) {
+        return NGX_DECLINED;            /* not audited: nothing to refuse */
+    }
+
+    if (j) {
+        ngx_insite_metric_inc(j->conf->metrics.rejected);
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    (void) ngx_insite_http_add_header(r, "Retry-After", (u_char *) "5", 1);
+
+    ngx_http_finalize_request(r, ngx_insite_json_error(r,
+                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                              "audit_unavailable", &msg));
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r)
+{
+    u_char                           *rec;
+    size_t                            len;
+    ngx_str_t                         user;
+    ngx_insite_gdpr_journal_t        *j;
+    ngx_http_insite_gdpr_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_gdpr_module);
+
+    if (!lcf->audit) {
+        return NGX_OK;
+    }
+
+    j = ngx_insite_gdpr_journal();
+    if (j == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_insite_gdpr_user(r, lcf, &user) != NGX_OK) {
+        user.len = 0;
+    }
+
+    if (user.len == 0 && !lcf->anonymous) {
+        return NGX_OK;
+    }
+
+    rec = ngx_insite_gdpr_record(r, lcf, &user, j, &len);
+    if (rec == NULL) {
+        ngx_insite_metric_inc(j->conf->metrics.failed);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "insite gdpr: no memory for an audit record");
+        return NGX_OK;
+    }
+
+    (void) ngx_insite_gdpr_journal_append(j, rec, len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_gdpr_user(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user)
+{
+    if (lcf->user == NULL) {
+        return ngx_insite_gdpr_default_user(r, user);
+    }
+
+    return ngx_http_complex_value(r, lcf->user, user);
+}
+
+
+static char *
+ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mcf->dir.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    mcf->dir = value[1];
+
+    while (mcf->dir.len > 1 && mcf->dir.data[mcf->dir.len - 1] == '/') {
+        mcf->dir.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &mcf->dir, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_insite_gdpr_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_insite_gdpr_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /* set by ngx_pcalloc(): dir = { 0, NULL }, used = 0, metrics */
+
+    mcf->fsync = NGX_CONF_UNSET_UINT;
+    mcf->rotate_size = NGX_CONF_UNSET;
+    mcf->rotate_time = NGX_CONF_UNSET;
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_insite_gdpr_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf = conf;
+
+    if (mcf->dir.data == NULL) {
+        ngx_str_set(&mcf->dir, "/var/lib/insite/audit");
+    }
+
+    ngx_conf_init_uint_value(mcf->fsync, NGX_INSITE_GDPR_FSYNC_1S);
+    ngx_conf_init_value(mcf->rotate_size, 64 * 1024 * 1024);
+    ngx_conf_init_value(mcf->rotate_time, 3600);
+
+    if (mcf->rotate_size < 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "insite_gdpr_rotate_size must be at least 4k");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_insite_gdpr_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_insite_gdpr_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_insite_gdpr_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->audit = NGX_CONF_UNSET;
+    conf->anonymous = NGX_CONF_UNSET;
+    conf->query = NGX_CONF_UNSET;
+    conf->access_type = NGX_CONF_UNSET_UINT;
+    conf->fail = NGX_CONF_UNSET_UINT;
+    conf->user = NGX_CONF_UNSET_PTR;
+    conf->data_type = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_insite_gdpr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_insite_gdpr_loc_conf_t *prev = parent;
+    ngx_http_insite_gdpr_loc_conf_t *conf = child;
+
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
+
+    ngx_conf_merge_value(conf->audit, prev->audit, 0);
+    ngx_conf_merge_value(conf->anonymous, prev->anonymous, 0);
+    ngx_conf_merge_value(conf->query, prev->query, 0);
+    ngx_conf_merge_uint_value(conf->access_type, prev->access_type,
+                              NGX_INSITE_GDPR_ACCESS_AUTO);
+    ngx_conf_merge_uint_value(conf->fail, prev->fail,
+                              NGX_INSITE_GDPR_FAIL_OPEN);
+    ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
+    ngx_conf_merge_ptr_value(conf->data_type, prev->data_type, NULL);
+
+    if (conf->audit) {
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_insite_gdpr_module);
+        mcf->used = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt               *h;
+    ngx_insite_gdpr_metrics_t         *m;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_gdpr_module);
+
+    if (!mcf->used) {
+        return NGX_OK;
+    }
+
+    m = &mcf->metrics;
+
+    m->records = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_records_total", NULL,
+                     "Audit records written to the journal.");
+    m->bytes = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_journal_bytes_total", NULL,
+                     "Bytes written to the audit journal.");
+    m->failed = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_records_failed_total", NULL,
+                     "Audit records that could not be written (lost).");
+    m->rejected = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_rejected_total", NULL,
+                     "Audited requests refused with 503 "
+                     "(insite_gdpr_audit_fail closed).");
+    m->errors = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_journal_errors_total", NULL,
+                     "Journal open/write/fsync failures.");
+    m->rotations = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_rotations_total", NULL,
+                     "Journal files closed by size or time.");
+    m->fsyncs = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+                     "insite_gdpr_fsyncs_total", NULL,
+                     "fdatasync() calls on the journal.");
+    m->writable = ngx_insite_metric_add(cf, NGX_INSITE_GAUGE,
+                     "insite_gdpr_journal_writable", NULL,
+                     "Workers whose journal is writable.");
+
+    if (m->records == NULL || m->bytes == NULL || m->failed == NULL
+        || m->rejected == NULL || m->errors == NULL || m->rotations == NULL
+        || m->fsyncs == NULL || m->writable == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_insite_gdpr_precontent_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_insite_gdpr_log_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_insite_gdpr_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_insite_gdpr_module);
+    if (mcf == NULL || !mcf->used) {
+        return NGX_OK;
+    }
+
+    return ngx_insite_gdpr_journal_init(cycle, mcf);
+}
+
+
+static void
+ngx_http_insite_gdpr_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_insite_gdpr_journal_exit(cycle);
+}

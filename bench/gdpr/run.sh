@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# GDPR audit benchmark, in one nginx run (2 workers):
+#   wrk against /audited (insite_gdpr_audit on) and /plain (off), same
+#   content, alternating, for each fsync mode (off, 1s, always);
+#   then insite-auditd shipping the journal into PostgreSQL: rows/s.
+#
+#   bench/gdpr/run.sh            SECS=10 CONNS=64 THREADS=2 MODES="off 1s always"
+# Needs wrk, the modules (make modules) and insite-auditd (make workers);
+# uses INSITE_PG_DSN if set, else starts its own PostgreSQL (services.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+SECS=${SECS:-10} CONNS=${CONNS:-64} THREADS=${THREADS:-2} MODES=${MODES:-"off 1s always"}
+work=$(mktemp -d /tmp/insite-bench-gdpr.XXXXXX)
+chmod 755 "$work"
+port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
+own_pg=
+cleanup() {
+  [ -f "$work/logs/nginx.pid" ] && kill -QUIT "$(cat "$work/logs/nginx.pid")" 2>/dev/null || true
+  [ -n "${auditd_pid:-}" ] && kill "$auditd_pid" 2>/dev/null || true
+  [ -n "$own_pg" ] && INSITE_RUN_DIR=$work/run scripts/services.sh stop pg >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+echo "ok" > "$work/ok.txt"
+mkdir -p "$work/logs"
+result() { printf '%-8s %-8s %10s req/s\n' "$1" "$2" "$3"; }
+rps() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1" | awk '/Requests\/sec/ {print $2}'; }
+
+echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers"
+for mode in $MODES; do
+  rm -rf "$work/journal"
+  {
+    for m in ngx_http_insite_module ngx_http_insite_ws_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
+      echo "load_module $root/build/modules/$m.so;"
+    done
+    cat <<CONF
+worker_processes 2;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+error_log $work/logs/error.log warn;
+pid $work/logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    insite_gdpr_journal $work/journal;
+    insite_gdpr_fsync $mode;
+    insite_gdpr_rotate_size 256m;
+    server {
+        listen 127.0.0.1:$port;
+        root $work;
+        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
+        location = /plain   { try_files /ok.txt =404; }
+    }
+}
+CONF
+  } > "$work/nginx.conf"
+  nginx -p "$work" -c "$work/nginx.conf"
+  sleep 0.5
+  rps /plain > /dev/null                                   # warm up
+  a1=$(rps /audited); p1=$(rps /plain); a2=$(rps /audited); p2=$(rps /plain)
+  a=$(echo "($a1 + $a2) / 2" | bc -l); p=$(echo "($p1 + $p2) / 2" | bc -l)
+  result "$mode" audited "$(printf %.0f "$a")"
+  result "$mode" plain "$(printf %.0f "$p")"
+  printf '%-8s ratio    %10.3f\n' "$mode" "$(echo "$a / $p" | bc -l)"
+  kill -QUIT "$(cat "$work/logs/nginx.pid")"
+  sleep 1
+done
+
+# ---- shipper throughput on the last journal
+lines=$(cat "$work"/journal/audit-*.jsonl | wc -l)
+if [ -z "${INSITE_PG_DSN:-}" ]; then
+  own_pg=1
+  INSITE_RUN_DIR=$work/run scripts/services.sh start pg >/dev/null
+  INSITE_PG_DSN=$(sed -n 's/^INSITE_PG_DSN=//p' "$work/run/pg.env")
+fi
+schema=bench_gdpr_$$
+psql "$INSITE_PG_DSN" -qX -c "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" 2>/dev/null
+dsn="$INSITE_PG_DSN?options=-csearch_path%3D$schema"
+# apply the migrations first so only shipping is timed
+INSITE_PG_DSN=$dsn INSITE_AUDITD_JOURNAL_DIR=$work/empty INSITE_AUDITD_HTTP_PORT=0 \
+  timeout -s TERM 2 build/bin/insite-auditd > "$work/migrate.log" 2>&1 || true
+start=$(date +%s.%N)
+INSITE_PG_DSN=$dsn INSITE_AUDITD_JOURNAL_DIR=$work/journal INSITE_AUDITD_HTTP_PORT=0 \
+  INSITE_AUDITD_BATCH_SIZE=${BATCH:-10000} INSITE_AUDITD_KEEP_SHIPPED=true INSITE_AUDITD_SOURCE=bench \
+  build/bin/insite-auditd > "$work/auditd.log" 2>&1 &
+auditd_pid=$!
+while :; do
+  n=$(psql "$dsn" -qtAX -c "SELECT count(*) FROM gdpr_audit_trail" 2>/dev/null || echo 0)
+  [ "$n" -ge "$lines" ] && break
+  sleep 0.2
+done
+end=$(date +%s.%N)
+printf 'shipper  %d rows in %.2fs: %.0f rows/s into PostgreSQL\n' "$lines" "$(echo "$end - $start" | bc -l)" \
+  "$(echo "$lines / ($end - $start)" | bc -l)"
+psql "$INSITE_PG_DSN" -qX -c "DROP SCHEMA $schema CASCADE" 2>/dev/null || true

@@ -1,0 +1,123 @@
+/*
+ * ngx_http_insite_gdpr_module: what its files share.
+ *
+ *   ngx_http_insite_gdpr_module.c  directives, configuration, phase handlers
+ *   ngx_insite_gdpr_record.c       one request -> the fields of one record
+ *   ngx_insite_gdpr_journal.c      the per-worker append-only journal
+ *   insite_gdpr_chain.c            the hash chain (shared with insite-auditd)
+ */
+
+#ifndef _NGX_INSITE_GDPR_H_INCLUDED_
+#define _NGX_INSITE_GDPR_H_INCLUDED_
+
+
+#include "ngx_insite_core.h"
+#include "insite_gdpr_chain.h"
+
+
+#define NGX_INSITE_GDPR_FSYNC_OFF     0
+#define NGX_INSITE_GDPR_FSYNC_1S      1
+#define NGX_INSITE_GDPR_FSYNC_ALWAYS  2
+
+#define NGX_INSITE_GDPR_ACCESS_AUTO    0
+#define NGX_INSITE_GDPR_ACCESS_READ    1
+#define NGX_INSITE_GDPR_ACCESS_WRITE   2
+#define NGX_INSITE_GDPR_ACCESS_DELETE  3
+#define NGX_INSITE_GDPR_ACCESS_EXPORT  4
+
+#define NGX_INSITE_GDPR_FAIL_OPEN     0
+#define NGX_INSITE_GDPR_FAIL_CLOSED   1
+
+/* the chain name: "<worker>" or "<worker>.<pid>" */
+#define NGX_INSITE_GDPR_CHAIN_LEN     (NGX_INT_T_LEN * 2 + 2)
+
+
+typedef struct {
+    ngx_insite_metric_t   *records;
+    ngx_insite_metric_t   *bytes;
+    ngx_insite_metric_t   *failed;
+    ngx_insite_metric_t   *rejected;
+    ngx_insite_metric_t   *errors;
+    ngx_insite_metric_t   *rotations;
+    ngx_insite_metric_t   *fsyncs;
+    ngx_insite_metric_t   *writable;
+} ngx_insite_gdpr_metrics_t;
+
+
+typedef struct {
+    ngx_str_t                   dir;
+    ngx_uint_t                  fsync;
+    off_t                       rotate_size;
+    time_t                      rotate_time;
+    ngx_flag_t                  used;       /* some location audits */
+    ngx_insite_gdpr_metrics_t   metrics;
+} ngx_http_insite_gdpr_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  audit;
+    ngx_flag_t                  anonymous;
+    ngx_flag_t                  query;
+    ngx_uint_t                  access_type;
+    ngx_uint_t                  fail;
+    ngx_http_complex_value_t   *user;       /* NULL: $insite_user_id */
+    ngx_http_complex_value_t   *data_type;  /* NULL: last path segment */
+} ngx_http_insite_gdpr_loc_conf_t;
+
+
+/* one per worker */
+typedef struct {
+    ngx_http_insite_gdpr_main_conf_t  *conf;
+    ngx_log_t                         *log;
+
+    u_char                             chain[NGX_INSITE_GDPR_CHAIN_LEN];
+    size_t                             chain_len;
+    ngx_fd_t                           lock_fd;
+
+    ngx_fd_t                           fd;
+    ngx_str_t                          path;       /* current file */
+    off_t                              size;
+    time_t                             opened;
+
+    uint64_t                           seq;        /* last written */
+    char                               hash[INSITE_GDPR_HASH_LEN];
+
+    unsigned                           failed:1;   /* journal unwritable */
+    unsigned                           dirty:1;    /* written, not synced */
+
+    ngx_event_t                        timer;
+} ngx_insite_gdpr_journal_t;
+
+
+extern ngx_module_t  ngx_http_insite_gdpr_module;
+
+
+/* the journal of this worker, or NULL when auditing is off */
+ngx_insite_gdpr_journal_t *ngx_insite_gdpr_journal(void);
+
+ngx_int_t ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
+    ngx_http_insite_gdpr_main_conf_t *conf);
+void ngx_insite_gdpr_journal_exit(ngx_cycle_t *cycle);
+
+/* Appends one record: fields is `{"id":...,"worker":"..."` without the
+ * closing brace, in a buffer with NGX_INSITE_GDPR_TAIL_ROOM bytes to spare
+ * after it; the journal adds seq, prev_hash and hash.  NGX_OK or NGX_ERROR
+ * (counted and logged on a state change). */
+ngx_int_t ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j,
+    u_char *fields, size_t len);
+
+#define NGX_INSITE_GDPR_TAIL_ROOM                                            \
+    (sizeof(",\"seq\":,\"prev_hash\":\"\"") - 1 + NGX_INT64_LEN              \
+     + INSITE_GDPR_HASH_LEN + INSITE_GDPR_TAIL_LEN + 1)
+
+/* the record of r up to the worker field, in r's pool; NULL on error */
+u_char *ngx_insite_gdpr_record(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
+    ngx_insite_gdpr_journal_t *j, size_t *len);
+
+/* $insite_user_id when a module defines it and it is set, else empty */
+ngx_int_t ngx_insite_gdpr_default_user(ngx_http_request_t *r,
+    ngx_str_t *user);
+
+
+#endif /* _NGX_INSITE_GDPR_H_INCLUDED_ */

@@ -1,0 +1,656 @@
+/*
+ * The per-worker audit journal.
+ *
+ * Files: <dir>/audit-<chain>-<first seq, 20 digits>.jsonl, one JSON record a
+ * line.  <chain> is the worker number ("0", "1", ...) when this worker holds
+ * <dir>/audit-<n>.lock (flock, released by the kernel when the process dies,
+ * also on kill -9), so a respawned worker continues its predecessor's chain.
+ * A worker started while the previous holder of its number still runs (a
+ * reload: old workers finish their requests) writes its own chain
+ * "<n>.<pid>" instead: one writer per chain, always.
+ *
+ * At worker start the chain state (last seq and hash) is recovered from the
+ * tail of the chain's newest non-empty file; a partial last line (a write
+ * cut short by a crash) is truncated.  Records are then appended with one
+ * write() each (O_APPEND) to a new file named after the next seq; the file
+ * rotates after insite_gdpr_rotate_size bytes or insite_gdpr_rotate_time,
+ * and after a failed write (so a repaired disk or directory is picked up).
+ * A record is only counted in the chain (seq, hash advance) when its whole
+ * line was written; a short write is truncated away.
+ */
+
+#include <sys/file.h>
+
+#include "ngx_insite_gdpr.h"
+
+
+#define NGX_INSITE_GDPR_TAIL_READ   65536
+
+
+static ngx_insite_gdpr_journal_t  *ngx_insite_gdpr_current;
+
+
+static ngx_int_t ngx_insite_gdpr_journal_lock(ngx_insite_gdpr_journal_t *j);
+static ngx_int_t ngx_insite_gdpr_journal_recover(
+    ngx_insite_gdpr_journal_t *j);
+static ngx_int_t ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j,
+    u_char *path);
+static ngx_int_t ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j);
+static void ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j);
+static void ngx_insite_gdpr_journal_fail(ngx_insite_gdpr_journal_t *j,
+    ngx_err_t err, const char *what);
+static void ngx_insite_gdpr_journal_timer(ngx_event_t *ev);
+static void ngx_insite_gdpr_journal_own_chain(ngx_insite_gdpr_journal_t *j);
+static void ngx_insite_gdpr_journal_adopt(ngx_insite_gdpr_journal_t *j);
+static int ngx_libc_cdecl ngx_insite_gdpr_cmp_seq(const void *a,
+    const void *b);
+
+
+ngx_insite_gdpr_journal_t *
+ngx_insite_gdpr_journal(void)
+{
+    return ngx_insite_gdpr_current;
+}
+
+
+ngx_int_t
+ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
+    ngx_http_insite_gdpr_main_conf_t *conf)
+{
+    u_char                     *full;
+    ngx_insite_gdpr_journal_t  *j;
+
+    j = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_gdpr_journal_t));
+    if (j == NULL) {
+        return NGX_ERROR;
+    }
+
+    j->conf = conf;
+    j->log = cycle->log;
+    j->fd = NGX_INVALID_FILE;
+    j->lock_fd = NGX_INVALID_FILE;
+    ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
+
+    j->path.data = ngx_pnalloc(cycle->pool, conf->dir.len + NGX_INT_T_LEN * 3
+                                            + 64);
+    if (j->path.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the directory, if missing */
+    full = ngx_pnalloc(cycle->pool, conf->dir.len + 2);
+    if (full == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_sprintf(full, "%V/%Z", &conf->dir);
+
+    if (ngx_create_full_path(full, 0750) != 0
+        && ngx_errno != NGX_EEXIST)
+    {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "insite gdpr: cannot create journal directory \"%V\"",
+                      &conf->dir);
+    }
+
+    ngx_insite_gdpr_current = j;
+
+    if (ngx_insite_gdpr_journal_lock(j) != NGX_OK
+        || ngx_insite_gdpr_journal_recover(j) != NGX_OK)
+    {
+        /* never guess a position in a chain: start one of our own */
+        ngx_insite_gdpr_journal_own_chain(j);
+        j->seq = 0;
+        ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "insite gdpr: cannot continue the chain of worker %ui "
+                      "in \"%V\": writing chain \"%*s\" from its start",
+                      ngx_worker, &conf->dir, j->chain_len, j->chain);
+    }
+
+    /* the first file now: an unwritable journal is known before a request */
+    ngx_insite_metric_add_value(conf->metrics.writable, 1);
+
+    if (ngx_insite_gdpr_journal_open(j) == NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                      "insite gdpr: chain \"%*s\" continues at seq %uL in "
+                      "\"%V\"", j->chain_len, j->chain, j->seq + 1,
+                      &j->path);
+    }
+
+    j->timer.handler = ngx_insite_gdpr_journal_timer;
+    j->timer.data = j;
+    j->timer.log = cycle->log;
+    j->timer.cancelable = 1;
+    ngx_add_timer(&j->timer, 1000);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_insite_gdpr_journal_exit(ngx_cycle_t *cycle)
+{
+    ngx_insite_gdpr_journal_t  *j = ngx_insite_gdpr_current;
+
+    if (j == NULL) {
+        return;
+    }
+
+    ngx_insite_gdpr_journal_close(j);
+
+    if (!j->failed) {
+        ngx_insite_metric_add_value(j->conf->metrics.writable, -1);
+    }
+
+    if (j->lock_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(j->lock_fd);
+        j->lock_fd = NGX_INVALID_FILE;
+    }
+
+    ngx_insite_gdpr_current = NULL;
+}
+
+
+ngx_int_t
+ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
+    size_t len)
+{
+    u_char                     *p;
+    ssize_t                     n;
+    size_t                      body;
+    ngx_err_t                   err;
+    ngx_insite_gdpr_metrics_t  *m = &j->conf->metrics;
+
+    p = ngx_sprintf(fields + len, ",\"seq\":%uL,\"prev_hash\":\"%*s\"",
+                    j->seq + 1, (size_t) INSITE_GDPR_HASH_LEN, j->hash);
+    body = p - fields;
+
+    p = ngx_cpymem(p, ",\"hash\":\"", sizeof(",\"hash\":\"") - 1);
+
+    if (insite_gdpr_hash(j->hash, (char *) fields, body, (char *) p) != 0) {
+        ngx_insite_metric_inc(m->failed);
+        ngx_log_error(NGX_LOG_ALERT, j->log, 0, "insite gdpr: SHA-256 failed");
+        return NGX_ERROR;
+    }
+
+    p += INSITE_GDPR_HASH_LEN;
+    *p++ = '"'; *p++ = '}'; *p++ = LF;
+    len = p - fields;
+
+    if (j->fd == NGX_INVALID_FILE && ngx_insite_gdpr_journal_open(j) != NGX_OK)
+    {
+        ngx_insite_metric_inc(m->failed);
+        return NGX_ERROR;
+    }
+
+    n = write(j->fd, fields, len);
+
+    if (n != (ssize_t) len) {
+        err = (n == -1) ? ngx_errno : NGX_ENOSPC;
+
+        if (n > 0 && ftruncate(j->fd, j->size) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                          "insite gdpr: ftruncate(\"%V\") after a short "
+                          "write failed", &j->path);
+        }
+
+        ngx_insite_gdpr_journal_close(j);
+        ngx_insite_gdpr_journal_fail(j, err, "write");
+        ngx_insite_metric_inc(m->failed);
+        return NGX_ERROR;
+    }
+
+    j->seq++;
+    ngx_memcpy(j->hash, p - 3 - INSITE_GDPR_HASH_LEN, INSITE_GDPR_HASH_LEN);
+    j->size += n;
+    j->dirty = 1;
+
+    ngx_insite_metric_inc(m->records);
+    ngx_insite_metric_add_value(m->bytes, n);
+
+    if (j->failed) {
+        j->failed = 0;
+        ngx_insite_metric_add_value(m->writable, 1);
+        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                      "insite gdpr: journal \"%V\" is writable again",
+                      &j->path);
+    }
+
+    if (j->conf->fsync == NGX_INSITE_GDPR_FSYNC_ALWAYS) {
+        if (fdatasync(j->fd) == -1) {
+            ngx_insite_gdpr_journal_fail(j, ngx_errno, "fdatasync");
+        }
+        ngx_insite_metric_inc(m->fsyncs);
+        j->dirty = 0;
+    }
+
+    if (j->size >= j->conf->rotate_size) {
+        ngx_insite_gdpr_journal_close(j);
+        ngx_insite_metric_inc(m->rotations);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_gdpr_journal_fail(ngx_insite_gdpr_journal_t *j, ngx_err_t err,
+    const char *what)
+{
+    ngx_insite_metric_inc(j->conf->metrics.errors);
+
+    if (j->failed) {
+        return;
+    }
+
+    j->failed = 1;
+    ngx_insite_metric_add_value(j->conf->metrics.writable, -1);
+
+    ngx_log_error(NGX_LOG_ALERT, j->log, err,
+                  "insite gdpr: journal \"%V\": %s failed: audit records "
+                  "are being lost%s", &j->conf->dir, what,
+                  err == NGX_ENOSPC ? " (disk full)" : "");
+}
+
+
+/* flock <dir>/audit-<n>.lock: the chain "<n>" is ours while we live */
+static ngx_int_t
+ngx_insite_gdpr_journal_lock(ngx_insite_gdpr_journal_t *j)
+{
+    u_char  *p, name[NGX_MAX_PATH];
+
+    p = ngx_snprintf(name, NGX_MAX_PATH - 1, "%V/audit-%ui.lock",
+                     &j->conf->dir, ngx_worker);
+    *p = '\0';
+
+    j->lock_fd = ngx_open_file(name, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN,
+                               0640);
+    if (j->lock_fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", name);
+        return NGX_ERROR;
+    }
+
+    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+        p = ngx_sprintf(j->chain, "%ui", ngx_worker);
+        j->chain_len = p - j->chain;
+        return NGX_OK;
+    }
+
+    /* the previous worker with our number is still shutting down */
+    ngx_insite_gdpr_journal_own_chain(j);
+
+    ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                  "insite gdpr: chain %ui is held by a previous worker, "
+                  "writing chain \"%*s\"", ngx_worker, j->chain_len,
+                  j->chain);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_gdpr_journal_own_chain(ngx_insite_gdpr_journal_t *j)
+{
+    u_char  *p;
+
+    if (j->lock_fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(j->lock_fd);
+        j->lock_fd = NGX_INVALID_FILE;
+    }
+
+    p = ngx_sprintf(j->chain, "%ui.%P", ngx_worker, ngx_pid);
+    j->chain_len = p - j->chain;
+}
+
+
+/*
+ * A worker on a chain of its own ("<n>.<pid>") takes over chain "<n>" as
+ * soon as the previous worker with its number has exited: that chain ends.
+ */
+static void
+ngx_insite_gdpr_journal_adopt(ngx_insite_gdpr_journal_t *j)
+{
+    u_char    *p, name[NGX_MAX_PATH], chain[NGX_INSITE_GDPR_CHAIN_LEN];
+    size_t     chain_len;
+    uint64_t   seq;
+    ngx_fd_t   fd;
+    char       hash[INSITE_GDPR_HASH_LEN];
+
+    p = ngx_snprintf(name, NGX_MAX_PATH - 1, "%V/audit-%ui.lock",
+                     &j->conf->dir, ngx_worker);
+    *p = '\0';
+
+    fd = ngx_open_file(name, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN, 0640);
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        (void) ngx_close_file(fd);
+        return;
+    }
+
+    /* recover chain "<n>" with our own state set aside */
+    ngx_memcpy(chain, j->chain, j->chain_len);
+    chain_len = j->chain_len;
+    seq = j->seq;
+    ngx_memcpy(hash, j->hash, INSITE_GDPR_HASH_LEN);
+
+    p = ngx_sprintf(j->chain, "%ui", ngx_worker);
+    j->chain_len = p - j->chain;
+    j->seq = 0;
+    ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
+
+    if (ngx_insite_gdpr_journal_recover(j) != NGX_OK) {
+        ngx_memcpy(j->chain, chain, chain_len);
+        j->chain_len = chain_len;
+        j->seq = seq;
+        ngx_memcpy(j->hash, hash, INSITE_GDPR_HASH_LEN);
+        (void) ngx_close_file(fd);
+        return;
+    }
+
+    ngx_insite_gdpr_journal_close(j);
+    j->lock_fd = fd;
+
+    ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                  "insite gdpr: chain \"%*s\" ends at seq %uL, chain "
+                  "\"%*s\" continues at seq %uL", chain_len, chain, seq,
+                  j->chain_len, j->chain, j->seq + 1);
+
+    (void) ngx_insite_gdpr_journal_open(j);
+}
+
+
+/* the last record of the chain, from the newest non-empty file */
+static ngx_int_t
+ngx_insite_gdpr_journal_recover(ngx_insite_gdpr_journal_t *j)
+{
+    u_char        *p, prefix[NGX_INSITE_GDPR_CHAIN_LEN + 8];
+    u_char         path[NGX_MAX_PATH];
+    size_t         plen, nlen;
+    uint64_t       seq, *seqs;
+    ngx_int_t      rc;
+    ngx_uint_t     n, i, k, cap;
+    ngx_dir_t      dir;
+    ngx_str_t      d;
+
+    p = ngx_sprintf(prefix, "audit-%*s-", j->chain_len, j->chain);
+    plen = p - prefix;
+
+    d.len = j->conf->dir.len;
+    d.data = path;
+    p = ngx_snprintf(path, NGX_MAX_PATH - 1, "%V", &j->conf->dir);
+    *p = '\0';
+
+    if (ngx_open_dir(&d, &dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      ngx_open_dir_n " \"%V\" failed", &j->conf->dir);
+        return NGX_ERROR;
+    }
+
+    cap = 64;
+    n = 0;
+    seqs = ngx_alloc(cap * sizeof(uint64_t), j->log);
+    if (seqs == NULL) {
+        (void) ngx_close_dir(&dir);
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        if (ngx_read_dir(&dir) == NGX_ERROR) {
+            break;
+        }
+
+        nlen = ngx_de_namelen(&dir);
+        p = ngx_de_name(&dir);
+
+        if (nlen != plen + 20 + 6
+            || ngx_strncmp(p, prefix, plen) != 0
+            || ngx_strncmp(p + plen + 20, ".jsonl", 6) != 0)
+        {
+            continue;
+        }
+
+        for (seq = 0, k = 0; k < 20; k++) {
+            if (p[plen + k] < '0' || p[plen + k] > '9') {
+                break;
+            }
+            seq = seq * 10 + (p[plen + k] - '0');
+        }
+
+        if (k != 20) {
+            continue;
+        }
+
+        if (n == cap) {
+            uint64_t  *ns = ngx_alloc(2 * cap * sizeof(uint64_t), j->log);
+            if (ns == NULL) {
+                break;
+            }
+            ngx_memcpy(ns, seqs, n * sizeof(uint64_t));
+            ngx_free(seqs);
+            seqs = ns;
+            cap *= 2;
+        }
+
+        seqs[n++] = seq;
+    }
+
+    (void) ngx_close_dir(&dir);
+
+    ngx_qsort(seqs, n, sizeof(uint64_t), ngx_insite_gdpr_cmp_seq);
+
+    rc = NGX_OK;
+
+    /* newest first; an empty file (a worker that wrote nothing) is skipped */
+    for (i = n; i > 0; i--) {
+        p = ngx_snprintf(path, NGX_MAX_PATH - 1, "%V/%*s%020uL.jsonl",
+                         &j->conf->dir, plen, prefix, seqs[i - 1]);
+        *p = '\0';
+
+        rc = ngx_insite_gdpr_journal_tail(j, path);
+        if (rc != NGX_DECLINED) {
+            break;
+        }
+
+        rc = NGX_OK;
+    }
+
+    ngx_free(seqs);
+
+    return rc == NGX_DECLINED ? NGX_OK : rc;
+}
+
+
+static int ngx_libc_cdecl
+ngx_insite_gdpr_cmp_seq(const void *a, const void *b)
+{
+    uint64_t  x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+/* NGX_OK: state recovered; NGX_DECLINED: no complete record in the file */
+static ngx_int_t
+ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j, u_char *path)
+{
+    u_char              *buf, *end, *nl, *start;
+    off_t                off, keep;
+    ssize_t              n;
+    ngx_fd_t             fd;
+    ngx_int_t            rc;
+    ngx_file_info_t      fi;
+    insite_gdpr_line_t   line;
+
+    fd = ngx_open_file(path, NGX_FILE_RDWR, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", path);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_size(&fi) == 0) {
+        (void) ngx_close_file(fd);
+        return NGX_DECLINED;
+    }
+
+    buf = ngx_alloc(NGX_INSITE_GDPR_TAIL_READ, j->log);
+    if (buf == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    off = ngx_max(0, ngx_file_size(&fi) - NGX_INSITE_GDPR_TAIL_READ);
+    n = pread(fd, buf, ngx_file_size(&fi) - off, off);
+
+    rc = NGX_DECLINED;
+
+    if (n <= 0) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    end = buf + n;
+
+    /* a partial last line: a write cut short by a crash */
+    nl = end;
+    while (nl > buf && nl[-1] != LF) {
+        nl--;
+    }
+
+    if (nl != end) {
+        keep = off + (nl - buf);
+        ngx_log_error(NGX_LOG_ERR, j->log, 0,
+                      "insite gdpr: \"%s\" ends in a partial record "
+                      "(%O bytes): truncated", path,
+                      (off_t) (end - nl));
+        if (ftruncate(fd, keep) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                          "ftruncate(\"%s\") failed", path);
+            rc = NGX_ERROR;
+            goto done;
+        }
+        end = nl;
+    }
+
+    if (end == buf) {
+        goto done;          /* no complete line in this window or file */
+    }
+
+    /* the last line: between the previous LF and end - 1 */
+    for (start = end - 1; start > buf && start[-1] != LF; start--) {
+        /* void */
+    }
+
+    if (insite_gdpr_line_parse((char *) start, end - 1 - start, &line)
+        != INSITE_GDPR_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, j->log, 0,
+                      "insite gdpr: the last record of \"%s\" is not a "
+                      "journal record", path);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    j->seq = line.seq;
+    ngx_memcpy(j->hash, line.hash, INSITE_GDPR_HASH_LEN);
+    rc = NGX_OK;
+
+done:
+
+    ngx_free(buf);
+    (void) ngx_close_file(fd);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j)
+{
+    u_char  *p;
+
+    p = ngx_sprintf(j->path.data, "%V/audit-%*s-%020uL.jsonl",
+                    &j->conf->dir, j->chain_len, j->chain, j->seq + 1);
+    j->path.len = p - j->path.data;
+    *p = '\0';
+
+    j->fd = open((char *) j->path.data,
+                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+    if (j->fd == NGX_INVALID_FILE) {
+        ngx_insite_gdpr_journal_fail(j, ngx_errno, "open");
+        return NGX_ERROR;
+    }
+
+    j->size = lseek(j->fd, 0, SEEK_END);
+    if (j->size == -1) {
+        j->size = 0;
+    }
+
+    j->opened = ngx_time();
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j)
+{
+    if (j->fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    if (j->dirty && j->conf->fsync != NGX_INSITE_GDPR_FSYNC_OFF) {
+        (void) fdatasync(j->fd);
+        ngx_insite_metric_inc(j->conf->metrics.fsyncs);
+    }
+
+    (void) ngx_close_file(j->fd);
+    j->fd = NGX_INVALID_FILE;
+    j->dirty = 0;
+}
+
+
+static void
+ngx_insite_gdpr_journal_timer(ngx_event_t *ev)
+{
+    ngx_insite_gdpr_journal_t  *j = ev->data;
+
+    if (j->lock_fd == NGX_INVALID_FILE && !ngx_exiting) {
+        ngx_insite_gdpr_journal_adopt(j);
+    }
+
+    if (j->fd != NGX_INVALID_FILE) {
+
+        if (j->dirty && j->conf->fsync == NGX_INSITE_GDPR_FSYNC_1S) {
+            if (fdatasync(j->fd) == -1) {
+                ngx_insite_gdpr_journal_fail(j, ngx_errno, "fdatasync");
+            }
+            ngx_insite_metric_inc(j->conf->metrics.fsyncs);
+            j->dirty = 0;
+        }
+
+        if (j->conf->rotate_time
+            && j->size > 0
+            && ngx_time() - j->opened >= j->conf->rotate_time)
+        {
+            ngx_insite_gdpr_journal_close(j);
+            ngx_insite_metric_inc(j->conf->metrics.rotations);
+        }
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, 1000);
+    }
+}

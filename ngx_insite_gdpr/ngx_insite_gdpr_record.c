@@ -1,0 +1,331 @@
+/*
+ * One audited request -> the fields of its journal record:
+ *
+ *   {"id":"<uuid v4>","ts":"2026-11-26T10:30:45.123Z","user_id":"u1",
+ *    "access_type":"read","data_type":"portfolio","method":"GET",
+ *    "path":"/api/v1/portfolio","status":200,"result":true,"ip":"10.0.0.7",
+ *    "request_id":"...","worker":"0"
+ *
+ * The journal appends seq, prev_hash and hash.  Strings are JSON-escaped
+ * and always valid UTF-8 (invalid bytes and NUL become U+FFFD), and capped
+ * so that one record stays one small write().
+ */
+
+#include <openssl/rand.h>
+
+#include "ngx_insite_gdpr.h"
+
+
+#define NGX_INSITE_GDPR_MAX_USER     256
+#define NGX_INSITE_GDPR_MAX_TYPE     256
+#define NGX_INSITE_GDPR_MAX_PATH     4096
+#define NGX_INSITE_GDPR_MAX_SHORT    128
+
+
+static u_char *ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max);
+static void ngx_insite_gdpr_uuid(u_char *out);
+static void ngx_insite_gdpr_last_segment(ngx_str_t *uri, ngx_str_t *seg);
+static ngx_int_t ngx_insite_gdpr_variable(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_str_t *value);
+
+
+static ngx_str_t  ngx_insite_gdpr_access_names[] = {
+    ngx_string("auto"),
+    ngx_string("read"),
+    ngx_string("write"),
+    ngx_string("delete"),
+    ngx_string("export")
+};
+
+
+u_char *
+ngx_insite_gdpr_record(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
+    ngx_insite_gdpr_journal_t *j, size_t *len)
+{
+    u_char      *buf, *p, *q;
+    size_t       size;
+    ngx_tm_t     tm;
+    ngx_str_t    data_type, path, request_id, *access;
+    ngx_uint_t   status, at;
+    ngx_str_t    rid = ngx_string("insite_request_id");
+    ngx_str_t    rid2 = ngx_string("request_id");
+
+    /* data_type */
+    if (lcf->data_type) {
+        if (ngx_http_complex_value(r, lcf->data_type, &data_type) != NGX_OK) {
+            return NULL;
+        }
+
+    } else {
+        ngx_insite_gdpr_last_segment(&r->uri, &data_type);
+    }
+
+    /* path: as the client sent it, the query string dropped unless asked */
+    path = r->unparsed_uri;
+    if (!lcf->query) {
+        q = ngx_strlchr(path.data, path.data + path.len, '?');
+        if (q) {
+            path.len = q - path.data;
+        }
+    }
+
+    if (ngx_insite_gdpr_variable(r, &rid, &request_id) != NGX_OK
+        && ngx_insite_gdpr_variable(r, &rid2, &request_id) != NGX_OK)
+    {
+        ngx_str_null(&request_id);
+    }
+
+    at = lcf->access_type;
+    if (at == NGX_INSITE_GDPR_ACCESS_AUTO) {
+        switch (r->method) {
+        case NGX_HTTP_POST:
+        case NGX_HTTP_PUT:
+        case NGX_HTTP_PATCH:
+            at = NGX_INSITE_GDPR_ACCESS_WRITE;
+            break;
+        case NGX_HTTP_DELETE:
+            at = NGX_INSITE_GDPR_ACCESS_DELETE;
+            break;
+        default:
+            at = NGX_INSITE_GDPR_ACCESS_READ;
+        }
+    }
+    access = &ngx_insite_gdpr_access_names[at];
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    size = sizeof("{\"id\":\"\",\"ts\":\"1970-01-01T00:00:00.000Z\","
+                  "\"user_id\":,\"access_type\":\"\",\"data_type\":,"
+                  "\"method\":,\"path\":,\"status\":,\"result\":false,"
+                  "\"ip\":,\"request_id\":,\"worker\":\"\"") - 1
+           + 36 + 6 + NGX_INT_T_LEN + j->chain_len + access->len
+           + 6 * (ngx_min(user->len, NGX_INSITE_GDPR_MAX_USER)
+                  + ngx_min(data_type.len, NGX_INSITE_GDPR_MAX_TYPE)
+                  + ngx_min(path.len, NGX_INSITE_GDPR_MAX_PATH)
+                  + ngx_min(r->method_name.len, NGX_INSITE_GDPR_MAX_SHORT)
+                  + ngx_min(r->connection->addr_text.len,
+                            NGX_INSITE_GDPR_MAX_SHORT)
+                  + ngx_min(request_id.len, NGX_INSITE_GDPR_MAX_SHORT))
+           + 6 * 2 + 4 * 4
+           + NGX_INSITE_GDPR_TAIL_ROOM;
+
+    buf = ngx_pnalloc(r->pool, size);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(buf, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    ngx_insite_gdpr_uuid(p);
+    p += 36;
+
+    ngx_gmtime(r->start_sec, &tm);
+    p = ngx_sprintf(p, "\",\"ts\":\"%4d-%02d-%02dT%02d:%02d:%02d.%03MZ\"",
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                    r->start_msec);
+
+    p = ngx_cpymem(p, ",\"user_id\":", sizeof(",\"user_id\":") - 1);
+    if (user->len) {
+        p = ngx_insite_gdpr_json(p, user, NGX_INSITE_GDPR_MAX_USER);
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_sprintf(p, ",\"access_type\":\"%V\",\"data_type\":", access);
+    p = ngx_insite_gdpr_json(p, &data_type, NGX_INSITE_GDPR_MAX_TYPE);
+
+    p = ngx_cpymem(p, ",\"method\":", sizeof(",\"method\":") - 1);
+    p = ngx_insite_gdpr_json(p, &r->method_name, NGX_INSITE_GDPR_MAX_SHORT);
+
+    p = ngx_cpymem(p, ",\"path\":", sizeof(",\"path\":") - 1);
+    p = ngx_insite_gdpr_json(p, &path, NGX_INSITE_GDPR_MAX_PATH);
+
+    p = ngx_sprintf(p, ",\"status\":%ui,\"result\":%s,\"ip\":", status,
+                    (status > 0 && status < 400) ? "true" : "false");
+    p = ngx_insite_gdpr_json(p, &r->connection->addr_text,
+                             NGX_INSITE_GDPR_MAX_SHORT);
+
+    p = ngx_cpymem(p, ",\"request_id\":", sizeof(",\"request_id\":") - 1);
+    if (request_id.len) {
+        p = ngx_insite_gdpr_json(p, &request_id, NGX_INSITE_GDPR_MAX_SHORT);
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_sprintf(p, ",\"worker\":\"%*s\"", j->chain_len, j->chain);
+
+    *len = p - buf;
+
+    return buf;
+}
+
+
+/* JSON string of at most max input bytes, valid UTF-8 out */
+static u_char *
+ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max)
+{
+    u_char       c, *src, *end;
+    size_t       n, k;
+    uint32_t     cp;
+    static u_char  hex[] = "0123456789abcdef";
+
+    src = s->data;
+    end = src + ngx_min(s->len, max);
+
+    *p++ = '"';
+
+    while (src < end) {
+        c = *src;
+
+        if (c >= 0x80) {
+            /* a complete, shortest-form UTF-8 sequence passes as is */
+            n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                : (c & 0xf8) == 0xf0 ? 4 : 0;
+
+            if (n && (size_t) (end - src) >= n) {
+                cp = c & (0x7f >> n);
+                for (k = 1; k < n; k++) {
+                    if ((src[k] & 0xc0) != 0x80) {
+                        break;
+                    }
+                    cp = (cp << 6) | (src[k] & 0x3f);
+                }
+
+                if (k == n
+                    && !(n == 2 && cp < 0x80)
+                    && !(n == 3 && (cp < 0x800
+                                    || (cp >= 0xd800 && cp <= 0xdfff)))
+                    && !(n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                {
+                    p = ngx_cpymem(p, src, n);
+                    src += n;
+                    continue;
+                }
+            }
+
+            p = ngx_cpymem(p, "\\ufffd", 6);
+            src++;
+            continue;
+        }
+
+        src++;
+
+        switch (c) {
+        case '"':
+        case '\\':
+            *p++ = '\\';
+            *p++ = c;
+            break;
+        case '\n':
+            *p++ = '\\'; *p++ = 'n';
+            break;
+        case '\r':
+            *p++ = '\\'; *p++ = 'r';
+            break;
+        case '\t':
+            *p++ = '\\'; *p++ = 't';
+            break;
+        case 0:
+            p = ngx_cpymem(p, "\\ufffd", 6);
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                p = ngx_cpymem(p, "\\u00", 4);
+                *p++ = hex[c >> 4];
+                *p++ = hex[c & 0xf];
+
+            } else {
+                *p++ = c;
+            }
+        }
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+static void
+ngx_insite_gdpr_uuid(u_char *out)
+{
+    u_char             b[16];
+    ngx_uint_t         i;
+    static u_char      pool[4096];
+    static ngx_uint_t  left;
+
+    /* one RAND_bytes() call per 256 records: it is a per-call cost */
+    if (left < sizeof(b)) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1) {
+            /* the CSPRNG failing is not a reason to lose a record */
+            for (i = 0; i < sizeof(pool); i++) {
+                pool[i] = (u_char) ngx_random();
+            }
+        }
+        left = sizeof(pool);
+    }
+
+    ngx_memcpy(b, pool + sizeof(pool) - left, sizeof(b));
+    ngx_explicit_memzero(pool + sizeof(pool) - left, sizeof(b));
+    left -= sizeof(b);
+
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+
+    ngx_sprintf(out, "%*xs-%*xs-%*xs-%*xs-%*xs",
+                (size_t) 4, b, (size_t) 2, b + 4, (size_t) 2, b + 6,
+                (size_t) 2, b + 8, (size_t) 6, b + 10);
+}
+
+
+static void
+ngx_insite_gdpr_last_segment(ngx_str_t *uri, ngx_str_t *seg)
+{
+    u_char  *end, *p;
+
+    end = uri->data + uri->len;
+    while (end > uri->data && end[-1] == '/') {
+        end--;
+    }
+
+    for (p = end; p > uri->data && p[-1] != '/'; p--) {
+        /* void */
+    }
+
+    seg->data = p;
+    seg->len = end - p;
+}
+
+
+/* a variable by name, when some module defines it */
+static ngx_int_t
+ngx_insite_gdpr_variable(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_http_variable_value_t  *vv;
+
+    vv = ngx_http_get_variable(r, name, ngx_hash_key(name->data, name->len));
+
+    if (vv == NULL || vv->not_found || vv->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    value->data = vv->data;
+    value->len = vv->len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_gdpr_default_user(ngx_http_request_t *r, ngx_str_t *user)
+{
+    ngx_str_t  name = ngx_string("insite_user_id");
+
+    if (ngx_insite_gdpr_variable(r, &name, user) != NGX_OK) {
+        ngx_str_null(user);
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,143 @@
+/* insite-auditd: the hash chain (shared with the nginx module), journal
+ * file names, record checks, suspicion levels, Ed25519 signatures. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "../../workers/auditd/auditd.h"
+
+/* a record as the module writes it */
+static size_t make(char *out, size_t size, uint64_t seq, const char *prev, const char *user)
+{
+    int n = snprintf(out, size,
+        "{\"id\":\"0b8f8e4e-1c7a-4f5e-9d1e-2a3b4c5d6e%02d\",\"ts\":\"2026-11-26T10:30:45.123Z\","
+        "\"user_id\":\"%s\",\"access_type\":\"read\",\"data_type\":\"portfolio\",\"method\":\"GET\","
+        "\"path\":\"/api/v1/portfolio\",\"status\":200,\"result\":true,\"ip\":\"10.0.0.7\","
+        "\"request_id\":\"r1\",\"worker\":\"0\",\"seq\":%llu,\"prev_hash\":\"%s\"",
+        (int)(seq % 100), user, (unsigned long long)seq, prev);
+    char h[INSITE_GDPR_HASH_LEN + 1] = { 0 };
+    assert_int_equal(insite_gdpr_hash(prev, out, (size_t)n, h), 0);
+    n += snprintf(out + n, size - (size_t)n, ",\"hash\":\"%s\"}", h);
+    return (size_t)n;
+}
+
+static void test_chain(void **state)
+{
+    char l[3][1024], prev[65] = INSITE_GDPR_GENESIS;
+    size_t len[3];
+    insite_gdpr_line_t p;
+    auditd_chainstate st;
+
+    for (int i = 0; i < 3; i++) {
+        len[i] = make(l[i], sizeof(l[i]), (uint64_t)i + 1, prev, "alice");
+        assert_int_equal(insite_gdpr_line_parse(l[i], len[i], &p), INSITE_GDPR_OK);
+        memcpy(prev, p.hash, 64);
+        assert_int_equal(p.seq, i + 1);
+    }
+    auditd_chainstate_init(&st);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(auditd_chain_step(&st, l[i], len[i], 1, &p), INSITE_GDPR_OK);
+    assert_int_equal(st.seq, 3);
+
+    /* an edit */
+    char t[1024];
+    memcpy(t, l[1], len[1]);
+    memcpy(strstr(t, "alice"), "malic", 5);
+    auditd_chainstate_init(&st);
+    auditd_chain_step(&st, l[0], len[0], 1, &p);
+    assert_int_equal(auditd_chain_step(&st, t, len[1], 1, &p), INSITE_GDPR_EHASH);
+    /* one edit is one finding: the next line links to the claimed hash */
+    assert_int_equal(auditd_chain_step(&st, l[2], len[2], 1, &p), INSITE_GDPR_OK);
+
+    /* a deletion */
+    auditd_chainstate_init(&st);
+    auditd_chain_step(&st, l[0], len[0], 1, &p);
+    assert_int_equal(auditd_chain_step(&st, l[2], len[2], 1, &p), INSITE_GDPR_EPREV);
+
+    /* a reorder */
+    auditd_chainstate_init(&st);
+    assert_int_not_equal(auditd_chain_step(&st, l[1], len[1], 1, &p), INSITE_GDPR_OK);
+
+    /* joining midway is allowed only when not strict */
+    auditd_chainstate_init(&st);
+    assert_int_equal(auditd_chain_step(&st, l[1], len[1], 0, &p), INSITE_GDPR_OK);
+
+    /* layout */
+    assert_int_equal(insite_gdpr_line_parse("{}", 2, &p), INSITE_GDPR_EFORMAT);
+    assert_int_equal(insite_gdpr_line_parse(l[0], len[0] - 1, &p), INSITE_GDPR_EFORMAT);
+    memcpy(t, l[0], len[0]);
+    *strstr(t, "\"seq\"") = 'x';
+    assert_int_equal(insite_gdpr_line_parse(t, len[0], &p), INSITE_GDPR_EFORMAT);
+    assert_string_equal(insite_gdpr_strerror(INSITE_GDPR_EPREV), "prev_hash does not match the previous record");
+}
+
+static void test_names(void **state)
+{
+    auditd_file f;
+    assert_int_equal(auditd_parse_name("audit-0-00000000000000000042.jsonl", &f), 0);
+    assert_string_equal(f.chain, "0");
+    assert_int_equal(f.first_seq, 42);
+    assert_int_equal(auditd_parse_name("audit-1.4711-00000000000000000001.jsonl", &f), 0);
+    assert_string_equal(f.chain, "1.4711");
+    assert_int_not_equal(auditd_parse_name("audit-0.lock", &f), 0);
+    assert_int_not_equal(auditd_parse_name("audit--00000000000000000001.jsonl", &f), 0);
+    assert_int_not_equal(auditd_parse_name("audit-x-00000000000000000001.jsonl", &f), 0);
+    assert_int_not_equal(auditd_parse_name("audit-0-0000000000000000001.jsonl", &f), 0);
+}
+
+static void test_record(void **state)
+{
+    char l[1024], err[128];
+    size_t n = make(l, sizeof(l), 1, INSITE_GDPR_GENESIS, "bob");
+    json_t *r = auditd_record_parse(l, n, err, sizeof(err));
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "user_id")), "bob");
+    json_decref(r);
+    assert_null(auditd_record_parse("{\"id\":\"x\"}", 10, err, sizeof(err)));
+    assert_string_equal(err, "field \"id\" missing or invalid");
+    assert_null(auditd_record_parse("nope", 4, err, sizeof(err)));
+}
+
+static void test_levels(void **state)
+{
+    assert_null(auditd_suspicion_level(50));
+    assert_string_equal(auditd_suspicion_level(51), "MEDIUM");
+    assert_string_equal(auditd_suspicion_level(100), "MEDIUM");
+    assert_string_equal(auditd_suspicion_level(101), "HIGH");
+}
+
+static void test_sign(void **state)
+{
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    char sig[129];
+    assert_non_null(c);
+    assert_int_equal(EVP_PKEY_keygen_init(c), 1);
+    assert_int_equal(EVP_PKEY_keygen(c, &k), 1);
+    assert_int_equal(auditd_sign(k, "heads", 5, sig), 0);
+    assert_int_equal(strlen(sig), 128);
+    assert_int_equal(auditd_verify_sig(k, "heads", 5, sig), 0);
+    assert_int_equal(auditd_verify_sig(k, "headz", 5, sig), -1);
+    sig[0] = sig[0] == '0' ? '1' : '0';
+    assert_int_equal(auditd_verify_sig(k, "heads", 5, sig), -1);
+    EVP_PKEY_free(k);
+    EVP_PKEY_CTX_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_record),
+        cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_sign),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

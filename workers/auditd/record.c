@@ -1,0 +1,66 @@
+/* The fields of a journal record that PostgreSQL will cast: checked here
+ * so that one odd line can never wedge a batch. */
+#include <stdio.h>
+#include <string.h>
+
+#include "auditd.h"
+
+static int is_uuid(const char *s)
+{
+    if (s == NULL || strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return 1;
+}
+
+/* 2026-11-26T10:30:45.123Z */
+static int is_ts(const char *s)
+{
+    static const char pat[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+    if (s == NULL || strlen(s) != sizeof(pat) - 1)
+        return 0;
+    for (size_t i = 0; i < sizeof(pat) - 1; i++)
+        if (pat[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != pat[i])
+            return 0;
+    return s[5] <= '1' && s[8] <= '3' && s[11] <= '2';
+}
+
+json_t *auditd_record_parse(const char *line, size_t len, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *r = json_loadb(line, len, 0, &je);
+    const char *bad = NULL;
+
+    if (r == NULL || !json_is_object(r)) {
+        snprintf(err, errlen, "not JSON: %s", r ? "not an object" : je.text);
+        json_decref(r);
+        return NULL;
+    }
+    if (!is_uuid(json_string_value(json_object_get(r, "id"))))
+        bad = "id";
+    else if (!is_ts(json_string_value(json_object_get(r, "ts"))))
+        bad = "ts";
+    else if (!json_is_integer(json_object_get(r, "status"))
+             || json_integer_value(json_object_get(r, "status")) < 0
+             || json_integer_value(json_object_get(r, "status")) > 999)
+        bad = "status";
+    else if (!json_is_boolean(json_object_get(r, "result")))
+        bad = "result";
+    else if (!json_is_string(json_object_get(r, "access_type")))
+        bad = "access_type";
+    else if (!json_is_string(json_object_get(r, "worker")))
+        bad = "worker";
+    if (bad) {
+        snprintf(err, errlen, "field \"%s\" missing or invalid", bad);
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
