@@ -51,7 +51,9 @@ ln -sfn "$root/build/modules" "$ngx_dir/modules"
 ln -sfn "$root/web" "$ngx_dir/web"
 ln -sfn "$root/clients" "$ngx_dir/clients"
 ln -sfn "$root/build/web/vendor" "$ngx_dir/vendor"
+mkdir -p "$INSITE_RUN_DIR/audit"
 sed -e "s/127\.0\.0\.1:6379/127.0.0.1:$INSITE_REDIS_PORT/" \
+    -e "s|/var/lib/insite/audit|$INSITE_RUN_DIR/audit|" \
     nginx.conf.example > "$ngx_dir/nginx.conf"
 nginx -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -t -q
 nginx -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -g 'daemon off;' &
@@ -90,6 +92,20 @@ INSITE_PROVIDER_FEED=$feed INSITE_COLLECTOR_HTTP_PORT=8082 \
   > "$INSITE_RUN_DIR/collector.log" 2>&1 &
 pids+=($!)
 
+say "starting insite-auditd (audit journal -> PostgreSQL)"
+[ -f "$INSITE_RUN_DIR/audit-signing.pem" ] ||
+  openssl genpkey -algorithm ed25519 -out "$INSITE_RUN_DIR/audit-signing.pem"
+mkdir -p "$INSITE_RUN_DIR/audit-digests" "$INSITE_RUN_DIR/spool/auditd"
+INSITE_AUDITD_JOURNAL_DIR=$INSITE_RUN_DIR/audit \
+  INSITE_AUDITD_DIGEST_DIR=$INSITE_RUN_DIR/audit-digests \
+  INSITE_AUDITD_SIGNING_KEY=$INSITE_RUN_DIR/audit-signing.pem \
+  INSITE_AUDITD_KAFKA=true \
+  INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/auditd \
+  INSITE_KAFKA_CLIENT_ID=insite-auditd \
+  build/bin/insite-auditd -c workers/auditd/auditd.conf.example \
+  > "$INSITE_RUN_DIR/auditd.log" 2>&1 &
+pids+=($!)
+
 say "starting insite-analytics"
 lex=$(scripts/lexicons.sh)
 eval "export ${lex//$'\n'/ }"
@@ -114,6 +130,7 @@ cat <<INFO
   Kafka        $INSITE_KAFKA_BOOTSTRAP (librdkafka mock cluster)
   collector    http://127.0.0.1:8082/healthz  (log: $INSITE_RUN_DIR/collector.log)
   analytics    http://127.0.0.1:8083/healthz  (log: $INSITE_RUN_DIR/analytics.log)
+  auditd       http://127.0.0.1:8084/healthz  (log: $INSITE_RUN_DIR/auditd.log; journal: $INSITE_RUN_DIR/audit)
 
   Ctrl-C stops everything.
 
