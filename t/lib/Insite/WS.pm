@@ -9,25 +9,49 @@ package Insite::WS;
 #   my $msg = $ws->recv_json(timeout => 2);      # next text frame, decoded
 #   my $f = $ws->recv_frame(timeout => 2);       # {opcode, fin, payload}
 #   my ($code, $reason) = $ws->expect_close;     # waits for a close frame
+#
+# Also: connect(..., rcvbuf => 4096) (a small receive window, for slow
+# consumers); pump (non-blocking: the frames that have arrived); subscribe;
+# collect; send_ping; server_pid (the nginx worker holding the connection);
+# Insite::WS->publish($port, $channel, $body, key => ...); ->wait_ready($port);
+# ->seq_problem(\@seqs, $first, $last); ->log_tail($nginx); and
+# Insite::WS::Follower below, a client that reconnects and resumes.
+# JSON is UTF-8 on the wire: recv_json returns character strings.
 
 use strict;
 use warnings;
 
 use IO::Socket::INET ();
 use IO::Select ();
+use Socket ();
 use Digest::SHA qw(sha1_base64);
 use MIME::Base64 qw(encode_base64);
 use JSON::PP ();
 use Time::HiRes ();
 
-my $JSON = JSON::PP->new->canonical;
+use Insite::Services ();
+
+my $JSON = JSON::PP->new->utf8->canonical;
 
 sub connect {
     my ($class, $port, %o) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => $o{addr} // '127.0.0.1',
-                                     PeerPort => $port, Proto => 'tcp',
-                                     Timeout => 3)
-        or die "connect to $port: $!\n";
+    my $sock;
+    if ($o{rcvbuf}) {
+        # a small receive window: a client that stops reading fills the
+        # server's socket quickly (set before connect, or it is not honoured)
+        $sock = IO::Socket::INET->new(Proto => 'tcp')
+            or die "socket: $!\n";
+        setsockopt($sock, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(),
+                   pack('i', $o{rcvbuf})) or die "SO_RCVBUF: $!\n";
+        my $addr = Socket::inet_aton($o{addr} // '127.0.0.1');
+        $sock->connect(Socket::pack_sockaddr_in($port, $addr))
+            or die "connect to $port: $!\n";
+    } else {
+        $sock = IO::Socket::INET->new(PeerAddr => $o{addr} // '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp',
+                                      Timeout => 3)
+            or die "connect to $port: $!\n";
+    }
     $sock->autoflush(1);
     binmode $sock;
     my $self = bless { sock => $sock, buf => '', port => $port }, $class;
@@ -149,35 +173,54 @@ sub recv_frame {
     my ($self, %o) = @_;
     my $deadline = Time::HiRes::time() + ($o{timeout} // 3);
     for (;;) {
-        my $buf = $self->{buf};
-        if (length $buf >= 2) {
-            my ($b0, $b1) = unpack 'CC', $buf;
-            my $len = $b1 & 0x7f;
-            my $off = 2;
-            if ($len == 126) {
-                goto MORE if length $buf < 4;
-                $len = unpack 'n', substr($buf, 2, 2);
-                $off = 4;
-            } elsif ($len == 127) {
-                goto MORE if length $buf < 10;
-                $len = unpack 'Q>', substr($buf, 2, 8);
-                $off = 10;
-            }
-            my $masked = $b1 & 0x80;
-            $off += 4 if $masked;
-            if (length $buf >= $off + $len) {
-                my $payload = substr($buf, $off, $len);
-                substr($self->{buf}, 0, $off + $len, '');
-                return { opcode => $b0 & 0x0f, fin => ($b0 >> 7) & 1,
-                         rsv => ($b0 >> 4) & 7, payload => $payload,
-                         masked => $masked ? 1 : 0 };
-            }
-        }
-      MORE:
+        my $f = $self->_parse_frame;
+        return $f if $f;
         return undef if $self->{eof};
         return undef unless $self->_fill($deadline);
     }
 }
+
+# one complete frame off the front of the buffer, or undef
+sub _parse_frame {
+    my ($self) = @_;
+    my $buf = $self->{buf};
+    return undef if length $buf < 2;
+    my ($b0, $b1) = unpack 'CC', $buf;
+    my $len = $b1 & 0x7f;
+    my $off = 2;
+    if ($len == 126) {
+        return undef if length $buf < 4;
+        $len = unpack 'n', substr($buf, 2, 2);
+        $off = 4;
+    } elsif ($len == 127) {
+        return undef if length $buf < 10;
+        $len = unpack 'Q>', substr($buf, 2, 8);
+        $off = 10;
+    }
+    my $masked = $b1 & 0x80;
+    $off += 4 if $masked;
+    return undef if length $buf < $off + $len;
+    my $payload = substr($buf, $off, $len);
+    substr($self->{buf}, 0, $off + $len, '');
+    return { opcode => $b0 & 0x0f, fin => ($b0 >> 7) & 1,
+             rsv => ($b0 >> 4) & 7, payload => $payload,
+             masked => $masked ? 1 : 0 };
+}
+
+# Without blocking: reads what the socket has (once) and returns every
+# complete frame now buffered. Sets ->eof when the peer closed.
+sub pump {
+    my ($self) = @_;
+    if (!$self->{eof} && IO::Select->new($self->{sock})->can_read(0)) {
+        my $n = sysread($self->{sock}, $self->{buf}, 262144, length $self->{buf});
+        $self->{eof} = 1 if !$n;     # 0 = EOF; undef = reset: both end it
+    }
+    my @f;
+    while (my $f = $self->_parse_frame) { push @f, $f }
+    return @f;
+}
+
+sub eof { $_[0]{eof} }
 
 # next text frame as a Perl structure, skipping pings
 sub recv_json {
@@ -213,8 +256,274 @@ sub wait_eof {
     return $self->{eof} ? 1 : 0;
 }
 
+sub send_ping { my ($s, $p) = @_; $s->send_frame(9, $p // '') }
+
+# subscribe and wait for the answer: returns the "subscribed" (or "error")
+# frame, undef on timeout; frames other than the answer are kept in ->{early}
+sub subscribe {
+    my ($self, $channels, %o) = @_;
+    my $req = { op => 'subscribe', channels => $channels };
+    $req->{id} = $o{id} if defined $o{id};
+    $req->{since} = $o{since} if defined $o{since};
+    $self->send_json($req);
+    my $deadline = Time::HiRes::time() + ($o{timeout} // 5);
+    for (;;) {
+        my $left = $deadline - Time::HiRes::time();
+        return undef if $left <= 0;
+        my $m = $self->recv_json(timeout => $left) // return undef;
+        return $m if ($m->{type} // '') eq 'subscribed'
+                  || ($m->{type} // '') eq 'error' || $m->{_close};
+        push @{ $self->{early} }, $m;
+    }
+}
+
+# text frames decoded until $o{until}->($msg) is true, $o{count} frames came
+# or nothing came for $o{quiet} seconds (default 1); at most $o{timeout} s
+sub collect {
+    my ($self, %o) = @_;
+    my @got;
+    my $deadline = Time::HiRes::time() + ($o{timeout} // 10);
+    my $quiet = $o{quiet} // 1;
+    while (Time::HiRes::time() < $deadline) {
+        my $left = $deadline - Time::HiRes::time();
+        my $m = $self->recv_json(timeout => $left < $quiet ? $left : $quiet)
+            // last;
+        push @got, $m;
+        last if $m->{_close};
+        last if $o{count} && @got >= $o{count};
+        last if $o{until} && $o{until}->($m);
+    }
+    return @got;
+}
+
+# the pid of the nginx process holding the server side of this connection
+sub server_pid {
+    my ($self) = @_;
+    my $lport = $self->{sock}->sockport;
+    my $out = `ss -tnpH state established '( dport = :$lport and sport = :$self->{port} )' 2>/dev/null`;
+    return $out =~ /pid=(\d+)/ ? $1 : undef;
+}
+
+# POST a message through an insite_ws_publish location; returns
+# { status, body, json (decoded or undef), headers, error }
+sub publish {
+    my ($class, $port, $channel, $body, %o) = @_;
+    $body = $JSON->encode($body) if ref $body;
+    my @h = ('Content-Type' => 'application/json');
+    push @h, 'Idempotency-Key' => $o{key} if defined $o{key};
+    my $res = Insite::Services::http_request(
+        $port, 'POST', ($o{path} // '/pub') . "?channel=$channel",
+        body => $body, headers => \@h, timeout => $o{timeout} // 5);
+    $res->{json} = eval { $JSON->decode($res->{body}) }
+        if ($res->{body} // '') =~ /^\{/;
+    return $res;
+}
+
+# Waits until Redis is connected in every worker (the status of whichever
+# worker answers, many times in a row). True on success.
+sub wait_ready {
+    my ($class, $port, %o) = @_;
+    my $path = $o{path} // '/status';
+    my $deadline = Time::HiRes::time() + ($o{timeout} // 10);
+    my $streak = 0;
+    while (Time::HiRes::time() < $deadline) {
+        my $res = Insite::Services::http_request($port, 'GET', $path,
+                                                 timeout => 2);
+        $streak = ($res->{body} // '')
+                  =~ /"redis":\{"commands":"connected","pubsub":"connected"\}/
+                ? $streak + 1 : 0;
+        return 1 if $streak >= ($o{streak} // 12);
+        Time::HiRes::sleep(0.02);
+    }
+    return 0;
+}
+
+# Seqs must be a contiguous run without repeats: returns '' when they are,
+# else a description of the first problem.
+sub seq_problem {
+    my ($class, $seqs, $first, $last) = @_;
+    return 'no messages' if !@$seqs && defined $first && $first <= ($last // 0);
+    return '' unless @$seqs;
+    return "starts at $seqs->[0], want $first"
+        if defined $first && $seqs->[0] != $first;
+    for my $i (1 .. $#$seqs) {
+        my ($a, $b) = @$seqs[$i - 1, $i];
+        next if $b == $a + 1;
+        return $b == $a ? "duplicate $b" : $b < $a ? "$b after $a (out of order)"
+             : "gap: " . ($a + 1) . ".." . ($b - 1) . " missing";
+    }
+    return "ends at $seqs->[-1], want $last"
+        if defined $last && $seqs->[-1] != $last;
+    return '';
+}
+
+# The last lines of an Insite::Nginx's error log worth reading (no debug
+# or per-request info noise) for a diag when a test failed.
+sub log_tail {
+    my ($class, $ngx, $n) = @_;
+    my @l = grep { !/\[debug\]|\[info\].*(epoll_wait|client \d+ closed)/ }
+            split /\n/, $ngx->error_log;
+    $n //= 40;
+    return join "\n", @l > $n ? @l[-$n .. -1] : @l;
+}
+
 sub close { my $s = shift; close $s->{sock} }
 
 sub json { $JSON }
+
+1;
+
+package Insite::WS::Follower;
+
+# A client that behaves like a well-written browser app: it follows channels
+# across reconnects. On a close frame or a lost connection it reconnects and
+# resubscribes with since = {seq: last seen, epoch}; on an "unavailable"
+# error or a refused handshake it tries again shortly. Everything it sees is
+# recorded, so a test can check "every seq exactly once" across connections.
+#
+#   my $f = Insite::WS::Follower->new(port => $p, channels => ['a'], name => 'c1');
+#   $f->poll for ...;                 # non-blocking; call often
+#   $f->seqs('a'); $f->closes; $f->resets; $f->connects; $f->pids;
+
+use strict;
+use warnings;
+use Time::HiRes ();
+
+sub new {
+    my ($class, %o) = @_;
+    my $self = bless {
+        port      => $o{port},
+        path      => $o{path} // '/ws',
+        channels  => $o{channels},
+        name      => $o{name} // 'follower',
+        since     => {},      # channel => {seq, epoch}
+        seqs      => {},      # channel => [seq, ...] in arrival order
+        msgs      => {},      # channel => {seq => message}
+        closes    => [],      # [code, reason]
+        resets    => [],
+        errors    => [],
+        connects  => 0,
+        pids      => [],      # server pid of each connection
+        retry_at  => 0,
+        ws        => undef,
+        state     => 'down',  # down, subscribing, live
+    }, $class;
+    $self->{since}{$_} = { seq => $o{since} } for grep { defined $o{since} } @{ $o{channels} };
+    $self->_connect;
+    return $self;
+}
+
+sub name     { $_[0]{name} }
+sub ws       { $_[0]{ws} }
+sub seqs     { $_[0]{seqs}{ $_[1] } // [] }
+sub msgs     { $_[0]{msgs}{ $_[1] } // {} }
+sub last_seq { my $s = $_[0]{seqs}{ $_[1] }; $s && @$s ? $s->[-1] : 0 }
+sub closes   { @{ $_[0]{closes} } }
+sub close_times { @{ $_[0]{close_times} // [] } }
+sub resets   { @{ $_[0]{resets} } }
+sub errors   { @{ $_[0]{errors} } }
+sub connects { $_[0]{connects} }
+sub pids     { @{ $_[0]{pids} } }
+sub live     { $_[0]{state} eq 'live' }
+sub sock     { $_[0]{ws} ? $_[0]{ws}->sock : () }
+
+sub _later {
+    my ($self, $secs) = @_;
+    $self->{ws}->close if $self->{ws};
+    $self->{ws} = undef;
+    $self->{state} = 'down';
+    $self->{retry_at} = Time::HiRes::time() + $secs;
+}
+
+sub _connect {
+    my ($self) = @_;
+    my $ws = eval { Insite::WS->connect($self->{port}, path => $self->{path}) };
+    if (!$ws || $ws->status != 101) {
+        push @{ $self->{errors} }, 'handshake: ' . ($ws ? $ws->status : $@);
+        return $self->_later(0.1);
+    }
+    $self->{ws} = $ws;
+    $self->{connects}++;
+    push @{ $self->{pids} }, $ws->server_pid // 0;
+    $self->_subscribe;
+}
+
+sub _subscribe {
+    my ($self) = @_;
+    my %since;
+    for my $ch (@{ $self->{channels} }) {
+        my $s = $self->{since}{$ch} or next;
+        $since{$ch} = defined $s->{epoch} ? { seq => $s->{seq}, epoch => $s->{epoch} }
+                                          : $s->{seq};
+    }
+    $self->{ws}->send_json({ op => 'subscribe', id => "$self->{name}-$self->{connects}",
+                             channels => $self->{channels},
+                             (%since ? (since => \%since) : ()) });
+    $self->{state} = 'subscribing';
+}
+
+# reads what has arrived, reconnects when due; returns the number of frames
+sub poll {
+    my ($self) = @_;
+    if (!$self->{ws}) {
+        $self->_connect if Time::HiRes::time() >= $self->{retry_at};
+        return 0;
+    }
+    my $ws = $self->{ws};
+    my @f = $ws->pump;
+    for my $f (@f) {
+        if ($f->{opcode} == 9) { $ws->send_frame(10, $f->{payload}); next }
+        if ($f->{opcode} == 8) {
+            my ($code, $reason) = length $f->{payload} >= 2
+                ? (unpack('n', $f->{payload}), substr($f->{payload}, 2)) : (1005, '');
+            push @{ $self->{closes} }, [$code, $reason];
+            push @{ $self->{close_times} }, Time::HiRes::time();
+            $ws->send_close($code == 1005 ? undef : $code);
+            $self->_later(0);
+            return scalar @f;
+        }
+        next unless $f->{opcode} == 1;
+        my $m = eval { Insite::WS::json()->decode($f->{payload}) };
+        if (!$m) { push @{ $self->{errors} }, "not JSON: $f->{payload}"; next }
+        my $t = $m->{type} // '';
+        if ($t eq 'subscribed') {
+            $self->{state} = 'live';
+            for my $ch (keys %{ $m->{channels} }) {
+                my $s = $self->{since}{$ch} //= { seq => $m->{channels}{$ch}{seq} };
+                $s->{epoch} //= $m->{channels}{$ch}{epoch};
+            }
+        } elsif ($t eq 'reset') {
+            push @{ $self->{resets} }, $m;
+            $self->{since}{ $m->{channel} } = { seq => $m->{first_seq} - 1, epoch => $m->{epoch} };
+        } elsif ($t eq 'error') {
+            push @{ $self->{errors} }, "$m->{code}: $m->{message}";
+            # Redis not reachable: subscribe again a little later
+            $self->_later(0.2) if $self->{state} eq 'subscribing';
+            return scalar @f;
+        } elsif (defined $m->{seq} && defined $m->{channel}) {
+            push @{ $self->{seqs}{ $m->{channel} } }, $m->{seq};
+            $self->{msgs}{ $m->{channel} }{ $m->{seq} } //= $m;
+            $self->{since}{ $m->{channel} }{seq} = $m->{seq};
+        }
+    }
+    $self->_later(0.05) if $ws->eof;
+    return scalar @f;
+}
+
+# Polls every follower until $until->() is true or $secs pass; between polls
+# runs $tick->() if given. Returns true if $until was met.
+sub run_until {
+    my ($class, $followers, $secs, $until, $tick) = @_;
+    my $deadline = Time::HiRes::time() + $secs;
+    while (Time::HiRes::time() < $deadline) {
+        $_->poll for @$followers;
+        $tick->() if $tick;
+        return 1 if $until->();
+        my @socks = map { $_->sock } @$followers;
+        if (@socks) { IO::Select->new(@socks)->can_read(0.02) }
+        else { Time::HiRes::sleep(0.02) }
+    }
+    return 0;
+}
 
 1;
