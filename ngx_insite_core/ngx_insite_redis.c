@@ -226,10 +226,15 @@ ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
     ngx_queue_init(&rd->pending);
     ngx_queue_init(&rd->free);
 
+    /*
+     * Set only while commands are pending: a graceful shutdown waits for
+     * their replies (bounded by command_timeout), so a request waiting on
+     * Redis is answered instead of cut off with the worker.
+     */
     rd->timer.handler = ngx_insite_redis_timer_handler;
     rd->timer.data = rd;
     rd->timer.log = rd->log;
-    rd->timer.cancelable = 1;
+    rd->timer.cancelable = 0;
 
     rd->retry.handler = ngx_insite_redis_retry_handler;
     rd->retry.data = rd;

@@ -137,6 +137,12 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "insite ws: connection open, user \"%V\"", &wc->user);
 
+    /* upgraded after the worker was told to stop: idle connections were
+       told already, this one must be too */
+    if (ngx_exiting) {
+        ngx_insite_ws_go_away(wc);
+    }
+
     /* bytes the client sent right behind the handshake */
     pipelined = r->header_in ? (size_t) (r->header_in->last
                                          - r->header_in->pos) : 0;
