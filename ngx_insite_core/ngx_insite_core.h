@@ -14,6 +14,7 @@
 #include "ngx_insite_metrics.h"
 #include "ngx_insite_redis.h"
 #include "ngx_insite_json.h"
+#include "ngx_insite_http.h"
 
 
 #define NGX_INSITE_VERSION  "0.1.0"

@@ -21,10 +21,6 @@ ngx_int_t ngx_insite_json_send(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_insite_json_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, ngx_str_t *message);
 
-/* adds a response header (value copied into the request pool) */
-ngx_int_t ngx_insite_http_add_header(ngx_http_request_t *r, const char *name,
-    u_char *value, size_t len);
-
 /* bytes needed for s as a JSON string, quotes included */
 size_t ngx_insite_json_str_len(ngx_str_t *s);
 /* writes s as a JSON string, quotes included */

@@ -839,14 +839,15 @@ ngx_insite_redis_retry_handler(ngx_event_t *ev)
 /* commands */
 
 
-ngx_insite_redis_cmd_t *
-ngx_insite_redis_command(ngx_insite_redis_t *rd,
-    ngx_insite_redis_reply_pt handler, void *data, const char *fmt, ...)
-{
-    int                      rc;
-    va_list                  args;
-    ngx_insite_redis_cmd_t  *cmd;
+/*
+ * Both command calls: get a record when the connection is ready, hand the
+ * command to hiredis, then queue the record behind the commands in flight.
+ */
 
+static ngx_insite_redis_cmd_t *
+ngx_insite_redis_cmd_start(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data)
+{
     if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
         if (rd && rd->metrics) {
             ngx_insite_metric_inc(rd->metrics->refused);
@@ -854,15 +855,15 @@ ngx_insite_redis_command(ngx_insite_redis_t *rd,
         return NULL;
     }
 
-    cmd = ngx_insite_redis_cmd_get(rd, handler, data,
-                                   rd->conf->command_timeout);
-    if (cmd == NULL) {
-        return NULL;
-    }
+    return ngx_insite_redis_cmd_get(rd, handler, data,
+                                    rd->conf->command_timeout);
+}
 
-    va_start(args, fmt);
-    rc = redisvAsyncCommand(rd->ac, ngx_insite_redis_reply, cmd, fmt, args);
-    va_end(args);
+
+static ngx_insite_redis_cmd_t *
+ngx_insite_redis_cmd_sent(ngx_insite_redis_cmd_t *cmd, int rc)
+{
+    ngx_insite_redis_t  *rd = cmd->rd;
 
     if (rc != REDIS_OK) {
         ngx_insite_redis_cmd_put(cmd);
@@ -881,41 +882,41 @@ ngx_insite_redis_command(ngx_insite_redis_t *rd,
 
 
 ngx_insite_redis_cmd_t *
+ngx_insite_redis_command(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, const char *fmt, ...)
+{
+    int                      rc;
+    va_list                  args;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    cmd = ngx_insite_redis_cmd_start(rd, handler, data);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    va_start(args, fmt);
+    rc = redisvAsyncCommand(rd->ac, ngx_insite_redis_reply, cmd, fmt, args);
+    va_end(args);
+
+    return ngx_insite_redis_cmd_sent(cmd, rc);
+}
+
+
+ngx_insite_redis_cmd_t *
 ngx_insite_redis_command_argv(ngx_insite_redis_t *rd,
     ngx_insite_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
     ngx_insite_redis_cmd_t  *cmd;
 
-    if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
-        if (rd && rd->metrics) {
-            ngx_insite_metric_inc(rd->metrics->refused);
-        }
-        return NULL;
-    }
-
-    cmd = ngx_insite_redis_cmd_get(rd, handler, data,
-                                   rd->conf->command_timeout);
+    cmd = ngx_insite_redis_cmd_start(rd, handler, data);
     if (cmd == NULL) {
         return NULL;
     }
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_insite_redis_reply, cmd, argc,
-                              argv, argvlen)
-        != REDIS_OK)
-    {
-        ngx_insite_redis_cmd_put(cmd);
-        return NULL;
-    }
-
-    ngx_queue_insert_tail(&rd->pending, &cmd->queue);
-    ngx_insite_redis_arm_timer(rd);
-
-    if (rd->metrics) {
-        ngx_insite_metric_inc(rd->metrics->commands);
-    }
-
-    return cmd;
+    return ngx_insite_redis_cmd_sent(cmd,
+               redisAsyncCommandArgv(rd->ac, ngx_insite_redis_reply, cmd,
+                                     argc, argv, argvlen));
 }
 
 

@@ -12,7 +12,6 @@
 #include <openssl/rand.h>
 
 
-static ngx_table_elt_t *ngx_insite_gw_request_id_header(ngx_http_request_t *r);
 static ngx_uint_t ngx_insite_gw_request_id_valid(ngx_str_t *id);
 
 
@@ -37,40 +36,6 @@ ngx_insite_gw_get_ctx(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_insite_gateway_module);
 
     return ctx;
-}
-
-
-/* first X-Request-ID of the request; NULL if none */
-
-static ngx_table_elt_t *
-ngx_insite_gw_request_id_header(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-Request-ID") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-ID",
-                               sizeof("X-Request-ID") - 1) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 
@@ -127,7 +92,7 @@ ngx_insite_gw_request_id(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
 
     r = r->main;
 
-    h = ngx_insite_gw_request_id_header(r);
+    h = ngx_insite_http_header(r, "X-Request-ID", sizeof("X-Request-ID") - 1);
 
     if (h && ngx_insite_gw_request_id_valid(&h->value)) {
         ctx->request_id = h->value;

@@ -8,8 +8,6 @@
 #include "ngx_insite_ws.h"
 
 
-static ngx_table_elt_t *ngx_insite_ws_header(ngx_http_request_t *r,
-    const char *name, size_t len);
 static ngx_int_t ngx_insite_ws_has_token(ngx_table_elt_t *h,
     const char *token, size_t len);
 static ngx_int_t ngx_insite_ws_origin_allowed(ngx_http_request_t *r,
@@ -40,9 +38,9 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
     }
 
     /* found by name: nginx 1.22 does not fill headers_in.upgrade */
-    if (!ngx_insite_ws_has_token(ngx_insite_ws_header(r, "Upgrade", 7),
+    if (!ngx_insite_ws_has_token(ngx_insite_http_header(r, "Upgrade", 7),
                                  "websocket", 9)
-        || !ngx_insite_ws_has_token(ngx_insite_ws_header(r, "Connection", 10),
+        || !ngx_insite_ws_has_token(ngx_insite_http_header(r, "Connection", 10),
                                     "upgrade", 7))
     {
         return ngx_insite_ws_refuse(r, 426, "upgrade_required",
@@ -51,7 +49,7 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
                                     "Upgrade", "websocket");
     }
 
-    version = ngx_insite_ws_header(r, "Sec-WebSocket-Version", 21);
+    version = ngx_insite_http_header(r, "Sec-WebSocket-Version", 21);
 
     if (version == NULL || version->value.len != 2
         || ngx_strncmp(version->value.data, "13", 2) != 0)
@@ -61,7 +59,7 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
                                     "Sec-WebSocket-Version", "13");
     }
 
-    key = ngx_insite_ws_header(r, "Sec-WebSocket-Key", 17);
+    key = ngx_insite_http_header(r, "Sec-WebSocket-Key", 17);
 
     if (key == NULL || !insite_ws_key_valid(key->value.data, key->value.len)) {
         return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST, "bad_request",
@@ -121,36 +119,6 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
 }
 
 
-static ngx_table_elt_t *
-ngx_insite_ws_header(ngx_http_request_t *r, const char *name, size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
-}
-
-
 /* a comma-separated header value contains token, case-insensitively */
 
 static ngx_int_t
@@ -199,7 +167,7 @@ ngx_insite_ws_origin_allowed(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    origin = ngx_insite_ws_header(r, "Origin", 6);
+    origin = ngx_insite_http_header(r, "Origin", 6);
     if (origin == NULL) {
         /* not a browser: Origin is what protects browsers' users */
         return NGX_OK;

@@ -44,8 +44,6 @@ ngx_insite_ws_publish_handler(ngx_http_request_t *r)
     u_char                         *dst, *src;
     ngx_int_t                       rc;
     ngx_str_t                       arg;
-    ngx_uint_t                      i;
-    ngx_list_part_t                *part;
     ngx_table_elt_t                *h;
     ngx_insite_ws_publish_ctx_t    *ctx;
     ngx_http_insite_ws_loc_conf_t  *wlcf;
@@ -85,34 +83,17 @@ ngx_insite_ws_publish_handler(ngx_http_request_t *r)
                                     "A-Z a-z 0-9 _ . : -", NULL, NULL);
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    h = ngx_insite_http_header(r, "Idempotency-Key", 15);
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
+    if (h) {
+        ctx->idempotency_key = h->value;
 
-        if (h[i].key.len == 15
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
-                               15) == 0)
-        {
-            ctx->idempotency_key = h[i].value;
-
-            if (ngx_insite_ws_token_valid(&ctx->idempotency_key, 128)
-                != NGX_OK)
-            {
-                return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
-                                            "bad_request",
-                                            "Idempotency-Key is 1-128 "
-                                            "characters of A-Z a-z 0-9 _ . "
-                                            ": -", NULL, NULL);
-            }
+        if (ngx_insite_ws_token_valid(&ctx->idempotency_key, 128) != NGX_OK) {
+            return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_request",
+                                        "Idempotency-Key is 1-128 "
+                                        "characters of A-Z a-z 0-9 _ . : -",
+                                        NULL, NULL);
         }
     }
 
