@@ -18,7 +18,14 @@
 
 static ngx_int_t ngx_http_insite_gdpr_precontent_handler(
     ngx_http_request_t *r);
+static ngx_int_t ngx_http_insite_gdpr_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r);
+static void ngx_http_insite_gdpr_audit(ngx_http_request_t *r);
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+/* the request's record is written: a marker, not data */
+static ngx_uint_t  ngx_http_insite_gdpr_written;
 static ngx_int_t ngx_http_insite_gdpr_user(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user);
 
@@ -221,8 +228,37 @@ ngx_http_insite_gdpr_precontent_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The record is written when the response header goes out, before any of
+ * the body: a client that has its response has its audit record, even if
+ * the worker dies right after (the log phase runs after the response, and a
+ * kill -9 in between would lose the record of a served request).
+ */
+
+static ngx_int_t
+ngx_http_insite_gdpr_header_filter(ngx_http_request_t *r)
+{
+    if (r == r->main) {
+        ngx_http_insite_gdpr_audit(r);
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* requests that ended without a response header (client gone, 444) */
+
 static ngx_int_t
 ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_insite_gdpr_audit(r);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_insite_gdpr_audit(ngx_http_request_t *r)
 {
     u_char                           *rec;
     size_t                            len;
@@ -230,15 +266,19 @@ ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r)
     ngx_insite_gdpr_journal_t        *j;
     ngx_http_insite_gdpr_loc_conf_t  *lcf;
 
+    if (ngx_http_get_module_ctx(r, ngx_http_insite_gdpr_module)) {
+        return;                         /* written already */
+    }
+
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_gdpr_module);
 
     if (!lcf->audit) {
-        return NGX_OK;
+        return;
     }
 
     j = ngx_insite_gdpr_journal();
     if (j == NULL) {
-        return NGX_OK;
+        return;
     }
 
     if (ngx_http_insite_gdpr_user(r, lcf, &user) != NGX_OK) {
@@ -246,20 +286,21 @@ ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r)
     }
 
     if (user.len == 0 && !lcf->anonymous) {
-        return NGX_OK;
+        return;
     }
+
+    ngx_http_set_ctx(r, &ngx_http_insite_gdpr_written,
+                     ngx_http_insite_gdpr_module);
 
     rec = ngx_insite_gdpr_record(r, lcf, &user, j, &len);
     if (rec == NULL) {
         ngx_insite_metric_inc(j->conf->metrics.failed);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "insite gdpr: no memory for an audit record");
-        return NGX_OK;
+        return;
     }
 
     (void) ngx_insite_gdpr_journal_append(j, rec, len);
-
-    return NGX_OK;
 }
 
 
@@ -457,6 +498,9 @@ ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
     *h = ngx_http_insite_gdpr_log_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_insite_gdpr_header_filter;
 
     return NGX_OK;
 }

@@ -68,19 +68,58 @@ static int buf_add(batch *b, const char *s, size_t n)
     return 0;
 }
 
-/* one COPY text row: backslash, tab, CR escaped (JSON lines have no LF) */
-static int copy_row(batch *b, const char *line, size_t n)
+/* one COPY text field: backslash, tab, LF, CR escaped */
+static int copy_text(batch *b, const char *v, size_t n)
 {
     size_t i, start = 0;
     for (i = 0; i < n; i++) {
-        const char *esc = line[i] == '\\' ? "\\\\" : line[i] == '\t' ? "\\t" : line[i] == '\r' ? "\\r" : NULL;
+        const char *esc = v[i] == '\\' ? "\\\\" : v[i] == '\t' ? "\\t"
+                        : v[i] == '\n' ? "\\n" : v[i] == '\r' ? "\\r" : NULL;
         if (esc) {
-            if (buf_add(b, line + start, i - start) || buf_add(b, esc, 2))
+            if (buf_add(b, v + start, i - start) || buf_add(b, esc, 2))
                 return -1;
             start = i + 1;
         }
     }
-    return buf_add(b, line + start, n - start) || buf_add(b, "\n", 1);
+    return buf_add(b, v + start, n - start);
+}
+
+/* a member as a COPY field: strings as text, null or absent as \N, numbers
+ * and booleans as PostgreSQL reads them */
+static int copy_field(batch *b, json_t *rec, const char *key, char sep)
+{
+    char num[32];
+    int rc;
+    json_t *v = json_object_get(rec, key);
+
+    if (json_is_string(v))
+        rc = copy_text(b, json_string_value(v), json_string_length(v));
+    else if (json_is_integer(v))
+        rc = buf_add(b, num, (size_t) snprintf(num, sizeof(num), "%lld",
+                                               (long long) json_integer_value(v)));
+    else if (json_is_boolean(v))
+        rc = buf_add(b, json_is_true(v) ? "t" : "f", 1);
+    else
+        rc = buf_add(b, "\\N", 2);
+    return rc || buf_add(b, &sep, 1);
+}
+
+/*
+ * One typed COPY row of gdpr_audit_trail: the record was parsed and checked
+ * (auditd_record_parse) for the chain anyway, so PostgreSQL gets columns,
+ * not JSON to cast; the exact journal line goes into "record".
+ */
+static int copy_row(batch *b, json_t *rec, const char *source, const char *line, size_t n)
+{
+    static const char *fields[] = { "id", "ts", "user_id", "access_type", "data_type",
+                                    "method", "path", "status", "result", "ip",
+                                    "request_id", "worker", "seq", "prev_hash", "hash" };
+
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (copy_field(b, rec, fields[i], '\t') != 0)
+            return -1;
+    return copy_text(b, source, strlen(source)) || buf_add(b, "\t", 1)
+           || copy_text(b, line, n) || buf_add(b, "\n", 1);
 }
 
 static void incident(auditd_shipper *s, batch *b, const char *kind, const auditd_chain *c,
@@ -160,7 +199,8 @@ static int pg_ready(auditd_shipper *s)
         return -1;
     }
     if (insite_pg_migrate(s->pg, s->migrations_dir, err, sizeof(err)) < 0
-        || exec_ok(s->pg, "CREATE TEMP TABLE IF NOT EXISTS gdpr_audit_stage (raw text)"
+        || exec_ok(s->pg, "CREATE TEMP TABLE IF NOT EXISTS gdpr_audit_stage"
+                          " (LIKE gdpr_audit_trail INCLUDING DEFAULTS)"
                           " ON COMMIT DELETE ROWS", err, sizeof(err)) != 0) {
         pg_drop(s, err);
         return -1;
@@ -241,7 +281,7 @@ static int read_file(auditd_shipper *s, batch *b, auditd_chain *c, const char *n
                     incident(s, b, "malformed_record", c, name, c->noffset + (p - buf), l.seq, err, p, len);
                 } else {
                     json_array_append_new(b->records, rec);
-                    if (copy_row(b, p, len) != 0) {
+                    if (copy_row(b, rec, s->source, p, len) != 0) {
                         free(buf);
                         close(fd);
                         return -1;
@@ -284,7 +324,9 @@ static int commit(auditd_shipper *s, batch *b)
     if (exec_ok(s->pg, "BEGIN", err, sizeof(err)) != 0)
         goto fail;
     if (b->rows) {
-        r = PQexec(s->pg, "COPY gdpr_audit_stage (raw) FROM STDIN");
+        r = PQexec(s->pg, "COPY gdpr_audit_stage (id, ts, user_id, access_type, data_type,"
+                          " method, path, status, result, ip, request_id, worker, seq,"
+                          " prev_hash, hash, source, record) FROM STDIN");
         if (PQresultStatus(r) != PGRES_COPY_IN) {
             PQclear(r);
             snprintf(err, sizeof(err), "%s", PQerrorMessage(s->pg));
@@ -304,15 +346,12 @@ static int commit(auditd_shipper *s, batch *b)
             snprintf(err, sizeof(err), "COPY: %s", PQerrorMessage(s->pg));
             goto fail;
         }
-        p[0] = s->source;
-        r = PQexecParams(s->pg,
+        r = PQexec(s->pg,
             "INSERT INTO gdpr_audit_trail (id, ts, user_id, access_type, data_type, method, path,"
             " status, result, ip, request_id, worker, seq, prev_hash, hash, source, record)"
-            " SELECT (j->>'id')::uuid, (j->>'ts')::timestamptz, j->>'user_id', j->>'access_type',"
-            " j->>'data_type', j->>'method', j->>'path', (j->>'status')::int, (j->>'result')::boolean,"
-            " j->>'ip', j->>'request_id', j->>'worker', (j->>'seq')::bigint, j->>'prev_hash',"
-            " j->>'hash', $1, raw FROM (SELECT raw, raw::jsonb AS j FROM gdpr_audit_stage) s"
-            " ON CONFLICT (id) DO NOTHING", 1, NULL, p, NULL, NULL, 0);
+            " SELECT id, ts, user_id, access_type, data_type, method, path, status, result, ip,"
+            " request_id, worker, seq, prev_hash, hash, source, record FROM gdpr_audit_stage"
+            " ON CONFLICT (id) DO NOTHING");
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
         if (!ok) {
