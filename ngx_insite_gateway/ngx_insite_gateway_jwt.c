@@ -109,9 +109,101 @@ ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
 }
 
 
+/*
+ * Verified tokens, per worker: a client sends the same token with every
+ * request, and a full verification (two JSON parses, base64url, HMAC) is
+ * most of the gateway's cost per request.  A hit needs the same bytes of
+ * token under the same location configuration (secret, claims), so only
+ * the time claims are checked again; anything else takes the full path.
+ */
+
+#define NGX_INSITE_GW_JWT_CACHE        512
+#define NGX_INSITE_GW_JWT_CACHE_TOKEN  768
+
+typedef struct {
+    ngx_insite_gw_jwt_conf_t   *jc;
+    uint32_t                    hash;
+    uint16_t                    token_len;
+    uint16_t                    sub_len;
+    double                      exp;
+    double                      nbf;
+    unsigned                    has_exp:1;
+    unsigned                    has_nbf:1;
+    u_char                      token[NGX_INSITE_GW_JWT_CACHE_TOKEN];
+    u_char                      sub[NGX_INSITE_GW_SUB_MAX];
+} ngx_insite_gw_jwt_cached_t;
+
+static ngx_insite_gw_jwt_cached_t  *ngx_insite_gw_jwt_cache;
+
+
+static ngx_insite_gw_jwt_result_e ngx_insite_gw_jwt_verify_full(
+    ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc, ngx_str_t *token,
+    ngx_str_t *sub, ngx_insite_gw_jwt_cached_t *times);
+
+
 ngx_insite_gw_jwt_result_e
 ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
     ngx_str_t *token, ngx_str_t *sub)
+{
+    time_t                       now;
+    uint32_t                     hash;
+    ngx_insite_gw_jwt_cached_t  *e, times;
+    ngx_insite_gw_jwt_result_e   rc;
+
+    if (token->len > NGX_INSITE_GW_JWT_CACHE_TOKEN) {
+        return ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+    }
+
+    if (ngx_insite_gw_jwt_cache == NULL) {
+        ngx_insite_gw_jwt_cache = ngx_calloc(NGX_INSITE_GW_JWT_CACHE
+                                             * sizeof(ngx_insite_gw_jwt_cached_t),
+                                             r->connection->log);
+        if (ngx_insite_gw_jwt_cache == NULL) {
+            return ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+        }
+    }
+
+    hash = ngx_crc32_short(token->data, token->len);
+    e = &ngx_insite_gw_jwt_cache[hash % NGX_INSITE_GW_JWT_CACHE];
+    now = ngx_time();
+
+    if (e->jc == jc && e->hash == hash && e->token_len == token->len
+        && ngx_memcmp(e->token, token->data, token->len) == 0
+        && !(e->has_exp && (double) now >= e->exp + (double) jc->leeway)
+        && !(e->has_nbf && (double) now + (double) jc->leeway < e->nbf))
+    {
+        sub->data = ngx_pnalloc(r->pool, e->sub_len);
+        if (sub->data == NULL) {
+            return NGX_INSITE_GW_JWT_MALFORMED;
+        }
+        ngx_memcpy(sub->data, e->sub, e->sub_len);
+        sub->len = e->sub_len;
+        return NGX_INSITE_GW_JWT_OK;
+    }
+
+    rc = ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+
+    if (rc == NGX_INSITE_GW_JWT_OK) {
+        e->jc = jc;
+        e->hash = hash;
+        e->token_len = (uint16_t) token->len;
+        ngx_memcpy(e->token, token->data, token->len);
+        e->sub_len = (uint16_t) sub->len;
+        ngx_memcpy(e->sub, sub->data, sub->len);
+        e->has_exp = times.has_exp;
+        e->exp = times.exp;
+        e->has_nbf = times.has_nbf;
+        e->nbf = times.nbf;
+    }
+
+    return rc;
+}
+
+
+static ngx_insite_gw_jwt_result_e
+ngx_insite_gw_jwt_verify_full(ngx_http_request_t *r,
+    ngx_insite_gw_jwt_conf_t *jc, ngx_str_t *token, ngx_str_t *sub,
+    ngx_insite_gw_jwt_cached_t *times)
 {
     u_char                      *p, *dot1, *dot2, *last;
     size_t                       i, n;
@@ -196,12 +288,16 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
 
     rc = NGX_INSITE_GW_JWT_OK;
     now = ngx_time();
+    times->has_exp = 0;
+    times->has_nbf = 0;
 
     switch (ngx_insite_gw_json_time(claims, "exp", &t)) {
     case NGX_ERROR:
         rc = NGX_INSITE_GW_JWT_MALFORMED;
         goto done;
     case NGX_OK:
+        times->has_exp = 1;
+        times->exp = t;
         if ((double) now >= t + (double) jc->leeway) {
             rc = NGX_INSITE_GW_JWT_EXPIRED;
             goto done;
@@ -213,6 +309,8 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
         rc = NGX_INSITE_GW_JWT_MALFORMED;
         goto done;
     case NGX_OK:
+        times->has_nbf = 1;
+        times->nbf = t;
         if ((double) now + (double) jc->leeway < t) {
             rc = NGX_INSITE_GW_JWT_NOT_YET_VALID;
             goto done;
