@@ -14,6 +14,7 @@ SECS=${SECS:-10} CONNS=${CONNS:-64} THREADS=${THREADS:-2} MODES=${MODES:-"off 1s
 work=$(mktemp -d /tmp/insite-bench-gdpr.XXXXXX)
 chmod 755 "$work"
 port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
+backend=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
 own_pg=
 cleanup() {
   [ -f "$work/logs/nginx.pid" ] && kill -QUIT "$(cat "$work/logs/nginx.pid")" 2>/dev/null || true
@@ -24,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 echo "ok" > "$work/ok.txt"
 mkdir -p "$work/logs"
-result() { printf '%-8s %-8s %10s req/s\n' "$1" "$2" "$3"; }
+result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
 rps() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1" | awk '/Requests\/sec/ {print $2}'; }
 
 echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers"
@@ -50,6 +51,14 @@ http {
         root $work;
         location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
         location = /plain   { try_files /ok.txt =404; }
+        # what an audited API looks like: proxied to a backend
+        location = /api/audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user;
+                                  proxy_pass http://127.0.0.1:$backend/data; }
+        location = /api/plain   { proxy_pass http://127.0.0.1:$backend/data; }
+    }
+    server {
+        listen 127.0.0.1:$backend;
+        location = /data { return 200 '{"symbol":"AAPL","price":187.43}'; }
     }
 }
 CONF
@@ -57,11 +66,14 @@ CONF
   nginx -p "$work" -c "$work/nginx.conf"
   sleep 0.5
   rps /plain > /dev/null                                   # warm up
-  a1=$(rps /audited); p1=$(rps /plain); a2=$(rps /audited); p2=$(rps /plain)
-  a=$(echo "($a1 + $a2) / 2" | bc -l); p=$(echo "($p1 + $p2) / 2" | bc -l)
-  result "$mode" audited "$(printf %.0f "$a")"
-  result "$mode" plain "$(printf %.0f "$p")"
-  printf '%-8s ratio    %10.3f\n' "$mode" "$(echo "$a / $p" | bc -l)"
+  for kind in static api; do
+    pre=; [ "$kind" = api ] && pre=/api
+    a1=$(rps $pre/audited); p1=$(rps $pre/plain); a2=$(rps $pre/audited); p2=$(rps $pre/plain)
+    a=$(echo "($a1 + $a2) / 2" | bc -l); p=$(echo "($p1 + $p2) / 2" | bc -l)
+    result "$mode" "$kind-audited" "$(printf %.0f "$a")"
+    result "$mode" "$kind-plain" "$(printf %.0f "$p")"
+    printf '%-8s %-14s %10.3f\n' "$mode" "$kind-ratio" "$(echo "$a / $p" | bc -l)"
+  done
   kill -QUIT "$(cat "$work/logs/nginx.pid")"
   sleep 1
 done
