@@ -77,9 +77,13 @@ mkdir -p "$INSITE_RUN_DIR/spool/collector" "$INSITE_RUN_DIR/spool/analytics"
 # clearly labelled simulated random walk.
 fixtures=$root/../shared/fixtures/yahoo
 feed=${INSITE_PROVIDER_FEED:-auto}
+page=http://127.0.0.1:8080/
 if [ -d "$fixtures" ]; then
   export INSITE_PROVIDER_REPLAY_FILES="$fixtures/chart_AAPL_1m_2024-10-02.json,$fixtures/chart_TSLA_30m_2021-11-22_prepost.json,$fixtures/chart_MSFT_1d_2021-02-01_to_2022-01-31_div.json"
   export INSITE_PROVIDER_FALLBACK=${INSITE_PROVIDER_FALLBACK:-replay}
+  # the symbols there are recordings of, on the collector and the page
+  export INSITE_COLLECTOR_SYMBOLS=${INSITE_COLLECTOR_SYMBOLS:-AAPL,MSFT,TSLA}
+  page="$page?symbols=$INSITE_COLLECTOR_SYMBOLS"
 else
   export INSITE_PROVIDER_FALLBACK=${INSITE_PROVIDER_FALLBACK:-simulated}
 fi
@@ -121,7 +125,7 @@ cat <<INFO
 
   InsiteChart Edge is running.
 
-  dashboard    http://127.0.0.1:8080/          (open it in a browser)
+  dashboard    $page   (open it in a browser)
   nginx logs   $ngx_dir/logs/
   health       http://127.0.0.1:8080/healthz
   metrics      http://127.0.0.1:8080/metrics
