@@ -450,6 +450,15 @@ ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+#if (NGX_THREADS)
+    if (mcf->fsync != NGX_INSITE_GDPR_FSYNC_OFF) {
+        mcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (mcf->thread_pool == NULL) {
+            return NGX_ERROR;
+        }
+    }
+#endif
+
     m = &mcf->metrics;
 
     m->records = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,

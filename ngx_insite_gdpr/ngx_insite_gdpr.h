@@ -12,6 +12,10 @@
 
 
 #include "ngx_insite_core.h"
+
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
 #include "insite_gdpr_chain.h"
 
 
@@ -51,6 +55,9 @@ typedef struct {
     time_t                      rotate_time;
     ngx_flag_t                  used;       /* some location audits */
     ngx_insite_gdpr_metrics_t   metrics;
+#if (NGX_THREADS)
+    ngx_thread_pool_t          *thread_pool;  /* fdatasync() off the loop */
+#endif
 } ngx_http_insite_gdpr_main_conf_t;
 
 
@@ -86,6 +93,13 @@ typedef struct {
     unsigned                           dirty:1;    /* written, not synced */
 
     ngx_event_t                        timer;
+
+#if (NGX_THREADS)
+    /* fdatasync() off the event loop: one task, one file at a time */
+    ngx_thread_pool_t                 *pool;
+    ngx_thread_task_t                 *sync_task;
+    unsigned                           syncing:1;
+#endif
 } ngx_insite_gdpr_journal_t;
 
 

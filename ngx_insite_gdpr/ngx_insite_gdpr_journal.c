@@ -27,6 +27,18 @@
 #define NGX_INSITE_GDPR_TAIL_READ   65536
 
 
+#if (NGX_THREADS)
+typedef struct {
+    ngx_insite_gdpr_journal_t  *journal;
+    ngx_fd_t                    fd;         /* ours: closed when synced */
+    ngx_err_t                   err;
+} ngx_insite_gdpr_sync_t;
+
+static ngx_int_t ngx_insite_gdpr_sync_post(ngx_insite_gdpr_journal_t *j,
+    ngx_fd_t fd);
+static void ngx_insite_gdpr_sync_thread(void *data, ngx_log_t *log);
+static void ngx_insite_gdpr_sync_done(ngx_event_t *ev);
+#endif
 static ngx_insite_gdpr_journal_t  *ngx_insite_gdpr_current;
 
 
@@ -68,6 +80,9 @@ ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
     j->conf = conf;
     j->log = cycle->log;
     j->fd = NGX_INVALID_FILE;
+#if (NGX_THREADS)
+    j->pool = conf->thread_pool;
+#endif
     j->lock_fd = NGX_INVALID_FILE;
     ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
 
@@ -612,6 +627,14 @@ ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j)
     }
 
     if (j->dirty && j->conf->fsync != NGX_INSITE_GDPR_FSYNC_OFF) {
+#if (NGX_THREADS)
+        /* the task syncs and closes the finished file */
+        if (!ngx_exiting && ngx_insite_gdpr_sync_post(j, j->fd) == NGX_OK) {
+            j->fd = NGX_INVALID_FILE;
+            j->dirty = 0;
+            return;
+        }
+#endif
         (void) fdatasync(j->fd);
         ngx_insite_metric_inc(j->conf->metrics.fsyncs);
     }
@@ -634,12 +657,24 @@ ngx_insite_gdpr_journal_timer(ngx_event_t *ev)
     if (j->fd != NGX_INVALID_FILE) {
 
         if (j->dirty && j->conf->fsync == NGX_INSITE_GDPR_FSYNC_1S) {
+#if (NGX_THREADS)
+            /* a duplicate descriptor: rotation may close ours meanwhile */
+            if (ngx_insite_gdpr_sync_post(j, dup(j->fd)) == NGX_OK) {
+                j->dirty = 0;
+                goto rotate;
+            }
+#endif
             if (fdatasync(j->fd) == -1) {
                 ngx_insite_gdpr_journal_fail(j, ngx_errno, "fdatasync");
             }
             ngx_insite_metric_inc(j->conf->metrics.fsyncs);
             j->dirty = 0;
         }
+
+#if (NGX_THREADS)
+    rotate:
+#endif
+
 
         if (j->conf->rotate_time
             && j->size > 0
@@ -654,3 +689,93 @@ ngx_insite_gdpr_journal_timer(ngx_event_t *ev)
         ngx_add_timer(ev, 1000);
     }
 }
+
+
+#if (NGX_THREADS)
+
+/*
+ * fdatasync() waits for the disk: in a worker's event loop that would stall
+ * every connection of the worker, so it runs on nginx's thread pool (the
+ * "default" pool; size it with `thread_pool default threads=N;`).  One sync
+ * at a time: while one runs, the next second's is skipped, the data stays
+ * dirty and is synced next time.  Without a task the sync runs inline.
+ */
+
+static ngx_int_t
+ngx_insite_gdpr_sync_post(ngx_insite_gdpr_journal_t *j, ngx_fd_t fd)
+{
+    ngx_insite_gdpr_sync_t  *ctx;
+
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
+    if (j->pool == NULL || j->syncing) {
+        if (fd != j->fd) {
+            (void) ngx_close_file(fd);
+        }
+        return NGX_DECLINED;
+    }
+
+    if (j->sync_task == NULL) {
+        j->sync_task = ngx_thread_task_alloc(ngx_cycle->pool,
+                                             sizeof(ngx_insite_gdpr_sync_t));
+        if (j->sync_task == NULL) {
+            if (fd != j->fd) {
+                (void) ngx_close_file(fd);
+            }
+            return NGX_ERROR;
+        }
+
+        j->sync_task->handler = ngx_insite_gdpr_sync_thread;
+        j->sync_task->event.handler = ngx_insite_gdpr_sync_done;
+        j->sync_task->event.data = j->sync_task->ctx;
+        j->sync_task->event.log = j->log;
+    }
+
+    ctx = j->sync_task->ctx;
+    ctx->journal = j;
+    ctx->fd = fd;
+    ctx->err = 0;
+
+    if (ngx_thread_task_post(j->pool, j->sync_task) != NGX_OK) {
+        if (fd != j->fd) {
+            (void) ngx_close_file(fd);
+        }
+        return NGX_ERROR;
+    }
+
+    j->syncing = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_gdpr_sync_thread(void *data, ngx_log_t *log)
+{
+    ngx_insite_gdpr_sync_t  *ctx = data;
+
+    if (fdatasync(ctx->fd) == -1) {
+        ctx->err = ngx_errno;
+    }
+
+    (void) close(ctx->fd);
+}
+
+
+static void
+ngx_insite_gdpr_sync_done(ngx_event_t *ev)
+{
+    ngx_insite_gdpr_sync_t     *ctx = ev->data;
+    ngx_insite_gdpr_journal_t  *j = ctx->journal;
+
+    j->syncing = 0;
+    ngx_insite_metric_inc(j->conf->metrics.fsyncs);
+
+    if (ctx->err) {
+        ngx_insite_gdpr_journal_fail(j, ctx->err, "fdatasync");
+    }
+}
+
+#endif
