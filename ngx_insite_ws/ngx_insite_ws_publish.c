@@ -224,6 +224,7 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     ngx_insite_ws_publish_ctx_t *ctx, u_char *body, size_t len)
 {
     u_char                          *p, rnd[8], epoch[16], ts[32];
+    char                             why[256];
     size_t                           lens[11], dlen;
     const u_char                    *data;
     json_t                          *root, *jtype;
@@ -251,7 +252,15 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     root = json_loadb((const char *) body, len,
                       JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
 
-    if (root == NULL || !json_is_object(root)) {
+    if (root == NULL) {
+        /* jansson's reason: a syntax error, a number out of range, ... */
+        ngx_snprintf((u_char *) why, sizeof(why) - 1,
+                     "the body is not valid JSON: %s (line %d, column %d)%Z",
+                     err.text, err.line, err.column);
+        return ngx_insite_ws_bad(r, why);
+    }
+
+    if (!json_is_object(root)) {
         json_decref(root);
         return ngx_insite_ws_bad(r, "the body must be a JSON object");
     }

@@ -321,6 +321,12 @@ pub_error($res, 400, 'publish without ?channel');
 pub_error(pub($ch, '[1,2]'), 400, 'a JSON array body');
 pub_error(pub($ch, '"text"'), 400, 'a JSON string body');
 pub_error(pub($ch, 'not json'), 400, 'a body that is not JSON');
+{
+    my $r = pub($ch, '{"data":1e400}');
+    is($r->{status}, 400, 'a number out of range: 400');
+    like($r->{json}{message} // '', qr/not valid JSON: real number overflow/,
+         '... and the message says why (jansson\'s reason)');
+}
 pub_error(pub($ch, ''), 400, 'an empty body');
 pub_error(pub($ch, '{"a":1,"a":2}'), 400, 'duplicate keys');
 pub_error(pub($ch, '{"type":5}'), 400, 'a type that is not a string');
