@@ -142,6 +142,42 @@ static int run_score(const vader_model *m, long rounds)
     return 0;
 }
 
+/* The pipeline's counts at /metrics: insite_analytics_posts_<what>_total. */
+typedef struct {
+    insite_counter *consumed, *scored, *duplicates, *poison, *retried, *published;
+    sent_pipeline_stats last;
+} pipeline_metrics;
+
+static void pipeline_metrics_init(pipeline_metrics *pm, insite_metrics *m)
+{
+    memset(pm, 0, sizeof(*pm));
+    pm->consumed = insite_metrics_counter(m, "posts_consumed",
+                                          "social_posts messages read from Kafka.");
+    pm->scored = insite_metrics_counter(m, "posts_scored", "Posts scored and counted.");
+    pm->duplicates = insite_metrics_counter(m, "posts_duplicate",
+                                            "Posts seen before (not counted again).");
+    pm->poison = insite_metrics_counter(m, "posts_dead_lettered",
+                                        "Poison messages sent to social_posts.dlq.");
+    pm->retried = insite_metrics_counter(m, "posts_retried",
+                                         "Messages re-read after a transient failure.");
+    pm->published = insite_metrics_counter(m, "sentiment_updates_published",
+                                           "sentiment_update messages published.");
+}
+
+static void pipeline_metrics_update(pipeline_metrics *pm, const sent_pipeline *p)
+{
+    sent_pipeline_stats st;
+
+    sent_pipeline_get_stats(p, &st);
+    insite_counter_add(pm->consumed, st.consumed - pm->last.consumed);
+    insite_counter_add(pm->scored, st.scored - pm->last.scored);
+    insite_counter_add(pm->duplicates, st.duplicates - pm->last.duplicates);
+    insite_counter_add(pm->poison, st.poison - pm->last.poison);
+    insite_counter_add(pm->retried, st.retried - pm->last.retried);
+    insite_counter_add(pm->published, st.published - pm->last.published);
+    pm->last = st;
+}
+
 static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
 {
     analytics_pipeline ap;
@@ -163,9 +199,13 @@ static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
         insite_metrics_free(metrics);
         return 1;
     }
+    pipeline_metrics pm;
+    pipeline_metrics_init(&pm, metrics);
     while (!rt->draining) {
-        if (ap.p != NULL)
+        if (ap.p != NULL) {
             sent_pipeline_step(ap.p, 200);
+            pipeline_metrics_update(&pm, ap.p);
+        }
         if (insite_runtime_wait(rt, ap.p ? 0 : 1000, -1) < 0)
             break;
     }
