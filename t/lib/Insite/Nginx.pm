@@ -36,6 +36,7 @@ sub new {
         http    => $o{http} // '',
         server  => $o{server} // '',
         level   => $o{log_level} // 'info',
+        daemon  => $o{daemon} // 0,     # 1: as installed nginx runs (USR2 needs it)
     }, $class;
     mkdir "$self->{dir}/logs";
     $self->write_conf;
@@ -56,7 +57,7 @@ sub write_conf {
     for my $so (split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '') {
         $conf .= "load_module $so;\n";
     }
-    $conf .= "daemon off;\nmaster_process on;\n"
+    $conf .= ($self->{daemon} ? "daemon on;\n" : "daemon off;\n") . "master_process on;\n"
            . "worker_processes $self->{workers};\n"
            . ($> == 0 ? "user root;\n" : '')
            . "error_log $d/logs/error.log $self->{level};\n"
@@ -73,6 +74,7 @@ sub write_conf {
 sub start {
     my ($self) = @_;
     my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+    return $self->start_daemon($bin) if $self->{daemon};
     my $pid = fork // die "fork: $!\n";
     if ($pid == 0) {
         POSIX::setpgid(0, 0);
@@ -95,6 +97,28 @@ sub start {
         Time::HiRes::sleep(0.01);
     }
     # the master listens before it forks: wait for the workers
+    $deadline = Time::HiRes::time() + 5;
+    Time::HiRes::sleep(0.01)
+        while $self->workers < $self->{workers} && Time::HiRes::time() < $deadline;
+}
+
+# daemon on: the master detaches (its own session and process group); its
+# pid comes from the pid file
+sub start_daemon {
+    my ($self, $bin) = @_;
+    my $pidfile = "$self->{dir}/logs/nginx.pid";
+    system($bin, '-p', "$self->{dir}/", '-c', "$self->{dir}/nginx.conf") == 0
+        or die "nginx did not start:\n" . $self->error_log;
+    my $deadline = Time::HiRes::time() + 10;
+    until (Test::Nginx::Util::slurp($pidfile) =~ /^(\d+)/
+           && Test::Nginx::Util::listening($self->{port}))
+    {
+        die "nginx did not listen on $self->{port}:\n" . $self->error_log
+            if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.01);
+    }
+    Test::Nginx::Util::slurp($pidfile) =~ /^(\d+)/;
+    $self->{pid} = $1;
     $deadline = Time::HiRes::time() + 5;
     Time::HiRes::sleep(0.01)
         while $self->workers < $self->{workers} && Time::HiRes::time() < $deadline;
