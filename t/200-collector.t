@@ -119,14 +119,7 @@ my %env = (
 my $log = "$tmp/collector.log";
 my $pid;
 sub start {
-    $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        $ENV{$_} = $env{$_} for keys %env;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log;
-        open STDERR, '>&', \*STDOUT;
-        exec $bin or POSIX::_exit(127);
-    }
+    $pid = Insite::Services::spawn($bin, \%env, $log);
     ok(wait_port($api, 10), "collector API listens on $api (pid $pid)");
 }
 END { kill 'KILL', $pid if $pid }

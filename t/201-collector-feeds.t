@@ -79,14 +79,8 @@ sub run_feed {
         INSITE_PROVIDER_REPLAY_FILES => "$shared/yahoo/chart_AAPL_1m_2024-10-02.json",
         %extra,
     );
-    my $pid = fork // die;
-    if ($pid == 0) {
-        $ENV{$_} = $env{$_} for keys %env;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $log;
-        open STDERR, '>&', \*STDOUT;
-        exec $bin or POSIX::_exit(127);
-    }
+    unlink $log;
+    my $pid = Insite::Services::spawn($bin, \%env, $log);
     sleep $secs;
     kill 'TERM', $pid;
     waitpid $pid, 0;

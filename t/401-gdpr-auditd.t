@@ -96,14 +96,7 @@ my %env = (
 my $log = "$tmp/auditd.log";
 my $pid;
 sub start {
-    $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        $ENV{$_} = $env{$_} for keys %env;
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log;
-        open STDERR, '>&', \*STDOUT;
-        exec $bin or POSIX::_exit(127);
-    }
+    $pid = Insite::Services::spawn($bin, \%env, $log);
     ok(wait_port($api, 15), "insite-auditd API listens (pid $pid)") or diag(slurp($log));
 }
 END { kill 'KILL', $pid if $pid }

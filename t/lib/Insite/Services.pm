@@ -25,7 +25,7 @@ use Time::HiRes ();
 
 use Test::Nginx::Util ();
 
-our @EXPORT_OK = qw(free_port wait_port start_redis http_request run_cmd);
+our @EXPORT_OK = qw(free_port wait_port start_redis http_request run_cmd spawn);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 our $RedisServer = $ENV{INSITE_REDIS_SERVER} || 'redis-server';
@@ -110,6 +110,22 @@ sub http_request {
 }
 
 sub start_redis { return Insite::Services::Redis->new(@_) }
+
+# Starts a worker binary in the background with %$env added to the
+# environment, stdin from /dev/null, stdout and stderr appended to $log;
+# returns its pid (the caller stops and reaps it).
+sub spawn {
+    my ($bin, $env, $log) = @_;
+    my $pid = fork // die "fork: $!\n";
+    if ($pid == 0) {
+        $ENV{$_} = $env->{$_} for keys %$env;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        exec { $bin } $bin or POSIX::_exit(127);
+    }
+    return $pid;
+}
 
 sub _cleanup_all {
     return unless $$ == $Owner;
