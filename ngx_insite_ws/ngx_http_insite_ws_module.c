@@ -258,6 +258,8 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_insite_ws_loc_conf_t *prev = parent;
     ngx_http_insite_ws_loc_conf_t *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->publish, prev->publish, 0);
     ngx_conf_merge_value(conf->status, prev->status, 0);
@@ -285,6 +287,20 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "insite_ws_max_message_size must be at least 128");
         return NGX_CONF_ERROR;
+    }
+
+    /*
+     * A publish body that fits the limit must stay in memory: nginx would
+     * write a body past client_body_buffer_size to a temporary file, and
+     * reading it back would block the worker.  The core module's settings
+     * of this location are merged already.
+     */
+    if (conf->publish == 1) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->client_body_buffer_size < conf->max_message_size) {
+            clcf->client_body_buffer_size = conf->max_message_size;
+        }
     }
 
     return NGX_CONF_OK;

@@ -165,7 +165,6 @@ ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r, u_char **body,
 {
     u_char                         *p;
     size_t                          size;
-    ssize_t                         n;
     ngx_buf_t                      *b;
     ngx_chain_t                    *cl;
     ngx_http_insite_ws_loc_conf_t  *wlcf;
@@ -201,18 +200,15 @@ ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r, u_char **body,
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         b = cl->buf;
 
-        if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            continue;
-        }
-
-        /* bounded by insite_ws_max_message_size, read once */
-        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
-                          b->file_pos);
-        if (n != b->file_last - b->file_pos) {
+        if (b->in_file) {
+            /* the location's client_body_buffer_size holds any body within
+               the limit (set when the configuration is read): not reached */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "insite ws: publish body in a temporary file");
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-        p += n;
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
     }
 
     return NGX_OK;

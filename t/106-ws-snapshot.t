@@ -74,6 +74,17 @@ is($m->{type}, 'error', 'last over 1000 refused');
 is($m->{code}, 'bad_request', 'as a bad request');
 is($m->{id}, 'b', 'with the id');
 
+# a body within insite_ws_max_message_size (64k) but past nginx's default
+# client_body_buffer_size (16k) is kept in memory, never read back from a
+# temporary file inside the worker
+{
+    my $r = $ngx->request('POST', '/pub?channel=big',
+                          body => '{"data":"' . ('z' x 60000) . '"}');
+    is($r->{status}, 201, 'a 60 KB publish is accepted');
+    unlike($ngx->error_log, qr/buffered to a temporary file/,
+           '... without a temporary file');
+}
+
 $_->close for $ws, $ws2, $ws3, $ws4, $ws5, $bad;
 $ngx->stop;
 $ngx->check_log;
