@@ -40,6 +40,36 @@ const char *insite_http_query(const insite_http_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+const char *insite_http_header(const insite_http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *insite_http_user(const insite_http_request *req)
+{
+    const char *u = insite_http_header(req, "X-User-Id");
+    return (u && u[0]) ? u : NULL;
+}
+
+int insite_http_has_scope(const insite_http_request *req, const char *scope)
+{
+    const char *s = insite_http_header(req, "X-User-Scopes");
+    size_t n = strlen(scope);
+
+    if (s == NULL || n == 0)
+        return 0;
+    while (*s) {
+        size_t len;
+        while (*s == ' ' || *s == ',')
+            s++;
+        len = strcspn(s, " ,");
+        if (len == n && memcmp(s, scope, n) == 0)
+            return 1;
+        s += len;
+    }
+    return 0;
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
                                  char *text, const char *ctype,
                                  const char *allow)

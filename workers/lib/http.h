@@ -64,5 +64,22 @@ void insite_http_stop(insite_http *h);
 json_t *insite_http_error(const char *code, const char *message);
 /* Query-string argument, or NULL. */
 const char *insite_http_query(const insite_http_request *req, const char *name);
+/* Request header, or NULL. */
+const char *insite_http_header(const insite_http_request *req, const char *name);
+
+/* The caller, as nginx vouches for it.  Worker APIs listen on loopback only
+ * and sit behind nginx, which sets (and so overwrites whatever a client
+ * sent) two headers from the verified JWT:
+ *
+ *   X-User-Id      $insite_user_id            the caller's user id
+ *   X-User-Scopes  $insite_jwt_claim_scope    space-separated scopes/roles
+ *
+ * A user reaches only their own data: handlers take the user from
+ * insite_http_user(), never from a query or body parameter.  Operator
+ * actions require insite_http_has_scope(req, "<service>:admin"), and the
+ * example configuration additionally guards those locations with
+ * insite_gateway_jwt_require.  Both return "no identity" for an empty header. */
+const char *insite_http_user(const insite_http_request *req);
+int insite_http_has_scope(const insite_http_request *req, const char *scope);
 
 #endif
