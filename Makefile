@@ -4,6 +4,8 @@
 #   make test       everything the README's test command runs
 #   make SANITIZE=1 workers and unit tests with ASan + UBSan
 #   make NGINX_SRC=/path/to/nginx-1.x   build the modules inside that source tree
+#   make install DESTDIR=/tmp/root PREFIX=/usr   install the workers (and, when
+#                   built, the modules and, with LEXICONS=1, the lexicons)
 #
 # Every target installs missing Debian packages first (scripts/deps.sh).
 
@@ -12,7 +14,7 @@ NGINX_SRC ?=
 SANITIZE ?=
 
 CC       ?= cc
-PKGS     := hiredis rdkafka libpq jansson libcurl libmicrohttpd libconfig libxml-2.0 libcrypto
+PKGS     := hiredis rdkafka libpq jansson libcurl libmicrohttpd libconfig libxml-2.0 libcrypto libsystemd
 CFLAGS   ?= -O2 -g
 CFLAGS   += -MMD -MP -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
             -Wno-unused-parameter -fno-omit-frame-pointer -D_GNU_SOURCE \
@@ -35,7 +37,7 @@ LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS) $(PURE_SRCS))
 BINS      := $(patsubst %,$(BUILD)/bin/insite-%,$(WORKERS))
 UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps modules workers unit test run bench fuzz clean
+.PHONY: all deps modules workers unit test run bench fuzz clean install
 all: modules workers
 
 deps:
@@ -93,5 +95,37 @@ fuzz: deps
 
 clean:
 	rm -rf build
+
+# For non-Debian users and debian/rules alike.  Workers go to $(PREFIX)/bin,
+# their example configs to $(SYSCONFDIR)/insite/<worker>.conf (never over an
+# existing one), migrations and Redis scripts to $(PREFIX)/share/insite/,
+# modules (if built) to $(MODULESDIR).  The test-only Kafka mock is left out.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+MODULESDIR ?= $(PREFIX)/lib/nginx/modules
+LEXICONS   ?=
+install: workers
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/insite \
+	  $(DESTDIR)$(PREFIX)/share/insite/migrations $(DESTDIR)$(PREFIX)/share/insite/lua
+	install -m 0755 $(filter-out %/insite-kafka-mock,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
+	for f in workers/*/*.conf.example; do \
+	  w=$$(basename $$(dirname $$f)); \
+	  [ -e $(DESTDIR)$(SYSCONFDIR)/insite/$$w.conf ] || \
+	    install -m 0644 $$f $(DESTDIR)$(SYSCONFDIR)/insite/$$w.conf; \
+	done
+	install -m 0644 workers/migrations/*.sql $(DESTDIR)$(PREFIX)/share/insite/migrations/
+	install -m 0644 lua/*.lua $(DESTDIR)$(PREFIX)/share/insite/lua/
+	if ls $(BUILD)/modules/*.so >/dev/null 2>&1; then \
+	  install -d $(DESTDIR)$(MODULESDIR) && \
+	  install -m 0644 $(BUILD)/modules/*.so $(DESTDIR)$(MODULESDIR)/; fi
+	if [ -n "$(LEXICONS)" ]; then \
+	  n=$(BUILD)/npm/node_modules; \
+	  install -d $(DESTDIR)$(PREFIX)/share/insite/lexicons && \
+	  install -m 0644 $$n/vader-sentiment/vader_lexicon.txt \
+	    $(DESTDIR)$(PREFIX)/share/insite/lexicons/vader_lexicon.txt && \
+	  install -m 0644 $$n/afinn-165-financialmarketnews/index.js \
+	    $(DESTDIR)$(PREFIX)/share/insite/lexicons/afinn-165-financialmarketnews.js && \
+	  install -m 0644 $$n/vader-sentiment/LICENSE* $$n/vader-sentiment/package.json \
+	    $(DESTDIR)$(PREFIX)/share/insite/lexicons/ 2>/dev/null || true; fi
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

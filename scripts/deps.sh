@@ -9,6 +9,7 @@ pkgs=(
   nginx nginx-dev libpcre2-dev libpcre3-dev zlib1g-dev libssl-dev
   libhiredis-dev librdkafka-dev libpq-dev libjansson-dev libcurl4-openssl-dev
   libxml2-dev libmicrohttpd-dev libconfig-dev
+  libsystemd-dev  # sd_notify: Type=notify readiness and watchdog (operations)
   # run
   redis-server postgresql
   # test

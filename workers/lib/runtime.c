@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -136,13 +138,44 @@ static int read_signals(insite_runtime *rt)
             rt->reload = true;
         } else if (!rt->draining) {
             rt->draining = true;
+            sd_notify(0, "STOPPING=1");
             insite_log_info("%s received, draining", strsignal((int)si.ssi_signo));
         }
     }
 }
 
+/* systemd: a worker is ready once it has set itself up and waits for work
+ * for the first time, so READY=1 is sent on the first insite_runtime_wait()
+ * (every worker's loop goes through it).  WATCHDOG=1 follows at half the
+ * unit's WatchdogSec, from the same loop: a worker stuck outside its loop
+ * stops petting the watchdog and systemd restarts it.  STOPPING=1 is sent
+ * where SIGTERM is read (read_signals).  Without
+ * $NOTIFY_SOCKET both are no-ops. */
+static void notify_systemd(insite_runtime *rt)
+{
+    double now = insite_clock_mono_s();
+    uint64_t usec;
+
+    if (!rt->notified_ready) {
+        rt->notified_ready = true;
+        rt->watchdog_interval = 0;
+        if (sd_watchdog_enabled(0, &usec) > 0)
+            rt->watchdog_interval = (double)usec / 2e6;
+        sd_notifyf(0, "READY=1\nSTATUS=%s running\nMAINPID=%ld", rt->name,
+                   (long)getpid());
+        rt->watchdog_last = now;
+        return;
+    }
+    if (rt->watchdog_interval > 0 && now - rt->watchdog_last >= rt->watchdog_interval) {
+        sd_notify(0, "WATCHDOG=1");
+        rt->watchdog_last = now;
+    }
+}
+
 int insite_runtime_wait(insite_runtime *rt, int timeout_ms, int fd)
 {
+    notify_systemd(rt);
+
     struct pollfd p[2] = {
         { .fd = rt->sigfd, .events = POLLIN },
         { .fd = fd, .events = POLLIN },

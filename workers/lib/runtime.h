@@ -23,6 +23,9 @@ typedef struct {
     bool draining;           /* SIGTERM/SIGINT seen: finish and exit */
     bool reload;             /* SIGHUP seen: caller reloads, then clears */
     double started;          /* monotonic seconds at init, for uptime */
+    bool notified_ready;     /* systemd: READY=1 sent (first wait) */
+    double watchdog_interval;/* seconds between WATCHDOG=1; 0 = none */
+    double watchdog_last;
 } insite_runtime;
 
 /* Blocks the signals, opens the signalfd, ignores SIGPIPE, initialises the
@@ -42,7 +45,10 @@ insite_config *insite_runtime_load_config(insite_runtime *rt,
 
 /* Waits up to timeout_ms (-1 = forever) for a signal, or for `fd` to become
  * readable when fd >= 0.  Updates draining/reload.  Returns 1 if fd is
- * readable, 0 otherwise, -1 on error (logged). */
+ * readable, 0 otherwise, -1 on error (logged).
+ * Under systemd (Type=notify) the first call sends READY=1, later calls send
+ * WATCHDOG=1 at half of WatchdogSec, and STOPPING=1 with SIGTERM: a worker's
+ * loop must call it at least every few seconds (every loop does). */
 int insite_runtime_wait(insite_runtime *rt, int timeout_ms, int fd);
 
 /* If rt->reload is set: reloads *cfg (keeping the old one on error) and
