@@ -54,7 +54,7 @@ $(BUILD)/gen/insite_lua.h: $(wildcard lua/*.lua) scripts/lua2c.sh
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/gen/insite_lua.h $(wildcard workers/lib/*.h ngx_insite_*/insite_*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/lib/libinsite.a: $(LIB_OBJS)
 	@mkdir -p $(@D)

@@ -15,6 +15,8 @@ pkgs=(
   # test
   perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev chromium fonts-dejavu-core
   python3-nltk
+  # packages (scripts/package.sh, scripts/package-test.sh)
+  dpkg-dev debhelper lintian mmdebstrap
   # bench
   wrk libnginx-mod-nchan
 )

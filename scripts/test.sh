@@ -7,8 +7,9 @@
 # under t/ with prove, and a short fuzzing pass; stops everything it started.
 #
 #   TEST_FILES="t/010-healthz.t"   run only these prove files
-#   SKIP_ASAN=1 SKIP_FUZZ=1 SKIP_BROWSER=1   skip the sanitizer build, the
-#                                  fuzzing pass or the Chromium tests
+#   SKIP_ASAN=1 SKIP_FUZZ=1 SKIP_BROWSER=1 SKIP_PACKAGE=1   skip the
+#                                  sanitizer build, the fuzzing pass, the
+#                                  Chromium tests or the Debian packages
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +61,12 @@ export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export INSITE_ROOT=$root
 # shellcheck disable=SC2086
 prove -I t/lib ${PROVE_FLAGS:-} ${TEST_FILES:-t/}
+
+if [ -z "${SKIP_PACKAGE:-}" ]; then
+  step "Debian packages: build, lintian, install test in a Debian 12 root"
+  scripts/package.sh
+  scripts/package-test.sh
+fi
 
 if [ -z "${SKIP_BROWSER:-}" ]; then
   step "browser tests (headless Chromium)"
