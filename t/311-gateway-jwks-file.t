@@ -69,6 +69,7 @@ is(status($tc), 401, 'key c is not published yet');
 # rotation: a is retired, c is new
 put('jwks.json', Insite::JWT::jwks($b, $c));
 ok(eventually($tc, 200), 'the new key is used without a reload');
+Time::HiRes::sleep(1.1);   # every worker has looked at the file since
 is(status($ta), 401, 'a cached token of the removed key is refused')
     for 1 .. 6;
 is(status($tb), 200, 'a token of a key that stayed still passes') for 1 .. 4;
