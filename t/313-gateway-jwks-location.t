@@ -12,6 +12,7 @@ use Insite::Nginx;
 use Insite::JWT;
 use File::Temp ();
 use Time::HiRes ();
+use IO::Socket::INET ();
 
 my $dir = File::Temp::tempdir(CLEANUP => 1);
 mkdir "$dir/idp";
@@ -45,6 +46,21 @@ my $ngx = Insite::Nginx->new(workers => 1, server => <<"CONF");
         location /api {
             insite_gateway_jwt on;
             insite_gateway_jwt_jwks_location /internal/jwks min_age=1s max_age=2s interval=1s;
+            proxy_set_header X-User-Id \$insite_user_id;
+            proxy_pass http://127.0.0.1:\$server_port/backend;
+        }
+        location = /internal/jwks2 {
+            internal;
+            proxy_pass http://127.0.0.1:\$server_port/idp2/jwks.json;
+            subrequest_output_buffer_size 64k;
+        }
+        location /idp2/ {
+            alias $dir/idp/;
+            add_header Cache-Control "max-age=3600";
+        }
+        location /cold {
+            insite_gateway_jwt on;
+            insite_gateway_jwt_jwks_location /internal/jwks2 interval=1s;
             proxy_set_header X-User-Id \$insite_user_id;
             proxy_pass http://127.0.0.1:\$server_port/backend;
         }
@@ -120,6 +136,27 @@ Time::HiRes::sleep(2.5);                # past max_age: refreshes fail
 is(get($tb)->{status}, 200, 'IdP down: the last good set is used') for 1 .. 6;
 like($ngx->error_log, qr/refused: status 500; keeping the last good key set/,
      'the failed refresh is logged');
+
+# a cold key set and 20 requests at once: one fetch, every request waits
+# for it (none is refused while the fetch is out)
+my @socks;
+for (1 .. 20) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ngx->port)
+        or die "connect: $!";
+    push @socks, $s;
+}
+$_->syswrite("GET /cold HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $tb\r\n"
+             . "Connection: close\r\n\r\n") for @socks;
+my @status;
+for my $s (@socks) {
+    local $/;
+    $s->timeout(10);
+    my $resp = <$s> // '';
+    push @status, $resp =~ m{^HTTP/1\.1 (\d+)} ? $1 : 'none';
+}
+is(join(' ', @status), join(' ', ('200') x 20), '20 concurrent requests on a cold set: all 200');
+my @cold = Test::Nginx::Util::slurp($ngx->dir . '/logs/access.log') =~ m{"GET /idp2/jwks\.json }g;
+is(scalar @cold, 1, 'one fetch for all of them');
 
 $ngx->stop;
 $ngx->check_log;
