@@ -741,23 +741,57 @@ done:
 
 
 static json_t *
-insite_jwt_claim(json_t *claims, const char *name, size_t name_len)
+insite_jwt_member(json_t *obj, const char *name, size_t name_len)
 {
     const char  *k;
     json_t      *v;
 
-    if (!json_is_object(claims)) {
+    if (!json_is_object(obj)) {
         return NULL;
     }
 
     /* names may hold any byte: no NUL-terminated lookup */
-    json_object_foreach(claims, k, v) {
+    json_object_foreach(obj, k, v) {
         if (strlen(k) == name_len && memcmp(k, name, name_len) == 0) {
             return v;
         }
     }
 
     return NULL;
+}
+
+
+/*
+ * A top-level claim by its full name ("cognito:groups", "a.b" too); if
+ * there is none, a dotted name is a path into objects, as Keycloak nests
+ * its roles ("realm_access.roles").
+ */
+
+static json_t *
+insite_jwt_claim(json_t *claims, const char *name, size_t name_len)
+{
+    json_t      *v;
+    const char  *dot, *end;
+
+    v = insite_jwt_member(claims, name, name_len);
+    if (v != NULL || memchr(name, '.', name_len) == NULL) {
+        return v;
+    }
+
+    v = claims;
+    end = name + name_len;
+
+    while (v != NULL && name < end) {
+        dot = memchr(name, '.', (size_t) (end - name));
+        if (dot == NULL) {
+            dot = end;
+        }
+
+        v = insite_jwt_member(v, name, (size_t) (dot - name));
+        name = dot + 1;
+    }
+
+    return v;
 }
 
 

@@ -38,6 +38,11 @@ my $ngx = Insite::Nginx->new(server => <<"CONF");
             insite_gateway_jwt_require scope ops:write;
             proxy_pass http://127.0.0.1:\$server_port/backend;
         }
+        location /realm {
+            insite_gateway_jwt on;
+            insite_gateway_jwt_require realm_access.roles operator;
+            proxy_pass http://127.0.0.1:\$server_port/backend;
+        }
         location /opt {
             insite_gateway_jwt optional;
             insite_gateway_jwt_require scope read;
@@ -114,6 +119,14 @@ is(get('/ops', Insite::JWT::hs256('s3cret', { %ops, roles => [] }))->{status},
 is(get('/ops', Insite::JWT::hs256('s3cret', { sub => 'op', exp => $exp,
                                               roles => ['operator'] }))->{status},
    403, 'second line fails');
+
+# Keycloak nests realm roles: a dotted claim name is a path
+is(get('/realm', Insite::JWT::hs256('s3cret', { sub => 'k', exp => $exp,
+        realm_access => { roles => ['viewer', 'operator'] } }))->{status},
+   200, 'realm_access.roles holds operator');
+is(get('/realm', Insite::JWT::hs256('s3cret', { sub => 'k', exp => $exp,
+        realm_access => { roles => ['viewer'] } }))->{status},
+   403, 'realm_access.roles without operator');
 
 # optional authentication with a requirement: a token is needed
 $r = get('/opt', undef);

@@ -19,7 +19,8 @@
 static void
 fuzz_claims(const uint8_t *data, size_t size)
 {
-    static const char  *names[] = { "scope", "scp", "roles", "sub", "aud" };
+    static const char  *names[] = { "scope", "scp", "roles", "sub", "aud",
+                                    "realm_access.roles", "a..b", "." };
     long                n, m;
     size_t              i, k;
     char               *buf;

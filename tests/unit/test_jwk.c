@@ -420,7 +420,9 @@ test_claims(void **state)
                    "\"roles\":[\"operator\",\"viewer\"],\"n\":42,\"f\":1.5,"
                    "\"ok\":true,\"o\":{\"a\":1},\"z\":null,\"bad\":\"a\\r\\nb\","
                    "\"mix\":[\"a\",7,false],\"nest\":[[\"x\"]],\"empty\":[],"
-                   "\"name\":\"John Smith\",\"scp\":\"api.read\"}", 0, &e);
+                   "\"name\":\"John Smith\",\"scp\":\"api.read\","
+                   "\"realm_access\":{\"roles\":[\"operator\"]},"
+                   "\"a.b\":\"flat\",\"a\":{\"b\":\"nested\"}}", 0, &e);
     assert_non_null(c);
 
 #define TEXT(name, want)                                                      \
@@ -462,6 +464,16 @@ test_claims(void **state)
     assert_false(insite_jwt_claim_has(c, "o", 1, "{}", 2));
     assert_false(insite_jwt_claim_has(c, "nope", 4, "x", 1));
     assert_false(insite_jwt_claim_has(c, "sub", 3, "", 0));
+
+    /* dotted paths into objects; a flat name with a dot wins */
+    assert_true(insite_jwt_claim_has(c, "realm_access.roles", 18,
+                                     "operator", 8));
+    assert_false(insite_jwt_claim_has(c, "realm_access.roles.x", 20,
+                                      "operator", 8));
+    assert_false(insite_jwt_claim_has(c, "realm_access.", 13, "operator", 8));
+    TEXT("a.b", "flat");
+    assert_int_equal(insite_jwt_claim_text(c, "sub.x", 5, out, sizeof(out)),
+                     -1);
 
     json_decref(c);
 }
