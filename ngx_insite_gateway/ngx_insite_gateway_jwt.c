@@ -271,6 +271,16 @@ ngx_insite_gw_jwt_verify_full(ngx_http_request_t *r,
           ? insite_jwa_parse(json_string_value(v), json_string_length(v))
           : INSITE_JWA_UNKNOWN;
 
+    /*
+     * RFC 7515 4.1.11: extensions named in "crit" must be understood; we
+     * understand none.  "jku", "x5u", "jwk" are ignored: keys never come
+     * from the token.
+     */
+    if (json_object_get(hdr, "crit") != NULL) {
+        json_decref(hdr);
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
     v = json_object_get(hdr, "kid");
     kid.len = 0;
     kid.data = (u_char *) "";

@@ -132,6 +132,12 @@ refused('/api', Insite::JWT::sign($rsa, 'RS256', \%c, { kid => 'nope' }),
 refused('/api', Insite::JWT::sign($rsa, 'RS512', \%c, { kid => undef }),
         'no kid and two keys allow RS512: ambiguous');
 
+refused('/api', Insite::JWT::sign($rsa, 'RS256', \%c, { crit => ['exp'], exp => 1 }),
+        'a critical header extension we do not understand');
+refused('/api', Insite::JWT::sign($other, 'RS256', \%c,
+            { jwk => $other->{jwk}, jku => 'http://127.0.0.1:1/jwks' }),
+        'a key carried in the token (jwk, jku) is never used');
+
 # no kid with exactly one key for the alg
 accepted('/one', Insite::JWT::sign($ec256, 'ES256', \%c, { kid => undef }),
          'alice', 'no kid, one key in the set');
