@@ -150,6 +150,29 @@ static ngx_command_t  ngx_http_insite_gw_commands[] = {
       offsetof(ngx_insite_gw_loc_conf_t, jwt_cookie),
       NULL },
 
+    /* public keys, claims: ngx_insite_gateway_jwk.c */
+
+    { ngx_string("insite_gateway_jwt_jwks"),
+      NGX_HTTP_INSITE_GW_CONF|NGX_CONF_TAKE1,
+      ngx_insite_gw_jwks_file_cmd,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("insite_gateway_jwt_jwks_location"),
+      NGX_HTTP_INSITE_GW_CONF|NGX_CONF_1MORE,
+      ngx_insite_gw_jwks_location_cmd,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("insite_gateway_jwt_require"),
+      NGX_HTTP_INSITE_GW_CONF|NGX_CONF_2MORE,
+      ngx_insite_gw_jwt_require_cmd,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("insite_gateway_service"),
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_insite_gw_service,
@@ -236,6 +259,10 @@ static ngx_http_variable_t  ngx_http_insite_gw_vars[] = {
     { ngx_string("insite_request_id"), NULL,
       ngx_http_insite_gw_request_id_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("insite_jwt_claim_"), NULL,
+      ngx_insite_gw_jwt_claim_variable, 0,
+      NGX_HTTP_VAR_PREFIX|NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -356,12 +383,19 @@ ngx_http_insite_gw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->request_id_conf = prev->request_id_conf;
     }
 
-    if (conf->jwt != NGX_INSITE_GW_JWT_OFF && conf->jwt_conf.secret.len == 0)
+    if (ngx_insite_gw_jwk_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->jwt != NGX_INSITE_GW_JWT_OFF && conf->jwt_conf.secret.len == 0
+        && conf->jwt_conf.jwks == NULL)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "insite_gateway_jwt needs "
                            "insite_gateway_jwt_secret or "
-                           "insite_gateway_jwt_secret_file");
+                           "insite_gateway_jwt_secret_file (HS256), or "
+                           "insite_gateway_jwt_jwks or "
+                           "insite_gateway_jwt_jwks_location");
         return NGX_CONF_ERROR;
     }
 
@@ -902,7 +936,9 @@ ngx_http_insite_gw_jwt(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
 
     if (ngx_insite_gw_jwt_find(r, &lcf->jwt_cookie, &token) != NGX_OK) {
 
-        if (lcf->jwt == NGX_INSITE_GW_JWT_OPTIONAL) {
+        /* optional, unless a claim is required */
+        if (lcf->jwt == NGX_INSITE_GW_JWT_OPTIONAL && lcf->jwt_require == NULL)
+        {
             return NGX_DECLINED;
         }
 
@@ -925,10 +961,27 @@ ngx_http_insite_gw_jwt(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
     res = ngx_insite_gw_jwt_verify(r, &lcf->jwt_conf, &token, &ctx->user_id);
 
     if (res == NGX_INSITE_GW_JWT_OK) {
-        return NGX_DECLINED;
+        return ngx_insite_gw_jwt_require(r, lcf, ctx);
+    }
+
+    if (res == NGX_INSITE_GW_JWT_AGAIN) {
+        /* the key set is being fetched: the phase runs again after it */
+        ctx->jwt_done = 0;
+        return NGX_AGAIN;
     }
 
     ngx_insite_metric_inc(lcf->auth_failures[res]);
+
+    if (res == NGX_INSITE_GW_JWT_UNAVAILABLE) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "insite gateway: no JWKS key set, token refused, "
+                      "request_id: %V", ngx_insite_gw_request_id(r, ctx));
+
+        return ngx_http_insite_gw_refuse(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "service_unavailable",
+                                         "the identity provider's keys are "
+                                         "unavailable", 1);
+    }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "insite gateway: invalid token (%s), request_id: %V",

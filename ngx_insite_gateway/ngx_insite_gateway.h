@@ -2,7 +2,9 @@
  * ngx_http_insite_gateway_module: what its files share.
  *
  *   ngx_http_insite_gateway_module.c  directives, phases, variables, filters
- *   ngx_insite_gateway_jwt.c          HS256 JWT verification
+ *   ngx_insite_gateway_jwt.c          JWT verification (HS256 here)
+ *   ngx_insite_gateway_jwk.c          JWKS key sources, claims, require
+ *   insite_jwk.c                      JWKS parsing, RS/PS/ES/EdDSA (plain C)
  *   ngx_insite_gateway_breaker.c      circuit breaker state in shared memory
  *   ngx_insite_gateway_limit.c        GCRA rate limiting: shm zone and Redis
  *   ngx_insite_gateway_reply.c        request ids, JSON errors, headers
@@ -39,14 +41,22 @@ typedef enum {
     NGX_INSITE_GW_JWT_ISSUER,
     NGX_INSITE_GW_JWT_AUDIENCE,
     NGX_INSITE_GW_JWT_SUBJECT,
-    NGX_INSITE_GW_JWT_NREASONS
+    NGX_INSITE_GW_JWT_KEY,            /* no key in the set for the token */
+    NGX_INSITE_GW_JWT_UNAVAILABLE,    /* no key set could be fetched: 503 */
+    NGX_INSITE_GW_JWT_SCOPE,          /* insite_gateway_jwt_require: 403 */
+    NGX_INSITE_GW_JWT_NREASONS,
+    NGX_INSITE_GW_JWT_AGAIN           /* waiting for the key set's fetch */
 } ngx_insite_gw_jwt_result_e;
 
 extern const char  *ngx_insite_gw_jwt_reasons[];
 
 
+/* a JWKS file or internal location, per worker (ngx_insite_gateway_jwk.c) */
+typedef struct ngx_insite_gw_jwks_s  ngx_insite_gw_jwks_t;
+
 typedef struct {
-    ngx_str_t                   secret;
+    ngx_str_t                   secret;       /* HS256; empty: refused */
+    ngx_insite_gw_jwks_t       *jwks;         /* public keys; NULL: none */
     ngx_str_t                   iss;          /* empty: not checked */
     ngx_str_t                   aud;
     time_t                      leeway;
@@ -173,6 +183,7 @@ typedef struct {
     ngx_insite_gw_jwt_conf_t    jwt_conf;
     ngx_str_t                   jwt_cookie;
     ngx_str_t                   jwt_secret_file;   /* for error messages */
+    ngx_array_t                *jwt_require;       /* insite_gateway_jwt_require */
 
     ngx_insite_gw_service_t    *service;
     ngx_insite_gw_breaker_conf_t  *breaker;
@@ -193,6 +204,7 @@ typedef struct {
     ngx_shm_zone_t             *breaker_zone;
     ngx_insite_redis_script_t  *script;
     ngx_uint_t                  redis_limits;
+    ngx_array_t                *jwks;         /* ngx_insite_gw_jwks_t * */
 } ngx_insite_gw_main_conf_t;
 
 
@@ -203,6 +215,7 @@ typedef struct {
     ngx_str_t                   user_id;
 
     ngx_uint_t                  jwt_done;
+    void                       *jwk;          /* ngx_insite_gateway_jwk.c */
     ngx_uint_t                  limit_done;
 
     ngx_insite_redis_cmd_t     *cmd;
@@ -233,6 +246,27 @@ ngx_int_t ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
     ngx_str_t *token);
 char *ngx_insite_gw_jwt_secret_file(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret);
+
+/* ngx_insite_gateway_jwk.c */
+extern ngx_uint_t  ngx_insite_gw_jwks_generation;
+char *ngx_insite_gw_jwks_file_cmd(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_insite_gw_jwks_location_cmd(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_insite_gw_jwt_require_cmd(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_insite_gw_jwk_merge(ngx_conf_t *cf, ngx_insite_gw_loc_conf_t *prev,
+    ngx_insite_gw_loc_conf_t *conf);
+void ngx_insite_gw_jwks_refresh(ngx_http_request_t *r,
+    ngx_insite_gw_jwks_t *src);
+ngx_insite_gw_jwt_result_e ngx_insite_gw_jwks_verify(ngx_http_request_t *r,
+    ngx_insite_gw_jwks_t *src, int alg, ngx_str_t *kid, u_char *input,
+    size_t input_len, u_char *sig, size_t sig_len);
+void ngx_insite_gw_jwt_verified(ngx_http_request_t *r, ngx_str_t *token);
+ngx_int_t ngx_insite_gw_jwt_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+ngx_int_t ngx_insite_gw_jwt_require(ngx_http_request_t *r,
+    ngx_insite_gw_loc_conf_t *lcf, ngx_insite_gw_ctx_t *ctx);
 
 /* ngx_insite_gateway_breaker.c */
 char *ngx_insite_gw_breaker_parse(ngx_conf_t *cf,

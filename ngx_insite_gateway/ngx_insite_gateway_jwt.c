@@ -1,12 +1,15 @@
 /*
- * HS256 JSON Web Tokens (RFC 7519), the only algorithm the gateway accepts:
- * the header must say "alg":"HS256", so "none" and algorithm confusion (an
- * RS256 public key used as an HMAC secret) are refused before any crypto.
- * The signature is HMAC-SHA256 by OpenSSL, compared in constant time; the
- * header and claims are parsed by jansson.
+ * JSON Web Tokens (RFC 7519).  HS256 with the configured secret is checked
+ * here (HMAC-SHA256 by OpenSSL, compared in constant time); every public-key
+ * algorithm goes to the location's key set (ngx_insite_gateway_jwk.c), which
+ * takes the algorithm from the key.  A header "alg" of "none", one we do not
+ * know, or HS256 where no secret is configured (an RS256 public key used as
+ * an HMAC secret) is refused before any crypto.  The header and claims are
+ * parsed by jansson.
  */
 
 #include "ngx_insite_gateway.h"
+#include "insite_jwk.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -29,6 +32,9 @@ const char  *ngx_insite_gw_jwt_reasons[] = {
     "issuer",
     "audience",
     "subject",
+    "key",
+    "unavailable",
+    "scope",
     NULL
 };
 
@@ -118,10 +124,11 @@ ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
  */
 
 #define NGX_INSITE_GW_JWT_CACHE        512
-#define NGX_INSITE_GW_JWT_CACHE_TOKEN  768
+#define NGX_INSITE_GW_JWT_CACHE_TOKEN  1536
 
 typedef struct {
     ngx_insite_gw_jwt_conf_t   *jc;
+    ngx_uint_t                  generation;   /* of the key sets */
     uint32_t                    hash;
     uint16_t                    token_len;
     uint16_t                    sub_len;
@@ -150,8 +157,14 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
     ngx_insite_gw_jwt_cached_t  *e, times;
     ngx_insite_gw_jwt_result_e   rc;
 
+    /* a changed key set changes the generation: no stale cache hit */
+    if (jc->jwks) {
+        ngx_insite_gw_jwks_refresh(r, jc->jwks);
+    }
+
     if (token->len > NGX_INSITE_GW_JWT_CACHE_TOKEN) {
-        return ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+        rc = ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+        goto verified;
     }
 
     if (ngx_insite_gw_jwt_cache == NULL) {
@@ -159,7 +172,8 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
                                              * sizeof(ngx_insite_gw_jwt_cached_t),
                                              r->connection->log);
         if (ngx_insite_gw_jwt_cache == NULL) {
-            return ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+            rc = ngx_insite_gw_jwt_verify_full(r, jc, token, sub, &times);
+            goto verified;
         }
     }
 
@@ -168,6 +182,7 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
     now = ngx_time();
 
     if (e->jc == jc && e->hash == hash && e->token_len == token->len
+        && e->generation == ngx_insite_gw_jwks_generation
         && ngx_memcmp(e->token, token->data, token->len) == 0
         && !(e->has_exp && (double) now >= e->exp + (double) jc->leeway)
         && !(e->has_nbf && (double) now + (double) jc->leeway < e->nbf))
@@ -178,6 +193,7 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
         }
         ngx_memcpy(sub->data, e->sub, e->sub_len);
         sub->len = e->sub_len;
+        ngx_insite_gw_jwt_verified(r, token);
         return NGX_INSITE_GW_JWT_OK;
     }
 
@@ -185,6 +201,7 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
 
     if (rc == NGX_INSITE_GW_JWT_OK) {
         e->jc = jc;
+        e->generation = ngx_insite_gw_jwks_generation;
         e->hash = hash;
         e->token_len = (uint16_t) token->len;
         ngx_memcpy(e->token, token->data, token->len);
@@ -194,6 +211,12 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
         e->exp = times.exp;
         e->has_nbf = times.has_nbf;
         e->nbf = times.nbf;
+    }
+
+verified:
+
+    if (rc == NGX_INSITE_GW_JWT_OK) {
+        ngx_insite_gw_jwt_verified(r, token);
     }
 
     return rc;
@@ -210,10 +233,10 @@ ngx_insite_gw_jwt_verify_full(ngx_http_request_t *r,
     double                       t;
     time_t                       now;
     json_t                      *hdr, *claims, *v, *a;
-    ngx_str_t                    sig, enc, s;
+    ngx_str_t                    sig, enc, s, kid;
     unsigned int                 maclen;
+    insite_jwa_e                 alg;
     u_char                       mac[EVP_MAX_MD_SIZE];
-    u_char                       canon[64];
     ngx_insite_gw_jwt_result_e   rc;
 
     if (token->len == 0 || token->len > NGX_INSITE_GW_JWT_MAX) {
@@ -238,27 +261,71 @@ ngx_insite_gw_jwt_verify_full(ngx_http_request_t *r,
         return NGX_INSITE_GW_JWT_MALFORMED;
     }
 
-    /* only HS256: refuses "none" and public-key algorithms alike */
+    /*
+     * "alg" only says which of the configured verifiers to ask: HS256 the
+     * secret, anything else the key set, whose key decides what it allows.
+     */
 
     v = json_object_get(hdr, "alg");
-    if (!json_is_string(v) || ngx_strcmp(json_string_value(v), "HS256") != 0)
-    {
+    alg = json_is_string(v)
+          ? insite_jwa_parse(json_string_value(v), json_string_length(v))
+          : INSITE_JWA_UNKNOWN;
+
+    /*
+     * RFC 7515 4.1.11: extensions named in "crit" must be understood; we
+     * understand none.  "jku", "x5u", "jwk" are ignored: keys never come
+     * from the token.
+     */
+    if (json_object_get(hdr, "crit") != NULL) {
         json_decref(hdr);
-        return NGX_INSITE_GW_JWT_ALGORITHM;
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
+    v = json_object_get(hdr, "kid");
+    kid.len = 0;
+    kid.data = (u_char *) "";
+
+    if (v != NULL) {
+        if (!json_is_string(v) || json_string_length(v) == 0
+            || json_string_length(v) > INSITE_JWK_KID_MAX)
+        {
+            json_decref(hdr);
+            return NGX_INSITE_GW_JWT_MALFORMED;
+        }
+
+        kid.len = json_string_length(v);
+        kid.data = ngx_pnalloc(r->pool, kid.len);
+        if (kid.data == NULL) {
+            json_decref(hdr);
+            return NGX_INSITE_GW_JWT_MALFORMED;
+        }
+        ngx_memcpy(kid.data, json_string_value(v), kid.len);
     }
 
     json_decref(hdr);
 
+    if (alg == INSITE_JWA_UNKNOWN
+        || (alg == INSITE_JWA_HS256 && jc->secret.len == 0)
+        || (alg != INSITE_JWA_HS256 && jc->jwks == NULL))
+    {
+        return NGX_INSITE_GW_JWT_ALGORITHM;
+    }
+
     if (ngx_insite_gw_b64url_decode(r->pool, dot2 + 1, last - dot2 - 1, &sig)
         != NGX_OK
-        || sig.len != 32)
+        || sig.len > 1024
+        || (alg == INSITE_JWA_HS256 && sig.len != 32))
     {
         return NGX_INSITE_GW_JWT_MALFORMED;
     }
 
     /* one encoding per signature: no malleable trailing bits */
 
-    enc.data = canon;
+    enc.data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(sig.len));
+    if (enc.data == NULL) {
+        return NGX_INSITE_GW_JWT_MALFORMED;
+    }
+
     ngx_encode_base64url(&enc, &sig);
 
     if (enc.len != (size_t) (last - dot2 - 1)
@@ -267,16 +334,25 @@ ngx_insite_gw_jwt_verify_full(ngx_http_request_t *r,
         return NGX_INSITE_GW_JWT_MALFORMED;
     }
 
-    if (HMAC(EVP_sha256(), jc->secret.data, (int) jc->secret.len,
-             p, dot2 - p, mac, &maclen)
-        == NULL
-        || maclen != 32)
-    {
-        return NGX_INSITE_GW_JWT_SIGNATURE;
-    }
+    if (alg != INSITE_JWA_HS256) {
+        rc = ngx_insite_gw_jwks_verify(r, jc->jwks, alg, &kid, p, dot2 - p,
+                                       sig.data, sig.len);
+        if (rc != NGX_INSITE_GW_JWT_OK) {
+            return rc;
+        }
 
-    if (CRYPTO_memcmp(mac, sig.data, 32) != 0) {
-        return NGX_INSITE_GW_JWT_SIGNATURE;
+    } else {
+        if (HMAC(EVP_sha256(), jc->secret.data, (int) jc->secret.len,
+                 p, dot2 - p, mac, &maclen)
+            == NULL
+            || maclen != 32)
+        {
+            return NGX_INSITE_GW_JWT_SIGNATURE;
+        }
+
+        if (CRYPTO_memcmp(mac, sig.data, 32) != 0) {
+            return NGX_INSITE_GW_JWT_SIGNATURE;
+        }
     }
 
     /* the signature holds: now the claims */

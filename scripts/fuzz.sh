@@ -6,6 +6,7 @@
 #
 #   FUZZ_SECONDS=10 scripts/fuzz.sh              what CI runs
 #   scripts/fuzz.sh ws_frame                     only fuzz_ws_frame.c
+#   scripts/fuzz.sh jwk                          only fuzz_jwk.c (JWKS, claims)
 #
 # Crash inputs are left in build/fuzz/artifacts/<name>/; reproduce one with
 #   build/fuzz/fuzz_<name> build/fuzz/artifacts/<name>/crash-...
