@@ -162,7 +162,7 @@ for my $i (1 .. 10) {
     my $r = Insite::WS->publish($port, $hc, { type => 'tick', data => { i => $i } }, path => '/pub3');
     $HE = $r->{json}{epoch};
 }
-is($redis->cli('ZCARD', "insite:hist:$hc"), 3, 'history keeps 3 messages');
+is($redis->cli('ZCARD', "insite:{$hc}:hist"), 3, 'history keeps 3 messages');
 {
     my $ws = client();
     my @got = ($ws->subscribe([$hc], since => { $hc => 2 }), frames_after($ws, seq => 10));
