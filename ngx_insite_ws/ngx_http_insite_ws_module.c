@@ -77,7 +77,7 @@ static ngx_http_insite_ws_bounds_t  ngx_insite_ws_max_message_size_bounds =
                          "128 to 16m");
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_send_buffer_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 1024, 1024 * 1024 * 1024,
-                         "1k to 1g");
+                         "1k to 1024m");
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_history_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 0, INSITE_CHANNEL_HISTORY_MAX,
                          "0 to 1000000");
@@ -619,7 +619,7 @@ ngx_http_insite_ws_subscribe_rate(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
     rate = NGX_ERROR;
 
-    if (value[1].len > 4
+    if (value[1].len > 3
         && ngx_strncmp(value[1].data + value[1].len - 3, "r/s", 3) == 0)
     {
         rate = ngx_atoi(value[1].data, value[1].len - 3);
