@@ -343,6 +343,22 @@ ngx_insite_ws_channel_position(ngx_insite_ws_channel_t *ch, uint64_t top,
         if (ngx_insite_ws_channel_first_epoch(ch)) {
             ngx_insite_ws_channel_set_epoch(ch, epoch);
 
+        } else if (epoch->len == 0) {
+            /*
+             * Redis lost the channel (no state, no epoch) and nobody has
+             * published since: there is nothing to deliver yet.  The old
+             * epoch is kept, so the first publish (a new epoch) resets the
+             * subscribers before its data; last_seq 0 waits for its seq 1.
+             */
+            if (ch->last_seq) {
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "insite ws: channel \"%V\": Redis lost its "
+                              "state; subscribers get a reset with the next "
+                              "message", &ch->node.str);
+                ch->last_seq = 0;
+                ch->max_seen = 0;
+            }
+
         } else {
             ngx_insite_ws_channel_epoch(ch, epoch);
             return;
