@@ -47,6 +47,25 @@ insite_channel_token_valid(const char *s, size_t len, size_t max)
 
 
 int
+insite_channel_idem_valid(const char *s, size_t len)
+{
+    size_t  i;
+
+    if (s == NULL || len == 0 || len > INSITE_CHANNEL_IDEM_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] <= ' ' || (unsigned char) s[i] >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
 insite_channel_name_valid(const char *s, size_t len)
 {
     return insite_channel_token_valid(s, len, INSITE_CHANNEL_NAME_MAX);
@@ -173,9 +192,7 @@ insite_channel_key(char *buf, size_t size, const char *prefix, size_t plen,
         break;
 
     case INSITE_CHANNEL_KEY_IDEM:
-        if (!insite_channel_token_valid(idem, idem_len,
-                                        INSITE_CHANNEL_IDEM_MAX))
-        {
+        if (!insite_channel_idem_valid(idem, idem_len)) {
             return 0;
         }
 
@@ -396,12 +413,9 @@ insite_channel_publish_args(insite_channel_publish_args_t *a,
         return -1;
     }
 
-    if (m->idem
-        && !insite_channel_token_valid(m->idem, m->idem_len,
-                                       INSITE_CHANNEL_IDEM_MAX))
-    {
-        insite_channel_why(why, whylen, "Idempotency-Key is 1-128 characters "
-                                        "of A-Z a-z 0-9 _ . : -");
+    if (m->idem && !insite_channel_idem_valid(m->idem, m->idem_len)) {
+        insite_channel_why(why, whylen, "Idempotency-Key is 1-128 visible "
+                                        "ASCII characters");
         return -1;
     }
 

@@ -44,6 +44,11 @@ int insite_channel_name_valid(const char *s, size_t len);
  * (message types, idempotency keys) */
 int insite_channel_token_valid(const char *s, size_t len, size_t max);
 
+/* 1 when s[0..len) is an idempotency key: 1..128 visible ASCII characters
+ * (0x21-0x7e).  Any of them is safe inside the channel's hash tag: the tag
+ * is the first {...}, and channel names cannot contain braces. */
+int insite_channel_idem_valid(const char *s, size_t len);
+
 /* 1 when a key prefix is usable: 0..64 printable ASCII characters without
  * white space or braces (a brace would break the hash tag) */
 int insite_channel_prefix_valid(const char *s, size_t len);

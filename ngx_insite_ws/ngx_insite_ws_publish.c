@@ -94,15 +94,13 @@ ngx_insite_ws_publish_handler(ngx_http_request_t *r)
     if (h) {
         ctx->idempotency_key = h->value;
 
-        if (!insite_channel_token_valid((char *) ctx->idempotency_key.data,
-                                        ctx->idempotency_key.len,
-                                        INSITE_CHANNEL_IDEM_MAX))
+        if (!insite_channel_idem_valid((char *) ctx->idempotency_key.data,
+                                       ctx->idempotency_key.len))
         {
             return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
                                         "bad_request",
-                                        "Idempotency-Key is 1-128 "
-                                        "characters of A-Z a-z 0-9 _ . : -",
-                                        NULL, NULL);
+                                        "Idempotency-Key is 1-128 visible "
+                                        "ASCII characters", NULL, NULL);
         }
     }
 

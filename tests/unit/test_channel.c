@@ -123,6 +123,12 @@ static void test_keys(void **state)
     assert_int_equal(insite_channel_key(a, sizeof(a), "in{", 3, INSITE_CHANNEL_KEY_STATE, "X", 1, NULL, 0), 0);
     assert_int_equal(insite_channel_key(a, sizeof(a), "", 0, INSITE_CHANNEL_KEY_STATE, "X}", 2, NULL, 0), 0);
     assert_int_equal(insite_channel_key(a, sizeof(a), "", 0, INSITE_CHANNEL_KEY_IDEM, "X", 1, "", 0), 0);
+    assert_int_equal(insite_channel_key(a, sizeof(a), "", 0, INSITE_CHANNEL_KEY_IDEM, "X", 1, "a b", 3), 0);
+    /* any visible ASCII in a key (the collector's "q:1.2|3|4"): still in X's tag */
+    insite_channel_key(a, sizeof(a), "", 0, INSITE_CHANNEL_KEY_IDEM, "X", 1, "q:}{|", 5);
+    assert_string_equal(a, "{X}:idem:q:}{|");
+    assert_true(insite_channel_idem_valid("q:1.5|2|3", 9));
+    assert_false(insite_channel_idem_valid("caf\xc3\xa9", 5));
     assert_int_equal(insite_channel_key(a, 5, "insite:", 7, INSITE_CHANNEL_KEY_STATE, "X", 1, NULL, 0), 0);
 
     /* the longest everything fits the documented maximum */
