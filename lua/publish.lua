@@ -4,9 +4,13 @@
 -- three in one script is what makes seq order equal delivery order across
 -- every publisher (nginx workers, collectors) and every nginx server.
 --
--- KEYS[1]  channel state hash   <prefix>ch:<channel>     fields seq, epoch
--- KEYS[2]  channel history zset <prefix>hist:<channel>   score = seq
--- KEYS[3]  idempotency key      <prefix>idem:<channel>:<key>, or "" for none
+-- The arguments are built by insite_channel_publish_args()
+-- (ngx_insite_ws/insite_channel.c), the one home of the key layout:
+--
+-- KEYS[1]  channel state hash   <prefix>{<channel>}:seq    fields seq, epoch
+-- KEYS[2]  channel history zset <prefix>{<channel>}:hist   score = seq
+-- KEYS[3]  idempotency key      <prefix>{<channel>}:idem:<key> (optional:
+--          absent when the publish has no key)
 -- ARGV[1]  channel name (already validated: [A-Za-z0-9_.:-]{1,128})
 -- ARGV[2]  message type ("stock_update", ...)
 -- ARGV[3]  data: a JSON value, inserted verbatim
@@ -14,7 +18,10 @@
 -- ARGV[5]  history length to keep (0 = none)
 -- ARGV[6]  epoch candidate: a random id used only if the channel has none yet
 -- ARGV[7]  pub/sub channel to PUBLISH on (<prefix>pub:<channel>)
--- ARGV[8]  idempotency key lifetime in seconds
+-- ARGV[8]  idempotency key lifetime in seconds (>= 1 when KEYS[3] is given)
+--
+-- Every argument is checked before the first write: a publish that answers
+-- an error has changed nothing.
 --
 -- Returns { seq, epoch, duplicate }: duplicate = 1 when the idempotency key was
 -- seen before; then nothing is published and seq is the first publish's.
@@ -23,16 +30,34 @@
 
 local state, hist, idem = KEYS[1], KEYS[2], KEYS[3]
 
-redis.call('HSETNX', state, 'epoch', ARGV[6])
-local epoch = redis.call('HGET', state, 'epoch')
+local keep = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[8])
 
-if idem ~= '' then
+if state == nil or hist == nil or #KEYS > 3 then
+    return redis.error_reply('ERR insite publish: 2 or 3 keys expected')
+end
+if ARGV[1] == nil or ARGV[1] == '' or ARGV[2] == nil or ARGV[2] == ''
+   or ARGV[3] == nil or ARGV[3] == '' or ARGV[6] == nil or ARGV[6] == ''
+   or ARGV[7] == nil or ARGV[7] == '' then
+    return redis.error_reply('ERR insite publish: missing argument')
+end
+if keep == nil or keep < 0 or keep ~= math.floor(keep) then
+    return redis.error_reply('ERR insite publish: bad history length')
+end
+if idem ~= nil and (ttl == nil or ttl < 1 or ttl ~= math.floor(ttl)) then
+    return redis.error_reply('ERR insite publish: bad idempotency lifetime')
+end
+
+if idem ~= nil then
     local prev = redis.call('GET', idem)
     if prev then
-        return { tonumber(prev), epoch, 1 }
+        local e = redis.call('HGET', state, 'epoch')
+        return { tonumber(prev), e or '', 1 }
     end
 end
 
+redis.call('HSETNX', state, 'epoch', ARGV[6])
+local epoch = redis.call('HGET', state, 'epoch')
 local seq = redis.call('HINCRBY', state, 'seq', 1)
 
 local msg = '{"type":' .. cjson.encode(ARGV[2])
@@ -41,14 +66,13 @@ local msg = '{"type":' .. cjson.encode(ARGV[2])
     .. ',"ts":"' .. ARGV[4]
     .. '","data":' .. ARGV[3] .. '}'
 
-local keep = tonumber(ARGV[5])
 if keep > 0 then
     redis.call('ZADD', hist, seq, msg)
     redis.call('ZREMRANGEBYRANK', hist, 0, -(keep + 1))
 end
 
-if idem ~= '' then
-    redis.call('SET', idem, seq, 'EX', tonumber(ARGV[8]))
+if idem ~= nil then
+    redis.call('SET', idem, seq, 'EX', ttl)
 end
 
 redis.call('PUBLISH', ARGV[7], seq .. ' ' .. epoch .. '\n' .. msg)

@@ -101,6 +101,57 @@ ngx_http_insite_create_main_conf(ngx_conf_t *cf)
 }
 
 
+ngx_int_t
+ngx_insite_cookie_identity_set(ngx_conf_t *cf)
+{
+    void                         **clcfp;
+    ngx_http_insite_main_conf_t   *imcf;
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_module);
+
+    if (imcf->cookie_identity == NULL) {
+        imcf->cookie_identity = ngx_array_create(cf->pool, 4, sizeof(void *));
+        if (imcf->cookie_identity == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    clcfp = ngx_array_push(imcf->cookie_identity);
+    if (clcfp == NULL) {
+        return NGX_ERROR;
+    }
+
+    *clcfp = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_insite_cookie_identity(ngx_conf_t *cf, void *clcf)
+{
+    void                         **clcfp;
+    ngx_uint_t                     i;
+    ngx_http_insite_main_conf_t   *imcf;
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_module);
+
+    if (imcf->cookie_identity == NULL) {
+        return 0;
+    }
+
+    clcfp = imcf->cookie_identity->elts;
+
+    for (i = 0; i < imcf->cookie_identity->nelts; i++) {
+        if (clcfp[i] == clcf) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * Runs before any directive of the http block is read, so every module can
  * register metrics from its directive handlers on.

@@ -32,6 +32,9 @@ typedef struct {
 
     /* per worker, from init_process */
     ngx_insite_redis_t         *redis;
+
+    /* locations whose user comes from a cookie (ngx_http_core_loc_conf_t *) */
+    ngx_array_t                *cookie_identity;
 } ngx_http_insite_main_conf_t;
 
 
@@ -45,6 +48,20 @@ ngx_insite_redis_t *ngx_insite_redis_shared(void);
  * (a pub/sub subscriber cannot share the command connection). */
 ngx_insite_redis_conf_t *ngx_insite_redis_shared_conf(ngx_cycle_t *cycle);
 ngx_insite_redis_metrics_t *ngx_insite_redis_shared_metrics(ngx_cycle_t *cycle);
+
+
+/*
+ * Facts one module states about a location for the others, so that no
+ * module reads another's configuration structs.  The gateway, while its
+ * location configuration is merged, says "the user of this location may
+ * come from a cookie" (insite_gateway_jwt on|optional with
+ * insite_gateway_jwt_cookie); the WebSocket module then requires an Origin
+ * allow-list there.  Set during merges, read from postconfiguration on
+ * (every location is merged by then).  clcf: the location's
+ * ngx_http_core_loc_conf_t.
+ */
+ngx_int_t ngx_insite_cookie_identity_set(ngx_conf_t *cf);
+ngx_uint_t ngx_insite_cookie_identity(ngx_conf_t *cf, void *clcf);
 
 
 #endif /* _NGX_INSITE_CORE_H_INCLUDED_ */

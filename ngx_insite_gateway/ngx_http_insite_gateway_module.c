@@ -363,6 +363,14 @@ ngx_http_insite_gw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->jwt_conf.leeway, prev->jwt_conf.leeway, 0);
     ngx_conf_merge_str_value(conf->jwt_cookie, prev->jwt_cookie, "");
 
+    /* tell the others (ngx_insite_core.h): the WebSocket module requires an
+       Origin allow-list where a cookie names the user */
+    if (conf->jwt != NGX_INSITE_GW_JWT_OFF && conf->jwt_cookie.len
+        && ngx_insite_cookie_identity_set(cf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (!conf->claims_set) {
         conf->claims_set = prev->claims_set;
         conf->jwt_conf.iss = prev->jwt_conf.iss;

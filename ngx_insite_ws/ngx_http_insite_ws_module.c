@@ -19,11 +19,70 @@ static char *ngx_http_insite_ws_handler_set(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_insite_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_insite_ws_channels(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_insite_ws_subscribe_rate(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_insite_ws_prefix(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_insite_ws_bounds_check(ngx_conf_t *cf, void *post,
+    void *data);
+static ngx_int_t ngx_http_insite_ws_origin_check(ngx_conf_t *cf,
+    ngx_http_insite_ws_main_conf_t *wmcf);
 static ngx_int_t ngx_http_insite_ws_register_metrics(ngx_conf_t *cf,
     ngx_http_insite_ws_main_conf_t *wmcf);
 static ngx_int_t ngx_http_insite_ws_init_process(ngx_cycle_t *cycle);
 static void ngx_http_insite_ws_exit_process(ngx_cycle_t *cycle);
 
+
+
+/*
+ * Every time and size directive has a range, checked when the configuration
+ * is read: "insite_ws_check_interval 0" would spin the workers.  The post
+ * handler of nginx's set slots gets the parsed value.
+ */
+
+#define NGX_INSITE_WS_MSEC  0
+#define NGX_INSITE_WS_SEC   1
+#define NGX_INSITE_WS_SIZE  2
+#define NGX_INSITE_WS_NUM   3
+
+typedef struct {
+    ngx_conf_post_handler_pt  post_handler;
+    ngx_uint_t                kind;
+    uint64_t                  low;
+    uint64_t                  high;
+    const char               *range;          /* for the error */
+} ngx_http_insite_ws_bounds_t;
+
+
+#define ngx_insite_ws_bounds(kind, low, high, text)                          \
+    { ngx_http_insite_ws_bounds_check, kind, low, high, text }
+
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_max_connections_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 1, 10000000, "1 to 10000000");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_check_interval_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_MSEC, 100, 60000, "100ms to 60s");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_shutdown_spread_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_MSEC, 0, 600000, "0 to 10m");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_idempotency_ttl_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SEC, 1, INSITE_CHANNEL_IDEM_TTL_MAX,
+                         "1s to 30d");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_ping_interval_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_MSEC, 100, 3600000, "100ms to 1h");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_idle_timeout_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_MSEC, 100, 86400000, "100ms to 24h");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_max_message_size_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 128, 16 * 1024 * 1024,
+                         "128 to 16m");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_send_buffer_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 1024, 1024 * 1024 * 1024,
+                         "1k to 1024m");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_history_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 0, INSITE_CHANNEL_HISTORY_MAX,
+                         "0 to 1000000");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_max_channels_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 1, 100000, "1 to 100000");
 
 
 static ngx_command_t  ngx_http_insite_ws_commands[] = {
@@ -54,11 +113,11 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_main_conf_t, max_connections),
-      NULL },
+      &ngx_insite_ws_max_connections_bounds },
 
     { ngx_string("insite_ws_key_prefix"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_insite_ws_prefix,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_main_conf_t, prefix),
       NULL },
@@ -68,63 +127,63 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_main_conf_t, check_interval),
-      NULL },
+      &ngx_insite_ws_check_interval_bounds },
 
     { ngx_string("insite_ws_shutdown_spread"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_main_conf_t, shutdown_spread),
-      NULL },
+      &ngx_insite_ws_shutdown_spread_bounds },
 
     { ngx_string("insite_ws_idempotency_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_sec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_main_conf_t, idempotency_ttl),
-      NULL },
+      &ngx_insite_ws_idempotency_ttl_bounds },
 
     { ngx_string("insite_ws_ping_interval"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, ping_interval),
-      NULL },
+      &ngx_insite_ws_ping_interval_bounds },
 
     { ngx_string("insite_ws_idle_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, idle_timeout),
-      NULL },
+      &ngx_insite_ws_idle_timeout_bounds },
 
     { ngx_string("insite_ws_max_message_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, max_message_size),
-      NULL },
+      &ngx_insite_ws_max_message_size_bounds },
 
     { ngx_string("insite_ws_send_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, send_buffer),
-      NULL },
+      &ngx_insite_ws_send_buffer_bounds },
 
     { ngx_string("insite_ws_history"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, history),
-      NULL },
+      &ngx_insite_ws_history_bounds },
 
     { ngx_string("insite_ws_max_channels"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, max_channels),
-      NULL },
+      &ngx_insite_ws_max_channels_bounds },
 
     { ngx_string("insite_ws_allowed_origins"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
@@ -145,6 +204,27 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_insite_ws_loc_conf_t, private_prefix),
+      NULL },
+
+    { ngx_string("insite_ws_allow_any_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, allow_any_origin),
+      NULL },
+
+    { ngx_string("insite_ws_channels"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_insite_ws_channels,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("insite_ws_subscribe_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_insite_ws_subscribe_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -197,6 +277,13 @@ ngx_http_insite_ws_create_main_conf(ngx_conf_t *cf)
     wmcf->shutdown_spread = NGX_CONF_UNSET_MSEC;
     wmcf->idempotency_ttl = NGX_CONF_UNSET;
 
+    if (ngx_array_init(&wmcf->ws_locations, cf->pool, 4,
+                       sizeof(ngx_insite_ws_location_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return wmcf;
 }
 
@@ -246,7 +333,11 @@ ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf)
     conf->history = NGX_CONF_UNSET_UINT;
     conf->max_channels = NGX_CONF_UNSET_UINT;
     conf->allowed_origins = NGX_CONF_UNSET_PTR;
+    conf->allow_any_origin = NGX_CONF_UNSET;
     conf->user = NGX_CONF_UNSET_PTR;
+    conf->channels = NGX_CONF_UNSET_PTR;
+    conf->subscribe_rate = NGX_CONF_UNSET_UINT;
+    conf->subscribe_burst = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -258,7 +349,11 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_insite_ws_loc_conf_t *prev = parent;
     ngx_http_insite_ws_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+    ngx_insite_ws_location_t        *wlcfp;
+
+    wmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_ws_module);
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->publish, prev->publish, 0);
@@ -273,20 +368,37 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->max_channels, prev->max_channels, 100);
     ngx_conf_merge_ptr_value(conf->allowed_origins, prev->allowed_origins,
                              NULL);
+    ngx_conf_merge_value(conf->allow_any_origin, prev->allow_any_origin, 0);
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
     ngx_conf_merge_str_value(conf->private_prefix, prev->private_prefix, "");
+    ngx_conf_merge_ptr_value(conf->channels, prev->channels, NULL);
 
-    if (conf->ping_interval == 0 || conf->idle_timeout == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "insite_ws_ping_interval and "
-                           "insite_ws_idle_timeout must not be 0");
-        return NGX_CONF_ERROR;
+    if (conf->subscribe_rate == NGX_CONF_UNSET_UINT) {
+        conf->subscribe_rate = prev->subscribe_rate == NGX_CONF_UNSET_UINT
+                               ? 20 : prev->subscribe_rate;
+        conf->subscribe_burst = prev->subscribe_burst == NGX_CONF_UNSET_UINT
+                                ? 0 : prev->subscribe_burst;
     }
 
-    if (conf->max_message_size < 128) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "insite_ws_max_message_size must be at least 128");
-        return NGX_CONF_ERROR;
+    if (conf->subscribe_burst == 0) {
+        /* default: the connection's whole channel allowance at once */
+        conf->subscribe_burst = ngx_max(conf->max_channels,
+                                        conf->subscribe_rate);
+    }
+
+    /* the ranges of the single values are checked as they are read */
+
+    if (conf->enable == 1) {
+        /* checked in postconfiguration, once the gateway has said which
+           locations take their user from a cookie */
+        wlcfp = ngx_array_push(&wmcf->ws_locations);
+        if (wlcfp == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        wlcfp->wlcf = conf;
+        wlcfp->clcf = ngx_http_conf_get_module_loc_conf(cf,
+                                                        ngx_http_core_module);
     }
 
     /*
@@ -377,6 +489,212 @@ ngx_http_insite_ws_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_insite_ws_bounds_check(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_http_insite_ws_bounds_t *b = post;
+
+    u_char     *p;
+    uint64_t    v;
+    ngx_str_t  *value;
+
+    switch (b->kind) {
+    case NGX_INSITE_WS_MSEC:
+        v = *(ngx_msec_t *) data;
+        break;
+    case NGX_INSITE_WS_SEC:
+        v = (uint64_t) *(time_t *) data;
+        break;
+    case NGX_INSITE_WS_SIZE:
+        v = *(size_t *) data;
+        break;
+    default:
+        v = (uint64_t) *(ngx_int_t *) data;
+        break;
+    }
+
+    if (v >= b->low && v <= b->high) {
+        return NGX_CONF_OK;
+    }
+
+    value = cf->args->elts;
+
+    /* nginx prints: "<directive>" directive <this> */
+    p = ngx_pnalloc(cf->pool, value[1].len + 64);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(p, "must be %s, not \"%V\"%Z", b->range, &value[1]);
+
+    return (char *) p;
+}
+
+
+static char *
+ngx_http_insite_ws_prefix(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_insite_ws_main_conf_t *wmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (wmcf->prefix.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* a brace would break the channels' Redis Cluster hash tags */
+    if (!insite_channel_prefix_valid((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"insite_ws_key_prefix\" must be up to 64 "
+                           "printable characters without white space or "
+                           "braces, not \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wmcf->prefix = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_insite_ws_channels(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_insite_ws_loc_conf_t *wlcf = conf;
+
+    ngx_str_t   *value, *pat;
+    ngx_uint_t   i;
+
+    if (wlcf->channels != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    wlcf->channels = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                      sizeof(ngx_str_t));
+    if (wlcf->channels == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (!insite_channel_glob_valid((char *) value[i].data, value[i].len))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"insite_ws_channels\": invalid pattern "
+                               "\"%V\": 1-128 characters of A-Z a-z 0-9 "
+                               "_ . : - and *", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        pat = ngx_array_push(wlcf->channels);
+        if (pat == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *pat = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* insite_ws_subscribe_rate <n>r/s [burst=<m>] */
+
+static char *
+ngx_http_insite_ws_subscribe_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_insite_ws_loc_conf_t *wlcf = conf;
+
+    ngx_int_t   rate, burst;
+    ngx_str_t  *value;
+
+    if (wlcf->subscribe_rate != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    rate = NGX_ERROR;
+
+    if (value[1].len > 3
+        && ngx_strncmp(value[1].data + value[1].len - 3, "r/s", 3) == 0)
+    {
+        rate = ngx_atoi(value[1].data, value[1].len - 3);
+    }
+
+    if (rate < 1 || rate > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"insite_ws_subscribe_rate\" must be 1r/s to "
+                           "100000r/s, not \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    burst = 0;
+
+    if (cf->args->nelts == 3) {
+        burst = NGX_ERROR;
+
+        if (value[2].len > 6 && ngx_strncmp(value[2].data, "burst=", 6) == 0)
+        {
+            burst = ngx_atoi(value[2].data + 6, value[2].len - 6);
+        }
+
+        if (burst < 1 || burst > 100000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"insite_ws_subscribe_rate\": burst must be "
+                               "burst=1 to burst=100000, not \"%V\"",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    wlcf->subscribe_rate = rate;
+    wlcf->subscribe_burst = burst;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Cross-site WebSocket hijacking: where a cookie names the user, any page
+ * the user visits could open the socket with that cookie.  Browsers always
+ * send Origin: such a location needs an allow-list, or says explicitly that
+ * any origin is fine (insite_ws_allow_any_origin on).
+ */
+
+static ngx_int_t
+ngx_http_insite_ws_origin_check(ngx_conf_t *cf,
+    ngx_http_insite_ws_main_conf_t *wmcf)
+{
+    ngx_uint_t                 i;
+    ngx_insite_ws_location_t  *loc;
+
+    loc = wmcf->ws_locations.elts;
+
+    for (i = 0; i < wmcf->ws_locations.nelts; i++) {
+        if (loc[i].wlcf->allowed_origins != NULL
+            || loc[i].wlcf->allow_any_origin
+            || !ngx_insite_cookie_identity(cf, loc[i].clcf))
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "location \"%V\": insite_ws takes its user from a "
+                      "cookie (insite_gateway_jwt_cookie): set "
+                      "\"insite_ws_allowed_origins\" (or, knowingly, "
+                      "\"insite_ws_allow_any_origin on\")",
+                      &loc[i].clcf->name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_insite_ws_postconfiguration(ngx_conf_t *cf)
 {
@@ -392,6 +710,10 @@ ngx_http_insite_ws_postconfiguration(ngx_conf_t *cf)
 
     if (!wmcf->used) {
         return NGX_OK;
+    }
+
+    if (ngx_http_insite_ws_origin_check(cf, wmcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (ngx_insite_ws_limit_init_conf(cf, wmcf) != NGX_OK) {

@@ -17,6 +17,9 @@
  *   ngx_insite_ws_publish.c       the insite_ws_publish HTTP endpoint
  *   ngx_insite_ws_status.c        the insite_ws_status JSON endpoint
  *   insite_ws_frame.c             RFC 6455 framing, plain C (fuzzed)
+ *   insite_channel.c              the channel contract: names, Redis keys,
+ *                                 publish bodies and script arguments,
+ *                                 plain C shared with the workers (fuzzed)
  */
 
 #ifndef _NGX_INSITE_WS_H_INCLUDED_
@@ -25,9 +28,10 @@
 
 #include "ngx_insite_core.h"
 #include "insite_ws_frame.h"
+#include "insite_channel.h"
 
 
-#define NGX_INSITE_WS_CHANNEL_MAX     128
+#define NGX_INSITE_WS_CHANNEL_MAX     INSITE_CHANNEL_NAME_MAX
 #define NGX_INSITE_WS_EPOCH_LEN       16
 #define NGX_INSITE_WS_HISTORY_BATCH   500
 #define NGX_INSITE_WS_LAST_MAX        1000
@@ -74,6 +78,16 @@ typedef struct {
 } ngx_insite_ws_metrics_t;
 
 
+typedef struct ngx_http_insite_ws_loc_conf_s  ngx_http_insite_ws_loc_conf_t;
+
+
+/* an insite_ws location, for checks made once everything is merged */
+typedef struct {
+    ngx_http_insite_ws_loc_conf_t  *wlcf;
+    ngx_http_core_loc_conf_t       *clcf;
+} ngx_insite_ws_location_t;
+
+
 typedef struct {
     ngx_str_t                   prefix;           /* Redis key prefix */
     ngx_uint_t                  max_connections;
@@ -82,6 +96,7 @@ typedef struct {
     time_t                      idempotency_ttl;
     ngx_uint_t                  used;             /* ws or publish somewhere */
     ngx_shm_zone_t             *limit_zone;       /* connection counts */
+    ngx_array_t                 ws_locations;     /* ngx_insite_ws_location_t */
 
     ngx_insite_ws_metrics_t     metrics;
 
@@ -100,7 +115,7 @@ typedef struct {
 } ngx_http_insite_ws_main_conf_t;
 
 
-typedef struct {
+struct ngx_http_insite_ws_loc_conf_s {
     ngx_flag_t                  enable;
     ngx_flag_t                  publish;
     ngx_flag_t                  status;
@@ -111,9 +126,13 @@ typedef struct {
     ngx_uint_t                  history;
     ngx_uint_t                  max_channels;
     ngx_array_t                *allowed_origins;  /* ngx_str_t */
+    ngx_flag_t                  allow_any_origin;
     ngx_http_complex_value_t   *user;
     ngx_str_t                   private_prefix;
-} ngx_http_insite_ws_loc_conf_t;
+    ngx_array_t                *channels;         /* ngx_str_t patterns */
+    ngx_uint_t                  subscribe_rate;   /* channels per second */
+    ngx_uint_t                  subscribe_burst;
+};
 
 
 struct ngx_insite_ws_conn_s {
@@ -145,6 +164,8 @@ struct ngx_insite_ws_conn_s {
     ngx_queue_t                 subs;             /* ngx_insite_ws_sub_t */
     ngx_uint_t                  nsubs;
     ngx_queue_t                 requests;         /* subscribes in flight */
+    ngx_uint_t                  sub_tokens;       /* insite_ws_subscribe_rate */
+    ngx_msec_t                  sub_refill;       /* last refill */
 
     ngx_event_t                 heartbeat;
     ngx_event_t                 going_away;
@@ -277,6 +298,8 @@ void ngx_insite_ws_channel_unbusy(ngx_insite_ws_channel_t *ch);
 void ngx_insite_ws_channels_resubscribe(void);
 void ngx_insite_ws_channels_check(void);
 ngx_int_t ngx_insite_ws_channel_name_valid(ngx_str_t *name);
+ngx_int_t ngx_insite_ws_channel_known(ngx_http_insite_ws_loc_conf_t *wlcf,
+    ngx_str_t *name);
 
 /* redis */
 ngx_int_t ngx_insite_ws_redis_init(ngx_cycle_t *cycle);

@@ -35,6 +35,8 @@ static ngx_int_t ngx_insite_ws_channel_same_epoch(ngx_insite_ws_channel_t *ch,
     ngx_str_t *epoch);
 static void ngx_insite_ws_channel_set_epoch(ngx_insite_ws_channel_t *ch,
     ngx_str_t *epoch);
+static ngx_int_t ngx_insite_ws_channel_first_epoch(
+    ngx_insite_ws_channel_t *ch);
 static void ngx_insite_ws_sub_history(ngx_insite_ws_channel_t *ch,
     ngx_insite_ws_sub_t *sub, redisReply *reply);
 static void ngx_insite_ws_channel_check_reply(
@@ -53,26 +55,36 @@ typedef struct {
 ngx_int_t
 ngx_insite_ws_channel_name_valid(ngx_str_t *name)
 {
-    u_char  *p, *last, c;
+    return insite_channel_name_valid((char *) name->data, name->len)
+           ? NGX_OK : NGX_DECLINED;
+}
 
-    if (name->len == 0 || name->len > NGX_INSITE_WS_CHANNEL_MAX) {
-        return NGX_DECLINED;
+
+/* insite_ws_channels: NGX_OK when the name matches a pattern, or when the
+   location names none (every valid name exists) */
+
+ngx_int_t
+ngx_insite_ws_channel_known(ngx_http_insite_ws_loc_conf_t *wlcf,
+    ngx_str_t *name)
+{
+    ngx_str_t   *pat;
+    ngx_uint_t   i;
+
+    if (wlcf->channels == NULL) {
+        return NGX_OK;
     }
 
-    for (p = name->data, last = p + name->len; p < last; p++) {
-        c = *p;
+    pat = wlcf->channels->elts;
 
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':'
-            || c == '-')
+    for (i = 0; i < wlcf->channels->nelts; i++) {
+        if (insite_channel_glob_match((char *) pat[i].data, pat[i].len,
+                                      (char *) name->data, name->len))
         {
-            continue;
+            return NGX_OK;
         }
-
-        return NGX_DECLINED;
     }
 
-    return NGX_OK;
+    return NGX_DECLINED;
 }
 
 
@@ -328,8 +340,29 @@ ngx_insite_ws_channel_position(ngx_insite_ws_channel_t *ch, uint64_t top,
     }
 
     if (!ngx_insite_ws_channel_same_epoch(ch, epoch)) {
-        ngx_insite_ws_channel_epoch(ch, epoch);
-        return;
+        if (ngx_insite_ws_channel_first_epoch(ch)) {
+            ngx_insite_ws_channel_set_epoch(ch, epoch);
+
+        } else if (epoch->len == 0) {
+            /*
+             * Redis lost the channel (no state, no epoch) and nobody has
+             * published since: there is nothing to deliver yet.  The old
+             * epoch is kept, so the first publish (a new epoch) resets the
+             * subscribers before its data; last_seq 0 waits for its seq 1.
+             */
+            if (ch->last_seq) {
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "insite ws: channel \"%V\": Redis lost its "
+                              "state; subscribers get a reset with the next "
+                              "message", &ch->node.str);
+                ch->last_seq = 0;
+                ch->max_seen = 0;
+            }
+
+        } else {
+            ngx_insite_ws_channel_epoch(ch, epoch);
+            return;
+        }
     }
 
     if (ch->state == NGX_INSITE_WS_CH_POSITIONING) {
@@ -472,8 +505,13 @@ ngx_insite_ws_channel_message(ngx_str_t *name, u_char *payload, size_t len)
     }
 
     if (!ngx_insite_ws_channel_same_epoch(ch, &epoch)) {
-        ngx_insite_ws_channel_epoch(ch, &epoch);
-        return;
+        if (ngx_insite_ws_channel_first_epoch(ch)) {
+            ngx_insite_ws_channel_set_epoch(ch, &epoch);
+
+        } else {
+            ngx_insite_ws_channel_epoch(ch, &epoch);
+            return;
+        }
     }
 
     ch->max_seen = ngx_max(ch->max_seen, seq);
@@ -782,6 +820,20 @@ ngx_insite_ws_channel_same_epoch(ngx_insite_ws_channel_t *ch,
 {
     return ch->epoch_len == ngx_min(epoch->len, NGX_INSITE_WS_EPOCH_LEN)
            && ngx_strncmp(ch->epoch, epoch->data, ch->epoch_len) == 0;
+}
+
+
+/*
+ * A channel never published has no state in Redis (lua/position.lua writes
+ * nothing): seq 0 of the empty epoch.  Its first publish makes an epoch,
+ * starting at seq 1: nothing was missed, so that epoch is adopted without a
+ * reset; a gap up to its first seq seen is repaired as usual.
+ */
+
+static ngx_int_t
+ngx_insite_ws_channel_first_epoch(ngx_insite_ws_channel_t *ch)
+{
+    return ch->epoch_len == 0 && ch->last_seq == 0;
 }
 
 

@@ -99,6 +99,10 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     ngx_queue_init(&wc->requests);
     ngx_queue_insert_tail(&wmcf->conns, &wc->queue);
 
+    /* insite_ws_subscribe_rate: a full bucket, in thousandths */
+    wc->sub_tokens = wc->conf->subscribe_burst * 1000;
+    wc->sub_refill = ngx_current_msec;
+
     insite_ws_msg_init(&wc->assembler, wc->conf->max_message_size);
 
     /* until the request is freed, its end undoes all this */

@@ -34,6 +34,8 @@ static void ngx_insite_ws_proto_unsubscribe(ngx_insite_ws_conn_t *wc,
 static ngx_int_t ngx_insite_ws_proto_since(ngx_insite_ws_conn_t *wc,
     json_t *since, ngx_str_t *name, ngx_insite_ws_sub_t *sub,
     ngx_str_t *id);
+static ngx_int_t ngx_insite_ws_proto_rate(ngx_insite_ws_conn_t *wc,
+    ngx_uint_t n);
 static ngx_int_t ngx_insite_ws_proto_channel_ok(ngx_insite_ws_conn_t *wc,
     ngx_str_t *name, ngx_str_t *id);
 static void ngx_insite_ws_proto_positions(ngx_insite_redis_status_e status,
@@ -157,6 +159,15 @@ ngx_insite_ws_proto_subscribe(ngx_insite_ws_conn_t *wc, json_t *root,
 
     n = json_array_size(channels);
     added = 0;
+
+    if (ngx_insite_ws_proto_rate(wc, n) != NGX_OK) {
+        (void) ngx_insite_ws_proto_error(wc, id, "rate_limited",
+                                         "too many channels subscribed too "
+                                         "fast (insite_ws_subscribe_rate); "
+                                         "nothing was subscribed, retry "
+                                         "later");
+        return;
+    }
 
     /* validate everything first: a bad request subscribes nothing */
 
@@ -329,6 +340,36 @@ ngx_insite_ws_proto_since(ngx_insite_ws_conn_t *wc, json_t *v,
 }
 
 
+/*
+ * insite_ws_subscribe_rate: a token bucket per connection, one token per
+ * channel named in a subscribe, kept in thousandths so slow rates refill
+ * smoothly.  A subscribe that does not fit is refused whole.
+ */
+
+static ngx_int_t
+ngx_insite_ws_proto_rate(ngx_insite_ws_conn_t *wc, ngx_uint_t n)
+{
+    ngx_uint_t   cap, add;
+    ngx_msec_t   elapsed;
+
+    cap = wc->conf->subscribe_burst * 1000;
+    elapsed = ngx_current_msec - wc->sub_refill;
+    wc->sub_refill = ngx_current_msec;
+
+    /* rate tokens per second = rate thousandths per ms */
+    add = (elapsed > cap) ? cap : elapsed * wc->conf->subscribe_rate;
+    wc->sub_tokens = ngx_min(cap, wc->sub_tokens + add);
+
+    if (n > wc->conf->subscribe_burst || n * 1000 > wc->sub_tokens) {
+        return NGX_DECLINED;
+    }
+
+    wc->sub_tokens -= n * 1000;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_insite_ws_proto_channel_ok(ngx_insite_ws_conn_t *wc, ngx_str_t *name,
     ngx_str_t *id)
@@ -339,6 +380,13 @@ ngx_insite_ws_proto_channel_ok(ngx_insite_ws_conn_t *wc, ngx_str_t *name,
         (void) ngx_insite_ws_proto_error(wc, id, "bad_channel",
                                          "channel names are 1-128 characters "
                                          "of A-Z a-z 0-9 _ . : -");
+        return NGX_ERROR;
+    }
+
+    if (ngx_insite_ws_channel_known(wc->conf, name) != NGX_OK) {
+        (void) ngx_insite_ws_proto_error(wc, id, "unknown_channel",
+                                         "no such channel here "
+                                         "(insite_ws_channels)");
         return NGX_ERROR;
     }
 

@@ -34,7 +34,6 @@ static void ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
     redisReply *reply, void *data);
 static ngx_int_t ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r,
     u_char **body, size_t *len);
-static ngx_int_t ngx_insite_ws_token_valid(ngx_str_t *s, size_t max);
 static ngx_int_t ngx_insite_ws_bad(ngx_http_request_t *r, const char *msg);
 
 
@@ -83,17 +82,25 @@ ngx_insite_ws_publish_handler(ngx_http_request_t *r)
                                     "A-Z a-z 0-9 _ . : -", NULL, NULL);
     }
 
+    if (ngx_insite_ws_channel_known(wlcf, &ctx->channel) != NGX_OK) {
+        return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                    "unknown_channel",
+                                    "no such channel here "
+                                    "(insite_ws_channels)", NULL, NULL);
+    }
+
     h = ngx_insite_http_header(r, "Idempotency-Key", 15);
 
     if (h) {
         ctx->idempotency_key = h->value;
 
-        if (ngx_insite_ws_token_valid(&ctx->idempotency_key, 128) != NGX_OK) {
+        if (!insite_channel_idem_valid((char *) ctx->idempotency_key.data,
+                                       ctx->idempotency_key.len))
+        {
             return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
                                         "bad_request",
-                                        "Idempotency-Key is 1-128 "
-                                        "characters of A-Z a-z 0-9 _ . : -",
-                                        NULL, NULL);
+                                        "Idempotency-Key is 1-128 visible "
+                                        "ASCII characters", NULL, NULL);
         }
     }
 
@@ -219,97 +226,28 @@ static ngx_int_t
 ngx_insite_ws_publish_send(ngx_http_request_t *r,
     ngx_insite_ws_publish_ctx_t *ctx, u_char *body, size_t len)
 {
-    u_char                          *p, rnd[8], epoch[16], ts[32];
-    char                             why[256];
-    size_t                           lens[11], dlen;
-    const u_char                    *data;
-    json_t                          *root, *jtype;
-    ngx_uint_t                       has_data;
-    ngx_tm_t                         tm;
-    ngx_str_t                        type;
-    ngx_time_t                      *tp;
-    const char                      *args[11];
-    json_error_t                     err;
-    ngx_insite_redis_t              *rd;
-    ngx_insite_redis_cmd_t          *cmd;
-    ngx_http_insite_ws_loc_conf_t   *wlcf;
-    ngx_http_insite_ws_main_conf_t  *wmcf;
-
-    u_char  kstate[NGX_INSITE_WS_CHANNEL_MAX + 64];
-    u_char  khist[NGX_INSITE_WS_CHANNEL_MAX + 64];
-    u_char  kidem[NGX_INSITE_WS_CHANNEL_MAX + 200];
-    u_char  kpub[NGX_INSITE_WS_CHANNEL_MAX + 64];
-    u_char  history[NGX_INT_T_LEN], ttl[NGX_INT_T_LEN];
+    u_char                           *p, rnd[8], epoch[16], ts[32];
+    char                              why[256];
+    ngx_tm_t                          tm;
+    ngx_time_t                       *tp;
+    ngx_insite_redis_t               *rd;
+    ngx_insite_redis_cmd_t           *cmd;
+    insite_channel_payload_t          pl;
+    insite_channel_publish_t          m;
+    insite_channel_publish_args_t    *a;
+    ngx_http_insite_ws_loc_conf_t    *wlcf;
+    ngx_http_insite_ws_main_conf_t   *wmcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
     wmcf = ngx_insite_ws_main_conf();
 
-    /* integers past 64 bits are valid JSON: parse them as reals to check */
-    root = json_loadb((const char *) body, len,
-                      JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
-
-    if (root == NULL) {
-        /* jansson's reason: a syntax error, a number out of range, ... */
-        ngx_snprintf((u_char *) why, sizeof(why) - 1,
-                     "the body is not valid JSON: %s (line %d, column %d)%Z",
-                     err.text, err.line, err.column);
+    /* the body's rules (JSON object, "type" not reserved, "data" verbatim)
+       are the channel contract's, shared with the workers */
+    if (insite_channel_payload_parse((char *) body, len, &pl, why,
+                                     sizeof(why))
+        != 0)
+    {
         return ngx_insite_ws_bad(r, why);
-    }
-
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return ngx_insite_ws_bad(r, "the body must be a JSON object");
-    }
-
-    ngx_str_set(&type, "message");
-    jtype = json_object_get(root, "type");
-
-    if (jtype) {
-        type.data = (u_char *) json_string_value(jtype);
-        type.len = json_is_string(jtype) ? json_string_length(jtype) : 0;
-
-        if (type.data == NULL || ngx_insite_ws_token_valid(&type, 64)
-                                 != NGX_OK)
-        {
-            json_decref(root);
-            return ngx_insite_ws_bad(r, "\"type\" is 1-64 characters of "
-                                        "A-Z a-z 0-9 _ . : -");
-        }
-
-        type.data = ngx_pstrdup(r->pool, &type);
-        if (type.data == NULL) {
-            json_decref(root);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    has_data = json_object_get(root, "data") != NULL;
-    json_decref(root);
-
-    if (has_data) {
-        if (insite_json_member_span(body, len, "data", &data, &dlen) != 1) {
-            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                          "insite ws: \"data\" of a valid body not found "
-                          "by the span finder");
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        data = body;
-        dlen = len;
-
-        while (dlen && (data[dlen - 1] == ' ' || data[dlen - 1] == '\n'
-                        || data[dlen - 1] == '\r' || data[dlen - 1] == '\t'))
-        {
-            dlen--;
-        }
-
-        while (dlen && (*data == ' ' || *data == '\n' || *data == '\r'
-                        || *data == '\t'))
-        {
-            data++;
-            dlen--;
-        }
     }
 
     rd = ngx_insite_redis_shared();
@@ -337,39 +275,38 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
 
     ngx_hex_dump(epoch, rnd, sizeof(rnd));
 
-    args[0] = (char *) kstate;
-    lens[0] = ngx_sprintf(kstate, "%Vch:%V", &wmcf->prefix, &ctx->channel)
-              - kstate;
-    args[1] = (char *) khist;
-    lens[1] = ngx_sprintf(khist, "%Vhist:%V", &wmcf->prefix, &ctx->channel)
-              - khist;
-    args[2] = (char *) kidem;
-    lens[2] = ctx->idempotency_key.len
-              ? (size_t) (ngx_sprintf(kidem, "%Videm:%V:%V", &wmcf->prefix,
-                                      &ctx->channel, &ctx->idempotency_key)
-                          - kidem)
-              : 0;
-    args[3] = (char *) ctx->channel.data;
-    lens[3] = ctx->channel.len;
-    args[4] = (char *) type.data;
-    lens[4] = type.len;
-    args[5] = (char *) data;
-    lens[5] = dlen;
-    args[6] = (char *) ts;
-    lens[6] = p - ts;
-    args[7] = (char *) history;
-    lens[7] = ngx_sprintf(history, "%ui", wlcf->history) - history;
-    args[8] = (char *) epoch;
-    lens[8] = sizeof(epoch);
-    args[9] = (char *) kpub;
-    lens[9] = ngx_sprintf(kpub, "%Vpub:%V", &wmcf->prefix, &ctx->channel)
-              - kpub;
-    args[10] = (char *) ttl;
-    lens[10] = ngx_sprintf(ttl, "%T", wmcf->idempotency_ttl) - ttl;
+    ngx_memzero(&m, sizeof(m));
+    m.channel = (char *) ctx->channel.data;
+    m.channel_len = ctx->channel.len;
+    m.type = pl.type;
+    m.type_len = pl.type_len;
+    m.data = pl.data;
+    m.data_len = pl.data_len;
+    m.idem = ctx->idempotency_key.len ? (char *) ctx->idempotency_key.data
+                                      : NULL;
+    m.idem_len = ctx->idempotency_key.len;
+    m.ts = (char *) ts;
+    m.ts_len = p - ts;
+    m.epoch = (char *) epoch;
+    m.epoch_len = sizeof(epoch);
+    m.history = wlcf->history;
+    m.idem_ttl = (unsigned long) wmcf->idempotency_ttl;
+
+    a = ngx_palloc(r->pool, sizeof(insite_channel_publish_args_t));
+    if (a == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (insite_channel_publish_args(a, (char *) wmcf->prefix.data,
+                                    wmcf->prefix.len, &m, why, sizeof(why))
+        != 0)
+    {
+        return ngx_insite_ws_bad(r, why);
+    }
 
     cmd = ngx_insite_redis_eval(rd, wmcf->publish_script,
-                                ngx_insite_ws_publish_reply, ctx, 3, 11,
-                                args, lens);
+                                ngx_insite_ws_publish_reply, ctx, a->nkeys,
+                                a->nargs, a->argv, a->lens);
 
     if (cmd == NULL) {
         return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -462,18 +399,6 @@ done:
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
-}
-
-
-static ngx_int_t
-ngx_insite_ws_token_valid(ngx_str_t *s, size_t max)
-{
-    if (s->len > max) {
-        return NGX_DECLINED;
-    }
-
-    /* the same alphabet as channel names */
-    return ngx_insite_ws_channel_name_valid(s);
 }
 
 

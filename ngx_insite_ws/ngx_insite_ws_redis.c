@@ -2,9 +2,12 @@
  * The WebSocket module's use of Redis.
  *
  *   <prefix>pub:<channel>    pub/sub channel the publish script PUBLISHes to
- *   <prefix>ch:<channel>     hash: seq, epoch (lua/publish.lua, position.lua)
- *   <prefix>hist:<channel>   sorted set of framed messages, score = seq
+ *   <prefix>{<channel>}:seq  hash: seq, epoch (lua/publish.lua, position.lua)
+ *   <prefix>{<channel>}:hist sorted set of framed messages, score = seq
  *   <prefix>hb:<pid>         this worker's pub/sub heartbeat
+ *
+ * The channel keys are made by insite_channel_key() (insite_channel.h), the
+ * one home of the layout.
  *
  * Each worker has one subscriber connection of its own (a subscribed
  * connection cannot run commands) and uses the core's command connection
@@ -15,10 +18,9 @@
  */
 
 #include "ngx_insite_ws.h"
-#include <openssl/rand.h>
 
 
-#define NGX_INSITE_WS_KEY_MAX  (NGX_INSITE_WS_CHANNEL_MAX + 64)
+#define NGX_INSITE_WS_KEY_MAX  INSITE_CHANNEL_KEY_MAX
 
 
 static void ngx_insite_ws_redis_message(ngx_insite_redis_t *rd,
@@ -28,8 +30,8 @@ static void ngx_insite_ws_redis_ready(ngx_insite_redis_t *rd,
 static void ngx_insite_ws_redis_check_handler(ngx_event_t *ev);
 static void ngx_insite_ws_redis_heartbeat(
     ngx_http_insite_ws_main_conf_t *wmcf);
-static size_t ngx_insite_ws_redis_key(u_char *buf, const char *kind,
-    ngx_str_t *name);
+static size_t ngx_insite_ws_redis_key(u_char *buf,
+    insite_channel_key_e kind, ngx_str_t *name);
 static void ngx_insite_ws_redis_sub_history(ngx_insite_redis_status_e status,
     redisReply *reply, void *data);
 static void ngx_insite_ws_redis_channel_history(
@@ -96,13 +98,18 @@ ngx_insite_ws_redis_exit(ngx_cycle_t *cycle)
 
 
 static size_t
-ngx_insite_ws_redis_key(u_char *buf, const char *kind, ngx_str_t *name)
+ngx_insite_ws_redis_key(u_char *buf, insite_channel_key_e kind,
+    ngx_str_t *name)
 {
     ngx_http_insite_ws_main_conf_t  *wmcf;
 
     wmcf = ngx_insite_ws_main_conf();
 
-    return ngx_sprintf(buf, "%V%s:%V", &wmcf->prefix, kind, name) - buf;
+    /* names are validated before a channel exists, the prefix when the
+       configuration is read: never 0 */
+    return insite_channel_key((char *) buf, NGX_INSITE_WS_KEY_MAX,
+                              (char *) wmcf->prefix.data, wmcf->prefix.len,
+                              kind, (char *) name->data, name->len, NULL, 0);
 }
 
 
@@ -116,7 +123,7 @@ ngx_insite_ws_redis_subscribe(ngx_insite_ws_channel_t *ch)
     wmcf = ngx_insite_ws_main_conf();
 
     key.data = buf;
-    key.len = ngx_insite_ws_redis_key(buf, "pub", &ch->node.str);
+    key.len = ngx_insite_ws_redis_key(buf, INSITE_CHANNEL_KEY_PUB, &ch->node.str);
 
     if (wmcf->pubsub == NULL
         || ngx_insite_redis_subscribe(wmcf->pubsub, &key) != NGX_OK)
@@ -141,7 +148,7 @@ ngx_insite_ws_redis_unsubscribe(ngx_insite_ws_channel_t *ch)
     wmcf = ngx_insite_ws_main_conf();
 
     key.data = buf;
-    key.len = ngx_insite_ws_redis_key(buf, "pub", &ch->node.str);
+    key.len = ngx_insite_ws_redis_key(buf, INSITE_CHANNEL_KEY_PUB, &ch->node.str);
 
     if (wmcf->pubsub == NULL) {
         return NGX_DECLINED;
@@ -231,7 +238,7 @@ ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
     ngx_insite_redis_reply_pt handler, void *data,
     ngx_insite_redis_cmd_t **cmd)
 {
-    u_char                          *keys, *p, rnd[8];
+    u_char                          *keys, *p;
     size_t                          *lens;
     ngx_uint_t                       i;
     const char                     **args;
@@ -239,10 +246,8 @@ ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
 
     wmcf = ngx_insite_ws_main_conf();
 
-    args = ngx_alloc(2 * n * (sizeof(char *) + sizeof(size_t)),
-                     ngx_cycle->log);
-    keys = ngx_alloc(n * (NGX_INSITE_WS_KEY_MAX + 2 * sizeof(rnd)),
-                     ngx_cycle->log);
+    args = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
+    keys = ngx_alloc(n * NGX_INSITE_WS_KEY_MAX, ngx_cycle->log);
 
     if (args == NULL || keys == NULL) {
         ngx_free(args);
@@ -250,30 +255,20 @@ ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
         return NGX_ERROR;
     }
 
-    lens = (size_t *) (args + 2 * n);
+    lens = (size_t *) (args + n);
     p = keys;
 
+    /* read only (lua/position.lua): a subscribe writes nothing to Redis */
     for (i = 0; i < n; i++) {
         args[i] = (const char *) p;
-        lens[i] = ngx_insite_ws_redis_key(p, "ch", &chs[i]->node.str);
-        p += lens[i];
-    }
-
-    /* epoch candidates: used only by channels that have none yet */
-    for (i = 0; i < n; i++) {
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            ngx_free(args);
-            ngx_free(keys);
-            return NGX_ERROR;
-        }
-        args[n + i] = (const char *) p;
-        lens[n + i] = 2 * sizeof(rnd);
-        p = ngx_hex_dump(p, rnd, sizeof(rnd));
+        lens[i] = ngx_insite_ws_redis_key(p, INSITE_CHANNEL_KEY_STATE,
+                                          &chs[i]->node.str);
+        p += NGX_INSITE_WS_KEY_MAX;
     }
 
     *cmd = ngx_insite_redis_eval(ngx_insite_redis_shared(),
                                  wmcf->position_script, handler, data,
-                                 (int) n, (int) (2 * n), args, lens);
+                                 (int) n, (int) n, args, lens);
 
     ngx_free(args);
     ngx_free(keys);
@@ -298,7 +293,7 @@ ngx_insite_ws_redis_history(ngx_insite_ws_channel_t *ch,
     size_t                   len;
     ngx_insite_redis_cmd_t  *cmd;
 
-    len = ngx_insite_ws_redis_key(key, "hist", &ch->node.str);
+    len = ngx_insite_ws_redis_key(key, INSITE_CHANNEL_KEY_HIST, &ch->node.str);
 
     cmd = ngx_insite_redis_command(ngx_insite_redis_shared(),
                                    sub ? ngx_insite_ws_redis_sub_history

@@ -322,7 +322,7 @@ sub gap_repairs {
     # while no nginx worker is subscribed, however fast it reconnects
     my @cmds = (['CLIENT', 'KILL', 'TYPE', 'pubsub']);
     for my $i (6 .. 10) {
-        push @cmds, ['EVAL', $publish_lua, 3, "insite:ch:$ch", "insite:hist:$ch", '',
+        push @cmds, ['EVAL', $publish_lua, 2, "insite:{$ch}:seq", "insite:{$ch}:hist",
                      $ch, 'tick', qq({"i":$i}), '2026-11-26T10:30:45.123Z', 1000,
                      'ffffffffffffffff', "insite:pub:$ch", 86400];
     }

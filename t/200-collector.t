@@ -132,10 +132,10 @@ ok(wait_for(15, sub { bars_in_pg() == 199 }), 'PostgreSQL: the 199 valid bars of
 sleep 1;    # more rounds: nothing changed, nothing is republished
 
 # ---- Redis
-is(redis('HGET', "$tag:ch:stock_bars:AAPL", 'seq'), 199, 'Redis stock_bars:AAPL seq = bars stored');
-is(redis('ZCARD', "$tag:hist:stock_bars:AAPL"), 199, 'history holds each bar once');
-is(redis('HGET', "$tag:ch:stock_updates:AAPL", 'seq'), 1, 'one stock_update: later rounds saw no change');
-my ($upd) = split /\n/, redis('ZRANGE', "$tag:hist:stock_updates:AAPL", 0, 0);
+is(redis('HGET', "${tag}:{stock_bars:AAPL}:seq", 'seq'), 199, 'Redis stock_bars:AAPL seq = bars stored');
+is(redis('ZCARD', "${tag}:{stock_bars:AAPL}:hist"), 199, 'history holds each bar once');
+is(redis('HGET', "${tag}:{stock_updates:AAPL}:seq", 'seq'), 1, 'one stock_update: later rounds saw no change');
+my ($upd) = split /\n/, redis('ZRANGE', "${tag}:{stock_updates:AAPL}:hist", 0, 0);
 my $m = eval { $json->decode($upd) } // {};
 is($m->{type}, 'stock_update', 'history message type');
 is_deeply([sort keys %{ $m->{data} // {} }],
@@ -148,7 +148,7 @@ ok(abs($m->{data}{price} - $part->{chart}{result}[0]{meta}{regularMarketPrice}) 
 my $prev = 226.78;
 ok(abs($m->{data}{change} - ($m->{data}{price} - $prev)) < 0.0002, 'change against previousClose');
 is($m->{data}{market_time}, '2024-10-02T16:50:00.000Z', 'market_time from meta.regularMarketTime');
-my ($bar) = split /\n/, redis('ZRANGE', "$tag:hist:stock_bars:AAPL", 0, 0);
+my ($bar) = split /\n/, redis('ZRANGE', "${tag}:{stock_bars:AAPL}:hist", 0, 0);
 my $q0 = $doc->{chart}{result}[0]{indicators}{quote}[0];
 is_deeply(eval { $json->decode($bar)->{data} },
           { symbol => 'AAPL', interval => '1m', time => '2024-10-02T13:30:00.000Z', open => 225.89,
@@ -156,7 +156,7 @@ is_deeply(eval { $json->decode($bar)->{data} },
             close => 225.7, volume => 1205461, source => 'yahoo' },
           'first bar, prices rounded from float32-widened doubles');
 for my $s (qw(SIX NULLPX TRUNC ERR RATE)) {
-    is(redis('EXISTS', "$tag:ch:stock_updates:$s"), 0, "nothing published for $s");
+    is(redis('EXISTS', "${tag}:{stock_updates:$s}:seq"), 0, "nothing published for $s");
 }
 is(psql("SELECT count(*) FROM stock_prices WHERE symbol <> 'AAPL'"), 0, 'no rows for rejected symbols');
 is(psql("SELECT count(*) FROM stock_prices WHERE symbol = 'AAPL' AND interval = 'quote'"), 1, 'one quote row');
@@ -216,12 +216,12 @@ is((api('GET', '/api/v1/collect/status/00000000-0000-4000-8000-000000000000'))[0
 is((api('GET', '/api/v1/collect/status/nope'))[0], 400, 'bad job id: 400');
 
 # ---- kill -9 mid-run, restart: no duplicate rows, no lost bars
-my $seq_before = redis('HGET', "$tag:ch:stock_bars:AAPL", 'seq');
+my $seq_before = redis('HGET', "${tag}:{stock_bars:AAPL}:seq", 'seq');
 spew("$tmp/aapl.json", $full);            # the rest of the day arrives
-ok(wait_for(10, sub { redis('HGET', "$tag:ch:stock_bars:AAPL", 'seq') > $seq_before }), 'new bars being published');
+ok(wait_for(10, sub { redis('HGET', "${tag}:{stock_bars:AAPL}:seq", 'seq') > $seq_before }), 'new bars being published');
 kill 'KILL', $pid;
 waitpid $pid, 0;
-note('killed at bar seq ' . redis('HGET', "$tag:ch:stock_bars:AAPL", 'seq') . ', rows ' . bars_in_pg());
+note('killed at bar seq ' . redis('HGET', "${tag}:{stock_bars:AAPL}:seq", 'seq') . ', rows ' . bars_in_pg());
 # a job the killed collector left running runs again after the restart
 psql("INSERT INTO collection_jobs (job_id, kind, symbols, status) "
      . "VALUES ('11111111-1111-4111-8111-111111111111', 'stocks', '{AAPL}', 'running')");
@@ -234,11 +234,11 @@ is(psql("SELECT count(*) - count(DISTINCT ts) FROM stock_prices WHERE symbol = '
 is(psql("SELECT extract(epoch FROM min(ts))::bigint || ' ' || extract(epoch FROM max(ts))::bigint "
         . "FROM stock_prices WHERE symbol = 'AAPL' AND interval = '1m'"),
    '1727875800 1727899140', 'first and last bar of the session');
-is(redis('HGET', "$tag:ch:stock_bars:AAPL", 'seq'), 389, 'Redis: 389 bar events, none twice');
-is(redis('ZCARD', "$tag:hist:stock_bars:AAPL"), 389, 'Redis history: 389 bars');
-my %times = map { ($json->decode($_)->{data}{time} => 1) } split /\n/, redis('ZRANGE', "$tag:hist:stock_bars:AAPL", 0, -1);
+is(redis('HGET', "${tag}:{stock_bars:AAPL}:seq", 'seq'), 389, 'Redis: 389 bar events, none twice');
+is(redis('ZCARD', "${tag}:{stock_bars:AAPL}:hist"), 389, 'Redis history: 389 bars');
+my %times = map { ($json->decode($_)->{data}{time} => 1) } split /\n/, redis('ZRANGE', "${tag}:{stock_bars:AAPL}:hist", 0, -1);
 is(scalar(keys %times), 389, 'each bar time once in the history');
-is(redis('HGET', "$tag:ch:stock_updates:AAPL", 'seq'), 2, 'stock_updates: one more (the quote changed), none repeated');
+is(redis('HGET', "${tag}:{stock_updates:AAPL}:seq", 'seq'), 2, 'stock_updates: one more (the quote changed), none repeated');
 ok(wait_for(10, sub { psql("SELECT status FROM collection_jobs WHERE job_id = '11111111-1111-4111-8111-111111111111'") eq 'done' }),
    'job left running by the killed collector ran after the restart');
 is(job_status($job), 'completed', 'earlier job still answered after the restart');

@@ -87,7 +87,7 @@ sub run_feed {
     is($? >> 8, 0, "$name: clean exit");
     return slurp($log);
 }
-sub history { map { $json->decode($_) } split /\n/, redis('ZRANGE', "$tag:$_[0]:hist:$_[1]", 0, -1) }
+sub history { map { $json->decode($_) } split /\n/, redis('ZRANGE', "${tag}:$_[0]:{$_[1]}:hist", 0, -1) }
 
 # replay: the recording, stamped now, through the same parser
 my $l = run_feed('replay', 1.5, INSITE_PROVIDER_FEED => 'replay', INSITE_COLLECTOR_SYMBOLS => 'AAPL');
@@ -123,7 +123,7 @@ is(scalar(@h), 1, 'finnhub: one quote (unchanged afterwards)');
 is_deeply($h[0]{data}, { symbol => 'AAPL', price => 261.74, change => 0.52, change_percent => 0.1991,
                          volume => undef, currency => 'USD', market_time => '2020-02-25T14:30:00.000Z',
                          source => 'finnhub' }, 'finnhub stock_update');
-is(redis('EXISTS', "$tag:finnhub:ch:stock_updates:ZZZZ"), 0, 'zeros for ZZZZ not published');
+is(redis('EXISTS', "${tag}:finnhub:{stock_updates:ZZZZ}:seq"), 0, 'zeros for ZZZZ not published');
 like($l, qr/finnhub ZZZZ: rejected: "c" \(current price\) is missing, null or 0/, 'finnhub: zeros rejected with a reason');
 ($out, $rc) = run_cmd(10, 'env', 'INSITE_PROVIDER_FEED=finnhub', "INSITE_PG_DSN=$dsn",
                       "INSITE_REDIS_PORT=$rport", "INSITE_KAFKA_BOOTSTRAP=$ENV{INSITE_KAFKA_BOOTSTRAP}",

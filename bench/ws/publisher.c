@@ -48,6 +48,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common.h"
+#include "insite_channel.h"
 
 #define MAX_CONNS   64
 #define MAX_DEPTH   256
@@ -256,21 +257,20 @@ req_http(pub_t *p, uint8_t *out, size_t room, int k, uint32_t ch,
 static size_t
 req_redis(pub_t *p, uint8_t *out, size_t room, uint32_t ch)
 {
-    char        name[160], kstate[200], khist[200], kpub[200], data[1024];
-    char        hist[16], epoch[33], ts[32];
-    const char *argv[14];
-    size_t      lens[14];
-    char       *cmd;
+    char        name[160], data[1024], why[256];
+    char        epoch[33], ts[32];
+    const char *argv[3 + INSITE_CHANNEL_PUBLISH_ARGS];
+    size_t      lens[3 + INSITE_CHANNEL_PUBLISH_ARGS];
+    char       *cmd, nkeys[4];
     long long   n;
     uint64_t    now = now_ns(CLOCK_REALTIME);
     time_t      sec = (time_t) (now / 1000000000ull);
     struct tm   tm;
 
+    insite_channel_publish_t       m;
+    insite_channel_publish_args_t  a;
+
     snprintf(name, sizeof(name), "%s%u", p->o.prefix, ch);
-    snprintf(kstate, sizeof(kstate), "%sch:%s", p->o.key_prefix, name);
-    snprintf(khist, sizeof(khist), "%shist:%s", p->o.key_prefix, name);
-    snprintf(kpub, sizeof(kpub), "%spub:%s", p->o.key_prefix, name);
-    snprintf(hist, sizeof(hist), "%d", p->o.history);
     snprintf(epoch, sizeof(epoch), "%016llx%016llx",
              (unsigned long long) now, (unsigned long long) (now * 2654435761u));
     gmtime_r(&sec, &tm);
@@ -279,15 +279,37 @@ req_redis(pub_t *p, uint8_t *out, size_t room, uint32_t ch)
              (unsigned long long) (now / 1000000 % 1000));
     body_json(p, data, sizeof(data), 0, 0, now);
 
-    argv[0] = "EVALSHA"; argv[1] = p->sha; argv[2] = "3";
-    argv[3] = kstate; argv[4] = khist; argv[5] = "";
-    argv[6] = name; argv[7] = "message"; argv[8] = data; argv[9] = ts;
-    argv[10] = hist; argv[11] = epoch; argv[12] = kpub; argv[13] = "86400";
-    for (int i = 0; i < 14; i++) {
-        lens[i] = strlen(argv[i]);
+    /* the key layout and arguments are the channel contract's */
+    memset(&m, 0, sizeof(m));
+    m.channel = name;
+    m.channel_len = strlen(name);
+    m.type = "message";
+    m.type_len = 7;
+    m.data = data;
+    m.data_len = strlen(data);
+    m.ts = ts;
+    m.ts_len = strlen(ts);
+    m.epoch = epoch;
+    m.epoch_len = strlen(epoch);
+    m.history = (unsigned long) p->o.history;
+
+    if (insite_channel_publish_args(&a, p->o.key_prefix,
+                                    strlen(p->o.key_prefix), &m, why,
+                                    sizeof(why)) != 0)
+    {
+        fprintf(stderr, "publisher: %s\n", why);
+        return 0;
     }
 
-    n = redisFormatCommandArgv(&cmd, 14, argv, lens);
+    snprintf(nkeys, sizeof(nkeys), "%d", a.nkeys);
+    argv[0] = "EVALSHA"; argv[1] = p->sha; argv[2] = nkeys;
+    lens[0] = 7; lens[1] = strlen(p->sha); lens[2] = strlen(nkeys);
+    for (int i = 0; i < a.nargs; i++) {
+        argv[3 + i] = a.argv[i];
+        lens[3 + i] = a.lens[i];
+    }
+
+    n = redisFormatCommandArgv(&cmd, 3 + a.nargs, argv, lens);
     if (n < 0 || (size_t) n >= room) {
         if (n >= 0) {
             free(cmd);

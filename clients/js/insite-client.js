@@ -44,7 +44,14 @@ export function backoffDelay(attempt, opts = DEFAULT_OPTIONS, random = Math.rand
   return Math.round(base * (1 - j * random()));
 }
 
+// The channel-name rule of ngx_insite_ws/insite_channel.c (the one home of
+// the channel contract); tests/browser/channel-names.test.mjs checks both
+// against the same table, tests/fixtures/channel_names.json.
 const CHANNEL_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export function channelNameValid(name) {
+  return typeof name === 'string' && CHANNEL_RE.test(name);
+}
 
 export class InsiteClient {
   // url: ws:// or wss:// URL, or a path ('/ws') resolved against location.
@@ -152,7 +159,7 @@ export class InsiteClient {
   subscribe(channels, options = {}) {
     const list = [...new Set([].concat(channels))];
     for (const ch of list) {
-      if (!CHANNEL_RE.test(ch)) return Promise.reject(new Error(`bad channel name: ${ch}`));
+      if (!channelNameValid(ch)) return Promise.reject(new Error(`bad channel name: ${ch}`));
     }
     const fresh = list.filter((ch) => !this._desired.has(ch));
     for (const ch of fresh) {

@@ -463,7 +463,7 @@ static json_t *redis_updates(const char *symbol)
     struct timeval tv = { 1, 0 };
     redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
     assert_true(c != NULL && !c->err);
-    redisReply *r = redisCommand(c, "ZRANGE %shist:sentiment_updates:%s 0 -1", prefix, symbol);
+    redisReply *r = redisCommand(c, "ZRANGE %s{sentiment_updates:%s}:hist 0 -1", prefix, symbol);
     json_t *all = json_array();
     for (size_t i = 0; r && i < r->elements; i++) {
         json_t *m = json_loads(r->element[i]->str, 0, NULL);

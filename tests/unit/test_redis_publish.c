@@ -161,7 +161,7 @@ static void test_history_capped(void **state)
     new_channel(ch, sizeof(ch));
     for (int i = 0; i < 8; i++)
         publish_ok(r, ch, "[1,2]", NULL, &res);
-    snprintf(key, sizeof(key), "%shist:%s", prefix, ch);
+    snprintf(key, sizeof(key), "%s{%s}:hist", prefix, ch);
     redisReply *rep = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
     assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
     assert_int_equal(rep->elements, 10);                 /* 5 members + scores */
@@ -269,8 +269,12 @@ static void test_rejects(void **state)
     expect_rejected(r, "ok", "t", "1 2", NULL, "data is not a JSON value");
     expect_rejected(r, "ok", "t", "", NULL, "data is not a JSON value");
     expect_rejected(r, "ok", "t", "{\"a\":1}\"],\"x\":{", NULL, "data is not a JSON value");
-    expect_rejected(r, "ok", "", "1", NULL, "invalid type");
-    expect_rejected(r, "ok", "t", "1", "", "invalid idempotency key");
+    expect_rejected(r, "ok", "", "1", NULL, "\"type\" is 1-64");
+    expect_rejected(r, "ok", "t", "1", "", "Idempotency-Key is 1-128");
+    /* the server's own frame types cannot be forged (issue 11, finding 14) */
+    expect_rejected(r, "ok", "reset", "1", NULL, "reserved");
+    expect_rejected(r, "ok", "subscribed", "1", NULL, "reserved");
+    expect_rejected(r, "ok", "error", "1", NULL, "reserved");
 
     /* 128 characters is still fine */
     long_ch[128] = '\0';
@@ -279,7 +283,7 @@ static void test_rejects(void **state)
 
     /* nothing reached the server for the rejected channel */
     redisContext *c = connect_plain();
-    redisReply *rep = redisCommand(c, "EXISTS %sch:ok", prefix);
+    redisReply *rep = redisCommand(c, "EXISTS %s{ok}:seq", prefix);
     assert_int_equal(rep->integer, 0);
     freeReplyObject(rep);
     redisFree(c);

@@ -16,8 +16,6 @@
 #include "random.h"
 #include "redis_publish.h"
 
-#define TYPE_MAX 64
-#define IDEM_MAX 128
 
 const insite_config_key insite_redis_config_keys[] = {
     { "redis.host", INSITE_CFG_STRING, "127.0.0.1", 0, 0, "Redis server address" },
@@ -98,6 +96,12 @@ insite_redis *insite_redis_new(const insite_redis_options *o)
         insite_redis_free(r);
         return NULL;
     }
+    if (!insite_channel_prefix_valid(r->prefix, strlen(r->prefix))) {
+        insite_log_error("redis: invalid key prefix \"%s\": up to 64 printable characters "
+                         "without white space or braces", r->prefix);
+        insite_redis_free(r);
+        return NULL;
+    }
     if (script_sha1(r->sha) != 0) {
         insite_log_error("redis: cannot hash the publish script");
         insite_redis_free(r);
@@ -169,14 +173,7 @@ static int connect_redis(insite_redis *r, char *err, size_t errlen)
 
 int insite_channel_valid(const char *ch)
 {
-    size_t n = 0;
-    for (; ch[n]; n++) {
-        char x = ch[n];
-        if (!((x >= 'a' && x <= 'z') || (x >= 'A' && x <= 'Z') || (x >= '0' && x <= '9')
-              || x == '_' || x == '.' || x == ':' || x == '-'))
-            return 0;
-    }
-    return n >= 1 && n <= INSITE_CHANNEL_MAX;
+    return ch != NULL && insite_channel_name_valid(ch, strlen(ch));
 }
 
 static int parse_reply(const redisReply *rep, insite_publish_result *res,
@@ -235,76 +232,75 @@ static int run_script(insite_redis *r, const char **argv, size_t *lens, int argc
     return rc;
 }
 
-/* The script's KEYS and ARGV for one message, in buffers of their own. */
+/* The script's KEYS and ARGV for one message: EVALSHA, sha, numkeys, then
+ * what insite_channel_publish_args() (the channel contract) builds. */
 typedef struct {
-    char k_state[512], k_hist[512], k_idem[768], pubch[512];
-    char ts[INSITE_RFC3339_LEN], epoch[17], keep[24], ttl[24];
-    const char *argv[14];
-    size_t lens[14];
+    insite_channel_publish_args_t ca;
+    char ts[INSITE_RFC3339_LEN], epoch[17], nkeys[4];
+    const char *argv[3 + INSITE_CHANNEL_PUBLISH_ARGS];
+    size_t lens[3 + INSITE_CHANNEL_PUBLISH_ARGS];
+    int argc;
 } publish_args;
 
-#define PUBLISH_ARGC 14
-
-static int validate(const insite_publish_msg *m, char *err, size_t errlen)
+/* Checks everything (name, type, key, data) and builds the arguments; the
+ * rules are the channel contract's, the same nginx applies. */
+static int build_args(insite_redis *r, const insite_publish_msg *m, publish_args *a,
+                      char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *probe;
+    insite_channel_publish_t cm;
 
     if (m->channel == NULL || !insite_channel_valid(m->channel)) {
         set_err(err, errlen, "invalid channel \"%s\": must match [A-Za-z0-9_.:-]{1,128}",
                 m->channel ? m->channel : "(null)");
         return -1;
     }
-    if (m->type == NULL || m->type[0] == '\0' || strlen(m->type) > TYPE_MAX) {
-        set_err(err, errlen, "invalid type: must be 1..%d characters", TYPE_MAX);
+    if (m->type == NULL) {
+        set_err(err, errlen, "missing type");
         return -1;
     }
-    if (m->idem_key != NULL && (m->idem_key[0] == '\0' || strlen(m->idem_key) > IDEM_MAX)) {
-        set_err(err, errlen, "invalid idempotency key: must be 1..%d characters", IDEM_MAX);
-        return -1;
-    }
-    /* The script splices data into the message text: anything but exactly
-     * one JSON value would corrupt every subscriber's stream. */
     if (m->data_json == NULL
-        || (probe = json_loads(m->data_json, JSON_DECODE_ANY, &jerr)) == NULL) {
-        set_err(err, errlen, "data is not a JSON value: %s",
-                m->data_json ? jerr.text : "missing");
+        || insite_channel_data_check(m->data_json, strlen(m->data_json), err, errlen) != 0) {
+        if (m->data_json == NULL)
+            set_err(err, errlen, "data is missing");
         return -1;
     }
-    json_decref(probe);
-    return 0;
-}
-
-static int build_args(insite_redis *r, const insite_publish_msg *m, publish_args *a,
-                      char *err, size_t errlen)
-{
-    if (strlen(r->prefix) > 256) {
-        set_err(err, errlen, "key prefix too long");
-        return -1;
-    }
-    snprintf(a->k_state, sizeof(a->k_state), "%sch:%s", r->prefix, m->channel);
-    snprintf(a->k_hist, sizeof(a->k_hist), "%shist:%s", r->prefix, m->channel);
-    if (m->idem_key)
-        snprintf(a->k_idem, sizeof(a->k_idem), "%sidem:%s:%s", r->prefix, m->channel,
-                 m->idem_key);
-    else
-        a->k_idem[0] = '\0';
-    snprintf(a->pubch, sizeof(a->pubch), "%spub:%s", r->prefix, m->channel);
     if (insite_random_hex(a->epoch, 8) != 0) {
         set_err(err, errlen, "cannot generate an epoch candidate");
         return -1;
     }
     insite_clock_rfc3339(a->ts, sizeof(a->ts));
-    snprintf(a->keep, sizeof(a->keep), "%ld", r->history);
-    snprintf(a->ttl, sizeof(a->ttl), "%ld", r->idem_ttl_s);
 
-    const char *argv[PUBLISH_ARGC] = {
-        "EVALSHA", r->sha, "3", a->k_state, a->k_hist, a->k_idem,
-        m->channel, m->type, m->data_json, a->ts, a->keep, a->epoch, a->pubch, a->ttl };
-    for (int i = 0; i < PUBLISH_ARGC; i++) {
-        a->argv[i] = argv[i];
-        a->lens[i] = strlen(argv[i]);
+    memset(&cm, 0, sizeof(cm));
+    cm.channel = m->channel;
+    cm.channel_len = strlen(m->channel);
+    cm.type = m->type;
+    cm.type_len = strlen(m->type);
+    cm.data = m->data_json;
+    cm.data_len = strlen(m->data_json);
+    cm.idem = m->idem_key;
+    cm.idem_len = m->idem_key ? strlen(m->idem_key) : 0;
+    cm.ts = a->ts;
+    cm.ts_len = strlen(a->ts);
+    cm.epoch = a->epoch;
+    cm.epoch_len = strlen(a->epoch);
+    cm.history = r->history < 0 ? 0 : (unsigned long) r->history;
+    cm.idem_ttl = (unsigned long) r->idem_ttl_s;
+
+    if (insite_channel_publish_args(&a->ca, r->prefix, strlen(r->prefix), &cm, err, errlen) != 0)
+        return -1;
+
+    snprintf(a->nkeys, sizeof(a->nkeys), "%d", a->ca.nkeys);
+    a->argv[0] = "EVALSHA";
+    a->lens[0] = 7;
+    a->argv[1] = r->sha;
+    a->lens[1] = strlen(r->sha);
+    a->argv[2] = a->nkeys;
+    a->lens[2] = strlen(a->nkeys);
+    for (int i = 0; i < a->ca.nargs; i++) {
+        a->argv[3 + i] = a->ca.argv[i];
+        a->lens[3 + i] = a->ca.lens[i];
     }
+    a->argc = 3 + a->ca.nargs;
     return 0;
 }
 
@@ -316,7 +312,7 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
     publish_args a;
     int rc = -1;
 
-    if (validate(&m, err, errlen) != 0 || build_args(r, &m, &a, err, errlen) != 0)
+    if (build_args(r, &m, &a, err, errlen) != 0)
         return -1;
 
     pthread_mutex_lock(&r->lock);
@@ -324,7 +320,7 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
         int eof = 0;
         if (connect_redis(r, err, errlen) != 0)
             break;
-        rc = run_script(r, a.argv, a.lens, PUBLISH_ARGC, res, &eof, err, errlen);
+        rc = run_script(r, a.argv, a.lens, a.argc, res, &eof, err, errlen);
         if (rc != -2)
             break;
         /* Stale connection (server restarted) or idempotent: safe to retry. */
@@ -383,14 +379,13 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
     for (i = 0; i < n; i++) {
         char why[256];
         rcs[i] = -1;
-        if (validate(&msgs[i], why, sizeof(why)) != 0
-            || build_args(r, &msgs[i], &a, why, sizeof(why)) != 0) {
+        if (build_args(r, &msgs[i], &a, why, sizeof(why)) != 0) {
             insite_log_warn("redis: not publishing to %s: %s",
                             msgs[i].channel ? msgs[i].channel : "(null)", why);
             continue;
         }
         /* hiredis formats the command now: the buffers can be reused */
-        if (redisAppendCommandArgv(r->c, PUBLISH_ARGC, a.argv, a.lens) != REDIS_OK) {
+        if (redisAppendCommandArgv(r->c, a.argc, a.argv, a.lens) != REDIS_OK) {
             set_err(err, errlen, "out of memory");
             rc = -1;
             break;

@@ -11,8 +11,10 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "../../ngx_insite_ws/insite_channel.h"
 
-#define INSITE_CHANNEL_MAX 128
+/* the channel contract (names, keys, script arguments) is insite_channel.h */
+#define INSITE_CHANNEL_MAX INSITE_CHANNEL_NAME_MAX
 #define INSITE_EPOCH_MAX 64
 
 typedef struct {
@@ -42,11 +44,12 @@ extern const size_t insite_redis_config_nkeys;
 void insite_redis_options_from_config(const insite_config *cfg,
                                       insite_redis_options *opt);
 
-/* Copies the options; does not connect yet.  NULL on out of memory. */
+/* Copies the options; does not connect yet.  NULL on out of memory or an
+ * invalid key prefix (over 64 characters, white space or braces). */
 insite_redis *insite_redis_new(const insite_redis_options *opt);
 void insite_redis_free(insite_redis *r);
 
-/* [A-Za-z0-9_.:-]{1,128}, the rule nginx applies too. */
+/* [A-Za-z0-9_.:-]{1,128}: insite_channel_name_valid() for a C string. */
 int insite_channel_valid(const char *channel);
 
 /* Publishes one message.  data_json must be one JSON value; it is sent
