@@ -146,8 +146,11 @@ static int quote_from_pg(stocks_ctx *ctx, PGconn *pg, const char *symbol, quote_
 static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *symbol,
                  json_t **reply)
 {
+    /* the session: the exchange-local day of the newest minute bar at as_of */
     static const char day_sql[] =
-        "WITH d AS (SELECT date_trunc('day', to_timestamp($2) AT TIME ZONE $3) AS l),"
+        "WITH d AS (SELECT date_trunc('day', coalesce((SELECT max(ts) FROM stock_prices"
+        "  WHERE symbol = $1 AND interval = '1m' AND ts <= to_timestamp($2)), to_timestamp($2))"
+        "  AT TIME ZONE $3) AS l),"
         " b AS (SELECT (d.l AT TIME ZONE $3) AS s, ((d.l + interval '1 day') AT TIME ZONE $3) AS e FROM d),"
         " now_l AS (SELECT now() AT TIME ZONE $3 AS n)"
         " SELECT (SELECT min(low) FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
