@@ -247,9 +247,22 @@ static const char bars_1m_sql[] =
     " GROUP BY b HAVING b > to_timestamp($4) ORDER BY b LIMIT $5::int"
 static const char bars_fixed_sql[] =
     AGG_SQL("date_bin($6::interval, ts, timestamptz '1970-01-01 00:00:00+00')");
-/* the exchange's local day: DST days have 23 or 25 hours */
+/* The exchange's local days (DST days have 23 or 25 hours): the day bounds
+ * are computed once per day, then each day is an index-only range scan, so
+ * a year of minutes needs no per-row time zone conversion and no sort. */
 static const char bars_day_sql[] =
-    AGG_SQL("(date_trunc('day', ts AT TIME ZONE $6) AT TIME ZONE $6)");
+    "SELECT extract(epoch FROM d.s)::bigint,"
+    " (SELECT open FROM stock_prices WHERE symbol = $1 AND interval = '1m' AND ts >= d.lo"
+    "  AND ts < d.hi ORDER BY ts LIMIT 1), a.h, a.l,"
+    " (SELECT close FROM stock_prices WHERE symbol = $1 AND interval = '1m' AND ts >= d.lo"
+    "  AND ts < d.hi ORDER BY ts DESC LIMIT 1), a.v, a.n, extract(epoch FROM a.m)::bigint"
+    " FROM (SELECT g AT TIME ZONE $6 AS s, greatest(g AT TIME ZONE $6, to_timestamp($2)) AS lo,"
+    "  least((g + interval '1 day') AT TIME ZONE $6, to_timestamp($3)) AS hi"
+    "  FROM generate_series(date_trunc('day', to_timestamp($2) AT TIME ZONE $6),"
+    "                       to_timestamp($3) AT TIME ZONE $6, interval '1 day') g) d"
+    " CROSS JOIN LATERAL (SELECT max(high) h, min(low) l, sum(volume) v, count(*) n, max(ts) m"
+    "  FROM stock_prices WHERE symbol = $1 AND interval = '1m' AND ts >= d.lo AND ts < d.hi) a"
+    " WHERE a.n > 0 AND d.s > to_timestamp($4) ORDER BY d.s LIMIT $5::int";
 
 static json_t *bar_json(PGresult *r, int i)
 {
