@@ -333,6 +333,7 @@ function renderChart() {
     : '';
   const key = `${selected}|${chartType}|${source}`;
   const times = [...map.keys()];
+  if (record) window.__insiteChart = { source, bars: [...map.values()].map((b) => ({ ...b })) };
   const last = times.length ? times[times.length - 1] : null;
   const toLine = (b) => ({ time: b.time, value: b.close });
   const series = chartType === 'line' ? lineSeries : candleSeries;

@@ -11,4 +11,4 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 scripts/web-deps.sh
-exec node --test --test-concurrency=1 tests/browser/client.test.mjs tests/browser/dashboard.test.mjs
+exec node --test --test-concurrency=1 tests/browser/client.test.mjs tests/browser/dashboard.test.mjs tests/browser/history.test.mjs
