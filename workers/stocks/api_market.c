@@ -50,11 +50,29 @@ static void copy_col(PGresult *r, int col, char *out, size_t n, int *has)
         *has = !null;
 }
 
+/* Known symbols, remembered for a minute: a symbol with prices stays known
+ * (rows are not deleted), so only positive answers are kept; a new symbol
+ * is found at once.  Direct-mapped by the symbol hash; the caller holds
+ * ctx->lock (stocks_pg_acquire), which guards this too. */
+#define KNOWN_SLOTS 256
+#define KNOWN_TTL 60
+static struct {
+    symbol_info info;
+    time_t at;
+} known_cache[KNOWN_SLOTS];
+
 /* 1 known (info filled), 0 unknown (404 reply set), -1 error (reply set).
  * Known = PostgreSQL holds prices (or, with sentiment, aggregates) for it. */
 static int lookup(stocks_ctx *ctx, PGconn *pg, const char *symbol, int with_sentiment,
                   symbol_info *info, json_t **reply)
 {
+    unsigned slot = stocks_symbol_hash(symbol) % KNOWN_SLOTS;
+    time_t now = time(NULL);
+    if (known_cache[slot].at > now - KNOWN_TTL
+        && strcmp(known_cache[slot].info.symbol, symbol) == 0) {
+        *info = known_cache[slot].info;
+        return 1;
+    }
     static const char sql[] =
         "SELECT s.name, s.exchange, coalesce(s.timezone, $2), s.currency,"
         " EXISTS (SELECT 1 FROM stock_prices p WHERE p.symbol = $1)"
@@ -71,6 +89,10 @@ static int lookup(stocks_ctx *ctx, PGconn *pg, const char *symbol, int with_sent
         copy_col(r, 1, info->exchange, sizeof(info->exchange), &info->has_exchange);
         copy_col(r, 2, info->timezone, sizeof(info->timezone), NULL);
         copy_col(r, 3, info->currency, sizeof(info->currency), &info->has_currency);
+        if (!with_sentiment) {         /* known by its prices */
+            known_cache[slot].info = *info;
+            known_cache[slot].at = now;
+        }
     } else {
         char msg[96];
         snprintf(msg, sizeof(msg), "unknown symbol %s: no data collected for it", symbol);
