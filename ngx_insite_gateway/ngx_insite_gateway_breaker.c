@@ -413,8 +413,10 @@ ngx_insite_gw_breaker_outcome(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
             }
         }
 
-    } else if (r->upstream) {
-        /* no peer was even tried: "no live upstreams" */
+    } else if (r->upstream && !r->cached) {
+        /* no peer was even tried: "no live upstreams"; an answer from
+         * proxy_cache (r->cached) has no upstream state either, and says
+         * nothing of the service */
         failed = (bc->fail_on & NGX_INSITE_GW_FAIL_ERROR) ? 1 : 0;
     }
 

@@ -121,6 +121,12 @@ INSITE_ANALYTICS_HTTP_PORT=8083 \
   > "$INSITE_RUN_DIR/analytics.log" 2>&1 &
 pids+=($!)
 
+say "starting insite-stocks (quotes, bars, watchlists on 8081)"
+INSITE_STOCKS_HTTP_PORT=8081 \
+  build/bin/insite-stocks -c workers/stocks/stocks.conf.example \
+  > "$INSITE_RUN_DIR/stocks.log" 2>&1 &
+pids+=($!)
+
 cat <<INFO
 
   InsiteChart Edge is running.
@@ -134,6 +140,7 @@ cat <<INFO
   Kafka        $INSITE_KAFKA_BOOTSTRAP (librdkafka mock cluster)
   collector    http://127.0.0.1:8082/healthz  (log: $INSITE_RUN_DIR/collector.log)
   analytics    http://127.0.0.1:8083/healthz  (log: $INSITE_RUN_DIR/analytics.log)
+  stocks       http://127.0.0.1:8081/healthz  (log: $INSITE_RUN_DIR/stocks.log)
   auditd       http://127.0.0.1:8084/healthz  (log: $INSITE_RUN_DIR/auditd.log; journal: $INSITE_RUN_DIR/audit)
 
   Ctrl-C stops everything.

@@ -6,6 +6,9 @@
 //   ws=ws://host/ws       WebSocket URL (default: /ws on this host)
 //   stale=60              seconds without an update before a row is marked stale
 //   record=1              keep every delivered seq in window.__insiteSeen (tests)
+//   history=1             load the chart's history from /api/v1/stocks/{sym}/bars
+//                         (needs a token: on by itself when a readable
+//                         insite_token cookie is set); off: WebSocket only
 import { InsiteClient } from '/clients/js/insite-client.js';
 
 const params = new URLSearchParams(location.search);
@@ -202,6 +205,10 @@ function initChart() {
     wickUpColor: '#26a69a', wickDownColor: '#ef5350',
   });
   lineSeries = chart.addSeries(LWC.LineSeries, { color: '#4f9cf9', lineWidth: 2, visible: false });
+  // scrolled to the left edge: the page before the oldest loaded
+  chart.timeScale().subscribeVisibleLogicalRangeChange((r) => {
+    if (r && r.from < 10 && hist && hist.sym === selected) loadOlder();
+  });
 }
 
 // the bars to show: stock_bars when the symbol has any, else 1-minute
@@ -211,17 +218,122 @@ function chartData(e) {
   return { source: 'ticks', map: e.ticks };
 }
 
+// ---- history from the bars API (docs/stocks.md) ---------------------------
+// hist = {sym, iv, tz, bars: Map(bucket→bar) of closed buckets (< curStart),
+//         curStart, minutes: Map(minute→bar) of the current bucket, oldest,
+//         done, loading}.  The current bucket is rebuilt from its minutes:
+// those the API had plus the live stock_bars, keyed by minute, so the seam
+// between history and live bars has neither a gap nor a double count.
+const IV_SECONDS = { '1m': 60, '5m': 300, '1h': 3600, '1d': 86400 };
+const IV_SPAN = { '1m': 86400, '5m': 5 * 86400, '1h': 60 * 86400, '1d': 366 * 86400 };
+const HISTORY = params.get('history') === '1' || /(?:^|;\s*)insite_token=/.test(document.cookie);
+let barInterval = '1m';
+let hist = null;
+
+function bucketOf(t, iv, tz) {
+  if (iv !== '1d') return t - (t % IV_SECONDS[iv]);
+  // local midnight of the exchange's day (off by the DST hour only on
+  // the two switch days between midnight and the switch)
+  const p = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+    timeZone: tz, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit',
+  }).formatToParts(new Date(t * 1000)).map((x) => [x.type, Number(x.value)]));
+  return t - (p.hour * 3600 + p.minute * 60 + p.second);
+}
+
+function apiBar(b) {
+  return { time: toEpochSeconds(b.time), open: b.open, high: b.high, low: b.low, close: b.close,
+           volume: b.volume };
+}
+
+async function fetchBars(sym, iv, from, to) {
+  const out = [];
+  let url = `/api/v1/stocks/${encodeURIComponent(sym)}/bars?interval=${iv}&from=${from}&to=${to}&limit=5000`;
+  let tz = 'America/New_York';
+  for (let pages = 0; pages < 50; pages++) {
+    const r = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (!r.ok) throw new Error(`bars: HTTP ${r.status}`);
+    const d = await r.json();
+    tz = d.timezone || tz;
+    for (const b of d.bars) out.push(apiBar(b));
+    if (!d.next_cursor) break;
+    url = `/api/v1/stocks/${encodeURIComponent(sym)}/bars?cursor=${encodeURIComponent(d.next_cursor)}&limit=5000`;
+  }
+  return { bars: out, tz };
+}
+
+async function loadHistory(sym, iv) {
+  const now = Math.floor(Date.now() / 1000);
+  const h = { sym, iv, tz: 'America/New_York', bars: new Map(), minutes: new Map(),
+              curStart: null, oldest: now - IV_SPAN[iv], done: false, loading: true };
+  hist = h;
+  try {
+    const { bars, tz } = await fetchBars(sym, iv, now - IV_SPAN[iv], now + 60);
+    h.tz = tz;
+    if (!bars.length) throw new Error('no bars');
+    h.curStart = bars[bars.length - 1].time;
+    for (const b of bars) if (b.time < h.curStart) h.bars.set(b.time, b);
+    const cur = await fetchBars(sym, '1m', h.curStart, now + 60);
+    for (const b of cur.bars) h.minutes.set(b.time, b);
+  } catch (err) {
+    // no API (or not signed in): the chart shows what the WebSocket brings
+    if (hist === h) hist = null;
+    chartDirty = true;
+    return;
+  }
+  h.loading = false;
+  if (hist === h) chartDirty = true;
+}
+
+async function loadOlder() {
+  const h = hist;
+  if (!h || h.loading || h.done) return;
+  h.loading = true;
+  const to = h.oldest, from = to - IV_SPAN[h.iv];
+  try {
+    const { bars } = await fetchBars(h.sym, h.iv, Math.max(0, from), to);
+    for (const b of bars) if (!h.bars.has(b.time)) h.bars.set(b.time, b);
+    h.oldest = from;
+    if (!bars.length) h.done = true;
+    const sorted = [...h.bars.entries()].sort((a, b) => a[0] - b[0]);
+    h.bars = new Map(sorted);
+  } catch (err) {
+    h.done = true;
+  }
+  h.loading = false;
+  if (hist === h) { shownKey = ''; chartDirty = true; }
+}
+
+// history + the current bucket from its minutes (API and live)
+function histData(e) {
+  const h = hist;
+  const live = new Map(h.minutes);
+  for (const [t, b] of e.bars) if (t >= h.curStart) live.set(t, b);
+  const cur = new Map();
+  for (const t of [...live.keys()].sort((a, b) => a - b)) {
+    const m = live.get(t);
+    const k = bucketOf(t, h.iv, h.tz);
+    const c = cur.get(k);
+    if (!c) cur.set(k, { time: k, open: m.open, high: m.high, low: m.low, close: m.close });
+    else { c.high = Math.max(c.high, m.high); c.low = Math.min(c.low, m.low); c.close = m.close; }
+  }
+  const map = new Map(h.bars);
+  for (const [k, b] of cur) if (!map.has(k) || k >= h.curStart) map.set(k, b);
+  return { source: `history ${h.iv}`, map: new Map([...map.entries()].sort((a, b) => a[0] - b[0])) };
+}
+
 function renderChart() {
   chartDirty = false;
   if (!chart || !selected) return;
   const e = book.get(selected);
-  const { source, map } = chartData(e);
+  const useHist = hist && hist.sym === selected && !hist.loading && hist.curStart !== null;
+  const { source, map } = useHist ? histData(e) : chartData(e);
   $('chart-empty').hidden = map.size > 0;
   $('chart-meta').textContent = map.size
-    ? `${source === 'bars' ? '1-min bars (stock_bars)' : '1-min candles from live quotes'} · ${plural(map.size, 'bar')}`
+    ? `${source === 'bars' ? '1-min bars (stock_bars)' : source === 'ticks' ? '1-min candles from live quotes' : `${hist.iv} bars (history + live)`} · ${plural(map.size, 'bar')}`
     : '';
   const key = `${selected}|${chartType}|${source}`;
   const times = [...map.keys()];
+  if (record) window.__insiteChart = { source, bars: [...map.values()].map((b) => ({ ...b })) };
   const last = times.length ? times[times.length - 1] : null;
   const toLine = (b) => ({ time: b.time, value: b.close });
   const series = chartType === 'line' ? lineSeries : candleSeries;
@@ -269,6 +381,7 @@ function select(sym) {
   // shared with the watchlist); since 0 = the history the server keeps
   if (prev) client.unsubscribe([`stock_bars:${prev}`]);
   client.subscribe([`stock_bars:${sym}`], { since: 0 }).catch(() => {});
+  if (HISTORY) loadHistory(sym, barInterval);
   const u = new URL(location.href);
   chartDirty = true;
   if (u.searchParams.get('selected') !== sym) {
@@ -421,6 +534,16 @@ for (const [id, type] of [['btn-candles', 'candles'], ['btn-line', 'line']]) {
     chartType = type;
     $('btn-candles').classList.toggle('on', type === 'candles');
     $('btn-line').classList.toggle('on', type === 'line');
+    chartDirty = true;
+  });
+}
+
+for (const btn of document.querySelectorAll('#intervals button')) {
+  btn.addEventListener('click', () => {
+    barInterval = btn.dataset.iv;
+    for (const b of document.querySelectorAll('#intervals button')) b.classList.toggle('on', b === btn);
+    shownKey = '';
+    if (selected && HISTORY) loadHistory(selected, barInterval);
     chartDirty = true;
   });
 }

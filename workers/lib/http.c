@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <microhttpd.h>
+#include <openssl/evp.h>
 
 #include "clock.h"
 #include "http.h"
@@ -22,6 +23,88 @@ struct insite_http {
     double started;
     int port;
 };
+
+#define REPLY_HEADERS_MAX 8
+
+/* What a handler asked for besides the body (insite_http_set_header,
+ * insite_http_etag). */
+struct insite_http_reply_meta {
+    char *names[REPLY_HEADERS_MAX], *values[REPLY_HEADERS_MAX];
+    size_t n;
+    int etag;
+};
+
+static void reply_meta_clear(struct insite_http_reply_meta *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->names[i]);
+        free(m->values[i]);
+    }
+    m->n = 0;
+    m->etag = 0;
+}
+
+int insite_http_set_header(const insite_http_request *req, const char *name,
+                           const char *value)
+{
+    struct insite_http_reply_meta *m = req->meta;
+    if (m == NULL || m->n == REPLY_HEADERS_MAX) {
+        insite_log_error("http: no room for response header %s on %s", name, req->path);
+        return -1;
+    }
+    if ((m->names[m->n] = strdup(name)) == NULL
+        || (m->values[m->n] = strdup(value)) == NULL) {
+        free(m->names[m->n]);
+        insite_log_error("http: out of memory for response header %s", name);
+        return -1;
+    }
+    m->n++;
+    return 0;
+}
+
+void insite_http_etag(const insite_http_request *req)
+{
+    if (req->meta != NULL)
+        req->meta->etag = 1;
+}
+
+/* "<32 hex digits>" with the quotes, from the body's SHA-256. */
+static int body_etag(const char *body, size_t len, char out[35])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(body, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 16)
+        return -1;
+    out[0] = '"';
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 1 + 2 * i, 3, "%02x", md[i]);
+    out[33] = '"';
+    out[34] = '\0';
+    return 0;
+}
+
+/* RFC 9110 13.1.2: If-None-Match is "*" or a list of entity tags; weak
+ * comparison, so W/"x" matches "x" too. */
+static int etag_listed(const char *inm, const char *tag)
+{
+    size_t tl = strlen(tag);
+    const char *p = inm;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        size_t n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n == tl && memcmp(p, tag, tl) == 0)
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
 
 /* Per-request state: the body as it arrives. */
 typedef struct {
@@ -70,28 +153,68 @@ int insite_http_has_scope(const insite_http_request *req, const char *scope)
     return 0;
 }
 
-static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
-                                 char *text, const char *ctype,
-                                 const char *allow)
+/* meta (may be NULL): the handler's headers, and the ETag / 304 decision. */
+static enum MHD_Result send_text_meta(struct MHD_Connection *conn, int status,
+                                      char *text, const char *ctype,
+                                      const char *allow,
+                                      const struct insite_http_reply_meta *meta)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (r == NULL) {
+    char etag[35] = "";
+    size_t len = strlen(text);
+
+    if (meta != NULL && meta->etag && status == 200 && body_etag(text, len, etag) == 0) {
+        const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_IF_NONE_MATCH);
+        if (inm != NULL && etag_listed(inm, etag))
+            status = 304;      /* RFC 9110 15.4.5: no content */
+    }
+    struct MHD_Response *r;
+    if (status == 304) {
         free(text);
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    }
+    if (r == NULL) {
+        if (status != 304)
+            free(text);
         insite_log_error("http: cannot create response");
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (status != 304)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (allow != NULL)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (etag[0] != '\0')
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+    for (size_t i = 0; meta != NULL && i < meta->n; i++)
+        MHD_add_response_header(r, meta->names[i], meta->values[i]);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
+static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
+                                 char *text, const char *ctype,
+                                 const char *allow)
+{
+    return send_text_meta(conn, status, text, ctype, allow, NULL);
+}
+
+static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
+                                      json_t *reply, const char *allow,
+                                      const struct insite_http_reply_meta *meta);
+
 /* Takes ownership of reply. */
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
                                  json_t *reply, const char *allow)
+{
+    return send_json_meta(conn, status, reply, allow, NULL);
+}
+
+static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
+                                      json_t *reply, const char *allow,
+                                      const struct insite_http_reply_meta *meta)
 {
     char *text = json_dumps(reply ? reply : json_object(), JSON_COMPACT);
     json_decref(reply);
@@ -109,7 +232,7 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
         line[n + 1] = '\0';
         text = line;
     }
-    return send_text(conn, status, text, "application/json", allow);
+    return send_text_meta(conn, status, text, "application/json", allow, meta);
 }
 
 static enum MHD_Result serve_health(insite_http *h, struct MHD_Connection *conn)
@@ -181,8 +304,10 @@ static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
         return send_json(conn, 413, insite_http_error("payload_too_large", msg), NULL);
     }
 
+    struct insite_http_reply_meta meta = { .n = 0 };
     insite_http_request req = {
         .method = method, .path = url, .rest = url + best_len, .conn = conn,
+        .meta = &meta,
     };
     if (st->len > 0) {
         json_error_t jerr;
@@ -198,7 +323,9 @@ static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
     json_t *reply = NULL;
     int status = best->fn(&req, &reply, best->ud);
     json_decref(req.body);
-    return send_json(conn, status, reply, NULL);
+    enum MHD_Result ret = send_json_meta(conn, status, reply, NULL, &meta);
+    reply_meta_clear(&meta);
+    return ret;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,

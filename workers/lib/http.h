@@ -24,6 +24,8 @@ typedef struct {
     const char *rest;            /* path after the matched prefix: "/42" */
     json_t *body;                /* parsed JSON body, NULL when empty */
     struct MHD_Connection *conn; /* for insite_http_query() */
+    struct insite_http_reply_meta *meta;  /* set by the server: response
+                                             headers, see insite_http_set_header() */
 } insite_http_request;
 
 /* Sets *reply (ownership passes to the server; NULL = empty {}) and returns
@@ -81,5 +83,22 @@ const char *insite_http_header(const insite_http_request *req, const char *name)
  * insite_gateway_jwt_require.  Both return "no identity" for an empty header. */
 const char *insite_http_user(const insite_http_request *req);
 int insite_http_has_scope(const insite_http_request *req, const char *scope);
+
+/* Response headers and conditional GET, for resources a cache may keep.
+ *
+ * insite_http_set_header() adds a header to the reply the handler is about
+ * to return (any status; at most 8 per reply; name and value are copied).
+ * Returns 0, or -1 when the table is full or out of memory (logged).
+ *
+ * insite_http_etag() marks a 200 reply as validated by a strong ETag: the
+ * server serialises the reply, sets ETag: "<first 32 hex digits of the
+ * SHA-256 of the body>", and when the request's If-None-Match lists that tag
+ * (or is "*") answers 304 with no body but the same ETag and the headers the
+ * handler set (Cache-Control, Last-Modified).  So a handler computes its
+ * reply as usual and the server decides; the body bytes are the only input,
+ * which keeps the tag identical across workers and restarts. */
+int insite_http_set_header(const insite_http_request *req, const char *name,
+                           const char *value);
+void insite_http_etag(const insite_http_request *req);
 
 #endif

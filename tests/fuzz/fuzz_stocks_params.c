@@ -1,0 +1,49 @@
+/*
+ * insite-stocks request parameters: the bars cursor and time parsers take
+ * client bytes.  Whatever they accept must round-trip (a decoded cursor
+ * encodes to the same text), and nothing may read or write out of bounds.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../workers/stocks/params.c"
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char            *s, enc[STOCKS_CURSOR_MAX], sym[STOCKS_SYMBOL_MAX];
+    char             err[160];
+    int64_t          t, f, to;
+    long             lim;
+    stocks_cursor    c;
+
+    s = malloc(size + 1);
+    if (s == NULL) {
+        return 0;
+    }
+    memcpy(s, data, size);
+    s[size] = '\0';
+
+    if (stocks_cursor_decode(s, &c) == 0) {
+        if (stocks_cursor_encode(&c, enc, sizeof(enc)) != 0 || strcmp(enc, s) != 0) {
+            abort();
+        }
+    }
+    if (stocks_time_parse(s, &t) == 0 && t < 0) {
+        abort();
+    }
+    (void) stocks_symbol_normalize(s, sym);
+    (void) stocks_limit_parse(s, 500, 5000, &lim, err, sizeof(err));
+    (void) stocks_range_resolve(stocks_interval_parse("1m"), s, NULL, 1700000000,
+                                &f, &to, err, sizeof(err));
+    if (size < 64) {
+        char *esc = malloc(2 * size + 1);
+        if (esc != NULL) {
+            stocks_like_escape(s, esc);
+            free(esc);
+        }
+    }
+    free(s);
+    return 0;
+}

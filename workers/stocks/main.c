@@ -1,0 +1,170 @@
+/* insite-stocks: market data and watchlists over HTTP (docs/stocks.md).
+ *
+ *   insite-stocks [-c FILE]      HTTP API on stocks.http_port (127.0.0.1)
+ *
+ * Reads what insite-collector stores (PostgreSQL stock_prices, the Redis
+ * history of stock_updates:{symbol}) and what insite-analytics stores
+ * (sentiment_data); owns the watchlists table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "pg.h"
+#include "redis_publish.h"
+#include "runtime.h"
+#include "stocks.h"
+
+static const insite_config_key stocks_keys[] = {
+    { "stocks.http_port", INSITE_CFG_INT, "8081", 0, 65535,
+      "HTTP API port on 127.0.0.1 (0 = any free port)" },
+    { "stocks.default_timezone", INSITE_CFG_STRING, "America/New_York", 0, 0,
+      "exchange time zone of symbols without a stock_symbols row (1d bars are its local days)" },
+    { "stocks.page_default", INSITE_CFG_INT, "500", 1, 100000, "bars per page without ?limit=" },
+    { "stocks.page_max", INSITE_CFG_INT, "5000", 1, 100000, "largest ?limit= for bars" },
+    { "stocks.watchlists_max", INSITE_CFG_INT, "20", 1, 1000, "watchlists per user" },
+    { "stocks.watchlist_symbols_max", INSITE_CFG_INT, "50", 1, 1000, "symbols per watchlist" },
+    { "stocks.quote_max_age", INSITE_CFG_DURATION, "2s", 0, 3600000,
+      "Cache-Control max-age of a quote" },
+    { "stocks.open_max_age", INSITE_CFG_DURATION, "5s", 0, 3600000,
+      "Cache-Control max-age of bars that may still change (the current bucket)" },
+    { "stocks.closed_max_age", INSITE_CFG_DURATION, "1d", 0, 31536000000.0,
+      "Cache-Control max-age of bars that are final" },
+};
+
+static int health(json_t *checks, void *ud)
+{
+    stocks_ctx *ctx = ud;
+    json_t *reply = NULL;
+    PGconn *pg = stocks_pg_acquire(ctx, &reply);
+    json_decref(reply);
+    int ok = pg != NULL;
+    if (ok) {
+        PGresult *r = PQexec(pg, "SELECT 1");
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        stocks_release(ctx);
+    }
+    json_object_set_new(checks, "postgresql", json_string(ok ? "ok" : "unreachable"));
+    return ok ? 0 : -1;
+}
+
+static int migrate(const insite_config *cfg)
+{
+    char err[512];
+    PGconn *c = insite_pg_connect(insite_config_string(cfg, "pg.dsn"), err, sizeof(err));
+    if (c == NULL) {
+        insite_log_error("postgresql: %s", err);
+        return -1;
+    }
+    const char *dir = insite_config_string(cfg, "pg.migrations_dir");
+    int n = insite_pg_migrate(c, dir, err, sizeof(err));
+    PQfinish(c);
+    if (n < 0) {
+        insite_log_error("postgresql: migrations in %s: %s", dir, err);
+        return -1;
+    }
+    if (n > 0)
+        insite_log_info("postgresql: applied %d migration(s) from %s", n, dir);
+    return 0;
+}
+
+static int serve(insite_runtime *rt, insite_config *cfg, stocks_ctx *ctx)
+{
+    insite_metrics *metrics = insite_metrics_new("stocks");
+    if (metrics == NULL)
+        return 1;
+    ctx->req_quote = insite_metrics_counter(metrics, "quote_requests", "Quotes answered (200).");
+    ctx->req_bars = insite_metrics_counter(metrics, "bars_requests", "Bar pages answered (200).");
+    ctx->req_search = insite_metrics_counter(metrics, "search_requests", "Searches answered.");
+    ctx->req_sentiment = insite_metrics_counter(metrics, "sentiment_requests",
+                                                "Sentiment series answered.");
+    ctx->req_watchlists = insite_metrics_counter(metrics, "watchlist_requests",
+                                                 "Authenticated watchlist requests.");
+    ctx->bars_seconds = insite_metrics_histogram(metrics, "bars_query_seconds",
+                                                 "PostgreSQL time of a bars query.",
+                                                 insite_metrics_latency_buckets,
+                                                 insite_metrics_latency_nbuckets);
+    const insite_http_route routes[] = {
+        { "GET", "/api/v1/stocks", stocks_api_market, ctx },
+        { "GET", "/api/v1/watchlists", stocks_api_watchlists, ctx },
+        { "PUT", "/api/v1/watchlists", stocks_api_watchlists, ctx },
+    };
+    insite_http_options ho = {
+        .service = "stocks", .port = (int)insite_config_int(cfg, "stocks.http_port"),
+        .body_max = 64 * 1024, .routes = routes, .nroutes = sizeof(routes) / sizeof(routes[0]),
+        .metrics = metrics, .health = health, .health_ud = ctx,
+    };
+    insite_http *h = insite_http_start(&ho);
+    if (h == NULL) {
+        insite_metrics_free(metrics);
+        return 1;
+    }
+    while (!rt->draining)
+        if (insite_runtime_wait(rt, 1000, -1) < 0)
+            break;
+    insite_http_stop(h);
+    insite_metrics_free(metrics);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    insite_runtime rt;
+    insite_config_schema *s = insite_config_schema_new();
+    insite_config *cfg = NULL;
+    stocks_ctx ctx = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    int rc = 2;
+
+    if (insite_runtime_init(&rt, "insite-stocks", argc, argv) != 0 || s == NULL)
+        goto out;
+    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
+        || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys) != 0
+        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys) != 0
+        || insite_config_schema_add(s, stocks_keys, sizeof(stocks_keys) / sizeof(stocks_keys[0])) != 0)
+        goto out;
+    if ((rc = insite_runtime_common(&rt, s, "")) >= 0)
+        goto out;
+    if (rt.argc > 1) {
+        fprintf(stderr, "usage: %s [-c FILE]\n", rt.name);
+        rc = 2;
+        goto out;
+    }
+    rc = 1;
+    if ((cfg = insite_runtime_load_config(&rt, s)) == NULL)
+        goto out;
+    insite_redis_options ro;
+    insite_redis_options_from_config(cfg, &ro);
+    ctx.pg_dsn = insite_config_string(cfg, "pg.dsn");
+    ctx.redis_host = ro.host;
+    ctx.redis_port = ro.port;
+    ctx.redis_password = ro.password ? ro.password : "";
+    ctx.redis_prefix = ro.prefix;
+    ctx.redis_timeout_ms = ro.command_timeout_ms;
+    ctx.default_tz = insite_config_string(cfg, "stocks.default_timezone");
+    ctx.page_default = (long)insite_config_int(cfg, "stocks.page_default");
+    ctx.page_max = (long)insite_config_int(cfg, "stocks.page_max");
+    ctx.watchlists_max = (long)insite_config_int(cfg, "stocks.watchlists_max");
+    ctx.watchlist_symbols_max = (long)insite_config_int(cfg, "stocks.watchlist_symbols_max");
+    ctx.quote_max_age = (long)(insite_config_duration_ms(cfg, "stocks.quote_max_age") / 1000);
+    ctx.open_max_age = (long)(insite_config_duration_ms(cfg, "stocks.open_max_age") / 1000);
+    ctx.closed_max_age = (long)(insite_config_duration_ms(cfg, "stocks.closed_max_age") / 1000);
+    if (ctx.page_default > ctx.page_max) {
+        insite_log_error("stocks.page_default (%ld) is larger than stocks.page_max (%ld)",
+                         ctx.page_default, ctx.page_max);
+        goto out;
+    }
+    /* the tables this worker reads may belong to workers not started yet */
+    if (migrate(cfg) != 0)
+        goto out;
+    rc = serve(&rt, cfg, &ctx);
+out:
+    if (ctx.pg != NULL)
+        PQfinish(ctx.pg);
+    redisFree(ctx.redis);
+    insite_config_free(cfg);
+    insite_config_schema_free(s);
+    insite_runtime_close(&rt);
+    return rc;
+}
