@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -86,3 +87,34 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user);
 int gdpr_consent_sync(gdpr_consent *c, int all);
 
 #endif
+
+/* ---- erasure.c: the data map and the erasure job ---- */
+
+typedef struct gdpr_erasure gdpr_erasure;
+
+typedef struct {
+    const char *data_map;            /* path; "" = erasure off */
+    const char *dsn;                 /* our database ("" in the map) */
+    const char *pseudonym_key;       /* file with the HMAC key */
+    const char *signing_key;         /* Ed25519 PEM for receipts */
+    long long grace_ms;
+    gdpr_store *store;               /* Redis settings, our PostgreSQL */
+    const char *kafka_bootstrap;     /* NULL: no Kafka target */
+    void *kafka;                     /* insite_kafka * */
+    insite_metrics *metrics;
+} gdpr_erasure_options;
+
+/* Loads and checks the data map and keys.  NULL with the reason in err. */
+gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t errlen);
+void gdpr_erasure_free(gdpr_erasure *e);
+/* One step of the oldest due request (main thread).  1 when it did work,
+ * 0 when idle, -1 on a store outage (retried later). */
+int gdpr_erasure_run(gdpr_erasure *e);
+/* POST /api/v1/gdpr/delete, DELETE /api/v1/gdpr/delete/{id} */
+int gdpr_api_delete(const insite_http_request *req, json_t **reply, void *ud);
+/* GET /api/v1/gdpr/deletion-status/{id} */
+int gdpr_api_deletion_status(const insite_http_request *req, json_t **reply, void *ud);
+/* insite-gdpr verify-receipt FILE PUBLIC_KEY_PEM */
+int gdpr_verify_receipt_main(int argc, char **argv, FILE *out);
+/* HMAC-SHA256(key, user) as "psn:<32 hex>" */
+int gdpr_pseudonym(const gdpr_erasure *e, const char *user, char out[40]);

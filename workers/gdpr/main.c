@@ -13,6 +13,7 @@
 #include "gdpr.h"
 #include "log.h"
 #include "pg.h"
+#include "kafka.h"
 #include "redis_publish.h"
 #include "runtime.h"
 
@@ -24,11 +25,19 @@ static const insite_config_key gdpr_keys[] = {
       "consent types with their current policy version, \"type=version\"" },
     { "gdpr.sync_interval", INSITE_CFG_DURATION, "1s", 50, 60000,
       "how often consent state Redis missed is retried" },
+    { "gdpr.data_map", INSITE_CFG_STRING, "", 0, 0,
+      "the data map (JSON, docs/gdpr-rights.md); \"\" = erasure off" },
+    { "gdpr.pseudonym_key", INSITE_CFG_STRING, "", 0, 0,
+      "file with the secret (>= 16 bytes) of the keyed hash for pseudonyms" },
+    { "gdpr.signing_key", INSITE_CFG_STRING, "", 0, 0,
+      "Ed25519 private key (PEM) signing erasure receipts" },
+    { "gdpr.grace_period", INSITE_CFG_DURATION, "0", 0, 2592000000.0,
+      "delay before an erasure starts, during which it can be cancelled" },
     { "gdpr.body_max", INSITE_CFG_INT, "65536", 1024, 1048576,
       "largest request body accepted, bytes" },
 };
 
-static const char usage[] = "";
+static const char usage[] = "[verify-receipt FILE PUBKEY]";
 
 static int health(json_t *checks, void *ud)
 {
@@ -53,6 +62,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     gdpr_consent consent = { .store = &st };
     insite_redis_options ro;
     insite_http *h = NULL;
+    insite_kafka *kafka = NULL;
+    gdpr_erasure *erasure = NULL;
     PGconn *pg;
 
     if (m == NULL)
@@ -89,7 +100,29 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     consent.unsynced = insite_metrics_gauge(m, "consent_unsynced_users",
                                             "Users whose consent state Redis does not have yet.");
 
+    if (insite_config_string(cfg, "gdpr.data_map")[0]) {
+        insite_kafka_options ko;
+        insite_kafka_options_from_config(cfg, &ko);
+        if ((kafka = insite_kafka_new(&ko)) == NULL)
+            goto out;
+        gdpr_erasure_options eo = {
+            .data_map = insite_config_string(cfg, "gdpr.data_map"), .dsn = st.dsn,
+            .pseudonym_key = insite_config_string(cfg, "gdpr.pseudonym_key"),
+            .signing_key = insite_config_string(cfg, "gdpr.signing_key"),
+            .grace_ms = insite_config_duration_ms(cfg, "gdpr.grace_period"),
+            .store = &st, .kafka = kafka, .metrics = m,
+        };
+        if ((erasure = gdpr_erasure_new(&eo, err, sizeof(err))) == NULL) {
+            insite_log_error("%s", err);
+            goto out;
+        }
+    } else
+        insite_log_warn("gdpr.data_map is empty: erasure requests are refused (503)");
+
     const insite_http_route routes[] = {
+        { "GET", "/api/v1/gdpr/deletion-status", gdpr_api_deletion_status, erasure },
+        { "POST", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
+        { "DELETE", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
         { "GET", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
         { "POST", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
     };
@@ -112,6 +145,10 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         pthread_mutex_unlock(&st.lock);
         if (all && left == 0)
             all = 0;
+        if (erasure && gdpr_erasure_run(erasure) > 0)
+            continue;                   /* more to do: no sleep */
+        if (kafka)
+            insite_kafka_poll(kafka, 0);
         if (insite_runtime_wait(rt, every, -1) < 0)
             break;
     }
@@ -119,6 +156,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
 out:
     if (h)
         insite_http_stop(h);
+    gdpr_erasure_free(erasure);
+    if (kafka)
+        insite_kafka_close(kafka);
     gdpr_store_close(&st);
     insite_metrics_free(m);
     return rc;
@@ -136,12 +176,17 @@ int main(int argc, char **argv)
     if (insite_config_schema_add(sc, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
         || insite_config_schema_add(sc, insite_pg_config_keys, insite_pg_config_nkeys) != 0
         || insite_config_schema_add(sc, insite_redis_config_keys, insite_redis_config_nkeys) != 0
+        || insite_config_schema_add(sc, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
         || insite_config_schema_add(sc, gdpr_keys, sizeof(gdpr_keys) / sizeof(gdpr_keys[0])) != 0)
         goto out;
     if ((rc = insite_runtime_common(&rt, sc, usage)) >= 0)
         goto out;
+    if (rt.argc > 1 && strcmp(rt.argv[1], "verify-receipt") == 0) {
+        rc = gdpr_verify_receipt_main(rt.argc - 2, rt.argv + 2, stdout);
+        goto out;
+    }
     if (rt.argc > 1) {
-        fprintf(stderr, "usage: %s [-c FILE]\n", rt.name);
+        fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
         goto out;
     }
     rc = 1;
