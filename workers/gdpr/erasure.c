@@ -972,3 +972,166 @@ int gdpr_verify_receipt_main(int argc, char **argv, FILE *out)
     insite_sign_free(k);
     return bad;
 }
+
+/* ---- export (Art. 15/20): every record the data map finds ---- */
+
+/* The archive: {"schema":"insite-gdpr-export/1","request_id","user_id",
+ * "generated_at","postgresql":{"<target>":[row objects]},
+ * "redis":{"<target>":{"key","exists"}}} */
+static json_t *build_archive(gdpr_erasure *e, const char *id, const char *user)
+{
+    char ts[40], sql[512], key[1024];
+    const char *p[1] = { user };
+    json_t *pg = json_object(), *rd = json_object();
+
+    for (size_t i = 0; i < e->ntargets; i++) {
+        target *x = &e->targets[i];
+        if (x->kind == T_PG) {
+            PGconn *c = db(e, x->db);
+            if (c == NULL)
+                goto fail;
+            snprintf(sql, sizeof(sql), "SELECT coalesce(json_agg(t), '[]') FROM %s t WHERE %s = $1",
+                     x->table, x->column);
+            PGresult *r = PQexecParams(c, sql, 1, NULL, p, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+                int absent = table_absent(r);
+                if (!absent)
+                    insite_log_warn("export: %s: %s", x->name, PQresultErrorMessage(r));
+                PQclear(r);
+                if (absent)
+                    continue;
+                goto fail;
+            }
+            json_t *rows = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+            PQclear(r);
+            json_object_set_new(pg, x->name + 3, rows ? rows : json_array());
+        } else if (x->kind == T_REDIS) {
+            long long n = 0;
+            if (run_redis(e, x, user, &n, 1) != 0)
+                goto fail;
+            redis_key(x, user, key, sizeof(key));
+            json_object_set_new(rd, x->name + 6, json_pack("{s:s, s:b}", "key", key, "exists", n > 0));
+        }
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "schema", "insite-gdpr-export/1",
+                     "request_id", id, "user_id", user,
+                     "generated_at", insite_clock_rfc3339(ts, sizeof(ts)), "postgresql", pg, "redis", rd);
+fail:
+    json_decref(pg);
+    json_decref(rd);
+    return NULL;
+}
+
+int gdpr_export_run(gdpr_erasure *e, long long ttl_ms)
+{
+    PGconn *c;
+    PGresult *r;
+    char id[64], user[512], ttl[32];
+    const char *p[3];
+    json_t *a;
+    char *text;
+
+    if (insite_clock_mono_ms() < e->retry_at || (c = ours(e)) == NULL)
+        return -1;
+    /* expired archives are deleted, the request stays as a record */
+    r = PQexec(c, "UPDATE gdpr_data_exports SET archive = NULL, status = 'expired'"
+               " WHERE status = 'ready' AND expires_at <= now()");
+    PQclear(r);
+    r = q(c, "SELECT id, user_id FROM gdpr_data_exports WHERE status = 'pending'"
+          " ORDER BY requested_at LIMIT 1", 0, NULL, PGRES_TUPLES_OK);
+    if (r == NULL || PQntuples(r) == 0) {
+        PQclear(r);
+        return r ? 0 : -1;
+    }
+    snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
+    snprintf(user, sizeof(user), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    if ((a = build_archive(e, id, user)) == NULL) {
+        e->retry_at = insite_clock_mono_ms() + 1000;
+        return -1;
+    }
+    text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    snprintf(ttl, sizeof(ttl), "%lld", ttl_ms);
+    p[0] = id;
+    p[1] = text;
+    p[2] = ttl;
+    r = q(c, "UPDATE gdpr_data_exports SET status = 'ready', archive = $2, ready_at = now(),"
+          " expires_at = now() + $3::bigint * interval '1 millisecond' WHERE id = $1 AND status = 'pending'",
+          3, p, PGRES_COMMAND_OK);
+    free(text);
+    if (r == NULL)
+        return -1;
+    PQclear(r);
+    insite_log_info("export %s ready", id);
+    return 1;
+}
+
+int gdpr_api_export(const insite_http_request *req, json_t **reply, void *ud)
+{
+    gdpr_erasure *e = ud;
+    const char *user = insite_http_user(req);
+    char id[INSITE_UUID_LEN];
+    const char *p[2];
+    PGresult *r;
+    int status;
+
+    if (user == NULL) {
+        *reply = insite_http_error("unauthorized", "no authenticated user (X-User-Id)");
+        return 401;
+    }
+    if (e == NULL) {
+        *reply = insite_http_error("unavailable", "export is not configured (gdpr.data_map)");
+        return 503;
+    }
+    pthread_mutex_lock(&e->store->lock);
+    if (gdpr_store_pg(e->store) == NULL) {
+        pthread_mutex_unlock(&e->store->lock);
+        return unavailable(reply);
+    }
+    if (req->rest[0] == '\0' && strcmp(req->method, "POST") == 0) {
+        p[0] = id;
+        p[1] = user;
+        r = NULL;
+        if (insite_uuid_v4(id) == 0)
+            r = PQexecParams(e->store->pg, "INSERT INTO gdpr_data_exports (id, user_id) VALUES ($1, $2)",
+                             2, NULL, p, NULL, NULL, 0);
+        if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
+            status = unavailable(reply);
+        else {
+            *reply = json_pack("{s:s, s:s}", "request_id", id, "status", "pending");
+            status = 202;
+        }
+        PQclear(r);
+    } else if (req->rest[0] == '/' && strcmp(req->method, "GET") == 0) {
+        p[0] = req->rest + 1;
+        p[1] = user;
+        if (!is_uuid(p[0])) {
+            status = not_found(reply);
+            goto done;
+        }
+        /* the requester only: another user's export does not exist */
+        r = PQexecParams(e->store->pg, "SELECT status, archive, " TS("expires_at")
+                         " FROM gdpr_data_exports WHERE id = $1 AND user_id = $2",
+                         2, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            status = unavailable(reply);
+        else if (PQntuples(r) == 0)
+            status = not_found(reply);
+        else if (strcmp(PQgetvalue(r, 0, 0), "ready") == 0
+                 && (*reply = json_loads(PQgetvalue(r, 0, 1), 0, NULL)) != NULL) {
+            json_object_set_new(*reply, "expires_at", json_string(PQgetvalue(r, 0, 2)));
+            status = 200;
+        } else {
+            *reply = json_pack("{s:s, s:s}", "request_id", p[0], "status", PQgetvalue(r, 0, 0));
+            status = strcmp(PQgetvalue(r, 0, 0), "expired") == 0 ? 410 : 200;
+        }
+        PQclear(r);
+    } else {
+        *reply = insite_http_error("method_not_allowed", "POST to request, GET /{id} to download");
+        status = 405;
+    }
+done:
+    pthread_mutex_unlock(&e->store->lock);
+    return status;
+}

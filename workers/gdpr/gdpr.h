@@ -114,6 +114,11 @@ int gdpr_erasure_run(gdpr_erasure *e);
 int gdpr_api_delete(const insite_http_request *req, json_t **reply, void *ud);
 /* GET /api/v1/gdpr/deletion-status/{id} */
 int gdpr_api_deletion_status(const insite_http_request *req, json_t **reply, void *ud);
+/* POST /api/v1/gdpr/export, GET /api/v1/gdpr/export/{id} */
+int gdpr_api_export(const insite_http_request *req, json_t **reply, void *ud);
+/* Builds the oldest pending export, deletes expired archives.  1 when it
+ * built one, 0 when idle, -1 on an outage. */
+int gdpr_export_run(gdpr_erasure *e, long long ttl_ms);
 /* insite-gdpr verify-receipt FILE PUBLIC_KEY_PEM */
 int gdpr_verify_receipt_main(int argc, char **argv, FILE *out);
 /* HMAC-SHA256(key, user) as "psn:<32 hex>" */

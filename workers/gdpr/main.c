@@ -33,6 +33,8 @@ static const insite_config_key gdpr_keys[] = {
       "Ed25519 private key (PEM) signing erasure receipts" },
     { "gdpr.grace_period", INSITE_CFG_DURATION, "0", 0, 2592000000.0,
       "delay before an erasure starts, during which it can be cancelled" },
+    { "gdpr.export_ttl", INSITE_CFG_DURATION, "7d", 1000, 31536000000.0,
+      "how long a finished export can be downloaded before it is deleted" },
     { "gdpr.body_max", INSITE_CFG_INT, "65536", 1024, 1048576,
       "largest request body accepted, bytes" },
 };
@@ -123,6 +125,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         { "GET", "/api/v1/gdpr/deletion-status", gdpr_api_deletion_status, erasure },
         { "POST", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
         { "DELETE", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
+        { "POST", "/api/v1/gdpr/export", gdpr_api_export, erasure },
+        { "GET", "/api/v1/gdpr/export", gdpr_api_export, erasure },
         { "GET", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
         { "POST", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
     };
@@ -145,7 +149,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         pthread_mutex_unlock(&st.lock);
         if (all && left == 0)
             all = 0;
-        if (erasure && gdpr_erasure_run(erasure) > 0)
+        if (erasure && (gdpr_erasure_run(erasure) > 0
+                        || gdpr_export_run(erasure, insite_config_duration_ms(cfg, "gdpr.export_ttl")) > 0))
             continue;                   /* more to do: no sleep */
         if (kafka)
             insite_kafka_poll(kafka, 0);

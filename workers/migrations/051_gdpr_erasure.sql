@@ -32,3 +32,4 @@ CREATE TABLE gdpr_deletion_steps (
     error          text,
     PRIMARY KEY (request_id, target)
 );
+
