@@ -226,9 +226,9 @@ static int load_map(gdpr_erasure *e, const char *path, const char *our_dsn, char
     n = json_array_size(json_object_get(m, "postgresql")) + json_array_size(json_object_get(m, "redis")) + 1;
     e->targets = calloc(n, sizeof(target));
     json_array_foreach(json_object_get(m, "postgresql"), i, v) {
-        if (parse_pg_target(e, v, &e->targets[e->ntargets], err, errlen) != 0)
+        /* counted before the check: a half-parsed target is freed too */
+        if (parse_pg_target(e, v, &e->targets[e->ntargets++], err, errlen) != 0)
             goto fail;
-        e->ntargets++;
     }
     json_array_foreach(json_object_get(m, "redis"), i, v) {
         const char *name = json_string_value(json_object_get(v, "name"));
@@ -265,8 +265,6 @@ fail:
     return -1;
 }
 
-static PGconn *ours(gdpr_erasure *e);
-
 gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t errlen)
 {
     gdpr_erasure *e = calloc(1, sizeof(*e));
@@ -277,7 +275,10 @@ gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t 
     e->kafka = o->kafka;
     if (load_map(e, o->data_map, o->dsn, err, errlen) != 0)
         goto fail;
-    if (ours(e) == NULL && e->ndbs < MAX_DBS) {
+    size_t k;
+    for (k = 0; k < e->ndbs && strcmp(e->dbs[k].dsn, o->dsn) != 0; k++)
+        ;
+    if (k == e->ndbs && e->ndbs < MAX_DBS) {
         /* our own tables are reached by the job even if the map names none */
         e->dbs[e->ndbs].name = strdup("_insite");
         e->dbs[e->ndbs].dsn = strdup(o->dsn);
@@ -301,6 +302,8 @@ gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t 
         snprintf(err, errlen, "gdpr.signing_key %s: not usable", o->signing_key);
         goto fail;
     }
+    if (o->metrics == NULL)
+        return e;                    /* tests: no job will run */
     e->completed = insite_metrics_counter(o->metrics, "erasures_completed", "Erasure requests completed.");
     e->failed = insite_metrics_counter(o->metrics, "erasures_failed", "Erasure requests failed.");
     e->g_pending = insite_metrics_gauge(o->metrics, "erasure_requests_pending", "Erasure requests pending.");
