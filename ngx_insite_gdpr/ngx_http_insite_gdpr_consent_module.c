@@ -65,6 +65,7 @@ typedef struct {
     ngx_insite_redis_cmd_t     *cmd;
     ngx_str_t                   user;
     uint64_t                    granted;
+    const char                 *outcome;    /* $insite_gdpr_consent */
     unsigned                    waiting:1;
     unsigned                    decided:1;
     unsigned                    failed:1;
@@ -130,12 +131,16 @@ static char *ngx_http_insite_consent_init_main_conf(ngx_conf_t *cf,
 static void *ngx_http_insite_consent_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_insite_consent_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+static ngx_int_t ngx_http_insite_consent_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_insite_consent_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_insite_consent_init_process(ngx_cycle_t *cycle);
 static void ngx_http_insite_consent_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_http_insite_consent_worker_t  *ngx_http_insite_consent_worker;
+
+static ngx_str_t  ngx_http_insite_consent_var_name =
+    ngx_string("insite_gdpr_consent");
 
 
 static ngx_conf_enum_t  ngx_http_insite_consent_anonymous_modes[] = {
@@ -199,7 +204,7 @@ static ngx_command_t  ngx_http_insite_consent_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_insite_consent_module_ctx = {
-    NULL,                                      /* preconfiguration */
+    ngx_http_insite_consent_preconfiguration,  /* preconfiguration */
     ngx_http_insite_consent_postconfiguration, /* postconfiguration */
 
     ngx_http_insite_consent_create_main_conf,  /* create main configuration */
@@ -271,16 +276,6 @@ ngx_http_insite_consent_handler(ngx_http_request_t *r)
         ngx_str_null(&user);
     }
 
-    if (user.len == 0) {
-        ngx_insite_metric_inc(mcf->anonymous);
-
-        if (lcf->anonymous == NGX_INSITE_CONSENT_ANON_ALLOW) {
-            return NGX_DECLINED;
-        }
-
-        return ngx_http_insite_consent_refuse(r, lcf->required);
-    }
-
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_insite_consent_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -288,7 +283,23 @@ ngx_http_insite_consent_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->user = user;
+    ctx->decided = 1;
     ngx_http_set_ctx(r, ctx, ngx_http_insite_gdpr_consent_module);
+
+    if (user.len == 0) {
+        ngx_insite_metric_inc(mcf->anonymous);
+
+        if (lcf->anonymous == NGX_INSITE_CONSENT_ANON_ALLOW) {
+            ctx->outcome = "anonymous";
+            ctx->granted = lcf->required;      /* decided: let it pass */
+            return NGX_DECLINED;
+        }
+
+        ctx->granted = 0;
+        return ngx_http_insite_consent_decide(r, ctx);
+    }
+
+    ctx->decided = 0;
 
     e = ngx_http_insite_consent_cache_get(&user);
     if (e) {
@@ -410,6 +421,8 @@ ngx_http_insite_consent_decide(ngx_http_request_t *r,
     if (ctx->failed) {
         ngx_insite_metric_inc(mcf->failed);
 
+        ctx->outcome = "unavailable";
+
         if (lcf->fail == NGX_INSITE_CONSENT_FAIL_OPEN) {
             return NGX_DECLINED;
         }
@@ -420,9 +433,14 @@ ngx_http_insite_consent_decide(ngx_http_request_t *r,
     missing = lcf->required & ~ctx->granted;
 
     if (missing == 0) {
-        ngx_insite_metric_inc(mcf->allowed);
+        if (ctx->outcome == NULL) {
+            ngx_insite_metric_inc(mcf->allowed);
+            ctx->outcome = "granted";
+        }
         return NGX_DECLINED;
     }
+
+    ctx->outcome = "consent_required";
 
     return ngx_http_insite_consent_refuse(r, missing);
 }
@@ -772,7 +790,55 @@ ngx_http_insite_consent_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
 }
 
 
+/*
+ * $insite_gdpr_consent: what the check decided for this request, for
+ * access logs and insite_gdpr_data_type: "granted", "consent_required",
+ * "anonymous" (let through), "unavailable" (Redis; fail mode applied), or
+ * empty where no check ran.
+ */
+
+static ngx_int_t
+ngx_http_insite_consent_outcome_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_insite_consent_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main,
+                                  ngx_http_insite_gdpr_consent_module);
+
+    if (ctx == NULL || ctx->outcome == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) ctx->outcome;
+    v->len = ngx_strlen(ctx->outcome);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 /* configuration */
+
+
+static ngx_int_t
+ngx_http_insite_consent_preconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    var = ngx_http_add_variable(cf, &ngx_http_insite_consent_var_name,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_insite_consent_outcome_variable;
+
+    return NGX_OK;
+}
 
 
 static char *

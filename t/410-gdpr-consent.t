@@ -74,12 +74,17 @@ my $pid = Insite::Services::spawn($bin, \%env, $log);
 END { kill 'TERM', $pid if $pid }
 ok(wait_port($api, 20), 'insite-gdpr listens') or diag(slurp($log));
 
+mkdir "$tmp/journal";
+chmod 0777, "$tmp/journal";
 my $http = <<"CONF";
+    insite_gdpr_journal $tmp/journal;
     insite_redis 127.0.0.1:${\ $redis->port } connect_timeout=300ms command_timeout=300ms;
 CONF
 my $server = <<"CONF";
         insite_gateway_jwt_secret "consent-secret";
         location /analytics/ { insite_gateway_jwt on; insite_gdpr_consent analytics;
+                               add_header X-Consent \$insite_gdpr_consent always;
+                               insite_gdpr_audit on; insite_gdpr_data_type \$insite_gdpr_consent;
                                alias $tmp/www/; }
         location /both/ { insite_gateway_jwt on; insite_gdpr_consent analytics marketing;
                           alias $tmp/www/; }
@@ -129,6 +134,7 @@ my $b = body($r);
 is($b->{error}, 'consent_required', 'error consent_required');
 is_deeply($b->{consent_types}, ['analytics'], 'names the missing type');
 like($b->{request_id} // '', qr/\S/, 'carries the request id');
+is($r->{headers}{'x-consent'}, 'consent_required', '$insite_gdpr_consent: consent_required');
 is(get($ng[0], '/analytics/ok.txt')->{status}, 401, 'no token: the gateway refuses first (401)');
 
 # ---- grant through server 0: both servers serve
@@ -137,7 +143,9 @@ is($r->{status}, 200, 'grant: 200') or diag($r->{body});
 is(body($r)->{policy_version}, '2026-01', 'recorded with the current policy version');
 ok(body($r)->{enforced_at_edge}, 'published to Redis');
 ok(wait_for(5, sub { all_say('/analytics/ok.txt', 'alice', 200) }), 'granted: 200 on both servers, every worker');
-is(get($ng[1], '/analytics/ok.txt', 'alice')->{body}, "ok\n", 'the content is served');
+$r = get($ng[1], '/analytics/ok.txt', 'alice');
+is($r->{body}, "ok\n", 'the content is served');
+is($r->{headers}{'x-consent'}, 'granted', '$insite_gdpr_consent: granted');
 $r = get($ng[1], '/both/ok.txt', 'alice');
 is($r->{status}, 403, 'two types, one granted: 403');
 is_deeply(body($r)->{consent_types}, ['marketing'], 'only the missing type is named');
@@ -227,6 +235,14 @@ $redis->freeze;
     cmp_ok(time - $s, '<', 4, 'within the command timeout, not stalled');
 }
 $redis->thaw;
+
+# ---- the denial is in the audit journal (insite_gdpr_data_type $insite_gdpr_consent)
+my @recs = map { eval { $json->decode($_) } // () } map { split /\n/, slurp($_) } glob "$tmp/journal/audit-*.jsonl";
+ok((grep { ($_->{user_id} // '') eq "$tag-alice" && $_->{status} == 403 && !$_->{result}
+           && ($_->{data_type} // '') eq 'consent_required' } @recs), 'denial journaled as consent_required')
+    or diag(scalar(@recs) . ' records');
+ok((grep { ($_->{user_id} // '') eq "$tag-alice" && $_->{status} == 200 && ($_->{data_type} // '') eq 'granted' } @recs),
+   'granted access journaled');
 
 # ---- metrics
 $r = $ng[0]->get('/metrics');
