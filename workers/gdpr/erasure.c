@@ -848,6 +848,10 @@ int gdpr_api_delete(const insite_http_request *req, json_t **reply, void *ud)
         *reply = insite_http_error("unavailable", "erasure is not configured (gdpr.data_map)");
         return 503;
     }
+    if (strlen(user) > 256) {          /* the job's buffers hold 511 bytes */
+        *reply = insite_http_error("bad_request", "user id longer than 256 bytes");
+        return 400;
+    }
     pthread_mutex_lock(&e->store->lock);
     if (req->rest[0] == '\0' && strcmp(req->method, "POST") == 0)
         status = create(e, req, user, reply);
@@ -1086,6 +1090,10 @@ int gdpr_api_export(const insite_http_request *req, json_t **reply, void *ud)
     if (e == NULL) {
         *reply = insite_http_error("unavailable", "export is not configured (gdpr.data_map)");
         return 503;
+    }
+    if (strlen(user) > 256) {
+        *reply = insite_http_error("bad_request", "user id longer than 256 bytes");
+        return 400;
     }
     pthread_mutex_lock(&e->store->lock);
     if (gdpr_store_pg(e->store) == NULL) {
