@@ -2,7 +2,7 @@
 # (the plan's tables, realistic rows for two users) in a PostgreSQL of the
 # test's own, Redis, the Kafka mock.  The worker is killed -9 at three
 # points of the job (test hook INSITE_GDPR_TEST_CRASH_FILE); PostgreSQL and Redis
-# is stopped mid-job; the request still completes exactly once.  Then: every
+# are stopped mid-job; the request still completes exactly once.  Then: every
 # target emptied or anonymized, the other user untouched, the audit trail
 # pseudonymized, the receipt verifies and a tampered one does not, the
 # user_deleted event read back with kcat, authorization, bad input.
