@@ -110,6 +110,24 @@ INSITE_AUDITD_JOURNAL_DIR=$INSITE_RUN_DIR/audit \
   > "$INSITE_RUN_DIR/auditd.log" 2>&1 &
 pids+=($!)
 
+say "starting insite-gdpr (consent, erasure, export on 8085)"
+[ -f "$INSITE_RUN_DIR/gdpr-receipts.pem" ] ||
+  openssl genpkey -algorithm ed25519 -out "$INSITE_RUN_DIR/gdpr-receipts.pem"
+[ -f "$INSITE_RUN_DIR/gdpr-pseudonym.key" ] ||
+  openssl rand -out "$INSITE_RUN_DIR/gdpr-pseudonym.key" 32
+# no backend database here: its targets point at ours (absent tables = empty)
+sed "s|host=127.0.0.1 dbname=insitechart|$INSITE_PG_DSN|" workers/gdpr/datamap.json \
+  > "$INSITE_RUN_DIR/gdpr-datamap.json"
+mkdir -p "$INSITE_RUN_DIR/spool/gdpr"
+INSITE_GDPR_DATA_MAP=$INSITE_RUN_DIR/gdpr-datamap.json \
+  INSITE_GDPR_PSEUDONYM_KEY=$INSITE_RUN_DIR/gdpr-pseudonym.key \
+  INSITE_GDPR_SIGNING_KEY=$INSITE_RUN_DIR/gdpr-receipts.pem \
+  INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/gdpr \
+  INSITE_KAFKA_CLIENT_ID=insite-gdpr \
+  build/bin/insite-gdpr \
+  > "$INSITE_RUN_DIR/gdpr.log" 2>&1 &
+pids+=($!)
+
 say "starting insite-analytics"
 lex=$(scripts/lexicons.sh)
 eval "export ${lex//$'\n'/ }"
@@ -142,6 +160,7 @@ cat <<INFO
   analytics    http://127.0.0.1:8083/healthz  (log: $INSITE_RUN_DIR/analytics.log)
   stocks       http://127.0.0.1:8081/healthz  (log: $INSITE_RUN_DIR/stocks.log)
   auditd       http://127.0.0.1:8084/healthz  (log: $INSITE_RUN_DIR/auditd.log; journal: $INSITE_RUN_DIR/audit)
+  gdpr         http://127.0.0.1:8085/healthz  (log: $INSITE_RUN_DIR/gdpr.log)
 
   Ctrl-C stops everything.
 

@@ -1,0 +1,125 @@
+/* insite-gdpr: the data subject's rights (docs/gdpr-rights.md).
+ *
+ *   consent.c   consent ledger in PostgreSQL + the edge's view in Redis
+ *   store.c     the worker's PostgreSQL and Redis connections
+ *
+ * Threads: libmicrohttpd runs the handlers on its own thread, the main loop
+ * republishes consent state Redis missed.  Both go through gdpr_store,
+ * whose lock serialises every PostgreSQL and Redis round trip. */
+#ifndef GDPR_H
+#define GDPR_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "http.h"
+#include "metrics.h"
+
+#define GDPR_TYPE_MAX     32    /* consent type: [a-z0-9_]{1,32} */
+#define GDPR_VERSION_MAX  32    /* policy version: [A-Za-z0-9._-]{1,32} */
+#define GDPR_TYPES_MAX    64    /* the edge keeps a 64-bit mask per user */
+
+typedef struct {
+    char name[GDPR_TYPE_MAX + 1];
+    char version[GDPR_VERSION_MAX + 1];
+} gdpr_consent_type;
+
+/* ---- store.c ---- */
+
+typedef struct {
+    const char *dsn;
+    const char *redis_host;
+    const char *redis_password;
+    const char *prefix;              /* "insite:" */
+    int redis_port;
+    int connect_timeout_ms, command_timeout_ms;
+
+    pthread_mutex_t lock;
+    PGconn *pg;
+    redisContext *redis;
+} gdpr_store;
+
+/* Both return the connection (reconnecting when needed) or NULL (logged
+ * once per outage).  Call with the lock held. */
+PGconn *gdpr_store_pg(gdpr_store *s);
+redisContext *gdpr_store_redis(gdpr_store *s);
+/* Drops the Redis connection after an I/O error. */
+void gdpr_store_redis_reset(gdpr_store *s);
+void gdpr_store_close(gdpr_store *s);
+
+/* ---- consent.c ---- */
+
+typedef struct {
+    gdpr_store *store;
+    gdpr_consent_type types[GDPR_TYPES_MAX];
+    size_t ntypes;
+    insite_counter *changes, *sync_errors;
+    insite_gauge *unsynced;
+} gdpr_consent;
+
+/* Parses "type=version" items (gdpr.consent_types).  0, or -1 with the
+ * reason in err. */
+int gdpr_consent_types_parse(gdpr_consent *c, char *const *items, size_t n,
+                             char *err, size_t errlen);
+const gdpr_consent_type *gdpr_consent_type_find(const gdpr_consent *c,
+                                                const char *name);
+
+/* GET /api/v1/gdpr/consents, POST /api/v1/gdpr/consents,
+ * POST /api/v1/gdpr/consents/revoke-all */
+int gdpr_api_consents(const insite_http_request *req, json_t **reply, void *ud);
+
+/* The Redis key of a user's granted types: <prefix>consent:{<user>}, and the
+ * channel every change is announced on: <prefix>consent:changed. */
+int gdpr_consent_key(const gdpr_store *s, const char *user, char *out, size_t len);
+#define GDPR_CONSENT_CHANNEL "consent:changed"
+
+/* Writes the user's current grants (for the current policy versions) to
+ * Redis and announces it.  Call with the store lock held.  0 or -1. */
+int gdpr_consent_publish(gdpr_consent *c, const char *user);
+/* Republishes users left in user_consent_sync (all users when `all`).
+ * Returns the number still pending, or -1 when a store is down. */
+int gdpr_consent_sync(gdpr_consent *c, int all);
+
+#endif
+
+/* ---- erasure.c: the data map and the erasure job ---- */
+
+typedef struct gdpr_erasure gdpr_erasure;
+
+typedef struct {
+    const char *data_map;            /* path; "" = erasure off */
+    const char *dsn;                 /* our database ("" in the map) */
+    const char *pseudonym_key;       /* file with the HMAC key */
+    const char *signing_key;         /* Ed25519 PEM for receipts */
+    long long grace_ms;
+    gdpr_store *store;               /* Redis settings, our PostgreSQL */
+    const char *kafka_bootstrap;     /* NULL: no Kafka target */
+    void *kafka;                     /* insite_kafka * */
+    insite_metrics *metrics;
+} gdpr_erasure_options;
+
+/* Loads and checks the data map and keys.  NULL with the reason in err. */
+gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t errlen);
+void gdpr_erasure_free(gdpr_erasure *e);
+/* One step of the oldest due request (main thread).  1 when it did work,
+ * 0 when idle, -1 on a store outage (retried later). */
+int gdpr_erasure_run(gdpr_erasure *e);
+/* POST /api/v1/gdpr/delete, DELETE /api/v1/gdpr/delete/{id} */
+int gdpr_api_delete(const insite_http_request *req, json_t **reply, void *ud);
+/* GET /api/v1/gdpr/deletion-status/{id} */
+int gdpr_api_deletion_status(const insite_http_request *req, json_t **reply, void *ud);
+/* POST /api/v1/gdpr/export, GET /api/v1/gdpr/export/{id} */
+int gdpr_api_export(const insite_http_request *req, json_t **reply, void *ud);
+/* Builds the oldest pending export, deletes expired archives.  1 when it
+ * built one, 0 when idle, -1 on an outage. */
+int gdpr_export_run(gdpr_erasure *e, long long ttl_ms);
+/* insite-gdpr verify-receipt FILE PUBLIC_KEY_PEM */
+int gdpr_verify_receipt_main(int argc, char **argv, FILE *out);
+/* HMAC-SHA256(key, user) as "psn:<32 hex>" */
+int gdpr_pseudonym(const gdpr_erasure *e, const char *user, char out[40]);

@@ -1,0 +1,206 @@
+/* insite-gdpr: the data subject's rights behind nginx.
+ *
+ *   insite-gdpr [-c FILE]     the API on 127.0.0.1:8085 and the background
+ *                             work (consent state Redis missed)
+ *
+ * docs/gdpr-rights.md: the API, the Redis contract with nginx's
+ * insite_gdpr_consent, operations. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "gdpr.h"
+#include "log.h"
+#include "pg.h"
+#include "kafka.h"
+#include "redis_publish.h"
+#include "runtime.h"
+
+static const insite_config_key gdpr_keys[] = {
+    { "gdpr.http_port", INSITE_CFG_INT, "8085", 0, 65535,
+      "HTTP API port on 127.0.0.1 (0 = any free port)" },
+    { "gdpr.consent_types", INSITE_CFG_STRING_LIST,
+      "analytics=1,marketing=1,data_sharing=1,cookies=1,profiling=1", 0, 0,
+      "consent types with their current policy version, \"type=version\"" },
+    { "gdpr.sync_interval", INSITE_CFG_DURATION, "1s", 50, 60000,
+      "how often consent state Redis missed is retried" },
+    { "gdpr.data_map", INSITE_CFG_STRING, "", 0, 0,
+      "the data map (JSON, docs/gdpr-rights.md); \"\" = erasure off" },
+    { "gdpr.pseudonym_key", INSITE_CFG_STRING, "", 0, 0,
+      "file with the secret (>= 16 bytes) of the keyed hash for pseudonyms" },
+    { "gdpr.signing_key", INSITE_CFG_STRING, "", 0, 0,
+      "Ed25519 private key (PEM) signing erasure receipts" },
+    { "gdpr.grace_period", INSITE_CFG_DURATION, "0", 0, 2592000000.0,
+      "delay before an erasure starts, during which it can be cancelled" },
+    { "gdpr.export_ttl", INSITE_CFG_DURATION, "7d", 1000, 31536000000.0,
+      "how long a finished export can be downloaded before it is deleted" },
+    { "gdpr.body_max", INSITE_CFG_INT, "65536", 1024, 1048576,
+      "largest request body accepted, bytes" },
+};
+
+static const char usage[] = "[verify-receipt FILE PUBKEY]";
+
+static int health(json_t *checks, void *ud)
+{
+    gdpr_consent *c = ud;
+    int ok;
+
+    pthread_mutex_lock(&c->store->lock);
+    ok = gdpr_store_pg(c->store) != NULL;
+    pthread_mutex_unlock(&c->store->lock);
+    json_object_set_new(checks, "postgresql", json_string(ok ? "ok" : "down"));
+    return ok ? 0 : -1;
+}
+
+static int serve(insite_runtime *rt, insite_config *cfg)
+{
+    char err[512];
+    char *const *items;
+    size_t n;
+    int rc = 1;
+    insite_metrics *m = insite_metrics_new("gdpr");
+    gdpr_store st = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    gdpr_consent consent = { .store = &st };
+    insite_redis_options ro;
+    insite_http *h = NULL;
+    insite_kafka *kafka = NULL;
+    gdpr_erasure *erasure = NULL;
+    PGconn *pg;
+
+    if (m == NULL)
+        goto out;
+    n = insite_config_list(cfg, "gdpr.consent_types", &items);
+    if (gdpr_consent_types_parse(&consent, items, n, err, sizeof(err)) != 0) {
+        insite_log_error("%s", err);
+        goto out;
+    }
+    insite_redis_options_from_config(cfg, &ro);
+    st.dsn = insite_config_string(cfg, "pg.dsn");
+    st.redis_host = ro.host;
+    st.redis_port = ro.port;
+    st.redis_password = ro.password;
+    st.prefix = ro.prefix;
+    st.connect_timeout_ms = ro.connect_timeout_ms;
+    st.command_timeout_ms = ro.command_timeout_ms;
+
+    /* the schema first: the API must not answer before its tables exist */
+    if ((pg = insite_pg_connect(st.dsn, err, sizeof(err))) == NULL) {
+        insite_log_error("postgresql: %s", err);
+        goto out;
+    }
+    if (insite_pg_migrate(pg, insite_config_string(cfg, "pg.migrations_dir"), err, sizeof(err)) < 0) {
+        insite_log_error("migrations: %s", err);
+        PQfinish(pg);
+        goto out;
+    }
+    st.pg = pg;
+
+    consent.changes = insite_metrics_counter(m, "consent_changes", "Consent grants and withdrawals recorded.");
+    consent.sync_errors = insite_metrics_counter(m, "consent_sync_errors",
+                                                 "Consent states that could not be written to Redis (retried).");
+    consent.unsynced = insite_metrics_gauge(m, "consent_unsynced_users",
+                                            "Users whose consent state Redis does not have yet.");
+
+    if (insite_config_string(cfg, "gdpr.data_map")[0]) {
+        insite_kafka_options ko;
+        insite_kafka_options_from_config(cfg, &ko);
+        if ((kafka = insite_kafka_new(&ko)) == NULL)
+            goto out;
+        gdpr_erasure_options eo = {
+            .data_map = insite_config_string(cfg, "gdpr.data_map"), .dsn = st.dsn,
+            .pseudonym_key = insite_config_string(cfg, "gdpr.pseudonym_key"),
+            .signing_key = insite_config_string(cfg, "gdpr.signing_key"),
+            .grace_ms = insite_config_duration_ms(cfg, "gdpr.grace_period"),
+            .store = &st, .kafka = kafka, .metrics = m,
+        };
+        if ((erasure = gdpr_erasure_new(&eo, err, sizeof(err))) == NULL) {
+            insite_log_error("%s", err);
+            goto out;
+        }
+    } else
+        insite_log_warn("gdpr.data_map is empty: erasure requests are refused (503)");
+
+    const insite_http_route routes[] = {
+        { "GET", "/api/v1/gdpr/deletion-status", gdpr_api_deletion_status, erasure },
+        { "POST", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
+        { "DELETE", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
+        { "POST", "/api/v1/gdpr/export", gdpr_api_export, erasure },
+        { "GET", "/api/v1/gdpr/export", gdpr_api_export, erasure },
+        { "GET", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
+        { "POST", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
+    };
+    insite_http_options ho = {
+        .service = "gdpr", .port = (int)insite_config_int(cfg, "gdpr.http_port"),
+        .body_max = (size_t)insite_config_int(cfg, "gdpr.body_max"),
+        .routes = routes, .nroutes = sizeof(routes) / sizeof(routes[0]), .metrics = m,
+        .health = health, .health_ud = &consent,
+    };
+    if ((h = insite_http_start(&ho)) == NULL)
+        goto out;
+    insite_log_info("API on 127.0.0.1:%d, %zu consent type(s)", insite_http_port(h), consent.ntypes);
+
+    /* Redis may have lost the hashes (flushed, replaced): republish all */
+    int all = 1;
+    int every = (int)insite_config_duration_ms(cfg, "gdpr.sync_interval");
+    while (!rt->draining) {
+        pthread_mutex_lock(&st.lock);
+        int left = gdpr_consent_sync(&consent, all);
+        pthread_mutex_unlock(&st.lock);
+        if (all && left == 0)
+            all = 0;
+        if (erasure && (gdpr_erasure_run(erasure) > 0
+                        || gdpr_export_run(erasure, insite_config_duration_ms(cfg, "gdpr.export_ttl")) > 0))
+            continue;                   /* more to do: no sleep */
+        if (kafka)
+            insite_kafka_poll(kafka, 0);
+        if (insite_runtime_wait(rt, every, -1) < 0)
+            break;
+    }
+    rc = 0;
+out:
+    if (h)
+        insite_http_stop(h);
+    gdpr_erasure_free(erasure);
+    if (kafka)
+        insite_kafka_close(kafka);
+    gdpr_store_close(&st);
+    insite_metrics_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    insite_runtime rt;
+    insite_config_schema *sc = insite_config_schema_new();
+    insite_config *cfg = NULL;
+    int rc = 2;
+
+    if (insite_runtime_init(&rt, "insite-gdpr", argc, argv) != 0 || sc == NULL)
+        goto out;
+    if (insite_config_schema_add(sc, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
+        || insite_config_schema_add(sc, insite_pg_config_keys, insite_pg_config_nkeys) != 0
+        || insite_config_schema_add(sc, insite_redis_config_keys, insite_redis_config_nkeys) != 0
+        || insite_config_schema_add(sc, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
+        || insite_config_schema_add(sc, gdpr_keys, sizeof(gdpr_keys) / sizeof(gdpr_keys[0])) != 0)
+        goto out;
+    if ((rc = insite_runtime_common(&rt, sc, usage)) >= 0)
+        goto out;
+    if (rt.argc > 1 && strcmp(rt.argv[1], "verify-receipt") == 0) {
+        rc = gdpr_verify_receipt_main(rt.argc - 2, rt.argv + 2, stdout);
+        goto out;
+    }
+    if (rt.argc > 1) {
+        fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
+        goto out;
+    }
+    rc = 1;
+    if ((cfg = insite_runtime_load_config(&rt, sc)) == NULL)
+        goto out;
+    rc = serve(&rt, cfg);
+out:
+    insite_config_free(cfg);
+    insite_config_schema_free(sc);
+    insite_runtime_close(&rt);
+    return rc;
+}
