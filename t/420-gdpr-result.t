@@ -1,7 +1,8 @@
 # ngx_http_insite_gdpr_module: "result" at the status boundaries.  An
 # audited response is a success (result true) below 400 and a failure from
 # 400 on: 200, 399 -> true; 400, 401, 499, 500, 599 -> false.  Each record
-# carries the status the client got.
+# carries the status the client got.  With insite_gdpr_fsync always each
+# record is synced.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -19,8 +20,9 @@ chmod 0755, $tmp;
 my $j = "$tmp/journal";
 my @codes = (200, 299, 399, 400, 401, 499, 500, 599);
 my $locs = join '', map { "        location = /api/s$_ { insite_gdpr_audit on; return $_ \"s$_\\n\"; }\n" } @codes;
-my $n = Insite::Nginx->new(http => "    insite_gdpr_journal $j;\n",
-                           server => "        insite_gdpr_audit_user \$http_x_user;\n$locs");
+my $n = Insite::Nginx->new(http => "    insite_gdpr_journal $j;\n    insite_gdpr_fsync always;\n",
+                           server => "        insite_gdpr_audit_user \$http_x_user;\n$locs"
+                                   . "        location = /metrics { insite_metrics; }\n");
 
 my %got;
 for my $c (@codes) {
@@ -51,5 +53,9 @@ for my $c (@codes) {
        "status $c: result " . ($c < 400 ? 'true' : 'false'))
         or diag(explain $r);
 }
+# insite_gdpr_fsync always: a sync per record, before the next request is
+# answered (the metric counts the fdatasync calls made)
+my ($syncs) = ($n->get('/metrics')->{body} // '') =~ /^insite_gdpr_fsyncs_total (\d+)$/m;
+cmp_ok($syncs // 0, '>=', scalar @codes, 'insite_gdpr_fsync always: one fdatasync per record');
 $n->check_log;
 done_testing();
