@@ -23,9 +23,12 @@ my $ngx = Insite::Nginx->new(
     server => "        location /ws {\n"
             . "            insite_ws;\n"
             . "            insite_ws_allowed_origins https://app.insitechart.example http://localhost:3000;\n"
-            . "        }",
+            . "        }\n"
+            . "        location /status { insite_ws_status; }",
 );
 my $port = $ngx->port;
+# insite_ws_status names the connections' states ("connected")
+ok(Insite::WS->wait_ready($port), 'Redis connected in both workers (insite_ws_status)');
 my $JSON = JSON::PP->new->utf8;
 
 sub status_for {

@@ -1,6 +1,7 @@
 # insite-auditd: stored positions and a restart.  After the shipper caught
-# up, each chain's row in gdpr_audit_positions names the journal's last
-# record (file, byte offset = file size, seq, hash).  A restarted shipper
+# up (in two rounds, so a stored position has to move on), each chain's row
+# in gdpr_audit_positions names the journal's last record (file, byte
+# offset = file size, seq, hash).  A restarted shipper
 # resumes from there: it produces zero new Kafka messages (messages are
 # counted, not distinct event ids: user_events consumers must see each
 # record once) and inserts nothing; the next request is shipped once.
@@ -92,58 +93,72 @@ sub stop {
 }
 END { kill 'KILL', $pid if $pid }
 
-my $N = 40;
-for my $i (1 .. $N) {
-    my $r = $nginx->get("/data/x?i=$i", headers => { 'X-User' => "u$i" });
-    die "request $i: $r->{status}\n" unless ($r->{status} // 0) == 200;
-}
 my $rows = sub { psql("SELECT count(*) FROM gdpr_audit_trail WHERE source = '$source'") };
-
-start();
-ok(wait_for(30, sub { (eval { $rows->() } // 0) >= $N }), "$N rows shipped") or diag(slurp($log));
-ok(wait_for(15, sub { kafka_count() >= $N }), "$N messages on user_events");
-
-# the journal's last record of each chain, as the files say
-my %last;
-for my $f (sort glob "$j/audit-*.jsonl") {
-    my ($chain) = $f =~ m{/audit-(.+)-\d+\.jsonl$} or next;
-    my @l = grep { length } split /\n/, slurp($f);
-    next unless @l;
-    my $r = $json->decode($l[-1]);
-    my ($name) = $f =~ m{([^/]+)$};
-    $last{$chain} = join ' ', $name, -s $f, $r->{seq}, $r->{hash}
-        if !$last{$chain} || $r->{seq} > (split ' ', $last{$chain})[2];
+sub requests {
+    my ($from, $to) = @_;
+    for my $i ($from .. $to) {
+        my $r = $nginx->get("/data/x?i=$i", headers => { 'X-User' => "u$i" });
+        die "request $i: $r->{status}\n" unless ($r->{status} // 0) == 200;
+    }
 }
-cmp_ok(scalar keys %last, '>=', 1, 'chains in the journal: ' . join(',', sort keys %last));
-ok(wait_for(10, sub {
-    my %pos = map { my @c = split /\|/; ($c[0] => "@c[1 .. 4]") }
-              split /\n/, psql("SELECT chain, file, \"offset\", seq, hash FROM gdpr_audit_positions"
-                              . " WHERE source = '$source'");
-    JSON::PP->new->canonical->encode(\%pos) eq JSON::PP->new->canonical->encode(\%last);
-}), 'each stored position is the journal\'s last record (file, offset, seq, hash)')
-    or diag(psql("SELECT chain, file, \"offset\", seq, hash FROM gdpr_audit_positions WHERE source = '$source'")
-            . "\njournal:\n" . join("\n", map { "$_ $last{$_}" } sort keys %last));
-sleep 0.5;
-my $before = kafka_count();
-is($before, $N, "exactly $N messages (one per record)");
-stop();
+# the journal's last record of each chain, as the files say
+sub journal_last {
+    my %last;
+    for my $f (sort glob "$j/audit-*.jsonl") {
+        my ($chain) = $f =~ m{/audit-(.+)-\d+\.jsonl$} or next;
+        my @l = grep { length } split /\n/, slurp($f);
+        next unless @l;
+        my $r = $json->decode($l[-1]);
+        my ($name) = $f =~ m{([^/]+)$};
+        $last{$chain} = join ' ', $name, -s $f, $r->{seq}, $r->{hash}
+            if !$last{$chain} || $r->{seq} > (split ' ', $last{$chain})[2];
+    }
+    return %last;
+}
+sub positions_at_end {
+    my ($what) = @_;
+    my %last = journal_last();
+    my $stored = sub { psql("SELECT chain, file, \"offset\", seq, hash FROM gdpr_audit_positions"
+                            . " WHERE source = '$source' ORDER BY chain") };
+    ok(keys %last && wait_for(10, sub {
+        my %pos = map { my @c = split /\|/; ($c[0] => "@c[1 .. 4]") } split /\n/, $stored->();
+        JSON::PP->new->canonical->encode(\%pos) eq JSON::PP->new->canonical->encode(\%last);
+    }), "$what: each stored position is the journal's last record (file, offset, seq, hash)")
+        or diag($stored->() . "\njournal:\n" . join("\n", map { "$_ $last{$_}" } sort keys %last));
+}
+sub restart_ships_nothing {
+    my ($n, $what) = @_;
+    stop();
+    my $from = start();
+    ok(wait_for(15, sub { substr(slurp($log), $from) =~ /chain position\(s\) of source "\Q$source\E" loaded/ }),
+       "$what: the restarted shipper loaded its positions");
+    sleep 2;            # ~40 passes at 50ms
+    is(kafka_count(), $n, "$what: after the restart, zero new Kafka messages");
+    is($rows->(), $n, "$what: after the restart, no new rows");
+}
 
-# a restart: positions reloaded, nothing shipped again
-my $from = start();
-ok(wait_for(15, sub { substr(slurp($log), $from) =~ /chain position\(s\) of source "\Q$source\E" loaded/ }),
-   'the restarted shipper loaded its positions');
-like(substr(slurp($log), $from), qr/(\d+) chain position\(s\)/, 'positions logged');
-sleep 2;            # ~40 passes at 50ms
-is(kafka_count(), $N, 'after the restart: zero new Kafka messages');
-is($rows->(), $N, 'after the restart: no new rows');
-
-# and it still ships what is new, once
-my $r = $nginx->get('/data/x?i=last', headers => { 'X-User' => 'u-last' });
-is($r->{status}, 200, 'one more audited request');
-ok(wait_for(15, sub { $rows->() == $N + 1 }), 'its row is shipped');
-ok(wait_for(15, sub { kafka_count() >= $N + 1 }), 'its message is produced');
+# two rounds, so that the stored positions have to move on
+my $N = 40;
+requests(1, $N / 2);
+start();
+ok(wait_for(30, sub { (eval { $rows->() } // 0) >= $N / 2 }), 'first round shipped') or diag(slurp($log));
+positions_at_end('first round');
+requests($N / 2 + 1, $N);
+ok(wait_for(30, sub { $rows->() >= $N }), "$N rows shipped") or diag(slurp($log));
+ok(wait_for(15, sub { kafka_count() >= $N }), "$N messages on user_events");
+positions_at_end('second round');
 sleep 0.5;
-is(kafka_count(), $N + 1, 'once');
+is(kafka_count(), $N, "exactly $N messages (one per record)");
+restart_ships_nothing($N, 'first restart');
+
+# it still ships what is new, once, and moves on from there
+requests($N + 1, $N + 3);
+ok(wait_for(15, sub { $rows->() == $N + 3 }), 'three more rows shipped');
+ok(wait_for(15, sub { kafka_count() >= $N + 3 }), 'their messages are produced');
+positions_at_end('after the restart');
+sleep 0.5;
+is(kafka_count(), $N + 3, 'once');
+restart_ships_nothing($N + 3, 'second restart');
 stop();
 
 is(psql("SELECT count(*) FROM security_incidents WHERE source = '$source'"), 0, 'no chain incidents');
