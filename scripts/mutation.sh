@@ -21,7 +21,7 @@
 # unrelated edits of the same file; when the original text is not found
 # exactly once, the mutant is "n/a" (update it).
 #
-# The tree is copied once (rsync, without build/ and .git) to MUTATION_DIR
+# The tree is copied once (without build/ and .git) to MUTATION_DIR
 # (default /tmp/insite-mutation-$USER), built there, and Redis, PostgreSQL and
 # the Kafka mock are started once (scripts/services.sh).  Per mutant: apply,
 # rebuild (incremental), run the named tests, restore.  A mutant is "caught"
@@ -34,7 +34,9 @@ scratch=${MUTATION_DIR:-/tmp/insite-mutation-${USER:-$(id -un)}}
 mutants=$root/tests/mutants
 
 mkdir -p "$scratch"
-rsync -a --delete --exclude /build/ --exclude /.git "$root/" "$scratch/"
+# a copy of the sources (tar keeps modification times: what did not change
+# is not rebuilt); build/ stays between runs
+tar -C "$root" --exclude=./build --exclude=./.git -cf - . | tar -C "$scratch" -xf -
 cd "$scratch"
 
 log=$scratch/mutation.log
@@ -118,10 +120,14 @@ for m in "$mutants"/*.mutant; do
   selected "${name%%-*}" || continue
   file=$(field "$m" file)
   read -r -a tests <<< "$(field "$m" tests)"
-  cp -p "$file" "$file.orig-mutation"
   say "--- $name ($file; ${tests[*]})"
-  apply "$m"
-  rc=$?
+  if [ -f "$file" ]; then
+    cp -p "$file" "$file.orig-mutation"
+    apply "$m"
+    rc=$?
+  else
+    rc=2
+  fi
   if [ "$rc" -ne 0 ]; then
     result=n/a
   elif ! build; then
@@ -134,8 +140,10 @@ for m in "$mutants"/*.mutant; do
       *) result=caught ;;
     esac
   fi
-  mv -f "$file.orig-mutation" "$file"
-  touch "$file"                       # newer than the mutated build
+  if [ -f "$file.orig-mutation" ]; then
+    mv -f "$file.orig-mutation" "$file"
+    touch "$file"                     # newer than the mutated build
+  fi
   total=$((total + 1))
   case $result in
     caught) caught=$((caught + 1)) ;;
