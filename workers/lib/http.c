@@ -49,11 +49,13 @@ int insite_http_query_int(const insite_http_request *req, const char *name,
                           long long min, long long max, long long def,
                           long long *out, json_t **reply)
 {
-    const char *v = insite_http_query(req, name);
+    const char *v = NULL;
+    size_t vlen = 0;
     char *end = NULL, msg[160];
     long long n = 0;
 
-    if (v == NULL) {
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name),
+                                      &v, &vlen) != MHD_YES || v == NULL) {
         *out = def;
         return 0;
     }
@@ -61,7 +63,8 @@ int insite_http_query_int(const insite_http_request *req, const char *name,
     /* strtoll() alone would take " 1", "+1" with spaces, "1abc" (as 1) */
     if ((v[0] >= '0' && v[0] <= '9') || (v[0] == '-' && v[1] >= '0' && v[1] <= '9'))
         n = strtoll(v, &end, 10);
-    if (end == NULL || *end != '\0' || errno == ERANGE || n < min || n > max) {
+    /* end != v + vlen: a decoded NUL ("1%00") cut the string short */
+    if (end == NULL || end != v + vlen || errno == ERANGE || n < min || n > max) {
         snprintf(msg, sizeof(msg), "%s must be an integer from %lld to %lld", name, min, max);
         *reply = insite_http_error("bad_request", msg);
         return 400;
