@@ -385,6 +385,21 @@ ngx_http_insite_healthz_handler(ngx_http_request_t *r)
     }
 
     if (rd->state != NGX_INSITE_REDIS_READY) {
+        /* reachable but refused (wrong password, ...) is not "connected" */
+        if (rd->refused_len) {
+            ngx_str_t  why = { rd->refused_len, rd->refused };
+            u_char    *e = ngx_pnalloc(r->pool, why.len + 1);
+
+            if (e == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+            *ngx_cpymem(e, why.data, why.len) = '\0';
+
+            return ngx_http_insite_healthz_send(r,
+                             rd->auth_refused ? "auth_failed" : "refused",
+                             (const char *) e, -1);
+        }
+
         return ngx_http_insite_healthz_send(r,
                                          ngx_insite_redis_state_name(rd->state),
                                          NULL, -1);
@@ -450,15 +465,18 @@ static ngx_int_t
 ngx_http_insite_healthz_send(ngx_http_request_t *r, const char *state,
     const char *error, ngx_msec_int_t ping_ms)
 {
-    size_t       len;
-    ngx_str_t    s;
-    ngx_buf_t   *b;
-    ngx_uint_t   i, n;
-    ngx_module_t **modules;
+    size_t                        len;
+    ngx_str_t                     s;
+    ngx_buf_t                    *b;
+    ngx_uint_t                    i, n, nchecks, healthy;
+    const char                  **states;
+    ngx_module_t                **modules;
+    ngx_insite_health_t          *checks;
+    ngx_http_insite_main_conf_t  *imcf;
 
     modules = ngx_cycle->modules;
 
-    len = sizeof("{\"status\":\"ok\",\"version\":\"" NGX_INSITE_VERSION
+    len = sizeof("{\"status\":\"degraded\",\"version\":\"" NGX_INSITE_VERSION
                  "\",\"pid\":,\"modules\":[],\"redis\":{\"configured\":false,"
                  "\"state\":,\"ping_ms\":,\"error\":}}\n")
           + NGX_INT64_LEN * 2 + ngx_strlen(state) * 2 + 2;
@@ -471,15 +489,39 @@ ngx_http_insite_healthz_send(ngx_http_request_t *r, const char *state,
         len += ngx_strlen(modules[i]->name) + 3;
     }
 
+    /* Redis, when configured, counts only when connected and answering */
+    healthy = (ngx_insite_redis_shared() == NULL || ping_ms >= 0);
+
+    imcf = ngx_http_get_module_main_conf(r, ngx_http_insite_module);
+    checks = imcf->health ? imcf->health->elts : NULL;
+    nchecks = imcf->health ? imcf->health->nelts : 0;
+
+    states = ngx_pcalloc(r->pool, (nchecks + 1) * sizeof(const char *));
+    if (states == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < nchecks; i++) {
+        states[i] = "unknown";
+        if (checks[i].check((ngx_cycle_t *) ngx_cycle, checks[i].data,
+                            &states[i])
+            != NGX_OK)
+        {
+            healthy = 0;
+        }
+        len += ngx_strlen(checks[i].name) + ngx_strlen(states[i]) + 8;
+    }
+
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     b->last = ngx_sprintf(b->last,
-                          "{\"status\":\"ok\",\"version\":\"%s\","
+                          "{\"status\":\"%s\",\"version\":\"%s\","
                           "\"pid\":%P,\"modules\":[",
-                          NGX_INSITE_VERSION, ngx_pid);
+                          healthy ? "ok" : "degraded", NGX_INSITE_VERSION,
+                          ngx_pid);
 
     for (i = 0, n = 0; modules[i]; i++) {
         if (ngx_strncmp(modules[i]->name, "ngx_http_insite_", 16) != 0) {
@@ -508,7 +550,45 @@ ngx_http_insite_healthz_send(ngx_http_request_t *r, const char *state,
         b->last = ngx_insite_json_str(b->last, &s);
     }
 
-    b->last = ngx_cpymem(b->last, "}}\n", 3);
+    b->last = ngx_cpymem(b->last, "}", 1);
 
-    return ngx_insite_json_send(r, NGX_HTTP_OK, b);
+    for (i = 0; i < nchecks; i++) {
+        b->last = ngx_sprintf(b->last, ",\"%s\":\"%s\"", checks[i].name,
+                              states[i]);
+    }
+
+    b->last = ngx_cpymem(b->last, "}\n", 2);
+
+    return ngx_insite_json_send(r, healthy ? NGX_HTTP_OK
+                                           : NGX_HTTP_SERVICE_UNAVAILABLE, b);
+}
+
+
+ngx_int_t
+ngx_insite_health_add(ngx_conf_t *cf, const char *name,
+    ngx_insite_health_pt check, void *data)
+{
+    ngx_insite_health_t          *h;
+    ngx_http_insite_main_conf_t  *imcf;
+
+    imcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_module);
+
+    if (imcf->health == NULL) {
+        imcf->health = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_insite_health_t));
+        if (imcf->health == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    h = ngx_array_push(imcf->health);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->name = name;
+    h->check = check;
+    h->data = data;
+
+    return NGX_OK;
 }

@@ -20,6 +20,28 @@
 #define NGX_INSITE_VERSION  "0.1.0"
 
 
+/*
+ * Health checks of other insite modules, reported by insite_healthz next to
+ * Redis as "<name>":"<state>" (e.g. "audit":"ok").  A check runs in the
+ * worker that answers /healthz, on every request: it must be cheap and must
+ * not block.  It sets *state to a short static word and returns NGX_OK when
+ * healthy, NGX_DECLINED when not; any unhealthy check (or Redis, when
+ * configured and not connected) makes the answer 503 "degraded".
+ */
+typedef ngx_int_t (*ngx_insite_health_pt)(ngx_cycle_t *cycle, void *data,
+    const char **state);
+
+typedef struct {
+    const char                 *name;           /* static JSON key */
+    ngx_insite_health_pt        check;
+    void                       *data;
+} ngx_insite_health_t;
+
+/* Registers a check; call from postconfiguration. */
+ngx_int_t ngx_insite_health_add(ngx_conf_t *cf, const char *name,
+    ngx_insite_health_pt check, void *data);
+
+
 typedef struct {
     /* metrics registry: laid out at configuration time */
     ngx_array_t                 metrics;        /* ngx_insite_metric_t * */
@@ -35,6 +57,8 @@ typedef struct {
 
     /* locations whose user comes from a cookie (ngx_http_core_loc_conf_t *) */
     ngx_array_t                *cookie_identity;
+    /* ngx_insite_health_t: checks of other modules (ngx_insite_health_add) */
+    ngx_array_t                *health;
 } ngx_http_insite_main_conf_t;
 
 

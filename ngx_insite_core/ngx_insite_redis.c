@@ -49,6 +49,8 @@ static void ngx_insite_redis_connect(ngx_insite_redis_t *rd);
 static ngx_int_t ngx_insite_redis_attach(ngx_insite_redis_t *rd,
     redisAsyncContext *ac);
 static void ngx_insite_redis_handshake(ngx_insite_redis_t *rd);
+static void ngx_insite_redis_refused(ngx_insite_redis_t *rd,
+    redisReply *reply);
 static void ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
     redisReply *reply, void *data);
 static void ngx_insite_redis_script_reply(ngx_insite_redis_status_e status,
@@ -449,6 +451,31 @@ ngx_insite_redis_handshake(ngx_insite_redis_t *rd)
 }
 
 
+/* remembers why Redis refused the handshake (see refused in the header) */
+static void
+ngx_insite_redis_refused(ngx_insite_redis_t *rd, redisReply *reply)
+{
+    size_t       n;
+    ngx_uint_t   i;
+    static const char  *auth[] = { "NOAUTH", "WRONGPASS",
+                                   "ERR invalid password", "ERR AUTH",
+                                   "ERR Client sent AUTH", NULL };
+
+    n = ngx_min((size_t) reply->len, sizeof(rd->refused));
+    ngx_memcpy(rd->refused, reply->str, n);
+    rd->refused_len = n;
+    rd->auth_refused = 0;
+
+    for (i = 0; auth[i]; i++) {
+        if (n >= ngx_strlen(auth[i])
+            && ngx_strncmp(rd->refused, auth[i], ngx_strlen(auth[i])) == 0)
+        {
+            rd->auth_refused = 1;
+        }
+    }
+}
+
+
 static void
 ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
     redisReply *reply, void *data)
@@ -464,6 +491,7 @@ ngx_insite_redis_handshake_reply(ngx_insite_redis_status_e status,
                       "insite redis %V (%s): handshake refused: %*s",
                       &rd->conf->name, rd->role, (size_t) reply->len,
                       reply->str);
+        ngx_insite_redis_refused(rd, reply);
         ngx_insite_redis_drop(rd, "handshake refused");
         return;
     }
@@ -762,6 +790,8 @@ ngx_insite_redis_became_ready(ngx_insite_redis_t *rd)
 
     rd->state = NGX_INSITE_REDIS_READY;
     rd->ever_ready = 1;
+    rd->refused_len = 0;
+    rd->auth_refused = 0;
     rd->backoff = NGX_INSITE_REDIS_BACKOFF_MIN;
 
     ngx_log_error(level, rd->log, 0,

@@ -114,6 +114,14 @@ struct ngx_insite_redis_s {
     ngx_uint_t                 exiting;
     const char                *drop_reason;     /* ours, when we drop it */
 
+    /* Redis refused the handshake (AUTH, SELECT): its error reply, kept
+     * until the connection is ready again, so that health checks can tell
+     * "TCP reachable but refused" from "down".  auth_refused: the refusal
+     * was about credentials (NOAUTH, WRONGPASS, invalid password). */
+    u_char                     refused[128];
+    size_t                     refused_len;
+    unsigned                   auth_refused:1;
+
     ngx_queue_t                pending;         /* ngx_insite_redis_cmd_t, FIFO */
     ngx_queue_t                free;
     ngx_array_t                hooks;           /* ngx_insite_redis_hook_t */

@@ -39,6 +39,19 @@ static ngx_int_t ngx_http_insite_gdpr_init_process(ngx_cycle_t *cycle);
 static void ngx_http_insite_gdpr_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_insite_gdpr_rotate_time(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_insite_gdpr_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_insite_gdpr_paths(ngx_conf_t *cf,
+    ngx_http_insite_gdpr_main_conf_t *mcf);
+
+
+static char *ngx_http_insite_gdpr_check_rotate_size(ngx_conf_t *cf,
+    void *post, void *data);
+
+static ngx_conf_post_t  ngx_http_insite_gdpr_rotate_size_bounds = {
+    ngx_http_insite_gdpr_check_rotate_size
+};
 
 
 static ngx_conf_enum_t  ngx_http_insite_gdpr_access_types[] = {
@@ -110,6 +123,13 @@ static ngx_command_t  ngx_http_insite_gdpr_commands[] = {
       offsetof(ngx_http_insite_gdpr_loc_conf_t, data_type),
       NULL },
 
+    { ngx_string("insite_gdpr_data_subject"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_gdpr_loc_conf_t, data_subject),
+      NULL },
+
     { ngx_string("insite_gdpr_access_type"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -136,11 +156,11 @@ static ngx_command_t  ngx_http_insite_gdpr_commands[] = {
       ngx_conf_set_off_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_gdpr_main_conf_t, rotate_size),
-      NULL },
+      &ngx_http_insite_gdpr_rotate_size_bounds },
 
     { ngx_string("insite_gdpr_rotate_time"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_sec_slot,
+      ngx_http_insite_gdpr_rotate_time,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_insite_gdpr_main_conf_t, rotate_time),
       NULL },
@@ -170,7 +190,7 @@ ngx_module_t  ngx_http_insite_gdpr_module = {
     ngx_http_insite_gdpr_commands,         /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_insite_gdpr_init_module,      /* init module */
     ngx_http_insite_gdpr_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -376,12 +396,6 @@ ngx_http_insite_gdpr_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->rotate_size, 64 * 1024 * 1024);
     ngx_conf_init_value(mcf->rotate_time, 3600);
 
-    if (mcf->rotate_size < 4096) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "insite_gdpr_rotate_size must be at least 4k");
-        return NGX_CONF_ERROR;
-    }
-
     return NGX_CONF_OK;
 }
 
@@ -403,6 +417,7 @@ ngx_http_insite_gdpr_create_loc_conf(ngx_conf_t *cf)
     conf->fail = NGX_CONF_UNSET_UINT;
     conf->user = NGX_CONF_UNSET_PTR;
     conf->data_type = NGX_CONF_UNSET_PTR;
+    conf->data_subject = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -425,6 +440,7 @@ ngx_http_insite_gdpr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_INSITE_GDPR_FAIL_OPEN);
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
     ngx_conf_merge_ptr_value(conf->data_type, prev->data_type, NULL);
+    ngx_conf_merge_ptr_value(conf->data_subject, prev->data_subject, NULL);
 
     if (conf->audit) {
         mcf = ngx_http_conf_get_module_main_conf(cf,
@@ -448,6 +464,10 @@ ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
 
     if (!mcf->used) {
         return NGX_OK;
+    }
+
+    if (ngx_http_insite_gdpr_paths(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
 #if (NGX_THREADS)
@@ -540,4 +560,115 @@ static void
 ngx_http_insite_gdpr_exit_process(ngx_cycle_t *cycle)
 {
     ngx_insite_gdpr_journal_exit(cycle);
+}
+
+
+/*
+ * The journal directory is an nginx path (created and chowned by the master)
+ * and its state a /healthz check of the core module.
+ */
+static ngx_int_t
+ngx_http_insite_gdpr_paths(ngx_conf_t *cf,
+    ngx_http_insite_gdpr_main_conf_t *mcf)
+{
+    if (ngx_insite_gdpr_dir_add(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_insite_health_add(cf, "audit", ngx_insite_gdpr_health, mcf);
+}
+
+
+/*
+ * After the master made the journal directory: nginx -t and a first start
+ * fail when the worker user cannot write there.  A reload cannot fail here
+ * (init_module errors end the master), so then the workers' fail mode and
+ * /healthz take over, after an alert.
+ */
+static ngx_int_t
+ngx_http_insite_gdpr_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NGX_OK;                  /* no http block */
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_insite_gdpr_module);
+    if (mcf == NULL || !mcf->used) {
+        return NGX_OK;
+    }
+
+    if (ngx_insite_gdpr_dir_check(cycle, mcf) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (ngx_test_config || ngx_is_init_cycle(cycle->old_cycle)) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                  "insite gdpr: reloaded with an unwritable journal: "
+                  "audited requests follow insite_gdpr_audit_fail");
+    return NGX_OK;
+}
+
+
+/* insite_gdpr_rotate_time off | 1s..30d */
+static char *
+ngx_http_insite_gdpr_rotate_time(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf = conf;
+
+    time_t      t;
+    ngx_str_t  *value;
+
+    if (mcf->rotate_time != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        mcf->rotate_time = 0;           /* by size only */
+        return NGX_CONF_OK;
+    }
+
+    t = ngx_parse_time(&value[1], 1);
+    if (t == (time_t) NGX_ERROR || t < 1 || t > 30 * 86400) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": insite_gdpr_rotate_time "
+                           "takes 1s..30d, or \"off\" to rotate by size "
+                           "only", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->rotate_time = t;
+
+    return NGX_CONF_OK;
+}
+
+
+/* insite_gdpr_rotate_size 4k..16g: a file holds records, not a page of one */
+static char *
+ngx_http_insite_gdpr_check_rotate_size(ngx_conf_t *cf, void *post, void *data)
+{
+    off_t      *sp = data;
+    ngx_str_t  *value;
+
+    if (*sp >= 4096 && *sp <= (off_t) 16 * 1024 * 1024 * 1024) {
+        return NGX_CONF_OK;
+    }
+
+    value = cf->args->elts;
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\": insite_gdpr_rotate_size must "
+                       "be at least 4k and at most 16g", &value[1]);
+
+    return NGX_CONF_ERROR;
 }

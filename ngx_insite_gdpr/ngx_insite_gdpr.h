@@ -28,6 +28,7 @@
 #define NGX_INSITE_GDPR_ACCESS_WRITE   2
 #define NGX_INSITE_GDPR_ACCESS_DELETE  3
 #define NGX_INSITE_GDPR_ACCESS_EXPORT  4
+#define NGX_INSITE_GDPR_ACCESS_OTHER   5    /* auto: a method not listed */
 
 #define NGX_INSITE_GDPR_FAIL_OPEN     0
 #define NGX_INSITE_GDPR_FAIL_CLOSED   1
@@ -68,7 +69,8 @@ typedef struct {
     ngx_uint_t                  access_type;
     ngx_uint_t                  fail;
     ngx_http_complex_value_t   *user;       /* NULL: $insite_user_id */
-    ngx_http_complex_value_t   *data_type;  /* NULL: last path segment */
+    ngx_http_complex_value_t   *data_type;  /* NULL: the location's name */
+    ngx_http_complex_value_t   *data_subject;  /* NULL: the user */
 } ngx_http_insite_gdpr_loc_conf_t;
 
 
@@ -128,6 +130,18 @@ ngx_int_t ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j,
 u_char *ngx_insite_gdpr_record(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
     ngx_insite_gdpr_journal_t *j, size_t *len);
+
+/* Journal directory checks (ngx_insite_gdpr_journal.c).  The directory is
+ * registered as an nginx path, so the master creates it and chowns it to the
+ * worker user at every (re)start like a temp path; dir_check then tells
+ * whether the worker user can write there (nginx -t and start fail when
+ * not), and the health check reports it per worker at /healthz. */
+ngx_int_t ngx_insite_gdpr_dir_add(ngx_conf_t *cf,
+    ngx_http_insite_gdpr_main_conf_t *mcf);
+ngx_int_t ngx_insite_gdpr_dir_check(ngx_cycle_t *cycle,
+    ngx_http_insite_gdpr_main_conf_t *mcf);
+ngx_int_t ngx_insite_gdpr_health(ngx_cycle_t *cycle, void *data,
+    const char **state);
 
 /* $insite_user_id when a module defines it and it is set, else empty */
 ngx_int_t ngx_insite_gdpr_default_user(ngx_http_request_t *r,

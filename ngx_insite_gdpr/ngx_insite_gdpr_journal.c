@@ -20,6 +20,9 @@
  */
 
 #include <sys/file.h>
+#include <sys/statvfs.h>
+#include <grp.h>
+#include <pwd.h>
 
 #include "ngx_insite_gdpr.h"
 
@@ -69,7 +72,6 @@ ngx_int_t
 ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
     ngx_http_insite_gdpr_main_conf_t *conf)
 {
-    u_char                     *full;
     ngx_insite_gdpr_journal_t  *j;
 
     j = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_gdpr_journal_t));
@@ -92,20 +94,7 @@ ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    /* the directory, if missing */
-    full = ngx_pnalloc(cycle->pool, conf->dir.len + 2);
-    if (full == NULL) {
-        return NGX_ERROR;
-    }
-    ngx_sprintf(full, "%V/%Z", &conf->dir);
-
-    if (ngx_create_full_path(full, 0750) != 0
-        && ngx_errno != NGX_EEXIST)
-    {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                      "insite gdpr: cannot create journal directory \"%V\"",
-                      &conf->dir);
-    }
+    /* the directory: made by the master (ngx_insite_gdpr_dir_add) */
 
     ngx_insite_gdpr_current = j;
 
@@ -779,3 +768,216 @@ ngx_insite_gdpr_sync_done(ngx_event_t *ev)
 }
 
 #endif
+
+
+/*
+ * The journal directory, owned the way nginx owns its temp paths: it is an
+ * nginx path (cycle->paths), so at every start and reload the master creates
+ * it (mode 0700) and chowns it to the `user` of the workers before they are
+ * forked (ngx_create_paths()).  Missing parent directories are created here
+ * (0755), since ngx_create_paths() makes the last component only.
+ */
+ngx_int_t
+ngx_insite_gdpr_dir_add(ngx_conf_t *cf, ngx_http_insite_gdpr_main_conf_t *mcf)
+{
+    u_char      *parent, *p;
+    ngx_path_t  *path;
+
+    path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (path == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* NUL-terminated: ngx_create_paths() passes it to mkdir() */
+    path->name.len = mcf->dir.len;
+    path->name.data = ngx_pnalloc(cf->pool, mcf->dir.len + 1);
+    if (path->name.data == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_cpystrn(path->name.data, mcf->dir.data, mcf->dir.len + 1);
+
+    path->data = &ngx_http_insite_gdpr_module;  /* other users: an error */
+    path->conf_file = cf->conf_file->file.name.data;
+    path->line = cf->conf_file->line;
+
+    parent = ngx_pstrdup(cf->pool, &path->name);
+    if (parent == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = parent + path->name.len;
+    while (p > parent && p[-1] != '/') {
+        p--;
+    }
+
+    if (p > parent + 1) {
+        *p = '\0';                      /* "/var/lib/insite/" */
+
+        /* a failure is reported by ngx_create_paths()' own mkdir() */
+        (void) ngx_create_full_path(parent, 0755);
+    }
+
+    return ngx_add_path(cf, &path);
+}
+
+
+/* whether uid/gid (and its supplementary groups) may `want` on st */
+static ngx_uint_t
+ngx_insite_gdpr_may(ngx_file_info_t *st, ngx_uid_t uid, gid_t *groups,
+    int ngroups, mode_t want)
+{
+    int     i;
+    mode_t  mode;
+
+    if (uid == 0) {
+        return 1;
+    }
+
+    if (st->st_uid == uid) {
+        mode = (st->st_mode >> 6) & 7;
+
+    } else {
+        mode = st->st_mode & 7;
+
+        for (i = 0; i < ngroups; i++) {
+            if (st->st_gid == groups[i]) {
+                mode = (st->st_mode >> 3) & 7;
+                break;
+            }
+        }
+    }
+
+    return (mode & want) == want;
+}
+
+
+/*
+ * In the master, after ngx_create_paths(): can the worker user create files
+ * in the directory?  Root's access(2) says yes to everything, so for a root
+ * master the permission bits of the directory and of every parent (search)
+ * are checked against the worker's uid and groups; a read-only file system
+ * is checked for everyone.
+ */
+ngx_int_t
+ngx_insite_gdpr_dir_check(ngx_cycle_t *cycle,
+    ngx_http_insite_gdpr_main_conf_t *mcf)
+{
+    u_char           *p, *name;
+    int               ngroups;
+    gid_t             groups[64];
+    ngx_uid_t         uid;
+    struct passwd    *pw;
+    struct statvfs    vfs;
+    ngx_file_info_t   fi;
+    ngx_core_conf_t  *ccf;
+
+    name = ngx_pnalloc(cycle->pool, mcf->dir.len + 1);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_cpystrn(name, mcf->dir.data, mcf->dir.len + 1);
+
+    if (ngx_file_info(name, &fi) == NGX_FILE_ERROR || !ngx_is_dir(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "insite gdpr: journal \"%s\" is not a directory", name);
+        return NGX_ERROR;
+    }
+
+    if (statvfs((char *) name, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "insite gdpr: journal \"%s\" is on a read-only file "
+                      "system", name);
+        return NGX_ERROR;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (geteuid() != 0 || ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        /* the workers run as we do */
+        if (access((char *) name, W_OK|X_OK) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "insite gdpr: journal \"%s\" is not writable", name);
+            return NGX_ERROR;
+        }
+        return NGX_OK;
+    }
+
+    uid = ccf->user;
+    groups[0] = ccf->group;
+    ngroups = 1;
+
+    pw = getpwuid(uid);
+    if (pw != NULL) {
+        ngroups = 64;
+        if (getgrouplist(pw->pw_name, ccf->group, groups, &ngroups) == -1) {
+            groups[0] = ccf->group;
+            ngroups = 1;
+        }
+    }
+
+    if (!ngx_insite_gdpr_may(&fi, uid, groups, ngroups, 3)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "insite gdpr: journal \"%s\" is not writable by the "
+                      "worker user (uid %d)", name, uid);
+        return NGX_ERROR;
+    }
+
+    /* every parent must be searchable by the worker user */
+    for (p = name + ngx_strlen(name); p > name; p--) {
+        if (*p != '/') {
+            continue;
+        }
+
+        *p = '\0';
+        if (ngx_file_info(name, &fi) == NGX_FILE_ERROR
+            || !ngx_insite_gdpr_may(&fi, uid, groups, ngroups, 1))
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "insite gdpr: journal \"%V\": the worker user "
+                          "(uid %d) cannot enter \"%s\"", &mcf->dir, uid,
+                          name);
+            return NGX_ERROR;
+        }
+        *p = '/';
+    }
+
+    if (ngx_file_info((u_char *) "/", &fi) != NGX_FILE_ERROR
+        && !ngx_insite_gdpr_may(&fi, uid, groups, ngroups, 1))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "insite gdpr: journal \"%V\": the worker user cannot "
+                      "enter \"/\"", &mcf->dir);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* insite_healthz: "audit":"ok" | "unwritable" in the worker that answers */
+ngx_int_t
+ngx_insite_gdpr_health(ngx_cycle_t *cycle, void *data, const char **state)
+{
+    u_char                            name[NGX_MAX_PATH];
+    ngx_insite_gdpr_journal_t        *j;
+    ngx_http_insite_gdpr_main_conf_t *mcf = data;
+
+    j = ngx_insite_gdpr_current;
+
+    /* a failed write, or the directory lost to us (permissions, removed):
+     * the open file would still take records, the next rotation would not */
+    if (j == NULL || j->failed || mcf->dir.len >= NGX_MAX_PATH) {
+        *state = "unwritable";
+        return NGX_DECLINED;
+    }
+
+    ngx_cpystrn(name, mcf->dir.data, mcf->dir.len + 1);
+
+    if (access((char *) name, W_OK|X_OK) == -1) {
+        *state = "unwritable";
+        return NGX_DECLINED;
+    }
+
+    *state = "ok";
+    return NGX_OK;
+}

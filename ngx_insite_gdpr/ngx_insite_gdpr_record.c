@@ -2,7 +2,7 @@
  * One audited request -> the fields of its journal record:
  *
  *   {"id":"<uuid v4>","ts":"2026-11-26T10:30:45.123Z","user_id":"u1",
- *    "access_type":"read","data_type":"portfolio","method":"GET",
+ *    "data_subject":"u1","access_type":"read","data_type":"portfolio","method":"GET",
  *    "path":"/api/v1/portfolio","status":200,"result":true,"ip":"10.0.0.7",
  *    "request_id":"...","worker":"0"
  *
@@ -24,7 +24,11 @@
 
 static u_char *ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max);
 static void ngx_insite_gdpr_uuid(u_char *out);
-static void ngx_insite_gdpr_last_segment(ngx_str_t *uri, ngx_str_t *seg);
+static ngx_int_t ngx_insite_gdpr_data_type(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *data_type);
+static ngx_int_t ngx_insite_gdpr_data_subject(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
+    ngx_str_t *subject);
 static ngx_int_t ngx_insite_gdpr_variable(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 
@@ -34,7 +38,8 @@ static ngx_str_t  ngx_insite_gdpr_access_names[] = {
     ngx_string("read"),
     ngx_string("write"),
     ngx_string("delete"),
-    ngx_string("export")
+    ngx_string("export"),
+    ngx_string("other")
 };
 
 
@@ -46,19 +51,15 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     u_char      *buf, *p, *q;
     size_t       size;
     ngx_tm_t     tm;
-    ngx_str_t    data_type, path, request_id, *access;
+    ngx_str_t    data_type, subject, path, request_id, *access;
     ngx_uint_t   status, at;
     ngx_str_t    rid = ngx_string("insite_request_id");
     ngx_str_t    rid2 = ngx_string("request_id");
 
-    /* data_type */
-    if (lcf->data_type) {
-        if (ngx_http_complex_value(r, lcf->data_type, &data_type) != NGX_OK) {
-            return NULL;
-        }
-
-    } else {
-        ngx_insite_gdpr_last_segment(&r->uri, &data_type);
+    if (ngx_insite_gdpr_data_type(r, lcf, &data_type) != NGX_OK
+        || ngx_insite_gdpr_data_subject(r, lcf, user, &subject) != NGX_OK)
+    {
+        return NULL;
     }
 
     /* path: as the client sent it, the query string dropped unless asked */
@@ -87,8 +88,13 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         case NGX_HTTP_DELETE:
             at = NGX_INSITE_GDPR_ACCESS_DELETE;
             break;
-        default:
+        case NGX_HTTP_GET:
+        case NGX_HTTP_HEAD:
             at = NGX_INSITE_GDPR_ACCESS_READ;
+            break;
+        default:
+            /* OPTIONS, PROPFIND, ...: not guessed to be a read */
+            at = NGX_INSITE_GDPR_ACCESS_OTHER;
         }
     }
     access = &ngx_insite_gdpr_access_names[at];
@@ -96,18 +102,20 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     status = r->err_status ? r->err_status : r->headers_out.status;
 
     size = sizeof("{\"id\":\"\",\"ts\":\"1970-01-01T00:00:00.000Z\","
-                  "\"user_id\":,\"access_type\":\"\",\"data_type\":,"
+                  "\"user_id\":,\"data_subject\":,"
+                  "\"access_type\":\"\",\"data_type\":,"
                   "\"method\":,\"path\":,\"status\":,\"result\":false,"
                   "\"ip\":,\"request_id\":,\"worker\":\"\"") - 1
            + 36 + 6 + NGX_INT_T_LEN + j->chain_len + access->len
            + 6 * (ngx_min(user->len, NGX_INSITE_GDPR_MAX_USER)
+                  + ngx_min(subject.len, NGX_INSITE_GDPR_MAX_USER)
                   + ngx_min(data_type.len, NGX_INSITE_GDPR_MAX_TYPE)
                   + ngx_min(path.len, NGX_INSITE_GDPR_MAX_PATH)
                   + ngx_min(r->method_name.len, NGX_INSITE_GDPR_MAX_SHORT)
                   + ngx_min(r->connection->addr_text.len,
                             NGX_INSITE_GDPR_MAX_SHORT)
                   + ngx_min(request_id.len, NGX_INSITE_GDPR_MAX_SHORT))
-           + 6 * 2 + 4 * 4
+           + 6 * 2 + 4 * 5
            + NGX_INSITE_GDPR_TAIL_ROOM;
 
     buf = ngx_pnalloc(r->pool, size);
@@ -128,6 +136,13 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     p = ngx_cpymem(p, ",\"user_id\":", sizeof(",\"user_id\":") - 1);
     if (user->len) {
         p = ngx_insite_gdpr_json(p, user, NGX_INSITE_GDPR_MAX_USER);
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"data_subject\":", sizeof(",\"data_subject\":") - 1);
+    if (subject.len) {
+        p = ngx_insite_gdpr_json(p, &subject, NGX_INSITE_GDPR_MAX_USER);
     } else {
         p = ngx_cpymem(p, "null", 4);
     }
@@ -279,22 +294,45 @@ ngx_insite_gdpr_uuid(u_char *out)
 }
 
 
-static void
-ngx_insite_gdpr_last_segment(ngx_str_t *uri, ngx_str_t *seg)
+/*
+ * insite_gdpr_data_type, else the name of the location as configured
+ * ("/api/v1/portfolio", "~ ^/x" regexes as written): chosen by the operator,
+ * never by the client (a path segment would let the client pick it).
+ */
+static ngx_int_t
+ngx_insite_gdpr_data_type(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *data_type)
 {
-    u_char  *end, *p;
+    ngx_http_core_loc_conf_t  *clcf;
 
-    end = uri->data + uri->len;
-    while (end > uri->data && end[-1] == '/') {
-        end--;
+    if (lcf->data_type) {
+        return ngx_http_complex_value(r, lcf->data_type, data_type);
     }
 
-    for (p = end; p > uri->data && p[-1] != '/'; p--) {
-        /* void */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->name.len) {
+        *data_type = clcf->name;
+
+    } else {
+        ngx_str_set(data_type, "unspecified");
     }
 
-    seg->data = p;
-    seg->len = end - p;
+    return NGX_OK;
+}
+
+
+/* insite_gdpr_data_subject: whose data was read; by default the user */
+static ngx_int_t
+ngx_insite_gdpr_data_subject(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user, ngx_str_t *subject)
+{
+    if (lcf->data_subject == NULL) {
+        *subject = *user;
+        return NGX_OK;
+    }
+
+    return ngx_http_complex_value(r, lcf->data_subject, subject);
 }
 
 

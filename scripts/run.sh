@@ -51,10 +51,16 @@ ln -sfn "$root/build/modules" "$ngx_dir/modules"
 ln -sfn "$root/web" "$ngx_dir/web"
 ln -sfn "$root/clients" "$ngx_dir/clients"
 ln -sfn "$root/build/web/vendor" "$ngx_dir/vendor"
-mkdir -p "$INSITE_RUN_DIR/audit"
+# this installation's own JWT secret (never the example's placeholder)
+[ -s "$INSITE_RUN_DIR/jwt-secret" ] ||
+  (umask 077; openssl rand -hex 32 > "$INSITE_RUN_DIR/jwt-secret")
+# the journal directory is made by nginx's master for its (unprivileged)
+# workers; as root they run as `nobody`, who must be able to reach it
 sed -e "s/127\.0\.0\.1:6379/127.0.0.1:$INSITE_REDIS_PORT/" \
     -e "s|/var/lib/insite/audit|$INSITE_RUN_DIR/audit|" \
+    -e "s|change-me-to-a-long-random-secret|$(cat "$INSITE_RUN_DIR/jwt-secret")|" \
     nginx.conf.example > "$ngx_dir/nginx.conf"
+chmod 600 "$ngx_dir/nginx.conf"
 nginx -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -t -q
 nginx -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -g 'daemon off;' &
 pids+=($!)

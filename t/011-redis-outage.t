@@ -29,8 +29,10 @@ sub traffic {
     while (time < $end) {
         my $res = $ngx->get('/healthz', timeout => 3);
         $slowest = $res->{elapsed} if ($res->{elapsed} // 99) > $slowest;
-        if ($res->{error} || ($res->{status} // 0) != 200
-            || $res->{body} !~ /"redis":\{"configured":true,"state":"([a-z ]+)"/)
+        # 200 while connected, 503 ("degraded") otherwise
+        if ($res->{error}
+            || $res->{body} !~ /"redis":\{"configured":true,"state":"([a-z_ ]+)"/
+            || ($res->{status} // 0) != ($1 eq 'connected' ? 200 : 503))
         {
             push @errors, $res->{error} // "status $res->{status}: $res->{body}";
             next;

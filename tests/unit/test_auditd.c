@@ -104,6 +104,55 @@ static void test_record(void **state)
     assert_null(auditd_record_parse("nope", 4, err, sizeof(err)));
 }
 
+/* the same, with data_subject (written since migration 021) as raw JSON */
+static size_t make_subject(char *out, size_t size, uint64_t seq, const char *prev,
+                           const char *subject)
+{
+    int n = snprintf(out, size,
+        "{\"id\":\"0b8f8e4e-1c7a-4f5e-9d1e-2a3b4c5d6e%02d\",\"ts\":\"2026-11-26T10:30:45.123Z\","
+        "\"user_id\":\"ops\",\"data_subject\":%s,\"access_type\":\"export\","
+        "\"data_type\":\"audit_trail\",\"method\":\"GET\",\"path\":\"/api/v1/gdpr/audit-trail\","
+        "\"status\":200,\"result\":true,\"ip\":\"10.0.0.7\",\"request_id\":\"r1\",\"worker\":\"0\","
+        "\"seq\":%llu,\"prev_hash\":\"%s\"",
+        (int)(seq % 100), subject, (unsigned long long)seq, prev);
+    char h[INSITE_GDPR_HASH_LEN + 1] = { 0 };
+    assert_int_equal(insite_gdpr_hash(prev, out, (size_t)n, h), 0);
+    n += snprintf(out + n, size - (size_t)n, ",\"hash\":\"%s\"}", h);
+    return (size_t)n;
+}
+
+/* one chain across the format change: an old record, then new ones */
+static void test_data_subject(void **state)
+{
+    char old[1024], neu[1024], nul[1024], bad[1024], err[128];
+    insite_gdpr_line_t a, b, c;
+    size_t n1 = make(old, sizeof(old), 1, INSITE_GDPR_GENESIS, "bob");
+    assert_int_equal(insite_gdpr_line_check(old, n1, INSITE_GDPR_GENESIS, 0, &a), INSITE_GDPR_OK);
+    char h1[INSITE_GDPR_HASH_LEN + 1] = { 0 };
+    memcpy(h1, a.hash, INSITE_GDPR_HASH_LEN);
+    size_t n2 = make_subject(neu, sizeof(neu), 2, h1, "\"bob\"");
+    assert_int_equal(insite_gdpr_line_check(neu, n2, h1, 1, &b), INSITE_GDPR_OK);
+    char h2[INSITE_GDPR_HASH_LEN + 1] = { 0 };
+    memcpy(h2, b.hash, INSITE_GDPR_HASH_LEN);
+    size_t n3 = make_subject(nul, sizeof(nul), 3, h2, "null");
+    assert_int_equal(insite_gdpr_line_check(nul, n3, h2, 2, &c), INSITE_GDPR_OK);
+
+    json_t *r = auditd_record_parse(old, n1, err, sizeof(err));
+    assert_non_null(r);
+    assert_null(json_object_get(r, "data_subject"));        /* shipped as NULL */
+    json_decref(r);
+    r = auditd_record_parse(neu, n2, err, sizeof(err));
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "data_subject")), "bob");
+    json_decref(r);
+    r = auditd_record_parse(nul, n3, err, sizeof(err));
+    assert_non_null(r);
+    json_decref(r);
+    size_t n4 = make_subject(bad, sizeof(bad), 4, INSITE_GDPR_GENESIS, "42");
+    assert_null(auditd_record_parse(bad, n4, err, sizeof(err)));
+    assert_string_equal(err, "field \"data_subject\" missing or invalid");
+}
+
 static void test_levels(void **state)
 {
     assert_null(auditd_suspicion_level(50));
@@ -136,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_chain),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_record),
+        cmocka_unit_test(test_data_subject),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_sign),
     };

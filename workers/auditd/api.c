@@ -3,6 +3,10 @@
  *   GET /api/v1/gdpr/audit-trail?user_id&start_date&end_date&limit
  *   GET /api/v1/gdpr/suspicious-activity?user_id
  *
+ * Who asks is the caller nginx vouches for (insite_http_user): a user reads
+ * only their own trail; another user's (user_id=<other>) or everyone's needs
+ * the operator scope gdpr:admin.  PostgreSQL's error text stays in the log.
+ *
  * One PostgreSQL connection of its own, reconnected on demand. */
 #include <stdlib.h>
 #include <string.h>
@@ -31,37 +35,80 @@ static PGconn *acquire(auditd_api *a)
     return a->pg;
 }
 
-static int pg_fail(auditd_api *a, PGresult *r, json_t **reply)
+static int pg_fail(auditd_api *a, PGresult *r, const char *what, json_t **reply)
 {
-    int status = PQstatus(a->pg) == CONNECTION_OK ? 400 : 503;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    *reply = insite_http_error(status == 400 ? "bad_request" : "unavailable",
-                               status == 400 && msg ? msg : "PostgreSQL is unreachable");
+    int status;
+
+    insite_log_warn("api: %s: %s", what, msg ? msg : PQerrorMessage(a->pg));
+    if (PQstatus(a->pg) != CONNECTION_OK) {
+        status = 503;
+        *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
+    } else if (state && strncmp(state, "22", 2) == 0) {
+        /* data exception: a date PostgreSQL cannot read */
+        status = 400;
+        *reply = insite_http_error("bad_request", "start_date and end_date must be "
+                                   "dates or timestamps, e.g. 2026-11-26T10:30:00Z");
+    } else {
+        status = 500;
+        *reply = insite_http_error("internal", "the audit trail query failed");
+    }
     PQclear(r);
     pthread_mutex_unlock(&a->lock);
     return status;
+}
+
+/*
+ * Whose records the caller may read: *who becomes the user to filter on
+ * (NULL: everyone, operators only).  Returns 0, or the error status with
+ * *reply set.
+ */
+static int authorize(const insite_http_request *req, const char **who, json_t **reply)
+{
+    const char *me = insite_http_user(req);
+    const char *asked = insite_http_query(req, "user_id");
+    int admin = insite_http_has_scope(req, "gdpr:admin");
+
+    if (me == NULL) {
+        *reply = insite_http_error("unauthorized", "no authenticated user");
+        return 401;
+    }
+    if (asked != NULL && asked[0] == '\0')
+        asked = NULL;
+    if (admin) {
+        *who = asked;                   /* NULL: every user */
+        return 0;
+    }
+    if (asked != NULL && strcmp(asked, me) != 0) {
+        *reply = insite_http_error("insufficient_scope",
+                                   "another user's audit trail needs the gdpr:admin scope");
+        return 403;
+    }
+    *who = me;
+    return 0;
 }
 
 int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
 {
     auditd_api *a = ud;
     const char *p[4] = {
-        insite_http_query(req, "user_id"), insite_http_query(req, "start_date"),
-        insite_http_query(req, "end_date"), insite_http_query(req, "limit"),
+        NULL, insite_http_query(req, "start_date"), insite_http_query(req, "end_date"), NULL,
     };
-    long limit = p[3] ? strtol(p[3], NULL, 10) : 100;
-    char lim[16];
+    long long limit;
+    char lim[24];
     PGconn *pg;
+    int st;
 
     if (strcmp(req->method, "GET") != 0) {
         *reply = insite_http_error("method_not_allowed", "GET only");
         return 405;
     }
-    if (limit < 1 || limit > 1000) {
-        *reply = insite_http_error("bad_request", "limit must be 1..1000");
-        return 400;
-    }
-    snprintf(lim, sizeof(lim), "%ld", limit);
+    if ((st = authorize(req, &p[0], reply)) != 0)
+        return st;
+    if ((st = insite_http_query_int(req, "limit", 1, 1000, 100, &limit, reply)) != 0)
+        return st;
+    snprintf(lim, sizeof(lim), "%lld", limit);
     p[3] = lim;
     if ((pg = acquire(a)) == NULL) {
         *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
@@ -69,19 +116,20 @@ int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
     }
     PGresult *r = PQexecParams(pg,
         "SELECT id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), user_id,"
-        " access_type, data_type, method, path, status, result, ip, request_id, worker, seq, hash"
+        " access_type, data_type, method, path, status, result, ip, request_id, worker, seq, hash,"
+        " data_subject"
         " FROM gdpr_audit_trail WHERE ($1::text IS NULL OR user_id = $1)"
         " AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3)"
         " ORDER BY ts DESC, seq DESC LIMIT $4::int", 4, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return pg_fail(a, r, reply);
+        return pg_fail(a, r, "audit trail", reply);
     json_t *recs = json_array();
     static const char *names[] = { "id", "ts", "user_id", "access_type", "data_type", "method",
                                    "path", "status", "result", "ip", "request_id", "worker",
-                                   "seq", "hash" };
+                                   "seq", "hash", "data_subject" };
     for (int i = 0; i < PQntuples(r); i++) {
         json_t *o = json_object();
-        for (int c = 0; c < 14; c++) {
+        for (int c = 0; c < 15; c++) {
             const char *v = PQgetvalue(r, i, c);
             json_t *jv = PQgetisnull(r, i, c) ? json_null()
                          : c == 7 || c == 12 ? json_integer(strtoll(v, NULL, 10))
@@ -100,13 +148,16 @@ int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
 int auditd_api_suspicious(const insite_http_request *req, json_t **reply, void *ud)
 {
     auditd_api *a = ud;
-    const char *p[1] = { insite_http_query(req, "user_id") };
+    const char *p[1] = { NULL };
     PGconn *pg;
+    int st;
 
     if (strcmp(req->method, "GET") != 0) {
         *reply = insite_http_error("method_not_allowed", "GET only");
         return 405;
     }
+    if ((st = authorize(req, &p[0], reply)) != 0)
+        return st;
     if ((pg = acquire(a)) == NULL) {
         *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
         return 503;
@@ -120,7 +171,7 @@ int auditd_api_suspicious(const insite_http_request *req, json_t **reply, void *
         " HAVING ($1::text IS NOT NULL OR count(*) > 50) ORDER BY count(*) DESC LIMIT 1000",
         1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return pg_fail(a, r, reply);
+        return pg_fail(a, r, "suspicious activity", reply);
     json_t *users = json_array();
     for (int i = 0; i < PQntuples(r); i++) {
         long long n = strtoll(PQgetvalue(r, i, 1), NULL, 10);

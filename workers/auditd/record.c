@@ -57,6 +57,11 @@ json_t *auditd_record_parse(const char *line, size_t len, char *err, size_t errl
         bad = "access_type";
     else if (!json_is_string(json_object_get(r, "worker")))
         bad = "worker";
+    /* since migration 021; records written before it have none */
+    else if (json_object_get(r, "data_subject") != NULL
+             && !json_is_string(json_object_get(r, "data_subject"))
+             && !json_is_null(json_object_get(r, "data_subject")))
+        bad = "data_subject";
     if (bad) {
         snprintf(err, errlen, "field \"%s\" missing or invalid", bad);
         json_decref(r);

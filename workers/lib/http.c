@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,10 @@
 #include "clock.h"
 #include "http.h"
 #include "log.h"
+
+#define INSITE_HTTP_IDLE_TIMEOUT     5      /* seconds */
+#define INSITE_HTTP_MAX_CONNECTIONS  1024
+#define INSITE_HTTP_MAX_PER_IP       256
 
 struct insite_http {
     struct MHD_Daemon *d;
@@ -121,6 +126,34 @@ json_t *insite_http_error(const char *code, const char *message)
 const char *insite_http_query(const insite_http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int insite_http_query_int(const insite_http_request *req, const char *name,
+                          long long min, long long max, long long def,
+                          long long *out, json_t **reply)
+{
+    const char *v = NULL;
+    size_t vlen = 0;
+    char *end = NULL, msg[160];
+    long long n = 0;
+
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name),
+                                      &v, &vlen) != MHD_YES || v == NULL) {
+        *out = def;
+        return 0;
+    }
+    errno = 0;
+    /* strtoll() alone would take " 1", "+1" with spaces, "1abc" (as 1) */
+    if ((v[0] >= '0' && v[0] <= '9') || (v[0] == '-' && v[1] >= '0' && v[1] <= '9'))
+        n = strtoll(v, &end, 10);
+    /* end != v + vlen: a decoded NUL ("1%00") cut the string short */
+    if (end == NULL || end != v + vlen || errno == ERANGE || n < min || n > max) {
+        snprintf(msg, sizeof(msg), "%s must be an integer from %lld to %lld", name, min, max);
+        *reply = insite_http_error("bad_request", msg);
+        return 400;
+    }
+    *out = n;
+    return 0;
 }
 
 const char *insite_http_header(const insite_http_request *req, const char *name)
@@ -408,8 +441,15 @@ insite_http *insite_http_start(const insite_http_options *opt)
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+                            /* idle sockets must not hold the API: a
+                             * silent connection is closed after a few
+                             * seconds, one address holds at most a
+                             * quarter of the slots (nginx connects from
+                             * 127.0.0.1, local tools from elsewhere in
+                             * 127/8 or ::1 do not starve it) */
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)INSITE_HTTP_IDLE_TIMEOUT,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)INSITE_HTTP_MAX_CONNECTIONS,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)INSITE_HTTP_MAX_PER_IP,
                             MHD_OPTION_END);
     if (h->d == NULL) {
         insite_log_error("http: cannot listen on 127.0.0.1:%d (in use?)", opt->port);

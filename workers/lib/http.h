@@ -66,6 +66,14 @@ void insite_http_stop(insite_http *h);
 json_t *insite_http_error(const char *code, const char *message);
 /* Query-string argument, or NULL. */
 const char *insite_http_query(const insite_http_request *req, const char *name);
+/* A query-string integer, parsed strictly: optional sign and decimal digits
+ * only ("1abc", "", " 1", "0x10" are errors), within min..max; absent -> def.
+ * Returns 0 with *out set, or 400 with *reply set to
+ * {"error":"bad_request","message":"<name> must be an integer from min to
+ * max"}: handlers `return` that status as is. */
+int insite_http_query_int(const insite_http_request *req, const char *name,
+                          long long min, long long max, long long def,
+                          long long *out, json_t **reply);
 /* Request header, or NULL. */
 const char *insite_http_header(const insite_http_request *req, const char *name);
 

@@ -59,7 +59,7 @@ sub write_conf {
     }
     $conf .= ($self->{daemon} ? "daemon on;\n" : "daemon off;\n") . "master_process on;\n"
            . "worker_processes $self->{workers};\n"
-           . ($> == 0 ? "user root;\n" : '')
+           . ($> == 0 && $self->{main} !~ /^\s*user\s/m ? "user root;\n" : '')
            . "error_log $d/logs/error.log $self->{level};\n"
            . "pid $d/logs/nginx.pid;\n$self->{main}\n"
            . "events { worker_connections 4096; accept_mutex off; }\n"
