@@ -16,6 +16,8 @@ pkgs=(
   python3-nltk
   # bench
   wrk libnginx-mod-nchan
+  # static nginx build (scripts/build-static-nginx.sh: dpkg-source)
+  dpkg-dev
 )
 
 # npm fetches the sentiment lexicons and the page's chart library; the
