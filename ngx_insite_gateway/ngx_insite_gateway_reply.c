@@ -11,6 +11,8 @@
 
 #include <openssl/rand.h>
 
+#include "insite_gw_args.h"
+
 
 static ngx_uint_t ngx_insite_gw_request_id_valid(ngx_str_t *id);
 
@@ -196,37 +198,8 @@ ngx_insite_gw_request_id_upstream(ngx_http_request_t *r,
  * a query left empty loses its "?".
  */
 
-static u_char *
-ngx_insite_gw_args_without_token(u_char *d, u_char *p, u_char *last)
-{
-    u_char      *amp;
-    ngx_uint_t   first;
-
-    first = 1;
-
-    for ( ;; ) {
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        if (!(amp - p >= 6 && ngx_strncasecmp(p, (u_char *) "token=", 6) == 0))
-        {
-            if (!first) {
-                *d++ = '&';
-            }
-
-            d = ngx_cpymem(d, p, amp - p);
-            first = 0;
-        }
-
-        if (amp == last) {
-            return d;
-        }
-
-        p = amp + 1;
-    }
-}
+#define ngx_insite_gw_args_without_token(d, p, last)                        \
+    insite_gw_args_drop(d, p, last, "token", sizeof("token") - 1)
 
 
 /* *s with its query (after the first '?', up to `end`) filtered */
