@@ -468,11 +468,16 @@ ngx_http_insite_healthz_send(ngx_http_request_t *r, const char *state,
     size_t                        len;
     ngx_str_t                     s;
     ngx_buf_t                    *b;
-    ngx_uint_t                    i, n, nchecks, healthy;
+    ngx_uint_t                    i, k, n, nchecks, healthy;
     const char                  **states;
     ngx_module_t                **modules;
     ngx_insite_health_t          *checks;
     ngx_http_insite_main_conf_t  *imcf;
+
+    static const char  *names[] = {
+        "ngx_http_insite_module", "ngx_http_insite_ws_module",
+        "ngx_http_insite_gateway_module", "ngx_http_insite_gdpr_module"
+    };
 
     modules = ngx_cycle->modules;
 
@@ -523,12 +528,19 @@ ngx_http_insite_healthz_send(ngx_http_request_t *r, const char *state,
                           healthy ? "ok" : "degraded", NGX_INSITE_VERSION,
                           ngx_pid);
 
-    for (i = 0, n = 0; modules[i]; i++) {
-        if (ngx_strncmp(modules[i]->name, "ngx_http_insite_", 16) != 0) {
-            continue;
+    /*
+     * In a fixed order: the order of ngx_cycle->modules depends on how the
+     * modules were built (filters are placed before the copy filter when
+     * loaded, after the header filter when linked in).
+     */
+    for (k = 0, n = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        for (i = 0; modules[i]; i++) {
+            if (ngx_strcmp(modules[i]->name, names[k]) == 0) {
+                b->last = ngx_sprintf(b->last, "%s\"%s\"", n++ ? "," : "",
+                                      names[k]);
+                break;
+            }
         }
-        b->last = ngx_sprintf(b->last, "%s\"%s\"", n++ ? "," : "",
-                              modules[i]->name);
     }
 
     b->last = ngx_sprintf(b->last, "],\"redis\":{\"configured\":%s,",

@@ -15,6 +15,7 @@
 #include "ngx_insite_redis.h"
 #include "ngx_insite_json.h"
 #include "ngx_insite_http.h"
+#include "ngx_insite_conf.h"
 
 
 #define NGX_INSITE_VERSION  "0.1.0"

@@ -92,8 +92,7 @@ ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc)
     size_t       len;
     ngx_str_t   *value, s;
     ngx_url_t    u;
-    ngx_int_t    n;
-    ngx_uint_t   i;
+    ngx_uint_t   i, db;
 
     value = cf->args->elts;
 
@@ -147,22 +146,28 @@ ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc)
         }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
-            if (n == NGX_ERROR || n > 65535) {
-                goto invalid;
+            s.data = value[i].data + 3;
+            s.len = value[i].len - 3;
+            if (ngx_insite_conf_uint(cf, "insite_redis", &value[i], &s, 0,
+                                     65535, &db)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
             }
-            rc->db = n;
+            rc->db = db;
             continue;
         }
+
+        /* a timeout of 0 would never fire; beyond a minute nothing waits */
 
         if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
             s.data = value[i].data + 16;
             s.len = value[i].len - 16;
-            rc->connect_timeout = ngx_parse_time(&s, 0);
-            if (rc->connect_timeout == (ngx_msec_t) NGX_ERROR
-                || rc->connect_timeout == 0)
+            if (ngx_insite_conf_msec(cf, "insite_redis", &value[i], &s, 1,
+                                     60000, &rc->connect_timeout)
+                != NGX_CONF_OK)
             {
-                goto invalid;
+                return NGX_CONF_ERROR;
             }
             continue;
         }
@@ -170,11 +175,11 @@ ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc)
         if (ngx_strncmp(value[i].data, "command_timeout=", 16) == 0) {
             s.data = value[i].data + 16;
             s.len = value[i].len - 16;
-            rc->command_timeout = ngx_parse_time(&s, 0);
-            if (rc->command_timeout == (ngx_msec_t) NGX_ERROR
-                || rc->command_timeout == 0)
+            if (ngx_insite_conf_msec(cf, "insite_redis", &value[i], &s, 1,
+                                     60000, &rc->command_timeout)
+                != NGX_CONF_OK)
             {
-                goto invalid;
+                return NGX_CONF_ERROR;
             }
             continue;
         }

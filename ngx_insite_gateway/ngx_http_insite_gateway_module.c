@@ -8,6 +8,7 @@
  *   insite_gateway_jwt_leeway 30s;
  *   insite_gateway_jwt_claims [iss=...] [aud=...];
  *   insite_gateway_jwt_cookie name;
+ *   insite_gateway_jwt_query_token on|off;
  *   insite_gateway_service NAME;
  *   insite_gateway_breaker failures=5 [ratio=0.5 min_requests=20] window=30s
  *                          recovery=60s half_open=3 [fail_on=...] | off;
@@ -44,6 +45,8 @@ static char *ngx_http_insite_gw_secret(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_insite_gw_secret_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_insite_gw_claims(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_insite_gw_leeway(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_insite_gw_service(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -131,7 +134,7 @@ static ngx_command_t  ngx_http_insite_gw_commands[] = {
 
     { ngx_string("insite_gateway_jwt_leeway"),
       NGX_HTTP_INSITE_GW_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_sec_slot,
+      ngx_http_insite_gw_leeway,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_insite_gw_loc_conf_t, jwt_conf.leeway),
       NULL },
@@ -171,6 +174,13 @@ static ngx_command_t  ngx_http_insite_gw_commands[] = {
       ngx_insite_gw_jwt_require_cmd,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("insite_gateway_jwt_query_token"),
+      NGX_HTTP_INSITE_GW_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_insite_gw_loc_conf_t, jwt_query_token),
       NULL },
 
     { ngx_string("insite_gateway_service"),
@@ -312,6 +322,13 @@ ngx_http_insite_gw_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&gmcf->breakers, cf->pool, 4,
+                       sizeof(ngx_insite_gw_breaker_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return gmcf;
 }
 
@@ -339,6 +356,7 @@ ngx_http_insite_gw_create_loc_conf(ngx_conf_t *cf)
     conf->request_id_conf = NGX_CONF_UNSET;
     conf->jwt = NGX_CONF_UNSET_UINT;
     conf->jwt_conf.leeway = NGX_CONF_UNSET;
+    conf->jwt_query_token = NGX_CONF_UNSET;
     conf->service = NGX_CONF_UNSET_PTR;
     conf->breaker = NGX_CONF_UNSET_PTR;
     conf->limit = NGX_CONF_UNSET_PTR;
@@ -362,6 +380,7 @@ ngx_http_insite_gw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->jwt_conf.secret, prev->jwt_conf.secret, "");
     ngx_conf_merge_sec_value(conf->jwt_conf.leeway, prev->jwt_conf.leeway, 0);
     ngx_conf_merge_str_value(conf->jwt_cookie, prev->jwt_cookie, "");
+    ngx_conf_merge_value(conf->jwt_query_token, prev->jwt_query_token, 0);
 
     /* tell the others (ngx_insite_core.h): the WebSocket module requires an
        Origin allow-list where a cookie names the user */
@@ -393,6 +412,11 @@ ngx_http_insite_gw_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_insite_gw_jwk_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    /* a breaker no location pairs with a service is an error (postconf) */
+    if (conf->breaker && conf->service) {
+        conf->breaker->used = 1;
     }
 
     if (conf->jwt != NGX_INSITE_GW_JWT_OFF && conf->jwt_conf.secret.len == 0
@@ -574,6 +598,26 @@ ngx_http_insite_gw_claims(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* clock skew: a token an hour past its exp is not "skew" */
+
+static char *
+ngx_http_insite_gw_leeway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_insite_gw_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->jwt_conf.leeway != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_insite_conf_sec(cf, "insite_gateway_jwt_leeway", &value[1],
+                               &value[1], 0, 3600, &lcf->jwt_conf.leeway);
+}
+
+
 /*
  * insite_gateway_service NAME: one service object per name for the whole
  * configuration, so that every location naming it shares its breaker and
@@ -694,7 +738,9 @@ ngx_http_insite_gw_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_insite_gw_loc_conf_t *lcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                      *value;
+    ngx_insite_gw_main_conf_t      *gmcf;
+    ngx_insite_gw_breaker_conf_t  **bcp;
 
     if (lcf->breaker != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -712,22 +758,38 @@ ngx_http_insite_gw_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    lcf->breaker->file = cf->conf_file->file.name.data;
+    lcf->breaker->line = cf->conf_file->line;
+
+    gmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_insite_gateway_module);
+
+    bcp = ngx_array_push(&gmcf->breakers);
+    if (bcp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *bcp = lcf->breaker;
+
     return ngx_insite_gw_breaker_parse(cf, lcf->breaker);
 }
 
 
+/* a zone smaller than 8 pages holds hardly any key (docs: "Sizing") */
+
 static char *
 ngx_http_insite_gw_rate_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ssize_t     size;
+    size_t      size;
     ngx_str_t  *value;
 
     value = cf->args->elts;
 
-    size = ngx_parse_size(&value[2]);
-    if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\"", &value[2]);
+    if (ngx_insite_conf_size(cf, "insite_gateway_rate_zone", &value[2],
+                             &value[2], ngx_max(32768, 8 * ngx_pagesize),
+                             1024 * 1024 * 1024, &size)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -778,13 +840,28 @@ ngx_http_insite_gw_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_insite_gw_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt          *h;
+    ngx_uint_t                     i;
+    ngx_http_handler_pt           *h;
+    ngx_insite_gw_breaker_conf_t  **bcp;
     ngx_http_core_main_conf_t    *cmcf;
     ngx_http_insite_main_conf_t  *imcf;
     ngx_insite_gw_main_conf_t    *gmcf;
 
     gmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_insite_gateway_module);
+
+    /* every location is merged by now */
+    bcp = gmcf->breakers.elts;
+
+    for (i = 0; i < gmcf->breakers.nelts; i++) {
+        if (!bcp[i]->used) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "insite_gateway_breaker in %s:%ui applies to no "
+                          "service: no insite_gateway_service in its scope",
+                          bcp[i]->file, bcp[i]->line);
+            return NGX_ERROR;
+        }
+    }
 
     if (gmcf->services.nelts) {
         gmcf->breaker_zone = ngx_insite_gw_breaker_zone(cf, gmcf);
@@ -942,7 +1019,10 @@ ngx_http_insite_gw_jwt(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
     ngx_str_t                   token, v;
     ngx_insite_gw_jwt_result_e  res;
 
-    if (ngx_insite_gw_jwt_find(r, &lcf->jwt_cookie, &token) != NGX_OK) {
+    if (ngx_insite_gw_jwt_find(r, &lcf->jwt_cookie, lcf->jwt_query_token,
+                               &token)
+        != NGX_OK)
+    {
 
         /* optional, unless a claim is required */
         if (lcf->jwt == NGX_INSITE_GW_JWT_OPTIONAL && lcf->jwt_require == NULL)
@@ -964,6 +1044,19 @@ ngx_http_insite_gw_jwt(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
         return ngx_http_insite_gw_refuse(r, ctx, NGX_HTTP_UNAUTHORIZED,
                                          "unauthorized",
                                          "a bearer token is required", 0);
+    }
+
+    /*
+     * A token from the query string is taken out of the request before
+     * anything can log or proxy it; the token's bytes stay where they are
+     * (the request buffer), only the strings that showed them change.
+     */
+    if (lcf->jwt_query_token
+        && token.data >= r->args.data
+        && token.data < r->args.data + r->args.len
+        && ngx_insite_gw_strip_query_token(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     res = ngx_insite_gw_jwt_verify(r, &lcf->jwt_conf, &token, &ctx->user_id);
@@ -1013,6 +1106,7 @@ static ngx_int_t
 ngx_http_insite_gw_limit(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
     ngx_insite_gw_ctx_t *ctx)
 {
+    ngx_int_t                   rc;
     ngx_str_t                   key;
     ngx_insite_redis_cmd_t     *cmd;
     ngx_insite_gw_limit_t      *lim;
@@ -1030,7 +1124,8 @@ ngx_http_insite_gw_limit(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
         return NGX_DECLINED;
     }
 
-    if (key.len > 1024) {
+    /* local keys of any length are stored in one node size (hashed) */
+    if (lim->backend == NGX_INSITE_GW_REDIS && key.len > 1024) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "insite gateway: rate limit key of %uz bytes is too "
                       "long, not limited, request_id: %V",
@@ -1040,11 +1135,21 @@ ngx_http_insite_gw_limit(ngx_http_request_t *r, ngx_insite_gw_loc_conf_t *lcf,
     }
 
     if (lim->backend == NGX_INSITE_GW_LOCAL) {
-        if (ngx_insite_gw_limit_local(r, lim, &key, &ctx->limit_result)
-            != NGX_OK)
-        {
-            return ngx_http_insite_gw_limit_failed(r, lcf, ctx,
-                                                   "zone is full");
+        rc = ngx_insite_gw_limit_local(r, lim, &key, &ctx->limit_result);
+
+        if (rc == NGX_DECLINED) {
+            /* full, nothing to evict: refused whatever fail= says */
+            ctx->limit_done = 1;
+            ngx_insite_metric_inc(lcf->limit_errors);
+
+            return ngx_http_insite_gw_refuse(r, ctx,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             "service_unavailable",
+                                             "the rate limit zone is full", 1);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ngx_http_insite_gw_limit_decided(r, lcf, ctx);

@@ -87,6 +87,11 @@ typedef struct {
     ngx_uint_t                  fail_on;      /* NGX_INSITE_GW_FAIL_* */
     ngx_uint_t                  codes[NGX_INSITE_GW_MAX_CODES];
     ngx_uint_t                  ncodes;
+
+    /* where it was written; set when a location has it with a service */
+    u_char                     *file;
+    ngx_uint_t                  line;
+    ngx_uint_t                  used;
 } ngx_insite_gw_breaker_conf_t;
 
 
@@ -139,12 +144,17 @@ typedef struct {
     ngx_rbtree_t                rbtree;
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 queue;        /* LRU, most recent at head */
+    ngx_msec_t                  logged;       /* "zone is full" last logged */
+    ngx_uint_t                  evicted;      /* keys evicted since then */
+    ngx_uint_t                  refused;      /* requests refused since then */
 } ngx_insite_gw_limit_shctx_t;
 
 
 typedef struct {
     ngx_insite_gw_limit_shctx_t  *sh;
     ngx_slab_pool_t            *shpool;
+    ngx_str_t                   name;
+    ngx_insite_metric_t        *evictions;    /* keys evicted to make room */
 } ngx_insite_gw_limit_zone_t;
 
 
@@ -182,6 +192,7 @@ typedef struct {
     ngx_uint_t                  jwt;
     ngx_insite_gw_jwt_conf_t    jwt_conf;
     ngx_str_t                   jwt_cookie;
+    ngx_flag_t                  jwt_query_token;  /* ?token= accepted */
     ngx_str_t                   jwt_secret_file;   /* for error messages */
     ngx_array_t                *jwt_require;       /* insite_gateway_jwt_require */
 
@@ -201,6 +212,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                 services;     /* ngx_insite_gw_service_t * */
+    ngx_array_t                 breakers;     /* ngx_insite_gw_breaker_conf_t * */
     ngx_shm_zone_t             *breaker_zone;
     ngx_insite_redis_script_t  *script;
     ngx_uint_t                  redis_limits;
@@ -243,7 +255,7 @@ extern ngx_module_t  ngx_http_insite_gateway_module;
 ngx_insite_gw_jwt_result_e ngx_insite_gw_jwt_verify(ngx_http_request_t *r,
     ngx_insite_gw_jwt_conf_t *jc, ngx_str_t *token, ngx_str_t *sub);
 ngx_int_t ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
-    ngx_str_t *token);
+    ngx_uint_t query, ngx_str_t *token);
 char *ngx_insite_gw_jwt_secret_file(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret);
 
@@ -281,7 +293,7 @@ void ngx_insite_gw_breaker_outcome(ngx_http_request_t *r,
 
 /* ngx_insite_gateway_limit.c */
 char *ngx_insite_gw_limit_parse(ngx_conf_t *cf, ngx_insite_gw_limit_t *lim);
-char *ngx_insite_gw_limit_zone(ngx_conf_t *cf, ngx_str_t *name, ssize_t size);
+char *ngx_insite_gw_limit_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size);
 ngx_int_t ngx_insite_gw_limit_local(ngx_http_request_t *r,
     ngx_insite_gw_limit_t *lim, ngx_str_t *key,
     ngx_insite_gw_limit_result_t *res);
@@ -298,6 +310,7 @@ ngx_str_t *ngx_insite_gw_request_id(ngx_http_request_t *r,
     ngx_insite_gw_ctx_t *ctx);
 ngx_int_t ngx_insite_gw_request_id_upstream(ngx_http_request_t *r,
     ngx_insite_gw_ctx_t *ctx);
+ngx_int_t ngx_insite_gw_strip_query_token(ngx_http_request_t *r);
 ngx_int_t ngx_insite_gw_error(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message,
     time_t retry_after);

@@ -40,6 +40,7 @@ static const char  *ngx_insite_gw_state_names[] = {
 char *
 ngx_insite_gw_breaker_parse(ngx_conf_t *cf, ngx_insite_gw_breaker_conf_t *bc)
 {
+    char        *rv;
     u_char      *p, *last, *comma;
     ngx_int_t    n;
     ngx_str_t   *value, s, v;
@@ -58,6 +59,7 @@ ngx_insite_gw_breaker_parse(ngx_conf_t *cf, ngx_insite_gw_breaker_conf_t *bc)
 
     for (i = 1; i < cf->args->nelts; i++) {
         s = value[i];
+        rv = NGX_CONF_OK;
 
         p = ngx_strlchr(s.data, s.data + s.len, '=');
         if (p == NULL) {
@@ -68,48 +70,44 @@ ngx_insite_gw_breaker_parse(ngx_conf_t *cf, ngx_insite_gw_breaker_conf_t *bc)
         v.len = s.data + s.len - v.data;
         s.len = p - s.data;
 
+        /*
+         * Ranges: the window is cut in NGX_INSITE_GW_BUCKETS buckets, so
+         * under a second they would be too short to count anything; a
+         * recovery of 0 would probe a dead service with every request.
+         */
+
         if (s.len == 8 && ngx_strncmp(s.data, "failures", 8) == 0) {
-            n = ngx_atoi(v.data, v.len);
-            if (n < 1) {
-                goto invalid;
-            }
-            bc->failures = n;
+            rv = ngx_insite_conf_uint(cf, "insite_gateway_breaker", &value[i],
+                                      &v, 1, 100000, &bc->failures);
 
         } else if (s.len == 5 && ngx_strncmp(s.data, "ratio", 5) == 0) {
             /* 0.5 -> 500 per mille */
             n = ngx_atofp(v.data, v.len, 3);
             if (n <= 0 || n > 1000) {
-                goto invalid;
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "insite_gateway_breaker: invalid parameter "
+                                   "\"%V\": must be 0.001 to 1", &value[i]);
+                return NGX_CONF_ERROR;
             }
             bc->ratio = n;
 
         } else if (s.len == 12
                    && ngx_strncmp(s.data, "min_requests", 12) == 0)
         {
-            n = ngx_atoi(v.data, v.len);
-            if (n < 1) {
-                goto invalid;
-            }
-            bc->min_requests = n;
+            rv = ngx_insite_conf_uint(cf, "insite_gateway_breaker", &value[i],
+                                      &v, 1, 1000000, &bc->min_requests);
 
         } else if (s.len == 6 && ngx_strncmp(s.data, "window", 6) == 0) {
-            bc->window = ngx_parse_time(&v, 0);
-            if (bc->window == (ngx_msec_t) NGX_ERROR || bc->window == 0) {
-                goto invalid;
-            }
+            rv = ngx_insite_conf_msec(cf, "insite_gateway_breaker", &value[i],
+                                      &v, 1000, 3600000, &bc->window);
 
         } else if (s.len == 8 && ngx_strncmp(s.data, "recovery", 8) == 0) {
-            bc->recovery = ngx_parse_time(&v, 0);
-            if (bc->recovery == (ngx_msec_t) NGX_ERROR) {
-                goto invalid;
-            }
+            rv = ngx_insite_conf_msec(cf, "insite_gateway_breaker", &value[i],
+                                      &v, 100, 3600000, &bc->recovery);
 
         } else if (s.len == 9 && ngx_strncmp(s.data, "half_open", 9) == 0) {
-            n = ngx_atoi(v.data, v.len);
-            if (n < 1) {
-                goto invalid;
-            }
-            bc->half_open = n;
+            rv = ngx_insite_conf_uint(cf, "insite_gateway_breaker", &value[i],
+                                      &v, 1, 1000, &bc->half_open);
 
         } else if (s.len == 7 && ngx_strncmp(s.data, "fail_on", 7) == 0) {
             bc->fail_on = 0;
@@ -149,6 +147,10 @@ ngx_insite_gw_breaker_parse(ngx_conf_t *cf, ngx_insite_gw_breaker_conf_t *bc)
 
         } else {
             goto invalid;
+        }
+
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
     }
 

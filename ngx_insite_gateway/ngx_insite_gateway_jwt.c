@@ -55,7 +55,7 @@ static ngx_int_t ngx_insite_gw_json_time(json_t *obj, const char *name,
 
 ngx_int_t
 ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
-    ngx_str_t *token)
+    ngx_uint_t query, ngx_str_t *token)
 {
     u_char           *p, *last;
     ngx_table_elt_t  *h;
@@ -83,7 +83,9 @@ ngx_insite_gw_jwt_find(ngx_http_request_t *r, ngx_str_t *cookie,
         return NGX_OK;
     }
 
-    if (ngx_http_arg(r, (u_char *) "token", 5, token) == NGX_OK
+    /* opt-in (insite_gateway_jwt_query_token): URLs end up in logs */
+    if (query
+        && ngx_http_arg(r, (u_char *) "token", 5, token) == NGX_OK
         && token->len)
     {
         return NGX_OK;

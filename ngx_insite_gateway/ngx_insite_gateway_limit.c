@@ -14,12 +14,33 @@
  * refused request changes nothing.
  *
  * The local backend keeps the state in a shared memory zone (rbtree + LRU,
- * as limit_req does) and decides under the zone's mutex; the Redis backend
+ * as limit_req does) and decides under the zone's mutex.  A full zone makes
+ * room by evicting its least recently used keys, never by admitting
+ * without a limit: every node has one size (keys beyond 39 bytes are kept
+ * as their SHA-256), so freeing one always makes room for the next, and
+ * only a zone with nothing left to free refuses (503).  The Redis backend
  * runs lua/rate_limit.lua, the same arithmetic in one atomic script, with
  * Redis' clock, so that every nginx server shares the limit.
  */
 
 #include "ngx_insite_gateway.h"
+
+#include <openssl/evp.h>
+
+
+/*
+ * A key is stored as itself when shorter than this, as its SHA-256
+ * (zero-padded to exactly this length, which no stored key has otherwise)
+ * when longer: one node size, 128 bytes on 64-bit systems, one slab class.
+ */
+#define NGX_INSITE_GW_LIMIT_INLINE    40
+
+/* at most one "zone is full" log line per zone per interval */
+#define NGX_INSITE_GW_LIMIT_LOG_MS    60000
+
+/* evictions tried for one new key before giving up (one always suffices
+ * while the zone holds any key) */
+#define NGX_INSITE_GW_LIMIT_EVICT     8
 
 
 typedef struct {
@@ -27,14 +48,19 @@ typedef struct {
     ngx_queue_t                 queue;
     ngx_msec_t                  last;
     int64_t                     excess;
-    u_char                      data[1];
+    u_char                      data[NGX_INSITE_GW_LIMIT_INLINE];
 } ngx_insite_gw_limit_node_t;
 
 
 static ngx_int_t ngx_insite_gw_limit_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_insite_gw_limit_expire(ngx_insite_gw_limit_zone_t *lz,
-    ngx_insite_gw_limit_t *lim, ngx_uint_t force);
+    ngx_insite_gw_limit_t *lim);
+static ngx_int_t ngx_insite_gw_limit_evict(ngx_insite_gw_limit_zone_t *lz);
+static ngx_int_t ngx_insite_gw_limit_stored_key(ngx_str_t *key, u_char *buf,
+    ngx_str_t *stored);
+static void ngx_insite_gw_limit_full(ngx_http_request_t *r,
+    ngx_insite_gw_limit_zone_t *lz, ngx_uint_t evicted, ngx_uint_t refused);
 
 
 /*
@@ -46,8 +72,7 @@ char *
 ngx_insite_gw_limit_parse(ngx_conf_t *cf, ngx_insite_gw_limit_t *lim)
 {
     u_char                            *p;
-    ngx_int_t                          n;
-    ngx_str_t                         *value, s;
+    ngx_str_t                         *value, s, v;
     ngx_uint_t                         i, have_rate;
     ngx_http_compile_complex_value_t   ccv;
 
@@ -93,23 +118,31 @@ ngx_insite_gw_limit_parse(ngx_conf_t *cf, ngx_insite_gw_limit_t *lim)
                 goto invalid;
             }
 
-            n = ngx_atoi(s.data + 5, p - s.data - 5);
-            if (n <= 0 || n > 1000000) {
-                goto invalid;
+            v.data = s.data + 5;
+            v.len = p - v.data;
+
+            if (ngx_insite_conf_uint(cf, "insite_gateway_rate_limit", &s, &v,
+                                     1, 1000000, &lim->n)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
-            lim->n = n;
             have_rate = 1;
             continue;
         }
 
         if (ngx_strncmp(s.data, "burst=", 6) == 0) {
-            n = ngx_atoi(s.data + 6, s.len - 6);
-            if (n < 0 || n > 1000000) {
-                goto invalid;
+            v.data = s.data + 6;
+            v.len = s.len - 6;
+
+            if (ngx_insite_conf_uint(cf, "insite_gateway_rate_limit", &s, &v,
+                                     0, 1000000, &lim->burst)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
-            lim->burst = n;
             continue;
         }
 
@@ -164,19 +197,15 @@ invalid:
 }
 
 
-/* insite_gateway_rate_zone NAME SIZE; */
+/* insite_gateway_rate_zone NAME SIZE; (the size is checked by the caller) */
 
 char *
-ngx_insite_gw_limit_zone(ngx_conf_t *cf, ngx_str_t *name, ssize_t size)
+ngx_insite_gw_limit_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size)
 {
+    u_char                      *p;
+    ngx_str_t                    labels;
     ngx_shm_zone_t              *shm_zone;
     ngx_insite_gw_limit_zone_t  *lz;
-
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small", name);
-        return NGX_CONF_ERROR;
-    }
 
     shm_zone = ngx_shared_memory_add(cf, name, size,
                                      &ngx_http_insite_gateway_module);
@@ -192,6 +221,24 @@ ngx_insite_gw_limit_zone(ngx_conf_t *cf, ngx_str_t *name, ssize_t size)
 
     lz = ngx_pcalloc(cf->pool, sizeof(ngx_insite_gw_limit_zone_t));
     if (lz == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lz->name = *name;
+
+    p = ngx_pnalloc(cf->pool, name->len + sizeof("zone=\"\""));
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    labels.data = p;
+    labels.len = ngx_sprintf(p, "zone=\"%V\"", name) - p;
+
+    lz->evictions = ngx_insite_metric_add(cf, NGX_INSITE_COUNTER,
+        "insite_gateway_rate_limit_evictions_total", &labels,
+        "Keys evicted from a full local rate limit zone to make room "
+        "(least recently used first).");
+    if (lz->evictions == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -253,33 +300,39 @@ ngx_insite_gw_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * The local decision.  NGX_OK with *res filled in; NGX_ERROR when the zone
- * has no room even after evicting (the caller applies fail=).
+ * The local decision.  NGX_OK with *res filled in; NGX_DECLINED when the
+ * zone has no room for a new key and nothing left to evict (the caller
+ * refuses: a full zone never admits without a limit); NGX_ERROR otherwise.
  */
 
 ngx_int_t
 ngx_insite_gw_limit_local(ngx_http_request_t *r, ngx_insite_gw_limit_t *lim,
     ngx_str_t *key, ngx_insite_gw_limit_result_t *res)
 {
-    size_t                       size;
+    u_char                       buf[NGX_INSITE_GW_LIMIT_INLINE];
     int64_t                      e;
     uint32_t                     hash;
+    ngx_str_t                    stored;
     ngx_msec_t                   now;
+    ngx_uint_t                   allowed, evicted;
     ngx_msec_int_t               ms;
-    ngx_uint_t                   allowed;
     ngx_insite_gw_limit_node_t  *ln;
     ngx_insite_gw_limit_zone_t  *lz;
 
+    if (ngx_insite_gw_limit_stored_key(key, buf, &stored) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     lz = lim->shm_zone->data;
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_crc32_short(stored.data, stored.len);
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&lz->shpool->mutex);
 
-    ngx_insite_gw_limit_expire(lz, lim, 0);
+    ngx_insite_gw_limit_expire(lz, lim);
 
     ln = (ngx_insite_gw_limit_node_t *)
-             ngx_str_rbtree_lookup(&lz->sh->rbtree, key, hash);
+             ngx_str_rbtree_lookup(&lz->sh->rbtree, &stored, hash);
 
     if (ln) {
         ms = (ngx_msec_int_t) (now - ln->last);
@@ -314,25 +367,31 @@ ngx_insite_gw_limit_local(ngx_http_request_t *r, ngx_insite_gw_limit_t *lim,
         return NGX_OK;
     }
 
-    size = offsetof(ngx_insite_gw_limit_node_t, data) + key->len;
+    ln = ngx_slab_alloc_locked(lz->shpool, sizeof(ngx_insite_gw_limit_node_t));
 
-    ln = ngx_slab_alloc_locked(lz->shpool, size);
-
-    if (ln == NULL) {
-        /* the least recently used keys make room, as in limit_req */
-        ngx_insite_gw_limit_expire(lz, lim, 1);
-
-        ln = ngx_slab_alloc_locked(lz->shpool, size);
-        if (ln == NULL) {
-            ngx_shmtx_unlock(&lz->shpool->mutex);
-            return NGX_ERROR;
+    /* full: the least recently used keys make room, as in limit_req */
+    for (evicted = 0;
+         ln == NULL && evicted < NGX_INSITE_GW_LIMIT_EVICT;
+         evicted++)
+    {
+        if (ngx_insite_gw_limit_evict(lz) != NGX_OK) {
+            break;
         }
+
+        ln = ngx_slab_alloc_locked(lz->shpool,
+                                   sizeof(ngx_insite_gw_limit_node_t));
     }
 
-    ngx_memcpy(ln->data, key->data, key->len);
+    if (ln == NULL) {
+        ngx_shmtx_unlock(&lz->shpool->mutex);
+        ngx_insite_gw_limit_full(r, lz, evicted, 1);
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(ln->data, stored.data, stored.len);
     ln->sn.node.key = hash;
     ln->sn.str.data = ln->data;
-    ln->sn.str.len = key->len;
+    ln->sn.str.len = stored.len;
     ln->excess = 0;
     ln->last = now;
 
@@ -341,20 +400,100 @@ ngx_insite_gw_limit_local(ngx_http_request_t *r, ngx_insite_gw_limit_t *lim,
 
     ngx_shmtx_unlock(&lz->shpool->mutex);
 
+    if (evicted) {
+        ngx_insite_gw_limit_full(r, lz, evicted, 0);
+    }
+
     ngx_insite_gw_limit_compute(lim, 1, 0, res);
 
     return NGX_OK;
 }
 
 
+static ngx_int_t
+ngx_insite_gw_limit_stored_key(ngx_str_t *key, u_char *buf, ngx_str_t *stored)
+{
+    unsigned int  len;
+
+    if (key->len < NGX_INSITE_GW_LIMIT_INLINE) {
+        *stored = *key;
+        return NGX_OK;
+    }
+
+    ngx_memzero(buf, NGX_INSITE_GW_LIMIT_INLINE);
+
+    if (EVP_Digest(key->data, key->len, buf, &len, EVP_sha256(), NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    stored->data = buf;
+    stored->len = NGX_INSITE_GW_LIMIT_INLINE;
+
+    return NGX_OK;
+}
+
+
 /*
- * Under the lock.  Drops up to two drained keys from the LRU tail; with
- * force, the two least recently used keys whatever their state.
+ * Counts evictions (insite_metrics) and refusals, and logs them at most
+ * once per NGX_INSITE_GW_LIMIT_LOG_MS per zone, across workers: a flood of
+ * new keys fills the zone with every request, the log must not.
  */
 
 static void
+ngx_insite_gw_limit_full(ngx_http_request_t *r, ngx_insite_gw_limit_zone_t *lz,
+    ngx_uint_t evicted, ngx_uint_t refused)
+{
+    ngx_msec_t                    now;
+    ngx_uint_t                    log, nevicted, nrefused;
+    ngx_insite_gw_limit_shctx_t  *sh;
+
+    if (evicted) {
+        ngx_insite_metric_add_value(lz->evictions, evicted);
+    }
+
+    sh = lz->sh;
+    now = ngx_current_msec;
+    log = 0;
+    nevicted = 0;
+    nrefused = 0;
+
+    ngx_shmtx_lock(&lz->shpool->mutex);
+
+    sh->evicted += evicted;
+    sh->refused += refused;
+
+    if (sh->logged == 0
+        || (ngx_msec_int_t) (now - sh->logged) >= NGX_INSITE_GW_LIMIT_LOG_MS)
+    {
+        log = 1;
+        nevicted = sh->evicted;
+        nrefused = sh->refused;
+        sh->evicted = 0;
+        sh->refused = 0;
+        sh->logged = now ? now : 1;
+    }
+
+    ngx_shmtx_unlock(&lz->shpool->mutex);
+
+    if (!log) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "insite gateway: rate limit zone \"%V\" is full: %ui least "
+                  "recently used keys evicted, %ui requests refused (503) "
+                  "since this was last logged (at most once a minute); "
+                  "evicted keys lose their state, see \"Sizing\" in "
+                  "docs/gateway.md",
+                  &lz->name, nevicted, nrefused);
+}
+
+
+/* Under the lock.  Drops up to two drained keys from the LRU tail. */
+
+static void
 ngx_insite_gw_limit_expire(ngx_insite_gw_limit_zone_t *lz,
-    ngx_insite_gw_limit_t *lim, ngx_uint_t force)
+    ngx_insite_gw_limit_t *lim)
 {
     int64_t                      e;
     ngx_uint_t                   i;
@@ -374,20 +513,17 @@ ngx_insite_gw_limit_expire(ngx_insite_gw_limit_zone_t *lz,
         q = ngx_queue_last(&lz->sh->queue);
         ln = ngx_queue_data(q, ngx_insite_gw_limit_node_t, queue);
 
-        if (!force) {
-            ms = (ngx_msec_int_t) (now - ln->last);
+        ms = (ngx_msec_int_t) (now - ln->last);
 
-            if (ms < 0) {
+        if (ms < 0) {
+            return;
+        }
+
+        if (ms < 100000000) {
+            /* a key is drained when a request would find e == 0 */
+            e = ln->excess - (int64_t) lim->n * ms + (int64_t) lim->period;
+            if (e > 0) {
                 return;
-            }
-
-            if (ms < 100000000) {
-                /* a key is drained when a request would find e == 0 */
-                e = ln->excess - (int64_t) lim->n * ms
-                    + (int64_t) lim->period;
-                if (e > 0) {
-                    return;
-                }
             }
         }
 
@@ -395,6 +531,29 @@ ngx_insite_gw_limit_expire(ngx_insite_gw_limit_zone_t *lz,
         ngx_rbtree_delete(&lz->sh->rbtree, &ln->sn.node);
         ngx_slab_free_locked(lz->shpool, ln);
     }
+}
+
+
+/* Under the lock.  Drops the least recently used key, whatever its state. */
+
+static ngx_int_t
+ngx_insite_gw_limit_evict(ngx_insite_gw_limit_zone_t *lz)
+{
+    ngx_queue_t                 *q;
+    ngx_insite_gw_limit_node_t  *ln;
+
+    if (ngx_queue_empty(&lz->sh->queue)) {
+        return NGX_DECLINED;
+    }
+
+    q = ngx_queue_last(&lz->sh->queue);
+    ln = ngx_queue_data(q, ngx_insite_gw_limit_node_t, queue);
+
+    ngx_queue_remove(q);
+    ngx_rbtree_delete(&lz->sh->rbtree, &ln->sn.node);
+    ngx_slab_free_locked(lz->shpool, ln);
+
+    return NGX_OK;
 }
 
 

@@ -11,6 +11,8 @@
 
 #include <openssl/rand.h>
 
+#include "insite_gw_args.h"
+
 
 static ngx_uint_t ngx_insite_gw_request_id_valid(ngx_str_t *id);
 
@@ -168,13 +170,116 @@ ngx_insite_gw_request_id_upstream(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    h->hash = 1;
+    /*
+     * The hash the request parser would have given it: proxy_set_header
+     * X-Request-ID replaces a request header only when it finds the
+     * header's hash in its own table, otherwise both go upstream.
+     */
+    h->hash = ngx_hash_key((u_char *) "x-request-id",
+                           sizeof("x-request-id") - 1);
     ngx_str_set(&h->key, "X-Request-ID");
     h->lowcase_key = (u_char *) "x-request-id";
     h->value = *id;
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * A bearer token accepted from the query string (`token=`, matched without
+ * regard to case, as ngx_http_arg matches it) must not travel further:
+ * every `token=` argument is dropped from $args (what proxy_pass sends
+ * when it builds the URI), from $request_uri (what it sends unchanged
+ * otherwise) and from the request line ($request, and the error log's
+ * "request:" context).  The other arguments keep their bytes and order;
+ * a query left empty loses its "?".
+ */
+
+#define ngx_insite_gw_args_without_token(d, p, last)                        \
+    insite_gw_args_drop(d, p, last, "token", sizeof("token") - 1)
+
+
+/* *s with its query (after the first '?', up to `end`) filtered */
+
+static ngx_int_t
+ngx_insite_gw_strip_token(ngx_pool_t *pool, ngx_str_t *s, u_char *end)
+{
+    u_char  *q, *buf, *d, *e;
+
+    q = ngx_strlchr(s->data, end, '?');
+    if (q == NULL) {
+        return NGX_OK;
+    }
+
+    buf = ngx_pnalloc(pool, s->len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    d = ngx_cpymem(buf, s->data, q - s->data);
+    *d = '?';
+
+    e = ngx_insite_gw_args_without_token(d + 1, q + 1, end);
+    if (e != d + 1) {
+        d = e;
+    }
+
+    d = ngx_cpymem(d, end, s->data + s->len - end);
+
+    s->data = buf;
+    s->len = d - buf;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_gw_strip_query_token(ngx_http_request_t *r)
+{
+    u_char     *buf, *end;
+    ngx_str_t  *line;
+
+    if (r->args.len) {
+        buf = ngx_pnalloc(r->pool, r->args.len);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        end = ngx_insite_gw_args_without_token(buf, r->args.data,
+                                               r->args.data + r->args.len);
+        r->args.data = buf;
+        r->args.len = end - buf;
+    }
+
+    if (r->unparsed_uri.len
+        && ngx_insite_gw_strip_token(r->pool, &r->unparsed_uri,
+                                     r->unparsed_uri.data
+                                     + r->unparsed_uri.len)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    line = &r->main->request_line;
+
+    if (line->len) {
+        /* "GET /p?q HTTP/1.1": the query ends where the protocol begins */
+        end = line->data + line->len;
+
+        if (r->main->http_protocol.len
+            && r->main->http_protocol.data > line->data
+            && r->main->http_protocol.data <= end)
+        {
+            end = r->main->http_protocol.data - 1;
+        }
+
+        if (ngx_insite_gw_strip_token(r->pool, line, end) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }

@@ -19,6 +19,8 @@ pkgs=(
   dpkg-dev debhelper lintian mmdebstrap
   # bench
   wrk libnginx-mod-nchan
+  # static nginx build (scripts/build-static-nginx.sh: dpkg-source)
+  dpkg-dev
 )
 
 # npm fetches the sentiment lexicons and the page's chart library; the

@@ -10,6 +10,7 @@
 #   SKIP_ASAN=1 SKIP_FUZZ=1 SKIP_BROWSER=1 SKIP_PACKAGE=1   skip the
 #                                  sanitizer build, the fuzzing pass, the
 #                                  Chromium tests or the Debian packages
+#   SKIP_STATIC=1                  skip the second run against a static nginx
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +62,34 @@ export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export INSITE_ROOT=$root
 # shellcheck disable=SC2086
 prove -I t/lib ${PROVE_FLAGS:-} ${TEST_FILES:-t/}
+
+# The README's second build path: the modules linked into nginx with
+# --add-module (scripts/build-static-nginx.sh, cached under build/).  The
+# gateway (t/30*), gdpr (t/40*) and ws suites run again against that binary,
+# with no load_module lines.  Of the ws suite, the files that exercise the
+# module's own code paths run (handshake, frames, protocol, resume,
+# snapshot); t/104 (cluster), t/105 (reload) and t/107 (binary upgrade
+# under load) are long and test nginx's process handling more than the
+# module's linking, so they run against the dynamic build only.  With
+# TEST_FILES, only the listed files of those suites run here.
+static_suite="t/100-*.t t/101-*.t t/102-*.t t/103-*.t t/106-*.t t/30*.t t/40*.t"
+if [ -z "${SKIP_STATIC:-}" ]; then
+  step "static nginx (--add-module)"
+  static_bin=$(scripts/build-static-nginx.sh)
+  static_files=()
+  for f in ${TEST_FILES:-t/}; do
+    case $f in
+      t|t/) static_files=($static_suite) ;;
+      t/10[0-36]-*|t/30*|t/40*) static_files+=("$f") ;;
+    esac
+  done
+  if [ "${#static_files[@]}" -gt 0 ]; then
+    step "nginx suite against the static nginx (${#static_files[@]} files)"
+    # shellcheck disable=SC2086
+    TEST_NGINX_BINARY=$static_bin TEST_NGINX_LOAD_MODULES='' \
+      prove -I t/lib ${PROVE_FLAGS:-} "${static_files[@]}"
+  fi
+fi
 
 if [ -z "${SKIP_PACKAGE:-}" ]; then
   step "Debian packages: build, lintian, install test in a Debian 12 root"

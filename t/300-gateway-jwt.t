@@ -215,12 +215,13 @@ invalid token (audience)
 
 
 
-=== TEST 9: token from ?token= and from the cookie, Authorization first
+=== TEST 9: token from ?token= (opt-in, t/308) and from the cookie, Authorization first
 --- config
     location /ws {
         insite_gateway_jwt on;
         insite_gateway_jwt_secret_file $TEST_NGINX_HTML_DIR/secret;
         insite_gateway_jwt_cookie insite_token;
+        insite_gateway_jwt_query_token on;
         proxy_set_header X-User-Id $insite_user_id;
         proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
     }

@@ -22,7 +22,7 @@ use Insite::Nginx;
 use Insite::Services qw(http_request run_cmd);
 
 plan skip_all => 'TEST_NGINX_LOAD_MODULES not set (run under scripts/test.sh)'
-    unless $ENV{TEST_NGINX_LOAD_MODULES};
+    unless defined $ENV{TEST_NGINX_LOAD_MODULES};   # empty: a static nginx
 my $root = getcwd();
 my $auditd = $ENV{INSITE_AUDITD_BIN} // "$root/build/bin/insite-auditd";
 $auditd = "$root/$auditd" unless $auditd =~ m{^/};

@@ -13,7 +13,7 @@ use Insite::Nginx;
 use Insite::Services qw(run_cmd);
 
 plan skip_all => 'TEST_NGINX_LOAD_MODULES not set (run under scripts/test.sh)'
-    unless $ENV{TEST_NGINX_LOAD_MODULES};
+    unless defined $ENV{TEST_NGINX_LOAD_MODULES};   # empty: a static nginx
 my $auditd = getcwd() . '/build/bin/insite-auditd';
 plan skip_all => "$auditd not built" unless -x $auditd;
 
