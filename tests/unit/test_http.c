@@ -161,8 +161,15 @@ static void test_identity(void **state)
         /* look-alikes are not the scope */
         { { "X-User-Id: u42", "X-User-Scopes: gdpr:admins gdpr:admi xgdpr:admin gdpr", NULL },
           "{\"user\":\"u42\",\"admin\":false,\"limit\":100}\n" },
+        { { "X-User-Id: u42", "X-User-Scopes: gdpr:admin2 gdpr:administrator", NULL },
+          "{\"user\":\"u42\",\"admin\":false,\"limit\":100}\n" },
+        { { "X-User-Id: u42", "X-User-Scopes: GDPR:ADMIN notify:admin read", NULL },
+          "{\"user\":\"u42\",\"admin\":false,\"limit\":100}\n" },
         { { "X-User-Id: u42", "X-User-Scopes:", NULL },
           "{\"user\":\"u42\",\"admin\":false,\"limit\":100}\n" },
+        /* a scope without a user: the scope is read, the user stays none */
+        { { "X-User-Id:", "X-User-Scopes: gdpr:admin", NULL },
+          "{\"user\":null,\"admin\":true,\"limit\":100}\n" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(get_h(port, "/who", cases[i].h, &out), 200);
