@@ -14,6 +14,7 @@ pkgs=(
   # test
   perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev chromium fonts-dejavu-core
   python3-nltk
+  libicu-dev g++ python3-aiosmtpd   # insite-notify: ICU MessageFormat (render.cc), SMTP test server
   # bench
   wrk libnginx-mod-nchan
 )

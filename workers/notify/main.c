@@ -1,0 +1,2 @@
+/* placeholder until the worker lands */
+int main(void) { return 0; }
