@@ -10,6 +10,8 @@ CREATE TABLE notification_templates (
     id          text        PRIMARY KEY,
     priority    text        NOT NULL CHECK (priority IN ('CRITICAL','HIGH','MEDIUM','LOW')),
     description text        NOT NULL DEFAULT '',
+    sample      jsonb       NOT NULL DEFAULT '{}',
+    edited      boolean     NOT NULL DEFAULT false,   -- by an operator: the shipped file no longer overwrites it
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE notification_translations (
@@ -89,8 +91,9 @@ CREATE TABLE notify_offsets (
 );
 
 -- The user's alerts.  state: new (fired, not planned yet) -> held (quiet
--- hours, until due_at) -> planned (deliveries created) ; collapsed = merged
--- into another alert's message.
+-- hours, until due_ms) -> planned (deliveries created); or suppressed
+-- (notifications off), capped (over the user's rate), collapsed (counted in
+-- a later alert of the same rule), digested (counted in a digest).
 CREATE TABLE notifications (
     id           bigserial   PRIMARY KEY,
     event_id     uuid        NOT NULL UNIQUE DEFAULT gen_random_uuid(),
@@ -100,7 +103,8 @@ CREATE TABLE notifications (
     priority     text        NOT NULL,
     args         jsonb       NOT NULL,
     state        text        NOT NULL DEFAULT 'new',
-    due_ms       bigint      NOT NULL DEFAULT 0,
+    due_ms       bigint      NOT NULL DEFAULT 0,     -- held until (quiet hours)
+    planned_ms   bigint,                             -- when its deliveries were created
     collapsed    integer     NOT NULL DEFAULT 1,   -- how many alerts this message stands for
     lang         text,
     title        text,

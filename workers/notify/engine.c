@@ -561,7 +561,8 @@ void notify_engine_clean(notify_engine *e, void (*fn)(const notify_rule *, void 
         rule_node *n = node_find(e, e->dirty[i]);
         if (n != NULL && n->r.dirty) {
             n->r.dirty = 0;
-            fn(&n->r, ud);
+            if (fn != NULL)
+                fn(&n->r, ud);
         }
     }
     e->ndirty = 0;
