@@ -80,14 +80,15 @@ CREATE TABLE notify_samples (
 );
 CREATE INDEX notify_samples_idx ON notify_samples (symbol, metric, ts_ms);
 
--- Kafka positions processed into this database: a message at an offset
--- below next_offset was already evaluated (its effects are committed here),
--- so a redelivery after a crash is skipped.
+-- Kafka positions processed into this database, per consumer group: a
+-- message at an offset below next_offset was already evaluated (its effects
+-- are committed here), so a redelivery after a crash is skipped.
 CREATE TABLE notify_offsets (
+    grp         text    NOT NULL,
     topic       text    NOT NULL,
     partition   integer NOT NULL,
     next_offset bigint  NOT NULL,
-    PRIMARY KEY (topic, partition)
+    PRIMARY KEY (grp, topic, partition)
 );
 
 -- The user's alerts.  state: new (fired, not planned yet) -> held (quiet

@@ -159,7 +159,8 @@ int notify_load(notify_app *a, PGconn *c)
     }
     PQclear(r);
     notify_engine_clean(e, NULL, NULL);
-    r = notify_pg(c, "SELECT topic, partition, next_offset FROM notify_offsets", 0, NULL);
+    r = notify_pg(c, "SELECT topic, partition, next_offset FROM notify_offsets WHERE grp = $1",
+                  1, &a->group);
     if (!notify_pg_ok(r, "load offsets"))
         goto fail;
     noffs = (size_t)PQntuples(r);
@@ -318,7 +319,7 @@ static void collect_state(const notify_rule *r, void *ud)
         json_array_append_new(c->disabled, json_integer(r->id));
 }
 
-static int commit_batch(PGconn *c, json_t *fires, json_t *states, json_t *disabled,
+static int commit_batch(PGconn *c, const char *group, json_t *fires, json_t *states, json_t *disabled,
                         json_t *samples, json_t *offsets)
 {
     char *p[5] = { json_dumps(fires, JSON_COMPACT), json_dumps(states, JSON_COMPACT),
@@ -352,11 +353,12 @@ static int commit_batch(PGconn *c, json_t *fires, json_t *states, json_t *disabl
                    "ts_ms bigint, value float8, volume float8)",
                    1, (const char *const *)&p[3], "samples")
         && exec_ok(c,
-                   "INSERT INTO notify_offsets (topic, partition, next_offset) "
-                   "SELECT * FROM json_to_recordset($1::json) AS x(topic text, partition integer, "
-                   "next_offset bigint) ON CONFLICT (topic, partition) DO UPDATE SET "
-                   "next_offset = greatest(notify_offsets.next_offset, EXCLUDED.next_offset)",
-                   1, (const char *const *)&p[4], "offsets")
+                   "INSERT INTO notify_offsets (grp, topic, partition, next_offset) "
+                   "SELECT $2, * FROM json_to_recordset($1::json) AS x(topic text, "
+                   "partition integer, next_offset bigint) ON CONFLICT (grp, topic, partition) "
+                   "DO UPDATE SET next_offset = greatest(notify_offsets.next_offset, "
+                   "EXCLUDED.next_offset)",
+                   2, (const char *const[]){ p[4], group }, "offsets")
         && exec_ok(c, "COMMIT", 0, NULL, "commit");
     if (!ok && PQstatus(c) == CONNECTION_OK)
         PQclear(PQexec(c, "ROLLBACK"));
@@ -423,7 +425,7 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
         json_array_append_new(offsets, json_pack("{s:s, s:i, s:I}", "topic", seen[i].topic,
                                                  "partition", seen[i].partition, "next_offset",
                                                  (json_int_t)seen[i].next));
-    int rc = commit_batch(c, fires, cc.states, cc.disabled, samples, offsets);
+    int rc = commit_batch(c, a->group, fires, cc.states, cc.disabled, samples, offsets);
     if (rc == 0) {
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < nseen; i++) {

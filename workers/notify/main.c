@@ -146,6 +146,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     a.dsn = insite_config_string(cfg, "pg.dsn");
     a.clock_file = insite_config_string(cfg, "notify.clock_file");
     a.sentiment_window = insite_config_string(cfg, "notify.sentiment_window");
+    a.group = insite_config_string(cfg, "notify.consumer_group");
     a.max_rules = insite_config_int(cfg, "notify.max_rules_per_user");
     a.alerts_topic = insite_config_string(cfg, "notify.alerts_topic");
     a.service = insite_config_string(cfg, "notify.source_service");
@@ -206,7 +207,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         delivering = 1;
     } else
         insite_log_warn("delivery is off (notify.deliver = false): alerts stay in the outbox");
-    if ((in = notify_consumer_new(ko.bootstrap, insite_config_string(cfg, "notify.consumer_group"),
+    if ((in = notify_consumer_new(ko.bootstrap, a.group,
                                   ko.client_id, topics, ntopics)) == NULL)
         goto out;
     run(rt, &a, &db, in, (size_t)insite_config_int(cfg, "notify.batch_max"));

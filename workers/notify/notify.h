@@ -40,6 +40,7 @@ typedef struct {
     notify_offset *offsets;          /* processed positions (from PostgreSQL) */
     size_t noffsets;
     const char *sentiment_window;    /* the sentiment_update window read: "1h" */
+    const char *group;               /* Kafka consumer group (offsets are per group) */
     int reload;                      /* main: rebuild the engine from PostgreSQL */
 
     pthread_mutex_t tpl_lock;        /* templates */
