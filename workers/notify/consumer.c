@@ -25,8 +25,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 }
 
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
-                                     const char *client_id, char *const *topics, size_t ntopics)
+                                     const char *client_id, int session_timeout_ms,
+                                     char *const *topics, size_t ntopics)
 {
+    char num[32];
     notify_consumer *c = calloc(1, sizeof(*c));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[512];
@@ -38,6 +40,9 @@ notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
         || set(conf, "auto.commit.interval.ms", "1000")
         || set(conf, "auto.offset.reset", "earliest")
         || set(conf, "allow.auto.create.topics", "true"))
+        goto fail;
+    snprintf(num, sizeof(num), "%d", session_timeout_ms);
+    if (session_timeout_ms > 0 && set(conf, "session.timeout.ms", num))
         goto fail;
     rd_kafka_conf_set_log_cb(conf, on_log);
     if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))) == NULL) {

@@ -14,7 +14,8 @@
 typedef struct notify_consumer notify_consumer;
 
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
-                                     const char *client_id, char *const *topics, size_t ntopics);
+                                     const char *client_id, int session_timeout_ms,
+                                     char *const *topics, size_t ntopics);
 /* The next message, or NULL after timeout_ms. */
 rd_kafka_message_t *notify_consumer_poll(notify_consumer *c, int timeout_ms);
 /* The batch's messages were committed to PostgreSQL: store their offsets. */

@@ -24,6 +24,8 @@ static const insite_config_key notify_keys[] = {
     { "notify.consumer_group", INSITE_CFG_STRING, "insite-notify", 0, 0, "Kafka group.id" },
     { "notify.topics", INSITE_CFG_STRING_LIST, "stock_updates,sentiment_updates", 0, 0,
       "topics evaluated (stock_update and sentiment_update envelopes)" },
+    { "notify.session_timeout", INSITE_CFG_DURATION, "45s", 6000, 300000,
+      "Kafka session.timeout.ms: how long a crashed member keeps its partitions" },
     { "notify.alerts_topic", INSITE_CFG_STRING, "alerts", 0, 0,
       "fired alerts are produced here (key = user)" },
     { "notify.sentiment_window", INSITE_CFG_STRING, "1h", 0, 0,
@@ -208,7 +210,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     } else
         insite_log_warn("delivery is off (notify.deliver = false): alerts stay in the outbox");
     if ((in = notify_consumer_new(ko.bootstrap, a.group,
-                                  ko.client_id, topics, ntopics)) == NULL)
+                                  ko.client_id,
+                                  (int)insite_config_duration_ms(cfg, "notify.session_timeout"),
+                                  topics, ntopics)) == NULL)
         goto out;
     run(rt, &a, &db, in, (size_t)insite_config_int(cfg, "notify.batch_max"));
     rc = 0;

@@ -80,6 +80,7 @@ sub env {
         INSITE_KAFKA_CLIENT_ID => "notify-$self->{tag}",
         INSITE_REDIS_PORT => $ENV{INSITE_REDIS_PORT},
         INSITE_NOTIFY_RETRY_BACKOFF => '200ms',
+        INSITE_NOTIFY_SESSION_TIMEOUT => '6s',     # a killed member's partitions move soon
         %{ $self->{base_env} }, %more,
     };
 }
