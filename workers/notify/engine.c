@@ -14,6 +14,8 @@
 typedef struct {
     int64_t ts[RING_CAP];
     double v[RING_CAP], vol[RING_CAP];
+    double csum[RING_CAP];            /* running sum of volume increments, so a
+                                         window's average costs O(1) */
     size_t head, n;                   /* oldest at head */
 } ring;
 
@@ -234,6 +236,12 @@ static void ring_push(ring *g, int64_t ts, double v, double vol)
     if (g->n > 0 && ts < g->ts[ridx(g, g->n - 1)])
         ts = g->ts[ridx(g, g->n - 1)];       /* out of order: keep the series monotonic */
     size_t k;
+    double prev_sum = 0, inc = 0;
+    if (g->n > 0) {
+        size_t last = ridx(g, g->n - 1);
+        prev_sum = g->csum[last];
+        inc = vol >= g->vol[last] ? vol - g->vol[last] : vol;   /* a new session restarts */
+    }
     if (g->n < RING_CAP)
         k = ridx(g, g->n++);
     else {
@@ -243,6 +251,7 @@ static void ring_push(ring *g, int64_t ts, double v, double vol)
     g->ts[k] = ts;
     g->v[k] = v;
     g->vol[k] = vol;
+    g->csum[k] = prev_sum + inc;
 }
 
 /* Logical index of the first sample with ts >= t (n when none). */
@@ -286,14 +295,6 @@ typedef struct {
     double vol_inc;                   /* this update's volume increment, NAN unknown */
 } eval_ctx;
 
-static double vol_increment(const ring *g, size_t i)
-{
-    if (i == 0)
-        return NAN;
-    double a = g->vol[ridx(g, i - 1)], b = g->vol[ridx(g, i)];
-    return b >= a ? b - a : b;        /* a new session restarts the count */
-}
-
 /* Window statistics: metric 0 -> (a = reference price, b = average volume
  * increment); metric 1 -> (a = reference sentiment).  Memoised per update
  * since many rules share a window. */
@@ -314,15 +315,10 @@ static int window_stats(eval_ctx *c, int metric, int64_t w, double *a, double *b
             *a = g->v[ridx(g, first)];
             ok = 1;
             if (metric == 0) {
-                double sum = 0;
-                size_t cnt = 0;
-                for (size_t i = first ? first : 1; i < g->n; i++) {
-                    double inc = vol_increment(g, i);
-                    if (!isnan(inc)) {
-                        sum += inc;
-                        cnt++;
-                    }
-                }
+                /* increments of samples first..n-1 (each vs its predecessor) */
+                size_t from = first ? first : 1;
+                size_t cnt = g->n > from ? g->n - from : 0;
+                double sum = cnt ? g->csum[ridx(g, g->n - 1)] - g->csum[ridx(g, from - 1)] : 0;
                 *b = cnt >= 3 ? sum / (double)cnt : NAN;
             }
         }
