@@ -121,6 +121,15 @@ INSITE_ANALYTICS_HTTP_PORT=8083 \
   > "$INSITE_RUN_DIR/analytics.log" 2>&1 &
 pids+=($!)
 
+say "starting insite-notify (alerts: rules, templates, delivery)"
+mkdir -p "$INSITE_RUN_DIR/spool/notify"
+INSITE_NOTIFY_HTTP_PORT=8086 \
+  INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/notify \
+  INSITE_KAFKA_CLIENT_ID=insite-notify \
+  build/bin/insite-notify \
+  > "$INSITE_RUN_DIR/notify.log" 2>&1 &
+pids+=($!)
+
 cat <<INFO
 
   InsiteChart Edge is running.
@@ -135,6 +144,7 @@ cat <<INFO
   collector    http://127.0.0.1:8082/healthz  (log: $INSITE_RUN_DIR/collector.log)
   analytics    http://127.0.0.1:8083/healthz  (log: $INSITE_RUN_DIR/analytics.log)
   auditd       http://127.0.0.1:8084/healthz  (log: $INSITE_RUN_DIR/auditd.log; journal: $INSITE_RUN_DIR/audit)
+  notify       http://127.0.0.1:8086/healthz  (log: $INSITE_RUN_DIR/notify.log; API /api/v1/alerts)
 
   Ctrl-C stops everything.
 
