@@ -92,7 +92,7 @@ my $v = "hana-$$";
 $n->stock(["${S}X", 11, $t0], ["${S}X", 9, $t0 + 1]);
 ok(Insite::Notify::wait_for(40, sub { scalar($n->history($v)) == 1 }), 'WebSocket delivered');
 ok(Insite::Notify::wait_for(20, sub {
-    $n->sql("SELECT attempts > 0 AND status = 'pending' AND error LIKE 'webhook:%' FROM notification_deliveries d "
+    $n->sql("SELECT attempts > 0 AND status = 'pending' AND error LIKE 'webhook: the URL leads to a loopback or private address%' FROM notification_deliveries d "
             . "JOIN notifications x ON x.id = d.notification_id WHERE x.user_id = '$v' AND channel = 'webhook'") eq 't' }),
    'the webhook to a private address failed, recorded with its error, retried later');
 my ($w) = $n->history($v);

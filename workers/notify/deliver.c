@@ -357,10 +357,15 @@ static int send_kafka(notify_app *a, const char *user, const char *event_id, jso
     return 0;
 }
 
+typedef struct {
+    const notify_app *a;
+    int refused;                      /* the target was a private address */
+} sock_ctx;
+
 static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr)
 {
-    const notify_app *a = ud;
-    if (!a->webhook_allow_private) {
+    sock_ctx *sc = ud;
+    if (!sc->a->webhook_allow_private) {
         int private = 0;
         if (addr->family == AF_INET) {
             uint32_t ip = ntohl(((struct sockaddr_in *)&addr->addr)->sin_addr.s_addr);
@@ -372,8 +377,10 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
             private = IN6_IS_ADDR_LOOPBACK(x) || IN6_IS_ADDR_LINKLOCAL(x) || IN6_IS_ADDR_V4MAPPED(x)
                       || (x->s6_addr[0] & 0xfe) == 0xfc || IN6_IS_ADDR_UNSPECIFIED(x);
         }
-        if (private)
+        if (private) {
+            sc->refused = 1;
             return CURL_SOCKET_BAD;   /* a user's webhook must not reach our own network */
+        }
     }
     return socket(addr->family, addr->socktype, addr->protocol);
 }
@@ -423,12 +430,18 @@ static int send_webhook(notify_app *a, const settings *s, const char *event_id, 
     curl_easy_setopt(h, CURLOPT_USERAGENT, "insite-notify");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, a);
+    sock_ctx sc = { a, 0 };
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &sc);
     CURLcode rc = curl_easy_perform(h);
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(hl);
     curl_easy_cleanup(h);
+    if (rc != CURLE_OK && sc.refused) {
+        snprintf(err, errlen, "webhook: the URL leads to a loopback or private address "
+                              "(refused; notify.webhook_allow_private)");
+        return -1;
+    }
     if (rc != CURLE_OK) {
         snprintf(err, errlen, "webhook: %s", curl_easy_strerror(rc));
         return -1;
