@@ -2,7 +2,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -91,6 +93,18 @@ bool to_formattable(const json_t *v, icu::Formattable &f, UErrorCode &st)
     return false;
 }
 
+// Compiled patterns: building a MessageFormat (locale data, plural rules,
+// number formatters) costs far more than formatting with one, and a burst
+// of alerts renders the same few patterns over and over.  One lock: the
+// formats are mutated (time zone) per call.
+struct compiled {
+    std::unique_ptr<icu::MessageFormat> mf;
+    std::vector<std::string> names;
+};
+std::mutex cache_lock;
+std::map<std::string, compiled> cache;
+const size_t cache_max = 1024;
+
 } // namespace
 
 extern "C" int notify_msg_check(const char *lang, const char *pattern, char *err, size_t errlen)
@@ -110,15 +124,30 @@ extern "C" char *notify_msg_format(const char *lang, const char *tz, const char 
                                    const json_t *args, char *err, size_t errlen)
 {
     UErrorCode st = U_ZERO_ERROR;
-    UParseError pe;
-    UnicodeString pat = UnicodeString::fromUTF8(pattern);
-    icu::MessageFormat mf(pat, locale_of(lang), pe, st);
-    if (U_FAILURE(st)) {
-        if (err != nullptr && errlen > 0)
-            snprintf(err, errlen, "line %d, offset %d: %s", (int)pe.line, (int)pe.offset,
-                     u_errorName(st));
-        return nullptr;
+    std::string key = std::string(lang ? lang : "en") + '\x01' + pattern;
+    std::lock_guard<std::mutex> guard(cache_lock);
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+        UParseError pe;
+        UnicodeString pat = UnicodeString::fromUTF8(pattern);
+        compiled c;
+        c.mf.reset(new icu::MessageFormat(pat, locale_of(lang), pe, st));
+        if (U_FAILURE(st)) {
+            if (err != nullptr && errlen > 0)
+                snprintf(err, errlen, "line %d, offset %d: %s", (int)pe.line, (int)pe.offset,
+                         u_errorName(st));
+            return nullptr;
+        }
+        c.names = arg_names(pat, st);
+        if (U_FAILURE(st)) {
+            set_err(err, errlen, "pattern: %s", u_errorName(st));
+            return nullptr;
+        }
+        if (cache.size() >= cache_max)
+            cache.clear();
+        it = cache.emplace(key, std::move(c)).first;
     }
+    icu::MessageFormat &mf = *it->second.mf;
     // dates in the reader's time zone
     std::unique_ptr<icu::TimeZone> zone(
         icu::TimeZone::createTimeZone(UnicodeString::fromUTF8(tz && *tz ? tz : "UTC")));
@@ -132,13 +161,13 @@ extern "C" char *notify_msg_format(const char *lang, const char *tz, const char 
         }
     }
     st = U_ZERO_ERROR;
-    std::vector<std::string> names = arg_names(pat, st);
     std::vector<UnicodeString> unames;
     std::vector<icu::Formattable> values;
-    for (const std::string &name : names) {
+    for (const std::string &name : it->second.names) {
+        UnicodeString u = UnicodeString::fromUTF8(name);
         bool seen = false;
-        for (const UnicodeString &u : unames)
-            seen = seen || u == UnicodeString::fromUTF8(name);
+        for (const UnicodeString &x : unames)
+            seen = seen || x == u;
         if (seen)
             continue;
         json_t *v = json_object_get(args, name.c_str());
@@ -151,7 +180,7 @@ extern "C" char *notify_msg_format(const char *lang, const char *tz, const char 
             set_err(err, errlen, "argument \"%s\": unsupported value", name.c_str());
             return nullptr;
         }
-        unames.push_back(UnicodeString::fromUTF8(name));
+        unames.push_back(u);
         values.push_back(f);
     }
     UnicodeString out;
