@@ -146,24 +146,36 @@ static void set_state(PGconn *c, const char *id, const char *state, int64_t due)
 }
 
 /* Renders and creates the deliveries of one alert, in one transaction. */
-static void plan_one(notify_app *a, PGconn *c, const char *id, const char *user, const char *tpl,
-                     const char *prio, json_t *args, int count, const settings *s, int64_t now)
+/* What one planning pass writes, in one statement at its end (a round trip
+ * per alert is what limits a burst), and the users' hourly counts. */
+typedef struct {
+    json_t *rows;                     /* [{id, lang, title, body, count, args, ws, webhook, email}] */
+    json_t *sent;                     /* user -> alerts planned in the last hour */
+} plan_pass;
+
+static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const char *id, const char *user,
+                     const char *tpl, const char *prio, json_t *args, int count,
+                     const settings *s, int64_t now)
 {
-    char ns[32], cs[32], hour[32];
-    snprintf(ns, sizeof(ns), "%lld", (long long)now);
-    snprintf(hour, sizeof(hour), "%lld", (long long)(now - 3600000));
-    const char *pc[2] = { user, hour };
-    PGresult *r = notify_pg(c, "SELECT count(*) FROM notifications WHERE user_id = $1 AND "
-                               "state = 'planned' AND planned_ms > $2::bigint", 2, pc);
-    if (!notify_pg_ok(r, "rate"))
-        return;
-    long sent = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (sent >= s->rate && strcmp(prio, "CRITICAL") != 0) {
+    json_t *sj = json_object_get(pp->sent, user);
+    if (sj == NULL) {
+        char hour[32];
+        snprintf(hour, sizeof(hour), "%lld", (long long)(now - 3600000));
+        const char *pc[2] = { user, hour };
+        PGresult *r = notify_pg(c, "SELECT count(*) FROM notifications WHERE user_id = $1 AND "
+                                   "state = 'planned' AND planned_ms > $2::bigint", 2, pc);
+        if (!notify_pg_ok(r, "rate"))
+            return;
+        sj = json_integer(atoll(PQgetvalue(r, 0, 0)));
+        PQclear(r);
+        json_object_set_new(pp->sent, user, sj);
+    }
+    if (json_integer_value(sj) >= s->rate && strcmp(prio, "CRITICAL") != 0) {
         insite_log_info("alert %s for %s: over the rate cap (%d/h)", id, user, s->rate);
         set_state(c, id, "capped", 0);
         return;
     }
+    json_integer_set(sj, json_integer_value(sj) + 1);
     json_object_set_new(args, "count", json_integer(count));
     notify_rendered out;
     char err[512];
@@ -179,31 +191,45 @@ static void plan_one(notify_app *a, PGconn *c, const char *id, const char *user,
         out.body = strdup("");
         snprintf(out.lang, sizeof(out.lang), "en");
     }
-    char *aj = json_dumps(args, JSON_COMPACT);
-    snprintf(cs, sizeof(cs), "%d", count);
-    const char *p[7] = { id, ns, out.lang, out.title, out.body, cs, aj };
-    const char *pw[4] = { id, s->ws ? "t" : "f", s->webhook ? "t" : "f", s->email ? "t" : "f" };
-    int ok = exec_ok(c, "BEGIN", 0, NULL, "begin")
-        && exec_ok(c, "UPDATE notifications SET state = 'planned', planned_ms = $2::bigint, "
-                      "lang = $3, title = $4, body = $5, collapsed = $6::integer, args = $7::jsonb "
-                      "WHERE id = $1::bigint AND state IN ('new', 'held')", 7, p, "plan")
-        && exec_ok(c, "INSERT INTO notification_deliveries (notification_id, channel) "
-                      "SELECT $1::bigint, ch FROM unnest(ARRAY['kafka'] "
-                      "|| CASE WHEN $2::boolean THEN ARRAY['websocket'] ELSE '{}'::text[] END "
-                      "|| CASE WHEN $3::boolean THEN ARRAY['webhook'] ELSE '{}'::text[] END "
-                      "|| CASE WHEN $4::boolean THEN ARRAY['email'] ELSE '{}'::text[] END) ch "
-                      "ON CONFLICT DO NOTHING", 4, pw, "deliveries")
-        && exec_ok(c, "COMMIT", 0, NULL, "commit");
-    if (!ok)
-        PQclear(PQexec(c, "ROLLBACK"));
-    free(aj);
+    json_array_append_new(pp->rows, json_pack("{s:I, s:s, s:s, s:s, s:i, s:O, s:b, s:b, s:b}",
+                                              "id", (json_int_t)atoll(id), "lang", out.lang,
+                                              "title", out.title, "body", out.body,
+                                              "count", count, "args", args, "ws", s->ws,
+                                              "webhook", s->webhook, "email", s->email));
     notify_rendered_free(&out);
+}
+
+/* The pass's plans: each alert planned and its deliveries created, in one
+ * statement (atomic on its own). */
+static void plan_flush(PGconn *c, plan_pass *pp, int64_t now)
+{
+    if (json_array_size(pp->rows) == 0)
+        return;
+    char ns[32], *rows = json_dumps(pp->rows, JSON_COMPACT);
+    snprintf(ns, sizeof(ns), "%lld", (long long)now);
+    const char *p[2] = { rows, ns };
+    if (rows != NULL)
+        exec_ok(c,
+            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, lang text, "
+            "title text, body text, count integer, args jsonb, ws boolean, webhook boolean, "
+            "email boolean)), "
+            "u AS (UPDATE notifications n SET state = 'planned', planned_ms = $2::bigint, "
+            "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args "
+            "FROM x WHERE n.id = x.id AND n.state IN ('new', 'held') RETURNING n.id) "
+            "INSERT INTO notification_deliveries (notification_id, channel) "
+            "SELECT x.id, ch FROM x JOIN u ON u.id = x.id, unnest(ARRAY['kafka'] "
+            "|| CASE WHEN x.ws THEN ARRAY['websocket'] ELSE '{}'::text[] END "
+            "|| CASE WHEN x.webhook THEN ARRAY['webhook'] ELSE '{}'::text[] END "
+            "|| CASE WHEN x.email THEN ARRAY['email'] ELSE '{}'::text[] END) ch "
+            "ON CONFLICT DO NOTHING", 2, p, "plan");
+    free(rows);
+    json_array_clear(pp->rows);
 }
 
 /* Quiet hours are over for these held alerts: LOW ones of the user become
  * one digest; HIGH/MEDIUM ones of a rule become one message with the count
  * (the newest carries it). */
-static void release_held(notify_app *a, PGconn *c, const char *id, const char *user,
+static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const char *id, const char *user,
                          const char *rule, const char *prio, int64_t now,
                          json_t *args, const settings *s, const char *tpl)
 {
@@ -237,7 +263,7 @@ static void release_held(notify_app *a, PGconn *c, const char *id, const char *u
         rule[0] ? 3 : 0, p);
     if (rule[0] == '\0') {                /* not from a rule: on its own */
         PQclear(r);
-        plan_one(a, c, id, user, tpl, prio, args, 1, s, now);
+        plan_one(a, c, pp, id, user, tpl, prio, args, 1, s, now);
         return;
     }
     if (!notify_pg_ok(r, "collapse"))
@@ -249,7 +275,7 @@ static void release_held(notify_app *a, PGconn *c, const char *id, const char *u
         int n = atoi(PQgetvalue(r, 0, 1));
         PQclear(r);
         if (kargs != NULL)
-            plan_one(a, c, kid, user, tpl, prio, kargs, n, s, now);
+            plan_one(a, c, pp, kid, user, tpl, prio, kargs, n, s, now);
         json_decref(kargs);
         return;
     }
@@ -268,6 +294,7 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
     if (!notify_pg_ok(r, "due alerts"))
         return -1;
     int n = PQntuples(r);
+    plan_pass pp = { json_array(), json_object() };
     for (int i = 0; i < n; i++) {
         const char *id = PQgetvalue(r, i, 0), *user = PQgetvalue(r, i, 1),
                    *rule = PQgetvalue(r, i, 2), *tpl = PQgetvalue(r, i, 3),
@@ -288,12 +315,17 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
             } else
                 set_state(c, id, "held", until);     /* due again inside the next quiet hours */
         } else if (strcmp(state, "held") == 0)
-            release_held(a, c, id, user, rule, prio, now, args, &s, tpl);
-        else
-            plan_one(a, c, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), &s, now);
+        {
+            release_held(a, c, &pp, id, user, rule, prio, now, args, &s, tpl);
+            plan_flush(c, &pp, now);  /* the kept alert leaves 'held' before the next row */
+        } else
+            plan_one(a, c, &pp, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), &s, now);
         json_decref(args);
         settings_free(&s);
     }
+    plan_flush(c, &pp, now);
+    json_decref(pp.rows);
+    json_decref(pp.sent);
     PQclear(r);
     return n;
 }
@@ -656,6 +688,7 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
     if (!notify_pg_ok(r, "pending deliveries"))
         return -1;
     int n = PQntuples(r);
+    json_t *outcomes = json_array();
     for (int i = 0; i < n; i++) {
         const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
                    *event_id = PQgetvalue(r, i, 4), *user = PQgetvalue(r, i, 5);
@@ -688,13 +721,11 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         int64_t backoff = a->backoff_ms << (attempts - 1 < 12 ? attempts - 1 : 12);
         if (backoff > 600000)
             backoff = 600000;
-        char at[16], next[32];
-        snprintf(at, sizeof(at), "%d", attempts);
-        snprintf(next, sizeof(next), "%lld", (long long)(now + backoff));
-        const char *u[5] = { did, status, at, rc == 0 ? NULL : err, next };
-        exec_ok(c, "UPDATE notification_deliveries SET status = $2, attempts = $3::integer, "
-                   "error = $4, next_attempt_ms = $5::bigint, updated_at = now() "
-                   "WHERE id = $1::bigint", 5, u, "delivery outcome");
+        json_array_append_new(outcomes, json_pack("{s:I, s:s, s:i, s:s?, s:I}", "id",
+                                                  (json_int_t)atoll(did), "status", status,
+                                                  "attempts", attempts, "error",
+                                                  rc == 0 ? NULL : err, "next",
+                                                  (json_int_t)(now + backoff)));
         if (rc == 0)
             insite_counter_inc(a->m_delivered);
         else {
@@ -704,6 +735,18 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         }
     }
     PQclear(r);
+    /* every outcome of the pass in one statement; a crash before it repeats
+     * the pass's sends (idempotent on WebSocket and Kafka) */
+    char *oj = n > 0 ? json_dumps(outcomes, JSON_COMPACT) : NULL;
+    if (oj != NULL) {
+        const char *p1[1] = { oj };
+        exec_ok(c, "UPDATE notification_deliveries d SET status = x.status, attempts = x.attempts, "
+                   "error = x.error, next_attempt_ms = x.next, updated_at = now() "
+                   "FROM json_to_recordset($1::json) AS x(id bigint, status text, attempts integer, "
+                   "error text, next bigint) WHERE d.id = x.id", 1, p1, "delivery outcomes");
+    }
+    free(oj);
+    json_decref(outcomes);
     return n;
 }
 
