@@ -295,14 +295,31 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
         return -1;
     int n = PQntuples(r);
     plan_pass pp = { json_array(), json_object() };
-    for (int i = 0; i < n; i++) {
+    /* settings read once per user and template in a pass */
+    typedef struct {
+        char key[300];
+        settings s;
+    } cached;
+    cached *cache = calloc((size_t)n + 1, sizeof(*cache));
+    size_t ncache = 0;
+    for (int i = 0; cache != NULL && i < n; i++) {
         const char *id = PQgetvalue(r, i, 0), *user = PQgetvalue(r, i, 1),
                    *rule = PQgetvalue(r, i, 2), *tpl = PQgetvalue(r, i, 3),
                    *prio = PQgetvalue(r, i, 4), *state = PQgetvalue(r, i, 6);
-        settings s;
         int64_t until = 0;
-        if (settings_get(c, user, tpl, &s) != 0)
-            break;
+        char key[300];
+        snprintf(key, sizeof(key), "%s%c%s", user, 1, tpl);
+        settings *sp = NULL;
+        for (size_t k = 0; k < ncache && sp == NULL; k++)
+            if (strcmp(cache[k].key, key) == 0)
+                sp = &cache[k].s;
+        if (sp == NULL) {
+            if (settings_get(c, user, tpl, &cache[ncache].s) != 0)
+                break;
+            snprintf(cache[ncache].key, sizeof(cache[ncache].key), "%s", key);
+            sp = &cache[ncache++].s;
+        }
+        settings s = *sp;             /* shallow: owned by the cache */
         json_t *args = json_loads(PQgetvalue(r, i, 5), 0, NULL);
         if (args == NULL)
             args = json_object();
@@ -321,8 +338,10 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
         } else
             plan_one(a, c, &pp, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), &s, now);
         json_decref(args);
-        settings_free(&s);
     }
+    for (size_t k = 0; k < ncache; k++)
+        settings_free(&cache[k].s);
+    free(cache);
     plan_flush(c, &pp, now);
     json_decref(pp.rows);
     json_decref(pp.sent);
@@ -346,26 +365,6 @@ static json_t *message_json(PGresult *r, int i)
                      "rule_id", PQgetisnull(r, i, 14) ? json_null()
                                                        : json_integer(atoll(PQgetvalue(r, i, 14))),
                      "args", json_loads(PQgetvalue(r, i, 13), 0, NULL) ?: json_object());
-}
-
-static int send_websocket(notify_app *a, const char *user, const char *event_id, const char *data,
-                          char *err, size_t errlen, int *permanent)
-{
-    char ch[INSITE_CHANNEL_MAX + 16];
-    insite_publish_result res;
-    snprintf(ch, sizeof(ch), "alert:%s", user);
-    if (strlen(ch) > INSITE_CHANNEL_MAX || !insite_channel_valid(ch)) {
-        snprintf(err, errlen, "the user id cannot form a channel name");
-        *permanent = 1;
-        return -1;
-    }
-    if (insite_redis_publish(a->redis, ch, "alert", data, event_id, &res, err, errlen) != 0)
-        return -1;
-    if (a->crash_after != NULL && strcmp(a->crash_after, "websocket") == 0) {
-        insite_log_warn("test hook notify.test_crash_after: killing myself after the publish");
-        raise(SIGKILL);
-    }
-    return 0;
 }
 
 static int send_kafka(notify_app *a, const char *user, const char *event_id, json_t *msg,
@@ -674,6 +673,62 @@ static int send_email(notify_app *a, const settings *s, const char *user, const 
 
 /* ---- attempts */
 
+/* The pass's WebSocket messages in one Redis pipeline (lua/publish.lua per
+ * message, the alert's event_id as idempotency key).  rcs[i]: 0 published
+ * (or recognised as published before), -1 failed/unknown (retried), -3 the
+ * user id cannot form a channel name; untouched for other channels. */
+static void publish_websocket_batch(notify_app *a, PGresult *r, int n, int *rcs)
+{
+    insite_publish_msg *m = calloc((size_t)n + 1, sizeof(*m));
+    int *idx = calloc((size_t)n + 1, sizeof(int)), *brc = calloc((size_t)n + 1, sizeof(int));
+    char (*chans)[INSITE_CHANNEL_MAX + 16] = calloc((size_t)n + 1, sizeof(*chans));
+    char **datas = calloc((size_t)n + 1, sizeof(char *));
+    insite_publish_result *res = calloc((size_t)n + 1, sizeof(*res));
+    size_t k = 0;
+    char err[256];
+    if (m == NULL || idx == NULL || brc == NULL || chans == NULL || datas == NULL || res == NULL) {
+        for (int i = 0; i < n; i++)
+            rcs[i] = -1;
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strcmp(PQgetvalue(r, i, 1), "websocket") != 0)
+            continue;
+        snprintf(chans[k], sizeof(chans[k]), "alert:%s", PQgetvalue(r, i, 5));
+        if (strlen(chans[k]) > INSITE_CHANNEL_MAX || !insite_channel_valid(chans[k])) {
+            rcs[i] = -3;
+            continue;
+        }
+        json_t *msg = message_json(r, i);
+        datas[k] = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+        m[k] = (insite_publish_msg){ chans[k], "alert", datas[k] ? datas[k] : "{}",
+                                     PQgetvalue(r, i, 4) };
+        idx[k++] = i;
+    }
+    if (k > 0) {
+        int done = insite_redis_publish_batch(a->redis, m, k, res, brc, err, sizeof(err));
+        for (size_t j = 0; j < k; j++)
+            rcs[idx[j]] = done < 0 ? -1 : brc[j] == 0 ? 0 : -1;
+        if (done < 0)
+            insite_log_warn("websocket: %s", err);
+        if (done > 0 && a->crash_after != NULL && strcmp(a->crash_after, "websocket") == 0) {
+            insite_log_warn("test hook notify.test_crash_after: killing myself after the publish");
+            raise(SIGKILL);
+        }
+    }
+out:
+    for (size_t j = 0; datas != NULL && j < k; j++)
+        free(datas[j]);
+    free(m);
+    free(idx);
+    free(brc);
+    free(chans);
+    free(datas);
+    free(res);
+}
+
+
 static int attempt(notify_app *a, PGconn *c, int64_t now)
 {
     char ns[32];
@@ -689,6 +744,13 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         return -1;
     int n = PQntuples(r);
     json_t *outcomes = json_array();
+    int *ws_rc = calloc((size_t)n + 1, sizeof(int));
+    if (ws_rc == NULL) {
+        PQclear(r);
+        json_decref(outcomes);
+        return -1;
+    }
+    publish_websocket_batch(a, r, n, ws_rc);
     for (int i = 0; i < n; i++) {
         const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
                    *event_id = PQgetvalue(r, i, 4), *user = PQgetvalue(r, i, 5);
@@ -698,8 +760,12 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         char *data = json_dumps(msg, JSON_COMPACT);
         settings s;
         memset(&s, 0, sizeof(s));
-        if (strcmp(ch, "websocket") == 0)
-            rc = send_websocket(a, user, event_id, data, err, sizeof(err), &permanent);
+        if (strcmp(ch, "websocket") == 0) {
+            rc = ws_rc[i] == 0 ? 0 : -1;
+            permanent = ws_rc[i] == -3;
+            snprintf(err, sizeof(err), "%s", ws_rc[i] == -3 ? "the user id cannot form a channel name"
+                                            : "redis: the publish failed or its outcome is unknown");
+        }
         else if (strcmp(ch, "kafka") == 0)
             rc = send_kafka(a, user, event_id, msg, err, sizeof(err));
         else if (settings_get(c, user, PQgetvalue(r, i, 6), &s) != 0)
@@ -747,6 +813,7 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
     }
     free(oj);
     json_decref(outcomes);
+    free(ws_rc);
     return n;
 }
 
