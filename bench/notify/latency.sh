@@ -40,6 +40,13 @@ psql -c "INSERT INTO alert_rules (user_id, symbol, kind, params, cooldown_s) \
   FROM generate_series(1, $users) i" >/dev/null
 kill "$pid"; wait "$pid" 2>/dev/null || true
 start_worker   # loads the rules
+# wait until the consumer group has its partitions (a first message evaluated)
+echo 'WARMUP|{"event_type":"stock_update","event_id":"w","source_service":"bench","timestamp":"2026-12-02T00:00:00.000Z","version":"1.0","data":{"symbol":"WARMUP","price":1,"market_time":"2026-12-02T00:00:00.000Z"}}' |
+  kcat -P -b "$INSITE_KAFKA_BOOTSTRAP" -t stock_updates -K '|'
+for _ in $(seq 600); do
+  [ "$(psql -c 'SELECT count(*) FROM notify_offsets')" -gt 0 ] && break
+  sleep 0.1
+done
 t0=$(date +%s)
 for s in $(seq 0 $((secs - 1))); do
   python3 - "$symbols" "$t0" "$s" > "$INSITE_RUN_DIR/batch" <<'PY'
@@ -56,10 +63,10 @@ PY
   kcat -P -b "$INSITE_KAFKA_BOOTSTRAP" -t stock_updates -K '|' < "$INSITE_RUN_DIR/batch"
   sleep 1
 done
+want=$((users * secs))
 for _ in $(seq 120); do
   done_n=$(psql -c "SELECT count(*) FROM notification_deliveries WHERE channel = 'websocket' AND status = 'delivered'")
-  fired=$(psql -c "SELECT count(*) FROM notifications")
-  [ "$fired" -gt 0 ] && [ "$done_n" -ge "$fired" ] && break
+  [ "$done_n" -ge "$want" ] && break
   sleep 1
 done
 psql -c "SELECT json_build_object('alerts', count(*),

@@ -290,7 +290,7 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
     PGresult *r = notify_pg(c, "SELECT id, user_id, coalesce(rule_id::text, ''), template_id, "
                                "priority, args::text, state, collapsed FROM notifications "
                                "WHERE state IN ('new', 'held') AND due_ms <= $1::bigint "
-                               "ORDER BY id LIMIT 200", 1, p);
+                               "ORDER BY id LIMIT 500", 1, p);
     if (!notify_pg_ok(r, "due alerts"))
         return -1;
     int n = PQntuples(r);
@@ -738,7 +738,7 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         "SELECT d.id, d.channel, d.attempts, n.id, n.event_id, n.user_id, n.template_id, "
         "n.priority, n.title, n.body, n.lang, n.collapsed, n.fired_ms, n.args::text, n.rule_id "
         "FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id "
-        "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint ORDER BY d.id LIMIT 100",
+        "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint ORDER BY d.id LIMIT 1000",
         1, p);
     if (!notify_pg_ok(r, "pending deliveries"))
         return -1;
