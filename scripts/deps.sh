@@ -15,12 +15,13 @@ pkgs=(
   # test
   perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev chromium fonts-dejavu-core
   python3-nltk
+  libicu-dev g++ python3-aiosmtpd   # insite-notify: ICU MessageFormat (render.cc), SMTP test server
   # packages (scripts/package.sh, scripts/package-test.sh)
   dpkg-dev debhelper lintian mmdebstrap
   # bench
   wrk libnginx-mod-nchan
-  # static nginx build (scripts/build-static-nginx.sh: dpkg-source)
-  dpkg-dev
+  # the static nginx build (scripts/build-static-nginx.sh) uses dpkg-source
+  # from dpkg-dev, listed with the packages above
 )
 
 # npm fetches the sentiment lexicons and the page's chart library; the

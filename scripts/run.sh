@@ -151,6 +151,15 @@ INSITE_STOCKS_HTTP_PORT=8081 \
   > "$INSITE_RUN_DIR/stocks.log" 2>&1 &
 pids+=($!)
 
+say "starting insite-notify (alerts: rules, templates, delivery)"
+mkdir -p "$INSITE_RUN_DIR/spool/notify"
+INSITE_NOTIFY_HTTP_PORT=8086 \
+  INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/notify \
+  INSITE_KAFKA_CLIENT_ID=insite-notify \
+  build/bin/insite-notify \
+  > "$INSITE_RUN_DIR/notify.log" 2>&1 &
+pids+=($!)
+
 cat <<INFO
 
   InsiteChart Edge is running.
@@ -167,6 +176,7 @@ cat <<INFO
   stocks       http://127.0.0.1:8081/healthz  (log: $INSITE_RUN_DIR/stocks.log)
   auditd       http://127.0.0.1:8084/healthz  (log: $INSITE_RUN_DIR/auditd.log; journal: $INSITE_RUN_DIR/audit)
   gdpr         http://127.0.0.1:8085/healthz  (log: $INSITE_RUN_DIR/gdpr.log)
+  notify       http://127.0.0.1:8086/healthz  (log: $INSITE_RUN_DIR/notify.log; API /api/v1/alerts)
 
   Ctrl-C stops everything.
 

@@ -1,0 +1,869 @@
+/* The delivery thread: the outbox of fired alerts (docs/notify.md).
+ *
+ * plan:    due alerts in state new/held -> the user's settings decide:
+ *          suppressed, held for quiet hours, collapsed per rule or digested
+ *          when quiet hours end, capped by the hourly rate, or planned: the
+ *          text is rendered in the user's language and one
+ *          notification_deliveries row is created per channel (plus kafka).
+ * attempt: every pending delivery row whose time has come is tried once;
+ *          the outcome is written back (attempts, error, next try with
+ *          exponential backoff).  Channels are independent rows, so a
+ *          failing one never holds the others back.
+ * A crash anywhere re-runs the step from the rows: the WebSocket publish
+ * carries the alert's event_id as idempotency key, Kafka consumers dedupe
+ * by the envelope's event_id (= the alert's), so an alert is delivered
+ * once. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "clock.h"
+#include "envelope.h"
+#include "log.h"
+#include "notify.h"
+#include "pg.h"
+#include "render.h"
+#include "templates.h"
+
+typedef struct {
+    int enabled, tpl_enabled;
+    char *langs[16];
+    size_t nlangs;
+    char tz[72];
+    int ws, email, webhook;
+    int quiet_start, quiet_end;       /* -1: none */
+    char *email_addr, *webhook_url, *webhook_secret;
+    int rate;
+} settings;
+
+static void settings_free(settings *s)
+{
+    for (size_t i = 0; i < s->nlangs; i++)
+        free(s->langs[i]);
+    free(s->email_addr);
+    free(s->webhook_url);
+    free(s->webhook_secret);
+    memset(s, 0, sizeof(*s));
+}
+
+static char *dup_or_null(PGresult *r, int i, int col)
+{
+    return PQgetisnull(r, i, col) ? NULL : strdup(PQgetvalue(r, i, col));
+}
+
+/* A user's settings for a template (defaults when they have none). */
+static int settings_get(PGconn *c, const char *user, const char *tpl, settings *s)
+{
+    const char *p[2] = { user, tpl };
+    memset(s, 0, sizeof(*s));
+    s->enabled = s->tpl_enabled = 1;
+    s->ws = 1;
+    s->quiet_start = s->quiet_end = -1;
+    s->rate = 60;
+    snprintf(s->tz, sizeof(s->tz), "UTC");
+    PGresult *r = notify_pg(c,
+        "SELECT template_id, enabled, array_to_json(languages)::text, time_zone, "
+        "array_to_json(channels)::text, quiet_start, quiet_end, email, webhook_url, "
+        "webhook_secret, rate_per_hour FROM user_notification_settings "
+        "WHERE user_id = $1 AND template_id IN ('', $2)", 2, p);
+    if (!notify_pg_ok(r, "settings"))
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 0)[0] != '\0') {
+            s->tpl_enabled = PQgetvalue(r, i, 1)[0] == 't';
+            continue;
+        }
+        s->enabled = PQgetvalue(r, i, 1)[0] == 't';
+        json_t *l = json_loads(PQgetvalue(r, i, 2), 0, NULL), *v;
+        size_t k;
+        json_array_foreach(l, k, v) if (s->nlangs < 16 && json_is_string(v))
+            s->langs[s->nlangs++] = strdup(json_string_value(v));
+        json_decref(l);
+        snprintf(s->tz, sizeof(s->tz), "%s", PQgetvalue(r, i, 3));
+        json_t *ch = json_loads(PQgetvalue(r, i, 4), 0, NULL);
+        s->ws = s->email = s->webhook = 0;
+        json_array_foreach(ch, k, v) {
+            const char *n = json_string_value(v);
+            if (n == NULL)
+                continue;
+            s->ws |= strcmp(n, "websocket") == 0;
+            s->email |= strcmp(n, "email") == 0;
+            s->webhook |= strcmp(n, "webhook") == 0;
+        }
+        json_decref(ch);
+        if (!PQgetisnull(r, i, 5) && !PQgetisnull(r, i, 6)) {
+            s->quiet_start = atoi(PQgetvalue(r, i, 5));
+            s->quiet_end = atoi(PQgetvalue(r, i, 6));
+        }
+        s->email_addr = dup_or_null(r, i, 7);
+        s->webhook_url = dup_or_null(r, i, 8);
+        s->webhook_secret = dup_or_null(r, i, 9);
+        s->rate = atoi(PQgetvalue(r, i, 10));
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Inside quiet hours at `now`?  Then *until is when they end. */
+static int quiet(const settings *s, int64_t now, int64_t *until)
+{
+    if (s->quiet_start < 0)
+        return 0;
+    int m = notify_tz_minute_of_day(s->tz, now);
+    int in = s->quiet_start < s->quiet_end ? m >= s->quiet_start && m < s->quiet_end
+                                           : m >= s->quiet_start || m < s->quiet_end;
+    if (in)
+        *until = notify_tz_next_local(s->tz, now, s->quiet_end);
+    return in && *until > now;
+}
+
+static int exec_ok(PGconn *c, const char *sql, int n, const char *const *p, const char *what)
+{
+    PGresult *r = notify_pg(c, sql, n, p);
+    if (!notify_pg_ok(r, what))
+        return 0;
+    PQclear(r);
+    return 1;
+}
+
+static void set_state(PGconn *c, const char *id, const char *state, int64_t due)
+{
+    char d[32];
+    snprintf(d, sizeof(d), "%lld", (long long)due);
+    const char *p[3] = { id, state, d };
+    exec_ok(c, "UPDATE notifications SET state = $2, due_ms = $3::bigint WHERE id = $1::bigint",
+            3, p, "alert state");
+}
+
+/* Renders and creates the deliveries of one alert, in one transaction. */
+/* What one planning pass writes, in one statement at its end (a round trip
+ * per alert is what limits a burst), and the users' hourly counts. */
+typedef struct {
+    json_t *rows;                     /* [{id, lang, title, body, count, args, ws, webhook, email}] */
+    json_t *sent;                     /* user -> alerts planned in the last hour */
+} plan_pass;
+
+static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const char *id, const char *user,
+                     const char *tpl, const char *prio, json_t *args, int count,
+                     const settings *s, int64_t now)
+{
+    json_t *sj = json_object_get(pp->sent, user);
+    if (sj == NULL) {
+        char hour[32];
+        snprintf(hour, sizeof(hour), "%lld", (long long)(now - 3600000));
+        const char *pc[2] = { user, hour };
+        PGresult *r = notify_pg(c, "SELECT count(*) FROM notifications WHERE user_id = $1 AND "
+                                   "state = 'planned' AND planned_ms > $2::bigint", 2, pc);
+        if (!notify_pg_ok(r, "rate"))
+            return;
+        sj = json_integer(atoll(PQgetvalue(r, 0, 0)));
+        PQclear(r);
+        json_object_set_new(pp->sent, user, sj);
+    }
+    if (json_integer_value(sj) >= s->rate && strcmp(prio, "CRITICAL") != 0) {
+        insite_log_info("alert %s for %s: over the rate cap (%d/h)", id, user, s->rate);
+        set_state(c, id, "capped", 0);
+        return;
+    }
+    json_integer_set(sj, json_integer_value(sj) + 1);
+    json_object_set_new(args, "count", json_integer(count));
+    notify_rendered out;
+    char err[512];
+    const char *langs[17];
+    for (size_t i = 0; i < s->nlangs; i++)
+        langs[i] = s->langs[i];
+    pthread_mutex_lock(&a->tpl_lock);
+    int rc = notify_render(a->templates, tpl, langs, s->nlangs, s->tz, args, &out, err, sizeof(err));
+    pthread_mutex_unlock(&a->tpl_lock);
+    if (rc != 0) {
+        insite_log_error("alert %s: %s", id, err);
+        out.title = strdup(tpl);
+        out.body = strdup("");
+        snprintf(out.lang, sizeof(out.lang), "en");
+    }
+    json_array_append_new(pp->rows, json_pack("{s:I, s:s, s:s, s:s, s:i, s:O, s:b, s:b, s:b}",
+                                              "id", (json_int_t)atoll(id), "lang", out.lang,
+                                              "title", out.title, "body", out.body,
+                                              "count", count, "args", args, "ws", s->ws,
+                                              "webhook", s->webhook, "email", s->email));
+    notify_rendered_free(&out);
+}
+
+/* The pass's plans: each alert planned and its deliveries created, in one
+ * statement (atomic on its own). */
+static void plan_flush(PGconn *c, plan_pass *pp, int64_t now)
+{
+    if (json_array_size(pp->rows) == 0)
+        return;
+    char ns[32], *rows = json_dumps(pp->rows, JSON_COMPACT);
+    snprintf(ns, sizeof(ns), "%lld", (long long)now);
+    const char *p[2] = { rows, ns };
+    if (rows != NULL)
+        exec_ok(c,
+            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, lang text, "
+            "title text, body text, count integer, args jsonb, ws boolean, webhook boolean, "
+            "email boolean)), "
+            "u AS (UPDATE notifications n SET state = 'planned', planned_ms = $2::bigint, "
+            "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args "
+            "FROM x WHERE n.id = x.id AND n.state IN ('new', 'held') RETURNING n.id) "
+            "INSERT INTO notification_deliveries (notification_id, channel) "
+            "SELECT x.id, ch FROM x JOIN u ON u.id = x.id, unnest(ARRAY['kafka'] "
+            "|| CASE WHEN x.ws THEN ARRAY['websocket'] ELSE '{}'::text[] END "
+            "|| CASE WHEN x.webhook THEN ARRAY['webhook'] ELSE '{}'::text[] END "
+            "|| CASE WHEN x.email THEN ARRAY['email'] ELSE '{}'::text[] END) ch "
+            "ON CONFLICT DO NOTHING", 2, p, "plan");
+    free(rows);
+    json_array_clear(pp->rows);
+}
+
+/* Quiet hours are over for these held alerts: LOW ones of the user become
+ * one digest; HIGH/MEDIUM ones of a rule become one message with the count
+ * (the newest carries it). */
+static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const char *id, const char *user,
+                         const char *rule, const char *prio, int64_t now,
+                         json_t *args, const settings *s, const char *tpl)
+{
+    char ns[32];
+    snprintf(ns, sizeof(ns), "%lld", (long long)now);
+    if (strcmp(prio, "LOW") == 0) {
+        const char *p[2] = { user, ns };
+        PGresult *r = notify_pg(c,
+            "WITH d AS (UPDATE notifications SET state = 'digested' WHERE user_id = $1 AND "
+            "state = 'held' AND priority = 'LOW' AND due_ms <= $2::bigint "
+            "RETURNING args->>'symbol' AS symbol) "
+            "INSERT INTO notifications (user_id, template_id, priority, args, fired_ms, collapsed) "
+            "SELECT $1, 'digest', 'LOW', json_build_object('count', count(*), 'symbols', "
+            "coalesce(string_agg(DISTINCT symbol, ', '), '')), $2::bigint, count(*) FROM d "
+            "HAVING count(*) > 0 RETURNING id", 2, p);
+        if (notify_pg_ok(r, "digest")) {
+            if (PQntuples(r) == 1)
+                insite_log_info("digest %s for %s", PQgetvalue(r, 0, 0), user);
+            PQclear(r);
+        }
+        return;
+    }
+    const char *p[4] = { user, rule, ns, id };
+    PGresult *r = notify_pg(c,
+        "WITH h AS (SELECT id FROM notifications WHERE user_id = $1 AND rule_id = $2::bigint AND "
+        "state = 'held' AND due_ms <= $3::bigint), "
+        "keep AS (SELECT max(id) AS id, count(*) AS n FROM h), "
+        "c AS (UPDATE notifications SET state = 'collapsed' WHERE id IN (SELECT id FROM h) "
+        "AND id <> (SELECT id FROM keep) RETURNING id) "
+        "SELECT keep.id, keep.n, n.args::text FROM keep JOIN notifications n ON n.id = keep.id",
+        rule[0] ? 3 : 0, p);
+    if (rule[0] == '\0') {                /* not from a rule: on its own */
+        PQclear(r);
+        plan_one(a, c, pp, id, user, tpl, prio, args, 1, s, now);
+        return;
+    }
+    if (!notify_pg_ok(r, "collapse"))
+        return;
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+        json_t *kargs = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
+        char kid[32];
+        snprintf(kid, sizeof(kid), "%s", PQgetvalue(r, 0, 0));
+        int n = atoi(PQgetvalue(r, 0, 1));
+        PQclear(r);
+        if (kargs != NULL)
+            plan_one(a, c, pp, kid, user, tpl, prio, kargs, n, s, now);
+        json_decref(kargs);
+        return;
+    }
+    PQclear(r);
+}
+
+static int plan(notify_app *a, PGconn *c, int64_t now)
+{
+    char ns[32];
+    snprintf(ns, sizeof(ns), "%lld", (long long)now);
+    const char *p[1] = { ns };
+    PGresult *r = notify_pg(c, "SELECT id, user_id, coalesce(rule_id::text, ''), template_id, "
+                               "priority, args::text, state, collapsed FROM notifications "
+                               "WHERE state IN ('new', 'held') AND due_ms <= $1::bigint "
+                               "ORDER BY id LIMIT 500", 1, p);
+    if (!notify_pg_ok(r, "due alerts"))
+        return -1;
+    int n = PQntuples(r);
+    plan_pass pp = { json_array(), json_object() };
+    /* settings read once per user and template in a pass */
+    typedef struct {
+        char key[300];
+        settings s;
+    } cached;
+    cached *cache = calloc((size_t)n + 1, sizeof(*cache));
+    size_t ncache = 0;
+    for (int i = 0; cache != NULL && i < n; i++) {
+        const char *id = PQgetvalue(r, i, 0), *user = PQgetvalue(r, i, 1),
+                   *rule = PQgetvalue(r, i, 2), *tpl = PQgetvalue(r, i, 3),
+                   *prio = PQgetvalue(r, i, 4), *state = PQgetvalue(r, i, 6);
+        int64_t until = 0;
+        char key[300];
+        snprintf(key, sizeof(key), "%s%c%s", user, 1, tpl);
+        settings *sp = NULL;
+        for (size_t k = 0; k < ncache && sp == NULL; k++)
+            if (strcmp(cache[k].key, key) == 0)
+                sp = &cache[k].s;
+        if (sp == NULL) {
+            if (settings_get(c, user, tpl, &cache[ncache].s) != 0)
+                break;
+            snprintf(cache[ncache].key, sizeof(cache[ncache].key), "%s", key);
+            sp = &cache[ncache++].s;
+        }
+        settings s = *sp;             /* shallow: owned by the cache */
+        json_t *args = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+        if (args == NULL)
+            args = json_object();
+        if (!s.enabled || !s.tpl_enabled)
+            set_state(c, id, "suppressed", 0);
+        else if (strcmp(prio, "CRITICAL") != 0 && quiet(&s, now, &until)) {
+            if (strcmp(state, "new") == 0) {
+                set_state(c, id, "held", until);
+                insite_counter_inc(a->m_held);
+            } else
+                set_state(c, id, "held", until);     /* due again inside the next quiet hours */
+        } else if (strcmp(state, "held") == 0)
+        {
+            release_held(a, c, &pp, id, user, rule, prio, now, args, &s, tpl);
+            plan_flush(c, &pp, now);  /* the kept alert leaves 'held' before the next row */
+        } else
+            plan_one(a, c, &pp, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), &s, now);
+        json_decref(args);
+    }
+    for (size_t k = 0; k < ncache; k++)
+        settings_free(&cache[k].s);
+    free(cache);
+    plan_flush(c, &pp, now);
+    json_decref(pp.rows);
+    json_decref(pp.sent);
+    PQclear(r);
+    return n;
+}
+
+/* ---- channels */
+
+static json_t *message_json(PGresult *r, int i)
+{
+    char ts[INSITE_RFC3339_LEN];
+    const char *lang = PQgetvalue(r, i, 10);
+    insite_clock_rfc3339_ms(ts, sizeof(ts), atoll(PQgetvalue(r, i, 12)));
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:o, s:o}",
+                     "id", (json_int_t)atoll(PQgetvalue(r, i, 3)), "event_id", PQgetvalue(r, i, 4),
+                     "template", PQgetvalue(r, i, 6), "priority", PQgetvalue(r, i, 7),
+                     "title", PQgetvalue(r, i, 8), "body", PQgetvalue(r, i, 9), "lang", lang,
+                     "dir", notify_lang_rtl(lang) ? "rtl" : "ltr",
+                     "count", atoi(PQgetvalue(r, i, 11)), "fired_at", ts,
+                     "rule_id", PQgetisnull(r, i, 14) ? json_null()
+                                                       : json_integer(atoll(PQgetvalue(r, i, 14))),
+                     "args", json_loads(PQgetvalue(r, i, 13), 0, NULL) ?: json_object());
+}
+
+static int send_kafka(notify_app *a, const char *user, const char *event_id, json_t *msg,
+                      char *err, size_t errlen)
+{
+    json_t *env = insite_envelope_new("alert", a->service, NULL, json_incref(msg));
+    if (env == NULL) {
+        snprintf(err, errlen, "envelope");
+        return -1;
+    }
+    /* the alert's own id: a redelivery after a crash carries the same one */
+    json_object_set_new(env, "event_id", json_string(event_id));
+    char *text = insite_envelope_dumps(env);
+    json_decref(env);
+    int rc = text ? insite_kafka_produce(a->kafka, a->alerts_topic, user, text, strlen(text)) : -1;
+    free(text);
+    if (rc < 0) {
+        snprintf(err, errlen, "kafka: could not queue nor spool the message");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const notify_app *a;
+    int refused;                      /* the target was a private address */
+} sock_ctx;
+
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    sock_ctx *sc = ud;
+    if (!sc->a->webhook_allow_private) {
+        int private = 0;
+        if (addr->family == AF_INET) {
+            uint32_t ip = ntohl(((struct sockaddr_in *)&addr->addr)->sin_addr.s_addr);
+            private = (ip >> 24) == 127 || (ip >> 24) == 10 || (ip >> 24) == 0
+                      || (ip >> 20) == 0xAC1 || (ip >> 16) == 0xC0A8 || (ip >> 16) == 0xA9FE
+                      || (ip >> 22) == (100 << 2 | 1);
+        } else if (addr->family == AF_INET6) {
+            const struct in6_addr *x = &((struct sockaddr_in6 *)&addr->addr)->sin6_addr;
+            private = IN6_IS_ADDR_LOOPBACK(x) || IN6_IS_ADDR_LINKLOCAL(x) || IN6_IS_ADDR_V4MAPPED(x)
+                      || (x->s6_addr[0] & 0xfe) == 0xfc || IN6_IS_ADDR_UNSPECIFIED(x);
+        }
+        if (private) {
+            sc->refused = 1;
+            return CURL_SOCKET_BAD;   /* a user's webhook must not reach our own network */
+        }
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
+static size_t discard(char *p, size_t s, size_t n, void *ud) { return s * n; }
+
+static int send_webhook(notify_app *a, const settings *s, const char *event_id, const char *body,
+                        char *err, size_t errlen)
+{
+    if (s->webhook_url == NULL) {
+        snprintf(err, errlen, "no webhook_url in the settings");
+        return -1;
+    }
+    char ts[32], sig[200], hdr[300], evh[120];
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+    /* HMAC-SHA256 over "<t>.<body>" (docs/notify.md) */
+    size_t tl = strlen(ts), bl = strlen(body);
+    char *signed_text = malloc(tl + 1 + bl + 1);
+    if (signed_text == NULL)
+        return -1;
+    memcpy(signed_text, ts, tl);
+    signed_text[tl] = '.';
+    memcpy(signed_text + tl + 1, body, bl + 1);
+    const char *key = s->webhook_secret ? s->webhook_secret : "";
+    HMAC(EVP_sha256(), key, (int)strlen(key), (unsigned char *)signed_text, tl + 1 + bl, mac,
+         &maclen);
+    free(signed_text);
+    for (unsigned i = 0; i < maclen; i++)
+        snprintf(sig + 2 * i, 3, "%02x", mac[i]);
+    snprintf(hdr, sizeof(hdr), "X-Insite-Signature: t=%s,v1=%s", ts, sig);
+    snprintf(evh, sizeof(evh), "X-Insite-Event-Id: %s", event_id);
+
+    CURL *h = curl_easy_init();
+    struct curl_slist *hl = NULL;
+    hl = curl_slist_append(hl, "Content-Type: application/json");
+    hl = curl_slist_append(hl, hdr);
+    hl = curl_slist_append(hl, evh);
+    curl_easy_setopt(h, CURLOPT_URL, s->webhook_url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)a->channel_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "insite-notify");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    sock_ctx sc = { a, 0 };
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &sc);
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+    if (rc != CURLE_OK && sc.refused) {
+        snprintf(err, errlen, "webhook: the URL leads to a loopback or private address "
+                              "(refused; notify.webhook_allow_private)");
+        return -1;
+    }
+    if (rc != CURLE_OK) {
+        snprintf(err, errlen, "webhook: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    if (status < 200 || status > 299) {
+        snprintf(err, errlen, "webhook: HTTP %ld", status);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- e-mail */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = (b->len + n + 1) * 2;
+        char *x = realloc(b->buf, nc);
+        if (x == NULL)
+            return;
+        b->buf = x;
+        b->cap = nc;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+/* base64 in lines of 76 characters */
+static void sb_base64(sbuf *b, const unsigned char *s, size_t n)
+{
+    for (size_t off = 0; off < n; off += 57) {
+        unsigned char out[80];
+        size_t k = n - off < 57 ? n - off : 57;
+        int m = EVP_EncodeBlock(out, s + off, (int)k);
+        sb_add(b, (char *)out, (size_t)m);
+        sb_str(b, "\r\n");
+    }
+}
+
+/* RFC 2047: UTF-8 words of at most 45 bytes (60 base64 characters),
+ * never splitting a character. */
+static void sb_subject(sbuf *b, const char *s)
+{
+    size_t n = strlen(s), off = 0;
+    int first = 1;
+    while (off < n) {
+        size_t k = n - off < 45 ? n - off : 45;
+        while (k > 0 && off + k < n && ((unsigned char)s[off + k] & 0xC0) == 0x80)
+            k--;
+        unsigned char out[80];
+        int m = EVP_EncodeBlock(out, (const unsigned char *)s + off, (int)k);
+        sb_str(b, first ? "=?UTF-8?B?" : "\r\n =?UTF-8?B?");
+        sb_add(b, (char *)out, (size_t)m);
+        sb_str(b, "?=");
+        off += k;
+        first = 0;
+    }
+}
+
+static void sb_html(sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': sb_str(b, "&lt;"); break;
+        case '>': sb_str(b, "&gt;"); break;
+        case '&': sb_str(b, "&amp;"); break;
+        case '"': sb_str(b, "&quot;"); break;
+        default: sb_add(b, s, 1);
+        }
+    }
+}
+
+static char *email_message(const notify_app *a, const char *to, const char *event_id,
+                           const char *user, const char *title, const char *body,
+                           const char *lang)
+{
+    sbuf m = { 0 }, html = { 0 }, text = { 0 };
+    char date[64], line[1024];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    const char *dir = notify_lang_rtl(lang) ? "rtl" : "ltr";
+
+    snprintf(line, sizeof(line), "Date: %s\r\nFrom: %s\r\nTo: <%s>\r\nMessage-ID: <%s@insite-notify>\r\n",
+             date, a->smtp_from, to, event_id);
+    sb_str(&m, line);
+    sb_str(&m, "Subject: ");
+    sb_subject(&m, title);
+    sb_str(&m, "\r\n");
+    if (a->unsubscribe_url && a->unsubscribe_url[0]) {
+        char *u = curl_easy_escape(NULL, user, 0);
+        snprintf(line, sizeof(line), "List-Unsubscribe: <%s%suser=%s>\r\n"
+                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", a->unsubscribe_url,
+                 strchr(a->unsubscribe_url, '?') ? "&" : "?", u ? u : "");
+        curl_free(u);
+        sb_str(&m, line);
+    }
+    snprintf(line, sizeof(line), "Content-Language: %s\r\nMIME-Version: 1.0\r\n"
+             "Content-Type: multipart/alternative; boundary=\"=_%s\"\r\n\r\n"
+             "--=_%s\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+             "Content-Transfer-Encoding: base64\r\n\r\n", lang, event_id, event_id);
+    sb_str(&m, line);
+    sb_str(&text, title);
+    sb_str(&text, "\n\n");
+    sb_str(&text, body);
+    sb_str(&text, "\n");
+    sb_base64(&m, (unsigned char *)text.buf, text.len);
+    snprintf(line, sizeof(line), "--=_%s\r\nContent-Type: text/html; charset=UTF-8\r\n"
+             "Content-Transfer-Encoding: base64\r\n\r\n", event_id);
+    sb_str(&m, line);
+    snprintf(line, sizeof(line), "<!DOCTYPE html><html lang=\"%s\" dir=\"%s\"><head>"
+             "<meta charset=\"utf-8\"></head><body><h1>", lang, dir);
+    sb_str(&html, line);
+    sb_html(&html, title);
+    sb_str(&html, "</h1><p>");
+    sb_html(&html, body);
+    sb_str(&html, "</p></body></html>\n");
+    sb_base64(&m, (unsigned char *)html.buf, html.len);
+    snprintf(line, sizeof(line), "--=_%s--\r\n", event_id);
+    sb_str(&m, line);
+    free(html.buf);
+    free(text.buf);
+    return m.buf;
+}
+
+typedef struct {
+    const char *p;
+    size_t left;
+} reader;
+
+static size_t read_cb(char *out, size_t size, size_t n, void *ud)
+{
+    reader *r = ud;
+    size_t k = size * n < r->left ? size * n : r->left;
+    memcpy(out, r->p, k);
+    r->p += k;
+    r->left -= k;
+    return k;
+}
+
+static int send_email(notify_app *a, const settings *s, const char *user, const char *event_id,
+                      const char *title, const char *body, const char *lang, char *err,
+                      size_t errlen)
+{
+    if (a->smtp_url == NULL || a->smtp_url[0] == '\0') {
+        snprintf(err, errlen, "no SMTP server configured (notify.smtp_url)");
+        return -1;
+    }
+    if (s->email_addr == NULL) {
+        snprintf(err, errlen, "no email address in the settings");
+        return -1;
+    }
+    char *msg = email_message(a, s->email_addr, event_id, user, title, body, lang);
+    if (msg == NULL)
+        return -1;
+    char from[300], to[300];
+    const char *lt = strchr(a->smtp_from, '<');
+    snprintf(from, sizeof(from), "%s", lt ? lt : a->smtp_from);
+    if (lt == NULL)
+        snprintf(from, sizeof(from), "<%s>", a->smtp_from);
+    snprintf(to, sizeof(to), "<%s>", s->email_addr);
+    reader rd = { msg, strlen(msg) };
+    CURL *h = curl_easy_init();
+    struct curl_slist *rcpt = curl_slist_append(NULL, to);
+    curl_easy_setopt(h, CURLOPT_URL, a->smtp_url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(a->smtp_starttls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+    curl_easy_setopt(h, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(h, CURLOPT_READDATA, &rd);
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)a->channel_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (a->smtp_user && a->smtp_user[0]) {
+        curl_easy_setopt(h, CURLOPT_USERNAME, a->smtp_user);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, a->smtp_password ? a->smtp_password : "");
+    }
+    CURLcode rc = curl_easy_perform(h);
+    curl_slist_free_all(rcpt);
+    curl_easy_cleanup(h);
+    free(msg);
+    if (rc != CURLE_OK) {
+        snprintf(err, errlen, "smtp: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- attempts */
+
+/* The pass's WebSocket messages in one Redis pipeline (lua/publish.lua per
+ * message, the alert's event_id as idempotency key).  rcs[i]: 0 published
+ * (or recognised as published before), -1 failed/unknown (retried), -3 the
+ * user id cannot form a channel name; untouched for other channels. */
+static void publish_websocket_batch(notify_app *a, PGresult *r, int n, int *rcs)
+{
+    insite_publish_msg *m = calloc((size_t)n + 1, sizeof(*m));
+    int *idx = calloc((size_t)n + 1, sizeof(int)), *brc = calloc((size_t)n + 1, sizeof(int));
+    char (*chans)[INSITE_CHANNEL_MAX + 16] = calloc((size_t)n + 1, sizeof(*chans));
+    char **datas = calloc((size_t)n + 1, sizeof(char *));
+    insite_publish_result *res = calloc((size_t)n + 1, sizeof(*res));
+    size_t k = 0;
+    char err[256];
+    if (m == NULL || idx == NULL || brc == NULL || chans == NULL || datas == NULL || res == NULL) {
+        for (int i = 0; i < n; i++)
+            rcs[i] = -1;
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strcmp(PQgetvalue(r, i, 1), "websocket") != 0)
+            continue;
+        snprintf(chans[k], sizeof(chans[k]), "alert:%s", PQgetvalue(r, i, 5));
+        if (strlen(chans[k]) > INSITE_CHANNEL_MAX || !insite_channel_valid(chans[k])) {
+            rcs[i] = -3;
+            continue;
+        }
+        json_t *msg = message_json(r, i);
+        datas[k] = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+        m[k] = (insite_publish_msg){ chans[k], "alert", datas[k] ? datas[k] : "{}",
+                                     PQgetvalue(r, i, 4) };
+        idx[k++] = i;
+    }
+    if (k > 0) {
+        int done = insite_redis_publish_batch(a->redis, m, k, res, brc, err, sizeof(err));
+        for (size_t j = 0; j < k; j++)
+            rcs[idx[j]] = done < 0 ? -1 : brc[j] == 0 ? 0 : -1;
+        if (done < 0)
+            insite_log_warn("websocket: %s", err);
+        if (done > 0 && a->crash_after != NULL && strcmp(a->crash_after, "websocket") == 0) {
+            insite_log_warn("test hook notify.test_crash_after: killing myself after the publish");
+            raise(SIGKILL);
+        }
+    }
+out:
+    for (size_t j = 0; datas != NULL && j < k; j++)
+        free(datas[j]);
+    free(m);
+    free(idx);
+    free(brc);
+    free(chans);
+    free(datas);
+    free(res);
+}
+
+
+static int attempt(notify_app *a, PGconn *c, int64_t now)
+{
+    char ns[32];
+    snprintf(ns, sizeof(ns), "%lld", (long long)now);
+    const char *p[1] = { ns };
+    PGresult *r = notify_pg(c,
+        "SELECT d.id, d.channel, d.attempts, n.id, n.event_id, n.user_id, n.template_id, "
+        "n.priority, n.title, n.body, n.lang, n.collapsed, n.fired_ms, n.args::text, n.rule_id "
+        "FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id "
+        "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint ORDER BY d.id LIMIT 1000",
+        1, p);
+    if (!notify_pg_ok(r, "pending deliveries"))
+        return -1;
+    int n = PQntuples(r);
+    json_t *outcomes = json_array();
+    int *ws_rc = calloc((size_t)n + 1, sizeof(int));
+    if (ws_rc == NULL) {
+        PQclear(r);
+        json_decref(outcomes);
+        return -1;
+    }
+    publish_websocket_batch(a, r, n, ws_rc);
+    for (int i = 0; i < n; i++) {
+        const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
+                   *event_id = PQgetvalue(r, i, 4), *user = PQgetvalue(r, i, 5);
+        int attempts = atoi(PQgetvalue(r, i, 2)) + 1, permanent = 0, rc = -1;
+        char err[512] = "";
+        json_t *msg = message_json(r, i);
+        char *data = json_dumps(msg, JSON_COMPACT);
+        settings s;
+        memset(&s, 0, sizeof(s));
+        if (strcmp(ch, "websocket") == 0) {
+            rc = ws_rc[i] == 0 ? 0 : -1;
+            permanent = ws_rc[i] == -3;
+            snprintf(err, sizeof(err), "%s", ws_rc[i] == -3 ? "the user id cannot form a channel name"
+                                            : "redis: the publish failed or its outcome is unknown");
+        }
+        else if (strcmp(ch, "kafka") == 0)
+            rc = send_kafka(a, user, event_id, msg, err, sizeof(err));
+        else if (settings_get(c, user, PQgetvalue(r, i, 6), &s) != 0)
+            snprintf(err, sizeof(err), "settings unavailable");
+        else if (strcmp(ch, "webhook") == 0)
+            rc = send_webhook(a, &s, event_id, data, err, sizeof(err));
+        else if (strcmp(ch, "email") == 0)
+            rc = send_email(a, &s, user, event_id, PQgetvalue(r, i, 8), PQgetvalue(r, i, 9),
+                            PQgetvalue(r, i, 10), err, sizeof(err));
+        else {
+            snprintf(err, sizeof(err), "unknown channel");
+            permanent = 1;
+        }
+        settings_free(&s);
+        free(data);
+        json_decref(msg);
+        const char *status = rc == 0 ? "delivered"
+                             : (permanent || attempts >= a->max_attempts) ? "failed" : "pending";
+        int64_t backoff = a->backoff_ms << (attempts - 1 < 12 ? attempts - 1 : 12);
+        if (backoff > 600000)
+            backoff = 600000;
+        json_array_append_new(outcomes, json_pack("{s:I, s:s, s:i, s:s?, s:I}", "id",
+                                                  (json_int_t)atoll(did), "status", status,
+                                                  "attempts", attempts, "error",
+                                                  rc == 0 ? NULL : err, "next",
+                                                  (json_int_t)(now + backoff)));
+        if (rc == 0)
+            insite_counter_inc(a->m_delivered);
+        else {
+            insite_counter_inc(a->m_failed);
+            insite_log_warn("alert %s via %s (attempt %d): %s", PQgetvalue(r, i, 3), ch,
+                            attempts, err);
+        }
+    }
+    PQclear(r);
+    /* every outcome of the pass in one statement; a crash before it repeats
+     * the pass's sends (idempotent on WebSocket and Kafka) */
+    char *oj = n > 0 ? json_dumps(outcomes, JSON_COMPACT) : NULL;
+    if (oj != NULL) {
+        const char *p1[1] = { oj };
+        exec_ok(c, "UPDATE notification_deliveries d SET status = x.status, attempts = x.attempts, "
+                   "error = x.error, next_attempt_ms = x.next, updated_at = now() "
+                   "FROM json_to_recordset($1::json) AS x(id bigint, status text, attempts integer, "
+                   "error text, next bigint) WHERE d.id = x.id", 1, p1, "delivery outcomes");
+    }
+    free(oj);
+    json_decref(outcomes);
+    free(ws_rc);
+    return n;
+}
+
+static void *deliver_main(void *ud)
+{
+    notify_app *a = ud;
+    PGconn *c = NULL;
+    while (!a->stop) {
+        if (c != NULL && PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = NULL;
+        }
+        if (c == NULL) {
+            char err[512];
+            if ((c = insite_pg_connect(a->dsn, err, sizeof(err))) == NULL) {
+                insite_log_warn("deliver: postgresql: %s", err);
+                sleep(1);
+                continue;
+            }
+            /* A delivery record lost in a database crash only repeats its
+             * send, which the idempotency keys make harmless; not waiting
+             * for the WAL flush per alert is what lets this thread keep up
+             * with a burst (the evaluation path keeps synchronous commits:
+             * its rows are the only record of a fired alert). */
+            PGresult *r = PQexec(c, "SET synchronous_commit = off");
+            if (notify_pg_ok(r, "synchronous_commit"))
+                PQclear(r);
+        }
+        int64_t now = notify_now_ms(a);
+        int busy = plan(a, c, now) > 0;
+        busy |= attempt(a, c, now) > 0;
+        insite_kafka_poll(a->kafka, busy ? 0 : 100);
+    }
+    if (c != NULL)
+        PQfinish(c);
+    return NULL;
+}
+
+int notify_deliver_start(notify_app *a)
+{
+    a->stop = 0;
+    if (pthread_create(&a->deliver_thread, NULL, deliver_main, a) != 0) {
+        insite_log_error("deliver: cannot start the thread");
+        return -1;
+    }
+    return 0;
+}
+
+void notify_deliver_stop(notify_app *a)
+{
+    a->stop = 1;
+    pthread_join(a->deliver_thread, NULL);
+}
