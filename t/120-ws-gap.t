@@ -38,7 +38,7 @@ isnt($silent_lua, $publish_lua, 'lua/publish.lua without its PUBLISH');
 
 sub publish_silently {
     my ($ch, $i) = @_;
-    my $out = $redis->cli('EVAL', $silent_lua, 3, "insite:ch:$ch", "insite:hist:$ch", '',
+    my $out = $redis->cli('EVAL', $silent_lua, 2, "insite:{$ch}:seq", "insite:{$ch}:hist",
                           $ch, 'tick', qq({"i":$i}), '2026-11-26T10:30:45.123Z', 1000,
                           'ffffffffffffffff', "insite:pub:$ch", 86400);
     my ($seq) = ($out // '') =~ /^(\d+)/;

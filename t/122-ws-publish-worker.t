@@ -48,8 +48,10 @@ my $epoch = $sub->{channels}{$ch}{epoch};
 
 my ($rc, $o, $out) = cli('--channel', $ch, '--type', 'stock_update', '--data', '{"price":187.5}');
 is($rc, 0, 'insite-publish: exit 0') or diag($out);
-is_deeply($o, { channel => $ch, seq => 1, epoch => $epoch, duplicate => JSON::PP::false },
-          'prints the channel, seq 1, the epoch the subscriber was told, duplicate false');
+is($epoch, '', 'a channel never published has no epoch yet (subscribing leaves no state)');
+like($o && $o->{epoch}, qr/^[0-9a-f]{16}$/, 'the first publish makes the epoch');
+is_deeply($o, { channel => $ch, seq => 1, epoch => $o && $o->{epoch}, duplicate => JSON::PP::false },
+          'prints the channel, seq 1, the epoch, duplicate false');
 my $m = $ws->recv_json(timeout => 5);
 is_deeply([@{ $m // {} }{qw(type channel seq)}, $m && $m->{data}], ['stock_update', $ch, 1, { price => 187.5 }],
           'the client gets it: type, channel, seq, data as given');
@@ -74,7 +76,7 @@ like($out, qr/not a JSON value/, '... saying why');
 is($rc, 1, 'an invalid channel name: exit 1');
 ($rc) = cli('--channel', $ch, '--type', 'stock_update');
 is($rc, 2, 'no --data: usage error, exit 2');
-is($redis->cli('HGET', "insite:ch:$ch", 'seq'), 3, 'nothing was published by the refused calls');
+is($redis->cli('HGET', "insite:{$ch}:seq", 'seq'), 3, 'nothing was published by the refused calls');
 ok(!$ws->recv_json(timeout => 0.5), '... and the client got nothing more');
 
 SKIP: {

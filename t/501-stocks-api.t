@@ -69,7 +69,7 @@ like($q->{headers}{etag} // '', qr/^"[0-9a-f]{32}"$/, 'quote: ETag');
 is($q->{headers}{'last-modified'}, 'Thu, 03 Oct 2024 20:00:01 GMT', 'quote: Last-Modified = as_of');
 
 # ---- quote: PostgreSQL when Redis has no history
-$s->redis('DEL', "$tag:hist:stock_updates:AAPL");
+$s->redis('DEL', "$tag:{stock_updates:AAPL}:hist");
 $q = req(GET => '/api/v1/stocks/AAPL');
 is($q->{status}, 200, 'quote without Redis history: 200');
 is($q->{json}{served_from}, 'postgresql', 'from PostgreSQL');

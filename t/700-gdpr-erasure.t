@@ -127,8 +127,8 @@ for my $u ($A, $B) {
          . " prev_hash, hash, source, record) SELECT gen_random_uuid(), now(), '$u', 'read', 'GET', '/p', 200, true, '0',"
          . " g, 'x', 'y', 'test', '{\"user_id\":\"$u\",\"path\":\"/p\"}' FROM generate_series(1, 3) g");
 }
-$redis->cli('RPUSH', "insite:hist:alert:$A", 'x');
-$redis->cli('SET', "insite:ch:alert:$A", 'x');
+$redis->cli('RPUSH', "insite:{alert:$A}:hist", 'x');
+$redis->cli('SET', "insite:{alert:$A}:seq", 'x');
 is($redis->cli('EXISTS', "insite:consent:{$A}"), '1', 'consent state in Redis');
 
 # ---- bad input and identity
@@ -177,7 +177,7 @@ is(psql_try("SELECT 1"), undef, '(PostgreSQL really down)');
 ($out, $rc) = pg_ctl('start');
 is($rc, 0, 'PostgreSQL started again') or diag($out);
 $redis->restart;                           # empty: the worker republishes consent state
-$redis->cli('RPUSH', "insite:hist:alert:$A", 'x');   # written meanwhile: must be erased too
+$redis->cli('RPUSH', "insite:{alert:$A}:hist", 'x');   # written meanwhile: must be erased too
 ok(wait_for(30, sub { psql($dsn, "SELECT status FROM gdpr_deletion_requests WHERE id = '$id'") eq 'completed' }),
    'the request completed') or diag(slurp($log));
 like(slurp($log), qr/erasure: .*(?:connect|terminat|closed|shut)/i, 'the job met the outage and retried');
@@ -216,7 +216,7 @@ is(psql($dsn, "SELECT count(*) FROM gdpr_audit_trail WHERE user_id = '$A' OR str
    'audit trail: alice not in the clear');
 is(psql($dsn, "SELECT count(*) FROM gdpr_audit_trail WHERE user_id LIKE 'psn:%' AND record LIKE '%psn:%'"), 3,
    'audit trail: rows kept, pseudonymized');
-is($redis->cli('EXISTS', "insite:consent:{$A}", "insite:hist:alert:$A", "insite:ch:alert:$A"), '0', 'Redis keys gone');
+is($redis->cli('EXISTS', "insite:consent:{$A}", "insite:{alert:$A}:hist", "insite:{alert:$A}:seq"), '0', 'Redis keys gone');
 ok(wait_for(10, sub { $redis->cli('EXISTS', "insite:consent:{$B}") eq '1' }), "bob's Redis state kept (republished)");
 
 # ---- the receipt

@@ -210,7 +210,7 @@ sub sentiment {
 sub history {
     my ($self, $user) = @_;
     my ($o) = run_cmd(10, $Insite::Services::RedisCli, '-p', $ENV{INSITE_REDIS_PORT},
-                      'ZRANGE', "insite:hist:alert:$user", 0, -1);
+                      'ZRANGE', "insite:{alert:$user}:hist", 0, -1);
     return map { $JSON->decode($_) } grep { /^\{/ } split /\n/, $o;
 }
 
