@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../ngx_insite_ws/insite_channel.h"
 #include "log.h"
 #include "pg.h"
 #include "stocks.h"
@@ -73,8 +74,16 @@ json_t *stocks_redis_last_update(stocks_ctx *ctx, const char *symbol)
     redisContext *c = redis_conn(ctx);
     if (c == NULL)
         return NULL;
-    redisReply *r = redisCommand(c, "ZRANGE %shist:stock_updates:%s -1 -1",
-                                 ctx->redis_prefix, symbol);
+    /* the channel's history key: the layout has one home (insite_channel.h) */
+    char ch[160], key[256];
+    int chlen = snprintf(ch, sizeof(ch), "stock_updates:%s", symbol);
+    if (chlen < 0 || (size_t)chlen >= sizeof(ch)
+        || insite_channel_key(key, sizeof(key), ctx->redis_prefix, strlen(ctx->redis_prefix),
+                              INSITE_CHANNEL_KEY_HIST, ch, (size_t)chlen, NULL, 0) == 0) {
+        insite_log_warn("redis: no history key for stock_updates:%s", symbol);
+        return NULL;
+    }
+    redisReply *r = redisCommand(c, "ZRANGE %s -1 -1", key);
     if (r == NULL) {
         insite_log_warn("redis: ZRANGE history of stock_updates:%s: %s", symbol, c->errstr);
         redisFree(c);
