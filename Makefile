@@ -107,8 +107,9 @@ clean:
 	rm -rf build
 
 # For non-Debian users and debian/rules alike.  Workers go to $(PREFIX)/bin,
-# their example configs to $(SYSCONFDIR)/insite/<worker>.conf (never over an
-# existing one), migrations and Redis scripts to $(PREFIX)/share/insite/,
+# their example configs to $(SYSCONFDIR)/insite/<worker>.conf and the GDPR
+# data map to gdpr-datamap.json (never over existing ones), migrations, Redis
+# scripts and notification templates to $(PREFIX)/share/insite/,
 # modules (if built) to $(MODULESDIR).  The test-only Kafka mock is left out.
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -125,6 +126,10 @@ install: workers
 	done
 	install -m 0644 workers/migrations/*.sql $(DESTDIR)$(PREFIX)/share/insite/migrations/
 	install -m 0644 lua/*.lua $(DESTDIR)$(PREFIX)/share/insite/lua/
+	install -d $(DESTDIR)$(PREFIX)/share/insite/notify/templates
+	install -m 0644 workers/notify/templates/*.json $(DESTDIR)$(PREFIX)/share/insite/notify/templates/
+	[ -e $(DESTDIR)$(SYSCONFDIR)/insite/gdpr-datamap.json ] || \
+	  install -m 0644 workers/gdpr/datamap.json $(DESTDIR)$(SYSCONFDIR)/insite/gdpr-datamap.json
 	if ls $(BUILD)/modules/*.so >/dev/null 2>&1; then \
 	  install -d $(DESTDIR)$(MODULESDIR) && \
 	  install -m 0644 $(BUILD)/modules/*.so $(DESTDIR)$(MODULESDIR)/; fi

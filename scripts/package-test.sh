@@ -35,7 +35,7 @@ ls "$deb"/libnginx-mod-http-insite_*.deb "$deb"/insite-workers_*.deb >/dev/null
 
 # the packages' runtime libraries come with the root, so the test installs
 # only our two packages and needs no download (the cache key names them)
-runtime_libs=procps,libhiredis0.14,librdkafka1,libpq5,libjansson4,libcurl4,libmicrohttpd12,libconfig9,libxml2,libsystemd0,libssl3
+runtime_libs=procps,libicu72,libstdc++6,libhiredis0.14,librdkafka1,libpq5,libjansson4,libcurl4,libmicrohttpd12,libconfig9,libxml2,libsystemd0,libssl3
 tarball=$cache/bookworm-nginx-$(echo "$runtime_libs" | md5sum | cut -c1-8).tar
 mkdir -p "$cache"
 if [ ! -s "$tarball" ]; then
@@ -135,7 +135,7 @@ for u in "$r"/lib/systemd/system/insite-*.service; do
         grep -v -e 'Failed to .*proc/' -e 'Cannot add dependency job' || true)
   check "systemd-analyze verify $(basename "$u")${out:+: $out}" test -z "$out"
 done
-for u in insite-collector insite-analytics insite-auditd; do
+for u in insite-collector insite-analytics insite-auditd insite-stocks insite-notify insite-gdpr; do
   systemd-analyze security --offline=yes --root="$r" "$u.service" 2>/dev/null |
     tail -1 | sed "s/^/security $u: /" || true
 done
