@@ -7,11 +7,13 @@
 use strict;
 use warnings;
 
+use File::Temp ();
 use JSON::PP ();
 use Test::More;
 
 use lib 't/lib';
 use Insite::Services qw(run_cmd);
+use Insite::Nginx;
 
 my $have_promtool = grep { -x "$_/promtool" } split /:/, $ENV{PATH};
 
@@ -63,6 +65,23 @@ for my $m (sort keys %used) {
         next;
     }
     ok($known, "$base is exported by the code");
+}
+
+# nginx's insite_metrics output passes promtool's lint (the workers' is
+# checked in t/810)
+SKIP: {
+    skip 'promtool, TEST_NGINX_LOAD_MODULES or INSITE_REDIS_PORT missing', 2
+        unless $have_promtool && $ENV{TEST_NGINX_LOAD_MODULES} && $ENV{INSITE_REDIS_PORT};
+    my $n = Insite::Nginx->new(http => "insite_redis 127.0.0.1:$ENV{INSITE_REDIS_PORT};",
+                               server => "location = /metrics { insite_metrics; }");
+    my $r = $n->get('/metrics');
+    like($r->{body} // '', qr/^insite_redis_connected \d+$/m, 'nginx /metrics answers');
+    my $f = File::Temp->new;
+    print $f $r->{body} // '';
+    close $f;
+    my ($out, $rc) = run_cmd(30, 'sh', '-c', 'promtool check metrics < "$1"', 'sh', $f->filename);
+    is($rc, 0, "promtool check metrics accepts nginx's /metrics") or diag $out;
+    $n->stop;
 }
 
 done_testing();
