@@ -159,6 +159,23 @@ INSITE_NOTIFY_HTTP_PORT=8086 \
   build/bin/insite-notify \
   > "$INSITE_RUN_DIR/notify.log" 2>&1 &
 pids+=($!)
+# Prometheus (Debian's package) scraping nginx and the workers with
+# monitoring/prometheus.yml and its alert rules: docs/operations.md
+prom_url=""
+if command -v prometheus >/dev/null 2>&1; then
+  prom_port=9090
+  if ! perl -MIO::Socket::INET -e 'exit(IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 9090, Listen => 1, ReuseAddr => 1) ? 0 : 1)'; then
+    prom_port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1)->sockport')
+  fi
+  say "starting prometheus on 127.0.0.1:$prom_port"
+  mkdir -p "$INSITE_RUN_DIR/prometheus"
+  prometheus --config.file="$root/monitoring/prometheus.yml" \
+    --storage.tsdb.path="$INSITE_RUN_DIR/prometheus" \
+    --web.listen-address="127.0.0.1:$prom_port" \
+    > "$INSITE_RUN_DIR/prometheus.log" 2>&1 &
+  pids+=($!)
+  prom_url="http://127.0.0.1:$prom_port/graph?g0.expr=insite_kafka_consumer_lag"
+fi
 
 cat <<INFO
 
@@ -181,6 +198,7 @@ cat <<INFO
   Ctrl-C stops everything.
 
 INFO
+[ -z "$prom_url" ] || printf '  prometheus   %s  (log: %s)\n\n' "$prom_url" "$INSITE_RUN_DIR/prometheus.log"
 curl -s http://127.0.0.1:8080/healthz || true
 
 wait "${pids[0]}"

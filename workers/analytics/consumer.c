@@ -2,12 +2,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "consumer.h"
 #include "log.h"
 
 struct sent_consumer {
     rd_kafka_t *rk;
     char *topic;
+    insite_kafka_consumer_metrics *metrics;
+    int paused, stats_ms;
+    int64_t next_refresh;   /* paused: when to ask the brokers for the lag */
 };
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
@@ -32,6 +36,37 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         insite_log_warn("kafka consumer: offset commit failed: %s", rd_kafka_err2str(err));
+}
+
+/* Paused: partitions are assigned (so the group keeps its offsets and the
+ * statistics report their lag) and paused at once, so nothing is fetched. */
+static void on_rebalance_paused(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    int coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            r = rd_kafka_assign(rk, parts);
+        if (e == NULL && r == RD_KAFKA_RESP_ERR_NO_ERROR)
+            r = rd_kafka_pause_partitions(rk, parts);
+        insite_log_info("kafka consumer: paused, %d partition(s) assigned and not fetched",
+                        parts->cnt);
+    } else if (coop) {
+        e = rd_kafka_incremental_unassign(rk, parts);
+    } else {
+        r = rd_kafka_assign(rk, NULL);
+    }
+    if (e != NULL) {
+        insite_log_error("kafka consumer: rebalance: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        insite_log_error("kafka consumer: rebalance: %s", rd_kafka_err2str(r));
+    }
 }
 
 sent_consumer *sent_consumer_new(const sent_consumer_options *o)
@@ -60,6 +95,15 @@ sent_consumer *sent_consumer_new(const sent_consumer_options *o)
     }
     rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+    if (o->paused)
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance_paused);
+    if (insite_kafka_consumer_metrics_conf(o->metrics, conf, o->statistics_interval_ms) != 0)
+        goto fail;
+    c->metrics = o->metrics;
+    c->paused = o->paused;
+    c->stats_ms = o->statistics_interval_ms > 0
+                  && o->statistics_interval_ms < INSITE_KAFKA_STATS_INTERVAL_MS
+                  ? o->statistics_interval_ms : INSITE_KAFKA_STATS_INTERVAL_MS;
     if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))) == NULL) {
         insite_log_error("kafka consumer: cannot create: %s", err);
         goto fail;
@@ -90,8 +134,17 @@ fail:
 rd_kafka_message_t *sent_consumer_poll(sent_consumer *c, int timeout_ms)
 {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
-    if (m == NULL || m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (c->paused && c->metrics != NULL && insite_clock_mono_ms() >= c->next_refresh) {
+        /* nothing is fetched, so the statistics know no watermark */
+        insite_kafka_consumer_metrics_refresh(c->metrics, c->rk, 2000);
+        c->next_refresh = insite_clock_mono_ms() + c->stats_ms;
+    }
+    if (m == NULL)
+        return NULL;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        insite_kafka_consumer_metrics_consumed(c->metrics, m);
         return m;
+    }
     if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
         insite_log_warn("kafka consumer: %s: %s", c->topic, rd_kafka_message_errstr(m));
     rd_kafka_message_destroy(m);

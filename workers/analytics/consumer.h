@@ -11,6 +11,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_metrics.h"
+
 typedef struct {
     const char *bootstrap;
     const char *group;               /* group.id */
@@ -19,6 +21,11 @@ typedef struct {
     int commit_interval_ms;          /* auto.commit.interval.ms; 0 = 1000 */
     const char *offset_reset;        /* auto.offset.reset: "earliest" */
     int session_timeout_ms;          /* session.timeout.ms; 0 = librdkafka's */
+    insite_kafka_consumer_metrics *metrics;   /* NULL = none; the caller's,
+                                       freed after sent_consumer_close() */
+    int statistics_interval_ms;      /* lag refresh; 0 = 5000 */
+    int paused;                      /* join the group and report lag, but
+                                        fetch nothing (analytics.paused) */
 } sent_consumer_options;
 
 typedef struct sent_consumer sent_consumer;
@@ -27,7 +34,8 @@ typedef struct sent_consumer sent_consumer;
 sent_consumer *sent_consumer_new(const sent_consumer_options *o);
 
 /* The next message, or NULL after timeout_ms (consumer errors are logged
- * here).  Destroy it with rd_kafka_message_destroy(). */
+ * here; the statistics callback runs here too).  Counted in
+ * insite_kafka_messages_consumed_total.  Destroy it with rd_kafka_message_destroy(). */
 rd_kafka_message_t *sent_consumer_poll(sent_consumer *c, int timeout_ms);
 
 /* Processed: its offset may be committed. */

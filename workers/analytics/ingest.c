@@ -133,12 +133,15 @@ static int64_t post_time(const sent_pipeline *p, const sent_post *post, int64_t 
     return t > now ? now : t;       /* a clock ahead of ours */
 }
 
-/* 0 processed (scored, duplicate or dead-lettered), -1 retry later. */
-static int handle(sent_pipeline *p, const rd_kafka_message_t *m)
+/* 0 processed (scored, duplicate or dead-lettered), -1 retry later.
+ * *etype: the event type it was handled as, for the processing metric. */
+static int handle(sent_pipeline *p, const rd_kafka_message_t *m, const char **etype)
 {
     sent_post post;
     char reason[256];
+    *etype = "social_post";
     if (sent_post_parse(m->payload, m->len, &post, reason, sizeof(reason)) != 0) {
+        *etype = "invalid";
         if (dead_letter(p, m, reason) != 0)
             return -1;
         p->st.poison++;
@@ -205,7 +208,11 @@ int sent_pipeline_step(sent_pipeline *p, int timeout_ms)
         if (m == NULL)
             break;
         p->st.consumed++;
-        if (handle(p, m) == 0) {
+        const char *etype;
+        double t0 = insite_clock_mono_s();
+        if (handle(p, m, &etype) == 0) {
+            insite_kafka_consumer_metrics_processed(p->o.metrics, rd_kafka_topic_name(m->rkt),
+                                                    etype, insite_clock_mono_s() - t0);
             sent_consumer_done(p->o.in, m);
         } else {
             p->st.retried++;

@@ -30,6 +30,8 @@ typedef struct {
     int64_t publish_interval_ms;     /* 10000 */
     int use_received_time;           /* 1: window time = when consumed */
     int retry_backoff_ms;            /* after a transient failure; 1000 */
+    insite_kafka_consumer_metrics *metrics;  /* NULL = none: processing
+                                        time of every processed message */
     int64_t (*now_ms)(void *);       /* wall clock in epoch ms; NULL = real */
     void *now_ud;
 } sent_pipeline_options;

@@ -181,9 +181,13 @@ static void pipeline_metrics_update(pipeline_metrics *pm, const sent_pipeline *p
 static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
 {
     analytics_pipeline ap;
-    if (analytics_pipeline_open(&ap, cfg, &ctx->model) != 0)
-        return 1;
     insite_metrics *metrics = insite_metrics_new("analytics");
+    if (metrics == NULL)
+        return 1;
+    if (analytics_pipeline_open(&ap, cfg, &ctx->model, metrics) != 0) {
+        insite_metrics_free(metrics);
+        return 1;
+    }
     const insite_http_route routes[] = {
         { "POST", "/api/v1/analyze/sentiment", api_sentiment, ctx },
         { "POST", "/api/v1/analyze/correlation", api_correlation, ctx },

@@ -21,12 +21,17 @@ const insite_config_key analytics_pipeline_keys[] = {
       "produced) or \"received\" (when consumed)" },
     { "analytics.source_service", INSITE_CFG_STRING, "analytics", 0, 0,
       "source_service of the Kafka envelopes" },
+    { "analytics.session_timeout", INSITE_CFG_DURATION, "45s", 6000, 300000,
+      "session.timeout.ms of the consumer: how long a vanished member holds its partitions" },
+    { "analytics.paused", INSITE_CFG_BOOL, "false", 0, 0,
+      "join the consumer group but fetch nothing: offsets stay, insite_kafka_consumer_lag "
+      "shows the backlog (maintenance, and the lag test)" },
 };
 const size_t analytics_pipeline_nkeys =
     sizeof(analytics_pipeline_keys) / sizeof(analytics_pipeline_keys[0]);
 
 int analytics_pipeline_open(analytics_pipeline *ap, const insite_config *cfg,
-                            const vader_model *model)
+                            const vader_model *model, insite_metrics *metrics)
 {
     memset(ap, 0, sizeof(*ap));
     if (!insite_config_bool(cfg, "analytics.pipeline")) {
@@ -42,9 +47,16 @@ int analytics_pipeline_open(analytics_pipeline *ap, const insite_config *cfg,
     insite_redis_options ro;
     insite_kafka_options_from_config(cfg, &ko);
     insite_redis_options_from_config(cfg, &ro);
+    ko.metrics = metrics;
+    const char *group = insite_config_string(cfg, "analytics.consumer_group");
+    if (metrics != NULL && (ap->km = insite_kafka_consumer_metrics_new(metrics, group)) == NULL)
+        goto fail;
     sent_consumer_options co = {
-        .bootstrap = ko.bootstrap, .group = insite_config_string(cfg, "analytics.consumer_group"),
+        .bootstrap = ko.bootstrap, .group = group,
         .topic = insite_config_string(cfg, "analytics.posts_topic"), .client_id = ko.client_id,
+        .metrics = ap->km, .statistics_interval_ms = ko.statistics_interval_ms,
+        .paused = insite_config_bool(cfg, "analytics.paused"),
+        .session_timeout_ms = (int)insite_config_duration_ms(cfg, "analytics.session_timeout"),
     };
     if ((ap->out = insite_kafka_new(&ko)) == NULL
         || (ap->redis = insite_redis_new(&ro)) == NULL
@@ -59,6 +71,7 @@ int analytics_pipeline_open(analytics_pipeline *ap, const insite_config *cfg,
         .updates_topic = insite_config_string(cfg, "analytics.updates_topic"),
         .publish_interval_ms = insite_config_duration_ms(cfg, "analytics.publish_interval"),
         .use_received_time = strcmp(wt, "received") == 0,
+        .metrics = ap->km,
     };
     if ((ap->p = sent_pipeline_new(&po)) == NULL)
         goto fail;
@@ -76,5 +89,6 @@ void analytics_pipeline_close(analytics_pipeline *ap)
         insite_kafka_close(ap->out);
     insite_redis_free(ap->redis);
     sent_db_free(ap->db);
+    insite_kafka_consumer_metrics_free(ap->km);   /* after the consumer */
     memset(ap, 0, sizeof(*ap));
 }

@@ -15,12 +15,14 @@ typedef struct {
     insite_redis *redis;
     sent_db *db;
     sent_pipeline *p;
+    insite_kafka_consumer_metrics *km;
 } analytics_pipeline;
 
 /* 0 (p->p NULL when analytics.pipeline is false), or -1 (logged; what was
- * opened is closed). */
+ * opened is closed).  metrics (may be NULL) gets the insite_kafka_* producer
+ * and consumer metrics (kafka_metrics.h). */
 int analytics_pipeline_open(analytics_pipeline *ap, const insite_config *cfg,
-                            const vader_model *model);
+                            const vader_model *model, insite_metrics *metrics);
 void analytics_pipeline_close(analytics_pipeline *ap);
 
 #endif

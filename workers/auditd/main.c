@@ -74,6 +74,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     if (insite_config_bool(cfg, "auditd.kafka")) {
         insite_kafka_options ko;
         insite_kafka_options_from_config(cfg, &ko);
+        ko.metrics = m;     /* insite_kafka_* producer metrics */
         if ((s.kafka = insite_kafka_new(&ko)) == NULL)
             goto out;
     }

@@ -85,6 +85,7 @@ static int open_backends(app *a)
 
     insite_redis_options_from_config(a->cfg, &ro);
     insite_kafka_options_from_config(a->cfg, &ko);
+    ko.metrics = a->metrics;     /* insite_kafka_* producer metrics */
     a->redis = insite_redis_new(&ro);
     a->kafka = insite_kafka_new(&ko);
     a->pg = store_open(insite_config_string(a->cfg, "pg.dsn"),

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "kafka.h"
+#include "kafka_metrics.h"
 #include "log.h"
 
 #define MAX_ATTEMPTS 5        /* app-level retries before spooling */
@@ -46,6 +47,8 @@ const insite_config_key insite_kafka_config_keys[] = {
     { "kafka.flush_timeout", INSITE_CFG_DURATION, "10s", 0, 600000, "flush at shutdown" },
     { "kafka.replication_factor", INSITE_CFG_INT, "1", 1, 16,
       "for topic creation: 1 for a single broker, 3 in production" },
+    { "kafka.statistics_interval", INSITE_CFG_DURATION, "5s", 100, 5000,
+      "consumers: statistics.interval.ms, how often insite_kafka_consumer_lag is refreshed" },
 };
 const size_t insite_kafka_config_nkeys =
     sizeof(insite_kafka_config_keys) / sizeof(insite_kafka_config_keys[0]);
@@ -62,6 +65,8 @@ void insite_kafka_options_from_config(const insite_config *cfg, insite_kafka_opt
     o->retry_backoff_ms = (int)insite_config_duration_ms(cfg, "kafka.retry_backoff");
     o->flush_timeout_ms = (int)insite_config_duration_ms(cfg, "kafka.flush_timeout");
     o->replication_factor = (int)insite_config_int(cfg, "kafka.replication_factor");
+    o->statistics_interval_ms = (int)insite_config_duration_ms(cfg, "kafka.statistics_interval");
+    o->metrics = NULL;   /* the worker sets its registry */
 }
 
 typedef struct item {
@@ -82,6 +87,7 @@ struct insite_kafka {
     char *spool_path;
     char codec[16];
     atomic_uint_fast64_t delivered, failed, retried, spooled;
+    insite_kafka_producer_metrics *pm;   /* NULL = no metrics */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -149,6 +155,7 @@ static int spool_write(insite_kafka *k, const item *it, const char *why)
         return -1;
     }
     atomic_fetch_add(&k->spooled, 1);
+    insite_kafka_producer_metrics_spooled(k->pm, it->topic);
     insite_log_warn("kafka: spooled message topic=%s key=%s to %s (%s)",
                     it->topic, it->key ? it->key : "", k->spool_path, why);
     return 0;
@@ -202,6 +209,7 @@ int insite_kafka_produce(insite_kafka *k, const char *topic, const char *key,
     insite_log_warn("kafka: cannot enqueue topic=%s key=%s: %s; holding for retry",
                     topic, key ? key : "", rd_kafka_err2str(e));
     atomic_fetch_add(&k->failed, 1);
+    insite_kafka_producer_metrics_failed(k->pm, topic);
     item *it = item_new(topic, key, key ? strlen(key) : 0, payload, len);
     if (it == NULL) {
         insite_log_error("kafka: LOST message topic=%s key=%s (out of memory): %.*s",
@@ -218,10 +226,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         atomic_fetch_add(&k->delivered, 1);
+        insite_kafka_producer_metrics_produced(k->pm, rd_kafka_topic_name(m->rkt));
         return;
     }
     const char *topic = rd_kafka_topic_name(m->rkt);
     atomic_fetch_add(&k->failed, 1);
+    insite_kafka_producer_metrics_failed(k->pm, topic);
     insite_log_warn("kafka: delivery failed topic=%s key=%.*s: %s; holding for retry",
                     topic, (int)m->key_len, m->key ? (const char *)m->key : "",
                     rd_kafka_err2str(m->err));
@@ -291,6 +301,7 @@ static void retry_due(insite_kafka *k, int all)
         rd_kafka_resp_err_t e = enqueue(k, it);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             atomic_fetch_add(&k->retried, 1);
+            insite_kafka_producer_metrics_retried(k->pm, it->topic);
             item_free(it);
             continue;
         }
@@ -303,6 +314,12 @@ void insite_kafka_poll(insite_kafka *k, int timeout_ms)
 {
     rd_kafka_poll(k->rk, timeout_ms);
     retry_due(k, 0);
+    if (k->pm != NULL) {
+        pthread_mutex_lock(&k->lock);
+        size_t held = k->nretry;
+        pthread_mutex_unlock(&k->lock);
+        insite_kafka_producer_metrics_queue(k->pm, (size_t)rd_kafka_outq_len(k->rk) + held);
+    }
 }
 
 int insite_kafka_flush(insite_kafka *k, int timeout_ms)
@@ -424,6 +441,10 @@ insite_kafka *insite_kafka_new(const insite_kafka_options *o)
     k->backoff_ms = o->retry_backoff_ms > 0 ? o->retry_backoff_ms : 1000;
     k->flush_timeout_ms = o->flush_timeout_ms;
     k->rf = o->replication_factor > 0 ? o->replication_factor : 1;
+    if (o->metrics != NULL
+        && (k->pm = insite_kafka_producer_metrics_new(o->metrics, o->client_id
+                                                      ? o->client_id : "insite-worker")) == NULL)
+        goto fail;
 
     const char *dir = o->spool_dir && *o->spool_dir ? o->spool_dir : ".";
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
@@ -476,6 +497,7 @@ fail:
         rd_kafka_conf_destroy(conf);
     if (k != NULL) {
         free(k->spool_path);
+        insite_kafka_producer_metrics_free(k->pm);
         pthread_mutex_destroy(&k->lock);
         free(k);
     }
@@ -515,6 +537,7 @@ void insite_kafka_close(insite_kafka *k)
     rd_kafka_destroy(k->rk);
     pthread_mutex_destroy(&k->lock);
     free(k->spool_path);
+    insite_kafka_producer_metrics_free(k->pm);
     free(k);
 }
 

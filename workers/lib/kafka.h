@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 typedef struct {
     const char *bootstrap;       /* "host:9092,host2:9092" */
@@ -33,6 +34,9 @@ typedef struct {
     int retry_backoff_ms;
     int flush_timeout_ms;        /* at shutdown */
     int replication_factor;      /* for insite_kafka_create_topics */
+    int statistics_interval_ms;  /* consumers' statistics.interval.ms (lag) */
+    insite_metrics *metrics;     /* NULL = none; else the insite_kafka_*
+                                    producer metrics (kafka_metrics.h) */
 } insite_kafka_options;
 
 typedef struct {
