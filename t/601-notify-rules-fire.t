@@ -92,4 +92,12 @@ is_deeply(\%ids, \%db, "their event_ids are the alerts' ids");
 is($n->sql("SELECT count(*) FROM notification_deliveries d JOIN notifications x ON x.id = d.notification_id "
            . "WHERE x.user_id = '$u' AND d.status = 'delivered'"), 2 * $total, 'every delivery recorded as delivered');
 
+# the shared Kafka consumer series (workers/lib/kafka_metrics.h) on /metrics
+my (undef, undef, $mr) = $n->api('GET', '/metrics');
+my $grp = "notify-" . $n->tag;
+my ($consumed) = ($mr->{body} // '') =~ /^insite_kafka_messages_consumed_total\{topic="stock_updates",group="\Q$grp\E"\} (\d+)$/m;
+cmp_ok($consumed // 0, '>', 0, "insite_kafka_messages_consumed_total for stock_updates, group $grp");
+my ($processed) = ($mr->{body} // '') =~ /^insite_kafka_processing_duration_seconds_count\{topic="stock_updates",event_type="stock_update"\} (\d+)$/m;
+is($processed, $consumed, 'every consumed update was processed (histogram count)');
+
 done_testing();

@@ -3,10 +3,12 @@
 #include <string.h>
 
 #include "consumer.h"
+#include "kafka_metrics.h"
 #include "log.h"
 
 struct notify_consumer {
     rd_kafka_t *rk;
+    insite_kafka_consumer_metrics *km;
 };
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
@@ -26,7 +28,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
                                      const char *client_id, int session_timeout_ms,
-                                     char *const *topics, size_t ntopics)
+                                     char *const *topics, size_t ntopics,
+                                     insite_metrics *metrics)
 {
     char num[32];
     notify_consumer *c = calloc(1, sizeof(*c));
@@ -45,6 +48,10 @@ notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
     if (session_timeout_ms > 0 && set(conf, "session.timeout.ms", num))
         goto fail;
     rd_kafka_conf_set_log_cb(conf, on_log);
+    if (metrics != NULL
+        && ((c->km = insite_kafka_consumer_metrics_new(metrics, group)) == NULL
+            || insite_kafka_consumer_metrics_conf(c->km, conf, 0) != 0))
+        goto fail;
     if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))) == NULL) {
         insite_log_error("kafka consumer: cannot create: %s", err);
         goto fail;
@@ -67,6 +74,8 @@ fail:
         rd_kafka_conf_destroy(conf);
     if (c != NULL && c->rk != NULL)
         rd_kafka_destroy(c->rk);
+    if (c != NULL)
+        insite_kafka_consumer_metrics_free(c->km);
     free(c);
     return NULL;
 }
@@ -74,8 +83,12 @@ fail:
 rd_kafka_message_t *notify_consumer_poll(notify_consumer *c, int timeout_ms)
 {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
-    if (m == NULL || m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (m == NULL)
+        return NULL;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        insite_kafka_consumer_metrics_consumed(c->km, m);
         return m;
+    }
     if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
         insite_log_warn("kafka consumer: %s", rd_kafka_message_errstr(m));
     rd_kafka_message_destroy(m);
@@ -96,6 +109,18 @@ static rd_kafka_topic_partition_list_t *positions(rd_kafka_message_t **m, size_t
             p->offset = off;
     }
     return l;
+}
+
+void notify_consumer_processed(notify_consumer *c, rd_kafka_message_t **m, size_t n,
+                               double seconds)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *t = rd_kafka_topic_name(m[i]->rkt);
+        insite_kafka_consumer_metrics_processed(c->km, t,
+                                                strcmp(t, "sentiment_updates") == 0
+                                                ? "sentiment_update" : "stock_update",
+                                                seconds / (double)n);
+    }
 }
 
 void notify_consumer_done(notify_consumer *c, rd_kafka_message_t **m, size_t n)
@@ -126,5 +151,6 @@ void notify_consumer_close(notify_consumer *c)
         return;
     rd_kafka_consumer_close(c->rk);
     rd_kafka_destroy(c->rk);
+    insite_kafka_consumer_metrics_free(c->km);
     free(c);
 }

@@ -11,13 +11,22 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "metrics.h"
+
 typedef struct notify_consumer notify_consumer;
 
+/* metrics (may be NULL): the shared insite_kafka_* consumer series
+ * (workers/lib/kafka_metrics.h): consumed, lag, processing duration. */
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
                                      const char *client_id, int session_timeout_ms,
-                                     char *const *topics, size_t ntopics);
+                                     char *const *topics, size_t ntopics,
+                                     insite_metrics *metrics);
 /* The next message, or NULL after timeout_ms. */
 rd_kafka_message_t *notify_consumer_poll(notify_consumer *c, int timeout_ms);
+/* The batch took `seconds` to evaluate: each message is observed in the
+ * processing histogram at its share (event_type: the topic's update kind). */
+void notify_consumer_processed(notify_consumer *c, rd_kafka_message_t **m, size_t n,
+                               double seconds);
 /* The batch's messages were committed to PostgreSQL: store their offsets. */
 void notify_consumer_done(notify_consumer *c, rd_kafka_message_t **m, size_t n);
 /* The batch failed: fetch its partitions again from their first message. */

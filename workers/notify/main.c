@@ -13,6 +13,7 @@
 
 #include "consumer.h"
 #include "http.h"
+#include "clock.h"
 #include "log.h"
 #include "notify.h"
 #include "pg.h"
@@ -117,9 +118,11 @@ static void run(insite_runtime *rt, notify_app *a, PGconn **db, notify_consumer 
             m = n < batch_max ? notify_consumer_poll(in, 0) : NULL;
         }
         if (n > 0) {
-            if (notify_eval_batch(a, *db, msgs, n) == 0)
+            double t0 = insite_clock_mono_s();
+            if (notify_eval_batch(a, *db, msgs, n) == 0) {
+                notify_consumer_processed(in, msgs, n, insite_clock_mono_s() - t0);
                 notify_consumer_done(in, msgs, n);
-            else {
+            } else {
                 insite_log_warn("batch of %zu not committed: reading it again", n);
                 notify_consumer_rewind(in, msgs, n);
             }
@@ -212,7 +215,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     if ((in = notify_consumer_new(ko.bootstrap, a.group,
                                   ko.client_id,
                                   (int)insite_config_duration_ms(cfg, "notify.session_timeout"),
-                                  topics, ntopics)) == NULL)
+                                  topics, ntopics, a.metrics)) == NULL)
         goto out;
     run(rt, &a, &db, in, (size_t)insite_config_int(cfg, "notify.batch_max"));
     rc = 0;
