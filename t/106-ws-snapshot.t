@@ -14,8 +14,11 @@ my $ngx = Insite::Nginx->new(
     http   => "    insite_redis 127.0.0.1:" . $redis->port . ";\n"
             . "    insite_ws_shutdown_spread 100ms;",
     server => "        location /ws { insite_ws; insite_ws_history 3; }\n"
-            . "        location /pub { insite_ws_publish; insite_ws_history 3; }",
+            . "        location /pub { insite_ws_publish; insite_ws_history 3; }\n"
+            . "        location /status { insite_ws_status; }",
 );
+# both workers on Redis before the first publish (a publish before that is a 503)
+ok(Insite::WS->wait_ready($ngx->port), 'Redis connected in both workers');
 
 sub publish {
     my ($ch, $price) = @_;
