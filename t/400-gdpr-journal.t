@@ -181,7 +181,7 @@ CONF
     my @w = $n->workers;
     my $before = scalar records($j);
     kill 'KILL', $w[0];
-    ok(wait_for(5, sub { my @now = $n->workers; @now == 2 && !grep { $_ == $w[0] } @now }), 'worker respawned');
+    ok(wait_for(30, sub { my @now = $n->workers; @now == 2 && !grep { $_ == $w[0] } @now }), 'worker respawned');
     $n->request('GET', "/data/item?n=after-$_", headers => { 'X-User' => 'k' }) for 1 .. 20;
     is(scalar records($j), $before + 20, 'records after the respawn');
     ($rc, $out) = verify($j);
@@ -191,7 +191,7 @@ CONF
 
     # reload: new workers start their own chain, then take over "0"/"1"
     $n->reload;
-    ok(wait_for(5, sub { $n->error_log =~ /chain "\d\.\d+" ends at seq \d+, chain "\d" continues/ }),
+    ok(wait_for(30, sub { $n->error_log =~ /chain "\d\.\d+" ends at seq \d+, chain "\d" continues/ }),
        'after reload the new workers continue chains 0 and 1');
     $n->request('GET', "/data/item?n=reload-$_", headers => { 'X-User' => 'k' }) for 1 .. 10;
     ($rc, $out) = verify($j);
