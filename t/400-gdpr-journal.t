@@ -90,8 +90,10 @@ CONF
         or diag(join "\n", map { "$_->{method} $_->{path} $_->{status}" } @r);
     my $r0 = (grep { $_->{method} eq 'GET' && $_->{path} =~ /holdings/ } @r)[0];
     is_deeply([sort keys %$r0],
-              [sort qw(id ts user_id data_subject access_type data_type method path status result ip request_id worker seq prev_hash hash)],
-              'record fields');
+              [sort qw(v id ts user_id data_subject access_type data_type method path status result reason ip request_id worker seq prev_hash hash)],
+              'record fields (format 2)');
+    is($r0->{v}, 2, 'v: 2');
+    is($r0->{reason}, undef, 'reason: null when nothing was refused');
     like($r0->{id}, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'id: uuid v4');
     like($r0->{ts}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'ts: RFC 3339 UTC, ms');
     is($r0->{user_id}, 'alice', 'user_id from insite_gdpr_audit_user');
