@@ -14,13 +14,13 @@ use warnings;
 use lib 't/lib';
 
 use Cwd qw(getcwd);
-use Digest::SHA qw(hmac_sha256 sha256_hex);
+use Digest::SHA qw(sha256_hex);
 use File::Temp ();
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64url);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use Insite::Gdpr qw(slurp spew wait_for journal_records token);
 use Insite::Nginx;
 use Insite::Services qw(free_port wait_port run_cmd start_redis http_request);
 
@@ -36,37 +36,11 @@ my $json = JSON::PP->new->utf8->canonical;
 my $tmp = File::Temp::tempdir('insite-reason-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $tmp;
 mkdir "$tmp/www";
-Test::Nginx::Util::spew("$tmp/www/ok.txt", "ok\n");
+spew("$tmp/www/ok.txt", "ok\n");
 my $tag = "rsn$$-" . int(time);
 my $dsn = $ENV{INSITE_PG_DSN};
 
-sub slurp { return '' unless -e $_[0]; local (@ARGV, $/) = @_; my $d = <>; $d // '' }
-sub wait_for {
-    my ($secs, $cond) = @_;
-    my $deadline = time + $secs;
-    while (time < $deadline) { return 1 if $cond->(); sleep 0.05 }
-    return $cond->();
-}
-sub token {
-    my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
-    my $p = encode_base64url($json->encode({ sub => $_[0], exp => time + 3600 }));
-    return "$h.$p." . encode_base64url(hmac_sha256("$h.$p", 'reason-secret'));
-}
-sub psql {
-    my ($o, $r) = run_cmd(20, 'psql', $dsn, '-X', '-qtA', '-v', 'ON_ERROR_STOP=1', '-c', $_[0]);
-    die "psql: $o" if $r;
-    chomp $o;
-    $o;
-}
-sub records {
-    my ($dir) = @_;
-    my @r;
-    for my $f (glob "$dir/audit-*.jsonl") {
-        open my $fh, '<', $f or next;
-        push @r, map { $json->decode($_) } grep { /\S/ } <$fh>;
-    }
-    return @r;
-}
+sub psql { Insite::Gdpr::psql($dsn, $_[0]) }
 
 my $redis = start_redis();
 my $j = "$tmp/journal";
@@ -87,7 +61,7 @@ my $ng2 = Insite::Nginx->new(http => "    insite_gdpr_journal $j2;\n    insite_g
         . "    insite_redis 127.0.0.1:$dead connect_timeout=300ms command_timeout=300ms;\n",
     server => $server);
 
-my $tok = token($alice);
+my $tok = token('reason-secret', $alice);
 sub get { my ($n) = @_; $n->get('/gated/ok.txt', headers => { Authorization => "Bearer $tok" }, timeout => 5) }
 
 # (a worker answers 503 consent_unavailable until its Redis connection is up)
@@ -101,7 +75,7 @@ ok(wait_for(5, sub { get($ng)->{status} == 200 }), 'granted: 200');
 is(get($ng2)->{status}, 503, 'Redis unreachable, fail closed: 503');
 
 my (@recs, @recs2);
-ok(wait_for(10, sub { @recs = records($j); @recs2 = records($j2);
+ok(wait_for(10, sub { @recs = journal_records($j); @recs2 = journal_records($j2);
                       (grep { $_->{status} == 200 } @recs) && @recs2 }), 'records journaled');
 my $total = @recs;
 @recs = grep { $_->{status} != 503 } @recs;   # the wait above
@@ -132,7 +106,7 @@ for my $seq (1 .. 2) {
     $old .= "$body,\"hash\":\"$h\"}\n";
     $prev = $h;
 }
-Test::Nginx::Util::spew("$j/audit-9-00000000000000000001.jsonl", $old);
+spew("$j/audit-9-00000000000000000001.jsonl", $old);
 my ($vo, $vs) = run_cmd(30, $bin, 'verify', $j);
 is($vs, 0, 'insite-auditd verify: format-1 and format-2 chains pass') or diag($vo);
 

@@ -10,12 +10,11 @@ use warnings;
 use lib 't/lib';
 
 use Cwd qw(getcwd);
-use Digest::SHA qw(hmac_sha256);
 use File::Temp ();
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64url);
 use Test::More;
 
+use Insite::Gdpr qw(slurp token);
 use Insite::Nginx;
 use Insite::Services qw(free_port wait_port http_request run_cmd start_redis);
 
@@ -33,18 +32,7 @@ my $tmp = File::Temp::tempdir('insite-badbody-XXXXXX', TMPDIR => 1, CLEANUP => 1
 chmod 0755, $tmp;
 my $dsn = $ENV{INSITE_PG_DSN};
 my $tag = "bb$$";
-sub slurp { return '' unless -e $_[0]; local (@ARGV, $/) = @_; my $d = <>; $d // '' }
-sub psql {
-    my ($o, $r) = run_cmd(20, 'psql', $dsn, '-X', '-qtA', '-v', 'ON_ERROR_STOP=1', '-c', $_[0]);
-    die "psql: $o" if $r;
-    chomp $o;
-    $o;
-}
-sub token {
-    my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
-    my $p = encode_base64url($json->encode({ sub => $_[0], exp => time + 3600 }));
-    return "$h.$p." . encode_base64url(hmac_sha256("$h.$p", 'badbody-secret'));
-}
+sub psql { Insite::Gdpr::psql($dsn, $_[0]) }
 
 my $redis = start_redis();
 my $api = free_port();
@@ -105,7 +93,7 @@ my $example = slurp("$root/nginx.conf.example");
 like($example, qr/error_page 413 = \@insite_gdpr_too_large;/, 'the example has the error_page');
 like($example, qr/\Qreturn 400 '{"error":"payload_too_large","message":"body larger than 65536 bytes"}\n';\E/,
      'the example has the named location');
-my $tok = token("$tag-a");
+my $tok = token('badbody-secret', "$tag-a");
 $r = $n->request('POST', '/api/v1/gdpr/consents', headers => { Authorization => "Bearer $tok",
                  'Content-Type' => 'application/json' }, body => $mb, timeout => 20);
 is($r->{status}, 400, 'through nginx: 1 MB body -> 400');

@@ -15,13 +15,13 @@ use warnings;
 use lib 't/lib';
 
 use Cwd qw(getcwd);
-use Digest::SHA qw(hmac_sha256 hmac_sha256_hex);
+use Digest::SHA qw(hmac_sha256_hex);
 use File::Temp ();
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64url);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use Insite::Gdpr qw(slurp spew wait_for token);
 use Insite::Nginx;
 use Insite::Services qw(free_port wait_port http_request run_cmd start_redis);
 
@@ -36,29 +36,11 @@ my $json = JSON::PP->new->utf8->canonical;
 my $tmp = File::Temp::tempdir('insite-erasure-journal-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $tmp;
 mkdir "$tmp/www";
-Test::Nginx::Util::spew("$tmp/www/p.json", "{\"holdings\":[]}\n");
+spew("$tmp/www/p.json", "{\"holdings\":[]}\n");
 my $dsn = $ENV{INSITE_PG_DSN};
 my $tag = "ej$$" . int(time);
 my ($A, $B) = ("$tag-alice", "$tag-bob");
-sub slurp { return '' unless -e $_[0]; local (@ARGV, $/) = @_; my $d = <>; $d // '' }
-sub spew { Test::Nginx::Util::spew(@_) }
-sub wait_for {
-    my ($secs, $cond) = @_;
-    my $deadline = time + $secs;
-    while (time < $deadline) { return 1 if $cond->(); sleep 0.1 }
-    return $cond->();
-}
-sub psql {
-    my ($o, $r) = run_cmd(20, 'psql', $dsn, '-X', '-qtA', '-v', 'ON_ERROR_STOP=1', '-c', $_[0]);
-    die "psql: $o" if $r;
-    chomp $o;
-    $o;
-}
-sub token {
-    my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
-    my $p = encode_base64url($json->encode({ sub => $_[0], exp => time + 3600 }));
-    return "$h.$p." . encode_base64url(hmac_sha256("$h.$p", 'ej-secret'));
-}
+sub psql { Insite::Gdpr::psql($dsn, $_[0]) }
 sub journal_text { join '', map { slurp($_) } glob "$tmp/journal/audit-*.jsonl" }
 
 my $key = "0123456789abcdef0123456789abcdef\n";
@@ -108,7 +90,7 @@ HTTP
             proxy_pass http://127.0.0.1:$gport;
         }
 CONF
-my %tok = ($A => token($A), $B => token($B));
+my %tok = map { $_ => token('ej-secret', $_) } $A, $B;
 sub call {
     my ($who, $method, $path, $body) = @_;
     my $r = $n->request($method, $path, headers => { Authorization => "Bearer $tok{$who}",
