@@ -272,7 +272,7 @@ SKIP: {
     my $mnt = "$tmp/full";
     mkdir $mnt;
     my ($out, $rc) = run_cmd(5, 'mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', $mnt);
-    skip "cannot mount a tmpfs to fill ($out)", 14 if $rc;
+    skip "cannot mount a tmpfs to fill ($out)", 15 if $rc;
     my $unmount = sub { run_cmd(5, 'umount', '-l', $mnt) };
     for my $mode (qw(closed open)) {
         my $n = nginx(http => "    insite_gdpr_journal $mnt/j;\n", server => <<"CONF");
@@ -305,6 +305,12 @@ CONF
         my $ok = wait_for(5, sub { $n->get('/again')->{status} == 200
                                    && $n->get('/again')->{status} == 200 });
         ok($ok, "$mode: writable again, served");
+        if ($mode eq 'closed') {
+            # the first refusal that could be written again reopened the gate
+            my @r503 = grep { $_->{status} == 503 } records("$mnt/j");
+            ok(@r503 && !grep({ ($_->{reason} // '') ne 'audit_unavailable' || $_->{result} } @r503),
+               'closed: refusals journaled with "result":false,"reason":"audit_unavailable" (' . scalar(@r503) . ')');
+        }
         like($n->error_log, qr/is writable again/, "$mode: recovery logged");
         $n->stop;
         run_cmd(5, 'rm', '-rf', "$mnt/j");
