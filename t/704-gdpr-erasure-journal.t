@@ -74,6 +74,16 @@ my $apid = Insite::Services::spawn($auditd, {
 END { kill 'TERM', $apid if $apid }
 ok(wait_port($aport, 20), 'insite-auditd listens') or diag(slurp("$tmp/auditd.log"));
 
+# a key nginx cannot use is a configuration error, not clear ids
+spew("$tmp/short.key", "too-short\n");
+for my $bad (["$tmp/short.key", qr/insite_gdpr_pseudonym_key "\Q$tmp\E\/short.key": at least 16 bytes of secret/],
+             ["$tmp/none.key", qr/insite_gdpr_pseudonym_key "\Q$tmp\E\/none.key" cannot be read/]) {
+    my $bn = eval { Insite::Nginx->new(http => "    insite_gdpr_journal $tmp/bj;\n    insite_gdpr_pseudonym_key $bad->[0];\n",
+                                       server => "        location / { insite_gdpr_audit on; }\n") };
+    ok(!$bn, "nginx refuses $bad->[0]");
+    like($@, $bad->[1], '... and says why');
+}
+
 mkdir "$tmp/journal";
 my $n = Insite::Nginx->new(http => <<"HTTP", server => <<"CONF");
     insite_gdpr_journal $tmp/journal;
