@@ -29,7 +29,7 @@
  * may have been missed), and entries older than 60 s are not used.
  */
 
-#include "ngx_insite_core.h"
+#include "ngx_insite_gdpr.h"
 
 
 #define NGX_INSITE_CONSENT_TYPES_MAX   64      /* one bit each */
@@ -66,6 +66,7 @@ typedef struct {
     ngx_str_t                   user;
     uint64_t                    granted;
     const char                 *outcome;    /* $insite_gdpr_consent */
+    const char                 *refused;    /* the error code sent, or NULL */
     unsigned                    waiting:1;
     unsigned                    decided:1;
     unsigned                    failed:1;
@@ -427,6 +428,7 @@ ngx_http_insite_consent_decide(ngx_http_request_t *r,
             return NGX_DECLINED;
         }
 
+        ctx->refused = "consent_unavailable";
         return ngx_http_insite_consent_fail(r, "consent state unavailable");
     }
 
@@ -441,6 +443,7 @@ ngx_http_insite_consent_decide(ngx_http_request_t *r,
     }
 
     ctx->outcome = "consent_required";
+    ctx->refused = "consent_required";
 
     return ngx_http_insite_consent_refuse(r, missing);
 }
@@ -787,6 +790,26 @@ ngx_http_insite_consent_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
                       "insite gdpr consent: cannot subscribe to \"%V\"", &ch);
     }
+}
+
+
+/* the audit record's "reason" (ngx_insite_gdpr.h) */
+
+void
+ngx_insite_gdpr_consent_reason(ngx_http_request_t *r, ngx_str_t *reason)
+{
+    ngx_http_insite_consent_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main,
+                                  ngx_http_insite_gdpr_consent_module);
+
+    if (ctx == NULL || ctx->refused == NULL) {
+        ngx_str_null(reason);
+        return;
+    }
+
+    reason->data = (u_char *) ctx->refused;
+    reason->len = ngx_strlen(ctx->refused);
 }
 
 

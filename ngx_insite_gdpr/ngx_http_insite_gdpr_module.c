@@ -24,8 +24,10 @@ static void ngx_http_insite_gdpr_audit(ngx_http_request_t *r);
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
-/* the request's record is written: a marker, not data */
+/* the request's ctx: markers, not data.  written: its record is written;
+ * refused: insite_gdpr_audit_fail closed refused it (the record's reason) */
 static ngx_uint_t  ngx_http_insite_gdpr_written;
+static ngx_uint_t  ngx_http_insite_gdpr_refused;
 static ngx_int_t ngx_http_insite_gdpr_user(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user);
 
@@ -40,6 +42,8 @@ static void ngx_http_insite_gdpr_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_insite_gdpr_rotate_time(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_insite_gdpr_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_insite_gdpr_paths(ngx_conf_t *cf,
@@ -165,6 +169,13 @@ static ngx_command_t  ngx_http_insite_gdpr_commands[] = {
       offsetof(ngx_http_insite_gdpr_main_conf_t, rotate_time),
       NULL },
 
+    { ngx_string("insite_gdpr_pseudonym_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_insite_gdpr_pseudonym_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -241,6 +252,9 @@ ngx_http_insite_gdpr_precontent_handler(ngx_http_request_t *r)
 
     (void) ngx_insite_http_add_header(r, "Retry-After", (u_char *) "5", 1);
 
+    ngx_http_set_ctx(r, &ngx_http_insite_gdpr_refused,
+                     ngx_http_insite_gdpr_module);
+
     ngx_http_finalize_request(r, ngx_insite_json_error(r,
                               NGX_HTTP_SERVICE_UNAVAILABLE,
                               "audit_unavailable", &msg));
@@ -280,14 +294,16 @@ ngx_http_insite_gdpr_log_handler(ngx_http_request_t *r)
 static void
 ngx_http_insite_gdpr_audit(ngx_http_request_t *r)
 {
-    u_char                           *rec;
+    u_char                           *rec, *mark;
     size_t                            len;
-    ngx_str_t                         user;
+    ngx_str_t                         user, reason;
     ngx_insite_gdpr_journal_t        *j;
     ngx_http_insite_gdpr_loc_conf_t  *lcf;
 
-    if (ngx_http_get_module_ctx(r, ngx_http_insite_gdpr_module)) {
-        return;                         /* written already */
+    mark = ngx_http_get_module_ctx(r, ngx_http_insite_gdpr_module);
+
+    if (mark == (u_char *) &ngx_http_insite_gdpr_written) {
+        return;
     }
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_gdpr_module);
@@ -312,7 +328,14 @@ ngx_http_insite_gdpr_audit(ngx_http_request_t *r)
     ngx_http_set_ctx(r, &ngx_http_insite_gdpr_written,
                      ngx_http_insite_gdpr_module);
 
-    rec = ngx_insite_gdpr_record(r, lcf, &user, j, &len);
+    if (mark == (u_char *) &ngx_http_insite_gdpr_refused) {
+        ngx_str_set(&reason, "audit_unavailable");
+
+    } else {
+        ngx_insite_gdpr_consent_reason(r, &reason);
+    }
+
+    rec = ngx_insite_gdpr_record(r, lcf, &user, &reason, j, &len);
     if (rec == NULL) {
         ngx_insite_metric_inc(j->conf->metrics.failed);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -358,6 +381,52 @@ ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf, ngx_command_t *cmd,
     if (ngx_conf_full_name(cf->cycle, &mcf->dir, 0) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* insite_gdpr_pseudonym_key FILE: read once, at configuration time */
+
+static char *
+ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf = conf;
+
+    int         n;
+    ngx_str_t  *value, path;
+
+    if (mcf->pseudonym_key_file.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* path is NUL-terminated by ngx_conf_full_name() */
+    n = insite_gdpr_pseudonym_key_read((char *) path.data, mcf->pseudonym_key,
+                                       sizeof(mcf->pseudonym_key));
+    if (n < 0) {
+        if (ngx_errno == NGX_EINVAL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "insite_gdpr_pseudonym_key \"%V\": at least "
+                               "%d bytes of secret", &path,
+                               INSITE_GDPR_PSN_KEY_MIN);
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "insite_gdpr_pseudonym_key \"%V\" cannot be "
+                               "read", &path);
+        }
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->pseudonym_key_file = path;
+    mcf->pseudonym_key_len = n;
 
     return NGX_CONF_OK;
 }

@@ -17,6 +17,7 @@
 #include <ngx_thread_pool.h>
 #endif
 #include "insite_gdpr_chain.h"
+#include "insite_gdpr_pseudonym.h"
 
 
 #define NGX_INSITE_GDPR_FSYNC_OFF     0
@@ -55,6 +56,9 @@ typedef struct {
     off_t                       rotate_size;
     time_t                      rotate_time;
     ngx_flag_t                  used;       /* some location audits */
+    ngx_str_t                   pseudonym_key_file;  /* empty: clear ids */
+    u_char                      pseudonym_key[INSITE_GDPR_PSN_KEY_MAX];
+    size_t                      pseudonym_key_len;
     ngx_insite_gdpr_metrics_t   metrics;
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;  /* fdatasync() off the loop */
@@ -126,10 +130,16 @@ ngx_int_t ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j,
     (sizeof(",\"seq\":,\"prev_hash\":\"\"") - 1 + NGX_INT64_LEN              \
      + INSITE_GDPR_HASH_LEN + INSITE_GDPR_TAIL_LEN + 1)
 
-/* the record of r up to the worker field, in r's pool; NULL on error */
+/* The record of r up to the worker field, in r's pool; NULL on error.
+ * reason: why the edge refused the request (empty: it did not). */
 u_char *ngx_insite_gdpr_record(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
-    ngx_insite_gdpr_journal_t *j, size_t *len);
+    ngx_str_t *reason, ngx_insite_gdpr_journal_t *j, size_t *len);
+
+/* The record's "reason" when insite_gdpr_consent refused r:
+ * "consent_required" (403) or "consent_unavailable" (503, fail closed);
+ * empty otherwise (ngx_http_insite_gdpr_consent_module.c). */
+void ngx_insite_gdpr_consent_reason(ngx_http_request_t *r, ngx_str_t *reason);
 
 /* Journal directory checks (ngx_insite_gdpr_journal.c).  The directory is
  * registered as an nginx path, so the master creates it and chowns it to the

@@ -1,11 +1,16 @@
 /*
- * One audited request -> the fields of its journal record:
+ * One audited request -> the fields of its journal record (format 2):
  *
- *   {"id":"<uuid v4>","ts":"2026-11-26T10:30:45.123Z","user_id":"u1",
+ *   {"v":2,"id":"<uuid v4>","ts":"2026-11-26T10:30:45.123Z","user_id":"u1",
  *    "data_subject":"u1","access_type":"read","data_type":"portfolio","method":"GET",
- *    "path":"/api/v1/portfolio","status":200,"result":true,"ip":"10.0.0.7",
- *    "request_id":"...","worker":"0"
+ *    "path":"/api/v1/portfolio","status":200,"result":true,"reason":null,
+ *    "ip":"10.0.0.7","request_id":"...","worker":"0"
  *
+ * "reason" names why the edge refused the request ("consent_required",
+ * "consent_unavailable", "audit_unavailable"), null otherwise.  With
+ * insite_gdpr_pseudonym_key, user_id and data_subject are pseudonyms
+ * ("psn:<32 hex>", insite_gdpr_pseudonym.h), never the clear id.
+ * Format 1 (no "v", no "reason") is what earlier versions wrote.
  * The journal appends seq, prev_hash and hash.  Strings are JSON-escaped
  * and always valid UTF-8 (invalid bytes and NUL become U+FFFD), and capped
  * so that one record stays one small write().
@@ -31,6 +36,8 @@ static ngx_int_t ngx_insite_gdpr_data_subject(ngx_http_request_t *r,
     ngx_str_t *subject);
 static ngx_int_t ngx_insite_gdpr_variable(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_insite_gdpr_pseudonymize(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_main_conf_t *mcf, ngx_str_t *id);
 
 
 static ngx_str_t  ngx_insite_gdpr_access_names[] = {
@@ -46,12 +53,12 @@ static ngx_str_t  ngx_insite_gdpr_access_names[] = {
 u_char *
 ngx_insite_gdpr_record(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
-    ngx_insite_gdpr_journal_t *j, size_t *len)
+    ngx_str_t *reason, ngx_insite_gdpr_journal_t *j, size_t *len)
 {
     u_char      *buf, *p, *q;
     size_t       size;
     ngx_tm_t     tm;
-    ngx_str_t    data_type, subject, path, request_id, *access;
+    ngx_str_t    data_type, subject, path, request_id, who, *access;
     ngx_uint_t   status, at;
     ngx_str_t    rid = ngx_string("insite_request_id");
     ngx_str_t    rid2 = ngx_string("request_id");
@@ -61,6 +68,25 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     {
         return NULL;
     }
+
+    who = *user;
+
+    if (j->conf->pseudonym_key_len) {
+        if (ngx_insite_gdpr_pseudonymize(r, j->conf, &who) != NGX_OK) {
+            return NULL;
+        }
+
+        if (subject.data == user->data && subject.len == user->len) {
+            subject = who;              /* the default: one HMAC */
+
+        } else if (ngx_insite_gdpr_pseudonymize(r, j->conf, &subject)
+                   != NGX_OK)
+        {
+            return NULL;
+        }
+    }
+
+    user = &who;
 
     /* path: as the client sent it, the query string dropped unless asked */
     path = r->unparsed_uri;
@@ -101,10 +127,10 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
-    size = sizeof("{\"id\":\"\",\"ts\":\"1970-01-01T00:00:00.000Z\","
+    size = sizeof("{\"v\":2,\"id\":\"\",\"ts\":\"1970-01-01T00:00:00.000Z\","
                   "\"user_id\":,\"data_subject\":,"
                   "\"access_type\":\"\",\"data_type\":,"
-                  "\"method\":,\"path\":,\"status\":,\"result\":false,"
+                  "\"method\":,\"path\":,\"status\":,\"result\":false,\"reason\":,"
                   "\"ip\":,\"request_id\":,\"worker\":\"\"") - 1
            + 36 + 6 + NGX_INT_T_LEN + j->chain_len + access->len
            + 6 * (ngx_min(user->len, NGX_INSITE_GDPR_MAX_USER)
@@ -114,8 +140,9 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
                   + ngx_min(r->method_name.len, NGX_INSITE_GDPR_MAX_SHORT)
                   + ngx_min(r->connection->addr_text.len,
                             NGX_INSITE_GDPR_MAX_SHORT)
-                  + ngx_min(request_id.len, NGX_INSITE_GDPR_MAX_SHORT))
-           + 6 * 2 + 4 * 5
+                  + ngx_min(request_id.len, NGX_INSITE_GDPR_MAX_SHORT)
+                  + ngx_min(reason->len, NGX_INSITE_GDPR_MAX_SHORT))
+           + 7 * 2 + 4 * 6
            + NGX_INSITE_GDPR_TAIL_ROOM;
 
     buf = ngx_pnalloc(r->pool, size);
@@ -123,7 +150,7 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         return NULL;
     }
 
-    p = ngx_cpymem(buf, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = ngx_cpymem(buf, "{\"v\":2,\"id\":\"", sizeof("{\"v\":2,\"id\":\"") - 1);
     ngx_insite_gdpr_uuid(p);
     p += 36;
 
@@ -156,8 +183,15 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     p = ngx_cpymem(p, ",\"path\":", sizeof(",\"path\":") - 1);
     p = ngx_insite_gdpr_json(p, &path, NGX_INSITE_GDPR_MAX_PATH);
 
-    p = ngx_sprintf(p, ",\"status\":%ui,\"result\":%s,\"ip\":", status,
+    p = ngx_sprintf(p, ",\"status\":%ui,\"result\":%s,\"reason\":", status,
                     (status > 0 && status < 400) ? "true" : "false");
+    if (reason->len) {
+        p = ngx_insite_gdpr_json(p, reason, NGX_INSITE_GDPR_MAX_SHORT);
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"ip\":", sizeof(",\"ip\":") - 1);
     p = ngx_insite_gdpr_json(p, &r->connection->addr_text,
                              NGX_INSITE_GDPR_MAX_SHORT);
 
@@ -333,6 +367,43 @@ ngx_insite_gdpr_data_subject(ngx_http_request_t *r,
     }
 
     return ngx_http_complex_value(r, lcf->data_subject, subject);
+}
+
+
+/*
+ * insite_gdpr_pseudonym_key: an id becomes its pseudonym in r's pool.
+ * Empty stays empty (null), and "*" (an operator's all-users query) names
+ * nobody, so it stays as it is.
+ */
+static ngx_int_t
+ngx_insite_gdpr_pseudonymize(ngx_http_request_t *r,
+    ngx_http_insite_gdpr_main_conf_t *mcf, ngx_str_t *id)
+{
+    u_char  *p;
+
+    if (id->len == 0 || (id->len == 1 && id->data[0] == '*')) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, INSITE_GDPR_PSN_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (insite_gdpr_pseudonym(mcf->pseudonym_key, mcf->pseudonym_key_len,
+                              (char *) id->data,
+                              id->len, (char *) p)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "insite gdpr: HMAC failed, the record is not written");
+        return NGX_ERROR;
+    }
+
+    id->data = p;
+    id->len = INSITE_GDPR_PSN_LEN;
+
+    return NGX_OK;
 }
 
 

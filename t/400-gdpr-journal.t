@@ -90,8 +90,10 @@ CONF
         or diag(join "\n", map { "$_->{method} $_->{path} $_->{status}" } @r);
     my $r0 = (grep { $_->{method} eq 'GET' && $_->{path} =~ /holdings/ } @r)[0];
     is_deeply([sort keys %$r0],
-              [sort qw(id ts user_id data_subject access_type data_type method path status result ip request_id worker seq prev_hash hash)],
-              'record fields');
+              [sort qw(v id ts user_id data_subject access_type data_type method path status result reason ip request_id worker seq prev_hash hash)],
+              'record fields (format 2)');
+    is($r0->{v}, 2, 'v: 2');
+    is($r0->{reason}, undef, 'reason: null when nothing was refused');
     like($r0->{id}, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'id: uuid v4');
     like($r0->{ts}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'ts: RFC 3339 UTC, ms');
     is($r0->{user_id}, 'alice', 'user_id from insite_gdpr_audit_user');
@@ -270,7 +272,7 @@ SKIP: {
     my $mnt = "$tmp/full";
     mkdir $mnt;
     my ($out, $rc) = run_cmd(5, 'mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', $mnt);
-    skip "cannot mount a tmpfs to fill ($out)", 14 if $rc;
+    skip "cannot mount a tmpfs to fill ($out)", 15 if $rc;
     my $unmount = sub { run_cmd(5, 'umount', '-l', $mnt) };
     for my $mode (qw(closed open)) {
         my $n = nginx(http => "    insite_gdpr_journal $mnt/j;\n", server => <<"CONF");
@@ -303,6 +305,12 @@ CONF
         my $ok = wait_for(5, sub { $n->get('/again')->{status} == 200
                                    && $n->get('/again')->{status} == 200 });
         ok($ok, "$mode: writable again, served");
+        if ($mode eq 'closed') {
+            # the first refusal that could be written again reopened the gate
+            my @r503 = grep { $_->{status} == 503 } records("$mnt/j");
+            ok(@r503 && !grep({ ($_->{reason} // '') ne 'audit_unavailable' || $_->{result} } @r503),
+               'closed: refusals journaled with "result":false,"reason":"audit_unavailable" (' . scalar(@r503) . ')');
+        }
         like($n->error_log, qr/is writable again/, "$mode: recovery logged");
         $n->stop;
         run_cmd(5, 'rm', '-rf', "$mnt/j");

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -153,6 +155,82 @@ static void test_data_subject(void **state)
     assert_string_equal(err, "field \"data_subject\" missing or invalid");
 }
 
+/* format 2: "v":2 first, "reason" after "result"; a chain runs across the
+ * format change, and a format the shipper does not know is malformed */
+static size_t make_v2(char *out, size_t size, uint64_t seq, const char *prev, int v, const char *reason)
+{
+    int n = snprintf(out, size,
+        "{\"v\":%d,\"id\":\"0b8f8e4e-1c7a-4f5e-9d1e-2a3b4c5d6e%02d\",\"ts\":\"2026-11-26T10:30:45.123Z\","
+        "\"user_id\":\"psn:710aa3fbcb49980f7666626948eaac0e\",\"data_subject\":\"psn:710aa3fbcb49980f7666626948eaac0e\","
+        "\"access_type\":\"read\",\"data_type\":\"analytics\",\"method\":\"GET\",\"path\":\"/a\","
+        "\"status\":403,\"result\":false,\"reason\":%s,\"ip\":\"10.0.0.7\",\"request_id\":\"r1\","
+        "\"worker\":\"0\",\"seq\":%llu,\"prev_hash\":\"%s\"",
+        v, (int)(seq % 100), reason, (unsigned long long)seq, prev);
+    char h[INSITE_GDPR_HASH_LEN + 1] = { 0 };
+    assert_int_equal(insite_gdpr_hash(prev, out, (size_t)n, h), 0);
+    n += snprintf(out + n, size - (size_t)n, ",\"hash\":\"%s\"}", h);
+    return (size_t)n;
+}
+
+static void test_format2(void **state)
+{
+    char old[1024], neu[1024], nul[1024], bad[1024], err[128];
+    char h1[INSITE_GDPR_HASH_LEN + 1] = { 0 }, h2[INSITE_GDPR_HASH_LEN + 1] = { 0 };
+    insite_gdpr_line_t a, b, c;
+    size_t n1 = make(old, sizeof(old), 1, INSITE_GDPR_GENESIS, "bob");
+    assert_int_equal(insite_gdpr_line_check(old, n1, INSITE_GDPR_GENESIS, 0, &a), INSITE_GDPR_OK);
+    memcpy(h1, a.hash, INSITE_GDPR_HASH_LEN);
+    size_t n2 = make_v2(neu, sizeof(neu), 2, h1, 2, "\"consent_required\"");
+    assert_int_equal(insite_gdpr_line_check(neu, n2, h1, 1, &b), INSITE_GDPR_OK);
+    memcpy(h2, b.hash, INSITE_GDPR_HASH_LEN);
+    size_t n3 = make_v2(nul, sizeof(nul), 3, h2, 2, "null");
+    assert_int_equal(insite_gdpr_line_check(nul, n3, h2, 2, &c), INSITE_GDPR_OK);
+
+    json_t *r = auditd_record_parse(old, n1, err, sizeof(err));
+    assert_non_null(r);
+    assert_null(json_object_get(r, "reason"));              /* shipped as NULL */
+    json_decref(r);
+    r = auditd_record_parse(neu, n2, err, sizeof(err));
+    assert_non_null(r);
+    assert_string_equal(json_string_value(json_object_get(r, "reason")), "consent_required");
+    json_decref(r);
+    r = auditd_record_parse(nul, n3, err, sizeof(err));
+    assert_non_null(r);
+    json_decref(r);
+
+    size_t n4 = make_v2(bad, sizeof(bad), 4, INSITE_GDPR_GENESIS, 3, "null");
+    assert_null(auditd_record_parse(bad, n4, err, sizeof(err)));
+    assert_string_equal(err, "field \"v\" missing or invalid");
+    n4 = make_v2(bad, sizeof(bad), 4, INSITE_GDPR_GENESIS, 2, "false");
+    assert_null(auditd_record_parse(bad, n4, err, sizeof(err)));
+    assert_string_equal(err, "field \"reason\" missing or invalid");
+}
+
+/* the pseudonym every component computes: a fixed vector (Python's
+ * hmac.new(key, b"alice", sha256).hexdigest()[:32]) */
+static void test_pseudonym(void **state)
+{
+    static const unsigned char key[] = "0123456789abcdef-key";
+    char out[INSITE_GDPR_PSN_LEN + 1] = { 0 };
+    assert_int_equal(insite_gdpr_pseudonym(key, sizeof(key) - 1, "alice", 5, out), 0);
+    assert_string_equal(out, "psn:710aa3fbcb49980f7666626948eaac0e");
+
+    char path[] = "/tmp/insite-psn-XXXXXX";
+    unsigned char k[INSITE_GDPR_PSN_KEY_MAX];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "short\n", 6), 6);
+    assert_int_equal(insite_gdpr_pseudonym_key_read(path, k, sizeof(k)), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(write(fd, key, sizeof(key) - 1), (ssize_t)sizeof(key) - 1);
+    close(fd);
+    assert_int_equal(insite_gdpr_pseudonym_key_read(path, k, sizeof(k)), 6 + (int)sizeof(key) - 1);
+    assert_memory_equal(k, "short\n0123", 10);
+    unlink(path);
+    assert_int_equal(insite_gdpr_pseudonym_key_read(path, k, sizeof(k)), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
 static void test_levels(void **state)
 {
     assert_null(auditd_suspicion_level(50));
@@ -186,6 +264,8 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_record),
         cmocka_unit_test(test_data_subject),
+        cmocka_unit_test(test_format2),
+        cmocka_unit_test(test_pseudonym),
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_sign),
     };

@@ -80,7 +80,8 @@ static void test_data_map(void **state)
              "{\"name\":\"c\",\"database\":\"insite\",\"table\":\"t\",\"user_column\":\"u\",\"action\":\"delete\"},"
              "{\"name\":\"f\",\"database\":\"insite\",\"table\":\"t2\",\"user_column\":\"u\",\"action\":\"anonymize\","
              "\"columns\":{\"email\":null,\"name\":\"x\"}}],"
-             "\"redis\":[{\"name\":\"k\",\"key\":\"insite:a:%u\"}]}", err, sizeof(err));
+             "\"redis\":[{\"name\":\"k\",\"key\":\"insite:a:%u\"},"
+             "{\"name\":\"m\",\"match\":\"insite:{alert:%u}:idem:*\"}]}", err, sizeof(err));
     assert_non_null(e);
     assert_int_equal(gdpr_pseudonym(e, "alice", a), 0);
     assert_int_equal(gdpr_pseudonym(e, "alice", b), 0);
@@ -105,6 +106,10 @@ static void test_data_map(void **state)
         { "{\"version\":1,\"databases\":{\"insite\":\"\"},\"postgresql\":[{\"name\":\"c\",\"database\":\"insite\","
           "\"table\":\"t\",\"user_column\":\"u\",\"action\":\"anonymize\"}]}", "columns" },
         { "{\"version\":1,\"databases\":{\"insite\":\"\"},\"redis\":[{\"name\":\"k\",\"key\":\"insite:*\"}]}", "wildcards" },
+        /* "match": %u and one final "*" only */
+        { "{\"version\":1,\"databases\":{\"insite\":\"\"},\"redis\":[{\"name\":\"k\",\"match\":\"insite:*:%u\"}]}", "wildcards" },
+        { "{\"version\":1,\"databases\":{\"insite\":\"\"},\"redis\":[{\"name\":\"k\",\"match\":\"insite:%u:*:*\"}]}", "wildcards" },
+        { "{\"version\":1,\"databases\":{\"insite\":\"\"},\"redis\":[{\"name\":\"k\",\"match\":\"insite:idem:*\"}]}", "wildcards" },
         { "{\"version\":1,\"databases\":{\"insite\":\"\"},\"kafka\":{\"topic\":\"user_events\",\"event\":\"x\"}}", "kafka" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

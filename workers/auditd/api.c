@@ -6,6 +6,8 @@
  * Who asks is the caller nginx vouches for (insite_http_user): a user reads
  * only their own trail; another user's (user_id=<other>) or everyone's needs
  * the operator scope gdpr:admin.  PostgreSQL's error text stays in the log.
+ * With auditd.pseudonym_key a user's records are found under their
+ * pseudonym too (journals written with insite_gdpr_pseudonym_key).
  *
  * One PostgreSQL connection of its own, reconnected on demand. */
 #include <stdlib.h>
@@ -59,6 +61,17 @@ static int pg_fail(auditd_api *a, PGresult *r, const char *what, json_t **reply)
     return status;
 }
 
+/* The pseudonym of who as a query parameter (auditd.pseudonym_key), or NULL
+ * when there is no key or no user: records of who are under either id. */
+static const char *pseudonym_of(const auditd_api *a, const char *who, char out[INSITE_GDPR_PSN_LEN + 1])
+{
+    if (who == NULL || a->psn_key_len == 0
+        || insite_gdpr_pseudonym(a->psn_key, a->psn_key_len, who, strlen(who), out) != 0)
+        return NULL;
+    out[INSITE_GDPR_PSN_LEN] = '\0';
+    return out;
+}
+
 /*
  * Whose records the caller may read: *who becomes the user to filter on
  * (NULL: everyone, operators only).  Returns 0, or the error status with
@@ -92,9 +105,10 @@ static int authorize(const insite_http_request *req, const char **who, json_t **
 int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
 {
     auditd_api *a = ud;
-    const char *p[4] = {
-        NULL, insite_http_query(req, "start_date"), insite_http_query(req, "end_date"), NULL,
+    const char *p[5] = {
+        NULL, insite_http_query(req, "start_date"), insite_http_query(req, "end_date"), NULL, NULL,
     };
+    char psn[INSITE_GDPR_PSN_LEN + 1];
     long long limit;
     char lim[24];
     PGconn *pg;
@@ -110,6 +124,7 @@ int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
         return st;
     snprintf(lim, sizeof(lim), "%lld", limit);
     p[3] = lim;
+    p[4] = pseudonym_of(a, p[0], psn);
     if ((pg = acquire(a)) == NULL) {
         *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
         return 503;
@@ -117,19 +132,19 @@ int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
     PGresult *r = PQexecParams(pg,
         "SELECT id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), user_id,"
         " access_type, data_type, method, path, status, result, ip, request_id, worker, seq, hash,"
-        " data_subject"
-        " FROM gdpr_audit_trail WHERE ($1::text IS NULL OR user_id = $1)"
+        " data_subject, reason"
+        " FROM gdpr_audit_trail WHERE ($1::text IS NULL OR user_id = $1 OR user_id = $5)"
         " AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3)"
-        " ORDER BY ts DESC, seq DESC LIMIT $4::int", 4, NULL, p, NULL, NULL, 0);
+        " ORDER BY ts DESC, seq DESC LIMIT $4::int", 5, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return pg_fail(a, r, "audit trail", reply);
     json_t *recs = json_array();
     static const char *names[] = { "id", "ts", "user_id", "access_type", "data_type", "method",
                                    "path", "status", "result", "ip", "request_id", "worker",
-                                   "seq", "hash", "data_subject" };
+                                   "seq", "hash", "data_subject", "reason" };
     for (int i = 0; i < PQntuples(r); i++) {
         json_t *o = json_object();
-        for (int c = 0; c < 15; c++) {
+        for (int c = 0; c < 16; c++) {
             const char *v = PQgetvalue(r, i, c);
             json_t *jv = PQgetisnull(r, i, c) ? json_null()
                          : c == 7 || c == 12 ? json_integer(strtoll(v, NULL, 10))
@@ -148,7 +163,8 @@ int auditd_api_trail(const insite_http_request *req, json_t **reply, void *ud)
 int auditd_api_suspicious(const insite_http_request *req, json_t **reply, void *ud)
 {
     auditd_api *a = ud;
-    const char *p[1] = { NULL };
+    const char *p[2] = { NULL, NULL };
+    char psn[INSITE_GDPR_PSN_LEN + 1];
     PGconn *pg;
     int st;
 
@@ -158,6 +174,7 @@ int auditd_api_suspicious(const insite_http_request *req, json_t **reply, void *
     }
     if ((st = authorize(req, &p[0], reply)) != 0)
         return st;
+    p[1] = pseudonym_of(a, p[0], psn);
     if ((pg = acquire(a)) == NULL) {
         *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
         return 503;
@@ -167,9 +184,9 @@ int auditd_api_suspicious(const insite_http_request *req, json_t **reply, void *
         "SELECT user_id, count(*), to_char(min(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
         " to_char(max(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
         " FROM gdpr_audit_trail WHERE ts > now() - interval '1 hour' AND user_id IS NOT NULL"
-        " AND ($1::text IS NULL OR user_id = $1) GROUP BY user_id"
+        " AND ($1::text IS NULL OR user_id = $1 OR user_id = $2) GROUP BY user_id"
         " HAVING ($1::text IS NOT NULL OR count(*) > 50) ORDER BY count(*) DESC LIMIT 1000",
-        1, NULL, p, NULL, NULL, 0);
+        2, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         return pg_fail(a, r, "suspicious activity", reply);
     json_t *users = json_array();

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "../../ngx_insite_gdpr/insite_gdpr_chain.h"
+#include "../../ngx_insite_gdpr/insite_gdpr_pseudonym.h"
 #include "config.h"
 #include "http.h"
 #include "kafka.h"
@@ -52,6 +53,11 @@ int auditd_chain_step(auditd_chainstate *st, const char *line, size_t len,
 int auditd_verify_main(int argc, char **argv, FILE *out);
 
 /* ---- record checks shared by ship.c ---- */
+
+/* The newest journal record format this shipper reads (docs/gdpr.md):
+ * 1 has no "v"; 2 has "v":2 first and "reason" (string or null) after
+ * "result".  A record of another format is malformed. */
+#define AUDITD_RECORD_FORMAT 2
 
 /* Parses and checks the fields a row needs (uuid id, RFC 3339 ts, ...).
  * Returns the object (caller decrefs) or NULL with a reason in err. */
@@ -115,6 +121,11 @@ typedef struct {
     const char *dsn;
     PGconn *pg;
     pthread_mutex_t lock;
+    /* auditd.pseudonym_key: the journals hold pseudonyms (nginx's
+     * insite_gdpr_pseudonym_key); a caller's records are found under both
+     * the clear id (older records) and its pseudonym.  0: clear ids only */
+    unsigned char psn_key[INSITE_GDPR_PSN_KEY_MAX];
+    size_t psn_key_len;
 } auditd_api;
 
 /* GET /api/v1/gdpr/audit-trail?user_id&start_date&end_date&limit */

@@ -9,6 +9,7 @@
  *                                             signatures and links
  *
  * docs/gdpr.md: the journal format, guarantees and operations. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,9 @@ static const insite_config_key auditd_keys[] = {
       "where checkpoints-<source>.jsonl is written" },
     { "auditd.kafka", INSITE_CFG_BOOL, "false", 0, 0,
       "also produce each record to Kafka user_events (kafka.* settings)" },
+    { "auditd.pseudonym_key", INSITE_CFG_STRING, "", 0, 0,
+      "the key file of nginx's insite_gdpr_pseudonym_key: the API finds a user's"
+      " pseudonymous records too (\"\" = clear ids only)" },
 };
 
 static const char usage[] = "[verify PATH... | verify-checkpoints DIGEST PUBKEY]";
@@ -70,6 +74,16 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     s.metrics = m;
     if (m == NULL || auditd_shipper_init(&s) != 0)
         goto out;
+    const char *psn_key = insite_config_string(cfg, "auditd.pseudonym_key");
+    if (psn_key[0]) {
+        int n = insite_gdpr_pseudonym_key_read(psn_key, api.psn_key, sizeof(api.psn_key));
+        if (n < 0) {
+            insite_log_error("auditd.pseudonym_key %s: %s", psn_key,
+                             errno == EINVAL ? "at least 16 bytes of secret" : strerror(errno));
+            goto out;
+        }
+        api.psn_key_len = (size_t)n;
+    }
 
     if (insite_config_bool(cfg, "auditd.kafka")) {
         insite_kafka_options ko;

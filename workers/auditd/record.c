@@ -57,6 +57,14 @@ json_t *auditd_record_parse(const char *line, size_t len, char *err, size_t errl
         bad = "access_type";
     else if (!json_is_string(json_object_get(r, "worker")))
         bad = "worker";
+    /* the format: 1 (no "v") or 2 ("v":2, with "reason") */
+    else if (json_object_get(r, "v") != NULL
+             && json_integer_value(json_object_get(r, "v")) != AUDITD_RECORD_FORMAT)
+        bad = "v";
+    else if (json_object_get(r, "v") != NULL
+             && !json_is_string(json_object_get(r, "reason"))
+             && !json_is_null(json_object_get(r, "reason")))
+        bad = "reason";
     /* since migration 021; records written before it have none */
     else if (json_object_get(r, "data_subject") != NULL
              && !json_is_string(json_object_get(r, "data_subject"))

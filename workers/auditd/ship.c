@@ -114,7 +114,7 @@ static int copy_row(batch *b, json_t *rec, const char *source, const char *line,
     static const char *fields[] = { "id", "ts", "user_id", "access_type", "data_type",
                                     "method", "path", "status", "result", "ip",
                                     "request_id", "worker", "seq", "prev_hash", "hash",
-                                    "data_subject" };
+                                    "data_subject", "reason" };
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (copy_field(b, rec, fields[i], '\t') != 0)
@@ -327,7 +327,7 @@ static int commit(auditd_shipper *s, batch *b)
     if (b->rows) {
         r = PQexec(s->pg, "COPY gdpr_audit_stage (id, ts, user_id, access_type, data_type,"
                           " method, path, status, result, ip, request_id, worker, seq,"
-                          " prev_hash, hash, data_subject, source, record) FROM STDIN");
+                          " prev_hash, hash, data_subject, reason, source, record) FROM STDIN");
         if (PQresultStatus(r) != PGRES_COPY_IN) {
             PQclear(r);
             snprintf(err, sizeof(err), "%s", PQerrorMessage(s->pg));
@@ -349,9 +349,10 @@ static int commit(auditd_shipper *s, batch *b)
         }
         r = PQexec(s->pg,
             "INSERT INTO gdpr_audit_trail (id, ts, user_id, access_type, data_type, method, path,"
-            " status, result, ip, request_id, worker, seq, prev_hash, hash, data_subject, source,"
-            " record) SELECT id, ts, user_id, access_type, data_type, method, path, status, result,"
-            " ip, request_id, worker, seq, prev_hash, hash, data_subject, source, record"
+            " status, result, ip, request_id, worker, seq, prev_hash, hash, data_subject, reason,"
+            " source, record) SELECT id, ts, user_id, access_type, data_type, method, path, status,"
+            " result, ip, request_id, worker, seq, prev_hash, hash, data_subject, reason, source,"
+            " record"
             " FROM gdpr_audit_stage"
             " ON CONFLICT (id) DO NOTHING");
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;

@@ -19,9 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "clock.h"
 #include "envelope.h"
 #include "gdpr.h"
@@ -30,6 +27,7 @@
 #include "pg.h"
 #include "random.h"
 #include "sign.h"
+#include "../../ngx_insite_gdpr/insite_gdpr_pseudonym.h"
 
 #define CONFIRMATION "DELETE_MY_DATA"
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -50,6 +48,7 @@ typedef struct {
     int pseudonymize;
     char *reason;
     char *key;                   /* redis key pattern with %u */
+    int match;                   /* key is a SCAN pattern ending in "*" */
 } target;
 
 typedef struct {
@@ -104,15 +103,9 @@ static void crash_point(const char *step)
 
 int gdpr_pseudonym(const gdpr_erasure *e, const char *user, char out[40])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-
-    if (HMAC(EVP_sha256(), e->hkey, (int)e->hkeylen, (const unsigned char *)user, strlen(user),
-             md, &n) == NULL)
+    if (insite_gdpr_pseudonym(e->hkey, e->hkeylen, user, strlen(user), out) != 0)
         return -1;
-    memcpy(out, "psn:", 4);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 4 + 2 * i, 3, "%02x", md[i]);
+    out[INSITE_GDPR_PSN_LEN] = '\0';
     return 0;
 }
 
@@ -233,9 +226,19 @@ static int load_map(gdpr_erasure *e, const char *path, const char *our_dsn, char
     json_array_foreach(json_object_get(m, "redis"), i, v) {
         const char *name = json_string_value(json_object_get(v, "name"));
         const char *key = json_string_value(json_object_get(v, "key"));
+        const char *match = json_string_value(json_object_get(v, "match"));
         target *x = &e->targets[e->ntargets];
-        if (!ident_ok(name) || key == NULL || strstr(key, "%u") == NULL || strchr(key, '*')) {
-            snprintf(err, errlen, "%s: redis target: name and a key with %%u (no wildcards)", path);
+        /* "match": every key with that prefix, the only wildcard a final "*" */
+        if (key == NULL && match != NULL) {
+            size_t len = strlen(match);
+            if (len > 1 && match[len - 1] == '*' && strchr(match, '*') == match + len - 1)
+                key = match;
+            x->match = 1;
+        }
+        if (!ident_ok(name) || key == NULL || strstr(key, "%u") == NULL
+            || (!x->match && strchr(key, '*'))) {
+            snprintf(err, errlen, "%s: redis target: name and a key with %%u (no wildcards),"
+                     " or a match with %%u ending in the only \"*\"", path);
             goto fail;
         }
         x->kind = T_REDIS;
@@ -268,7 +271,7 @@ fail:
 gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t errlen)
 {
     gdpr_erasure *e = calloc(1, sizeof(*e));
-    FILE *f;
+    int n;
 
     e->store = o->store;
     e->grace_ms = o->grace_ms;
@@ -288,16 +291,12 @@ gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t 
         snprintf(err, errlen, "%s: a kafka target needs kafka.bootstrap", o->data_map);
         goto fail;
     }
-    if ((f = fopen(o->pseudonym_key, "r")) == NULL) {
-        snprintf(err, errlen, "gdpr.pseudonym_key %s: %s", o->pseudonym_key, strerror(errno));
+    if ((n = insite_gdpr_pseudonym_key_read(o->pseudonym_key, e->hkey, sizeof(e->hkey))) < 0) {
+        snprintf(err, errlen, "gdpr.pseudonym_key %s: %s", o->pseudonym_key,
+                 errno == EINVAL ? "at least 16 bytes of secret" : strerror(errno));
         goto fail;
     }
-    e->hkeylen = fread(e->hkey, 1, sizeof(e->hkey), f);
-    fclose(f);
-    if (e->hkeylen < 16) {
-        snprintf(err, errlen, "gdpr.pseudonym_key %s: at least 16 bytes of secret", o->pseudonym_key);
-        goto fail;
-    }
+    e->hkeylen = (size_t)n;
     if ((e->sign_key = insite_sign_load_key(o->signing_key, 1, "receipt")) == NULL) {
         snprintf(err, errlen, "gdpr.signing_key %s: not usable", o->signing_key);
         goto fail;
@@ -471,10 +470,52 @@ static int run_pg(gdpr_erasure *e, target *x, const char *user, const char *psn,
     return n;
 }
 
+/* the key of x for user; for a match target the SCAN pattern, with the
+ * user's glob characters escaped (a user "*" matches only "*") */
 static void redis_key(const target *x, const char *user, char *out, size_t len)
 {
     const char *u = strstr(x->key, "%u");
-    snprintf(out, len, "%.*s%s%s", (int)(u - x->key), x->key, user, u + 2);
+    size_t n = (size_t)snprintf(out, len, "%.*s", (int)(u - x->key), x->key);
+    for (; *user && n + 2 < len; user++) {
+        if (x->match && strchr("*?[]\\", *user))
+            out[n++] = '\\';
+        out[n++] = *user;
+    }
+    snprintf(out + n, len - n, "%s", u + 2);
+}
+
+/* SCAN for a match target: counts the keys, and deletes them unless scan.
+ * Call with the store lock held.  0, or -1 (connection reset). */
+static int run_redis_match(redisContext *rc, const char *pattern, long long *rows, int scan)
+{
+    char cursor[32] = "0";
+    redisReply *rep, *del;
+
+    *rows = 0;
+    do {
+        rep = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
+            || rep->element[0]->type != REDIS_REPLY_STRING) {
+            if (rep)
+                freeReplyObject(rep);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        redisReply *keys = rep->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            if (!scan) {
+                del = redisCommand(rc, "DEL %b", keys->element[i]->str, keys->element[i]->len);
+                if (del == NULL) {
+                    freeReplyObject(rep);
+                    return -1;
+                }
+                freeReplyObject(del);
+            }
+            (*rows)++;
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
 }
 
 static int run_redis(gdpr_erasure *e, target *x, const char *user, long long *rows, int scan)
@@ -487,6 +528,12 @@ static int run_redis(gdpr_erasure *e, target *x, const char *user, long long *ro
     pthread_mutex_lock(&e->store->lock);
     if ((rc = gdpr_store_redis(e->store)) != NULL) {
         redis_key(x, user, key, sizeof(key));
+        if (x->match) {
+            if ((rcode = run_redis_match(rc, key, rows, scan)) != 0)
+                gdpr_store_redis_reset(e->store);
+            pthread_mutex_unlock(&e->store->lock);
+            return rcode;
+        }
         rep = redisCommand(rc, scan ? "EXISTS %s" : "DEL %s", key);
         if (rep == NULL)
             gdpr_store_redis_reset(e->store);
@@ -987,9 +1034,15 @@ int gdpr_verify_receipt_main(int argc, char **argv, FILE *out)
  * "redis":{"<target>":{"key","exists"}}} */
 static json_t *build_archive(gdpr_erasure *e, const char *id, const char *user)
 {
-    char ts[40], sql[512], key[1024];
-    const char *p[1] = { user };
+    char ts[40], sql[512], key[1024], psn[40];
+    const char *p[2] = { user, psn };
     json_t *pg = json_object(), *rd = json_object();
+
+    /* a pseudonymized target (the audit trail) may hold the user's rows
+     * under the pseudonym: since an erasure, or from the edge (nginx's
+     * insite_gdpr_pseudonym_key, docs/gdpr-rights.md) */
+    if (gdpr_pseudonym(e, user, psn) != 0)
+        goto fail;
 
     for (size_t i = 0; i < e->ntargets; i++) {
         target *x = &e->targets[i];
@@ -997,9 +1050,11 @@ static json_t *build_archive(gdpr_erasure *e, const char *id, const char *user)
             PGconn *c = db(e, x->db);
             if (c == NULL)
                 goto fail;
-            snprintf(sql, sizeof(sql), "SELECT coalesce(json_agg(t), '[]') FROM %s t WHERE %s = $1",
+            snprintf(sql, sizeof(sql), x->pseudonymize
+                     ? "SELECT coalesce(json_agg(t), '[]') FROM %1$s t WHERE %2$s = $1 OR %2$s = $2"
+                     : "SELECT coalesce(json_agg(t), '[]') FROM %s t WHERE %s = $1",
                      x->table, x->column);
-            PGresult *r = PQexecParams(c, sql, 1, NULL, p, NULL, NULL, 0);
+            PGresult *r = PQexecParams(c, sql, x->pseudonymize ? 2 : 1, NULL, p, NULL, NULL, 0);
             if (PQresultStatus(r) != PGRES_TUPLES_OK) {
                 int absent = table_absent(r);
                 if (!absent)

@@ -133,6 +133,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     insite_http_options ho = {
         .service = "gdpr", .port = (int)insite_config_int(cfg, "gdpr.http_port"),
         .body_max = (size_t)insite_config_int(cfg, "gdpr.body_max"),
+        .body_max_status = 400,     /* issue #14: an oversized body is bad input */
         .routes = routes, .nroutes = sizeof(routes) / sizeof(routes[0]), .metrics = m,
         .health = health, .health_ud = &consent,
     };

@@ -20,6 +20,7 @@ struct insite_http {
     struct MHD_Daemon *d;
     char *service;
     size_t body_max;
+    int body_max_status;
     insite_http_route *routes;
     size_t nroutes;
     insite_metrics *metrics;
@@ -334,7 +335,7 @@ static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
     if (st->too_big) {
         char msg[96];
         snprintf(msg, sizeof(msg), "body larger than %zu bytes", h->body_max);
-        return send_json(conn, 413, insite_http_error("payload_too_large", msg), NULL);
+        return send_json(conn, h->body_max_status, insite_http_error("payload_too_large", msg), NULL);
     }
 
     struct insite_http_reply_meta meta = { .n = 0 };
@@ -381,7 +382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (st->too_big || st->len + n > h->body_max) {
-            st->too_big = 1;   /* keep reading, answer 413 at the end */
+            st->too_big = 1;   /* keep reading, answer body_max_status at the end */
             return MHD_YES;
         }
         char *b = realloc(st->buf, st->len + n);
@@ -430,6 +431,7 @@ insite_http *insite_http_start(const insite_http_options *opt)
         memcpy(h->routes, opt->routes, opt->nroutes * sizeof(*h->routes));
     h->nroutes = opt->nroutes;
     h->body_max = opt->body_max ? opt->body_max : 1 << 20;
+    h->body_max_status = opt->body_max_status ? opt->body_max_status : 413;
     h->metrics = opt->metrics;
     h->health = opt->health;
     h->health_ud = opt->health_ud;

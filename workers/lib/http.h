@@ -48,6 +48,10 @@ typedef struct {
     const char *service;         /* "collector" */
     int port;                    /* 0 = any free port (see insite_http_port) */
     size_t body_max;             /* bytes; 0 = 1 MiB */
+    int body_max_status;         /* status of a body over body_max, with
+                                    {"error":"payload_too_large"}: 0 = 413;
+                                    400 for an API whose contract counts an
+                                    oversized body as bad input (insite-gdpr) */
     const insite_http_route *routes;   /* copied */
     size_t nroutes;
     insite_metrics *metrics;     /* may be NULL: /metrics then answers 404 */
