@@ -17,6 +17,8 @@
  *   ngx_insite_ws_publish.c       the insite_ws_publish HTTP endpoint
  *   ngx_insite_ws_status.c        the insite_ws_status JSON endpoint
  *   insite_ws_frame.c             RFC 6455 framing, plain C (fuzzed)
+ *   insite_ws_conflate.c          conflation runs and the conflated
+ *                                 message, plain C (fuzzed)
  *   insite_channel.c              the channel contract: names, Redis keys,
  *                                 publish bodies and script arguments,
  *                                 plain C shared with the workers (fuzzed)
@@ -28,6 +30,7 @@
 
 #include "ngx_insite_core.h"
 #include "insite_ws_frame.h"
+#include "insite_ws_conflate.h"
 #include "insite_channel.h"
 
 
@@ -46,6 +49,7 @@ typedef struct ngx_insite_ws_sub_s      ngx_insite_ws_sub_t;
 typedef struct {
     ngx_uint_t                  refs;
     size_t                      len;
+    size_t                      hlen;             /* payload at data + hlen */
     u_char                      data[1];
 } ngx_insite_ws_frame_t;
 
@@ -55,6 +59,8 @@ typedef struct {
     ngx_queue_t                 queue;
     ngx_insite_ws_frame_t      *frame;
     size_t                      sent;
+    ngx_insite_ws_sub_t        *sub;              /* in sub's conflation run */
+    insite_ws_cq_link_t         run;
 } ngx_insite_ws_out_t;
 
 
@@ -75,6 +81,7 @@ typedef struct {
     ngx_insite_metric_t        *gap_repairs;
     ngx_insite_metric_t        *resets;
     ngx_insite_metric_t        *client_errors;
+    ngx_insite_metric_t        *conflated;        /* messages merged away */
 } ngx_insite_ws_metrics_t;
 
 
@@ -132,6 +139,8 @@ struct ngx_http_insite_ws_loc_conf_s {
     ngx_array_t                *channels;         /* ngx_str_t patterns */
     ngx_uint_t                  subscribe_rate;   /* channels per second */
     ngx_uint_t                  subscribe_burst;
+    ngx_array_t                *conflate;         /* ngx_str_t patterns */
+    size_t                      conflate_after;
 };
 
 
@@ -201,9 +210,12 @@ struct ngx_insite_ws_sub_s {
     u_char                      epoch_buf[NGX_INSITE_WS_EPOCH_LEN];
     uint64_t                    since;
     uint64_t                    last;             /* replay the last N */
+    insite_ws_cq_t              run;              /* conflation, see
+                                                     insite_ws_conflate.h */
     unsigned                    has_since:1;
     unsigned                    force_reset:1;    /* epoch changed */
     unsigned                    snapshot:1;       /* "last": no reset owed */
+    unsigned                    conflate:1;       /* insite_ws_conflate */
 };
 
 
@@ -256,6 +268,9 @@ ngx_int_t ngx_insite_ws_send(ngx_insite_ws_conn_t *wc,
     ngx_insite_ws_frame_t *frame);
 ngx_int_t ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data,
     size_t len);
+ngx_int_t ngx_insite_ws_send_message(ngx_insite_ws_sub_t *sub,
+    ngx_insite_ws_frame_t *frame, uint64_t seq);
+void ngx_insite_ws_conflate_end(ngx_insite_ws_sub_t *sub);
 void ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
     const char *reason);
 void ngx_insite_ws_go_away(ngx_insite_ws_conn_t *wc);
@@ -300,6 +315,7 @@ void ngx_insite_ws_channels_check(void);
 ngx_int_t ngx_insite_ws_channel_name_valid(ngx_str_t *name);
 ngx_int_t ngx_insite_ws_channel_known(ngx_http_insite_ws_loc_conf_t *wlcf,
     ngx_str_t *name);
+ngx_int_t ngx_insite_ws_channel_match(ngx_array_t *patterns, ngx_str_t *name);
 
 /* redis */
 ngx_int_t ngx_insite_ws_redis_init(ngx_cycle_t *cycle);
