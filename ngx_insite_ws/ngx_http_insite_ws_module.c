@@ -81,6 +81,9 @@ static ngx_http_insite_ws_bounds_t  ngx_insite_ws_send_buffer_bounds =
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_history_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 0, INSITE_CHANNEL_HISTORY_MAX,
                          "0 to 1000000");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_deflate_min_size_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 0, 16 * 1024 * 1024,
+                         "0 to 16m");
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_conflate_after_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 0, 1024 * 1024 * 1024,
                          "0 to 1024m");
@@ -230,6 +233,20 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       offsetof(ngx_http_insite_ws_loc_conf_t, conflate),
       NULL },
 
+    { ngx_string("insite_ws_deflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, deflate),
+      NULL },
+
+    { ngx_string("insite_ws_deflate_min_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, deflate_min_size),
+      &ngx_insite_ws_deflate_min_size_bounds },
+
     { ngx_string("insite_ws_conflate_after"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -353,6 +370,8 @@ ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf)
     conf->allow_any_origin = NGX_CONF_UNSET;
     conf->user = NGX_CONF_UNSET_PTR;
     conf->channels = NGX_CONF_UNSET_PTR;
+    conf->deflate = NGX_CONF_UNSET;
+    conf->deflate_min_size = NGX_CONF_UNSET_SIZE;
     conf->conflate = NGX_CONF_UNSET_PTR;
     conf->conflate_after = NGX_CONF_UNSET_SIZE;
     conf->subscribe_rate = NGX_CONF_UNSET_UINT;
@@ -391,6 +410,9 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
     ngx_conf_merge_str_value(conf->private_prefix, prev->private_prefix, "");
     ngx_conf_merge_ptr_value(conf->channels, prev->channels, NULL);
+    ngx_conf_merge_value(conf->deflate, prev->deflate, 0);
+    ngx_conf_merge_size_value(conf->deflate_min_size, prev->deflate_min_size,
+                              128);
     ngx_conf_merge_ptr_value(conf->conflate, prev->conflate, NULL);
     ngx_conf_merge_size_value(conf->conflate_after, prev->conflate_after,
                               16 * 1024);
@@ -884,6 +906,8 @@ ngx_http_insite_ws_exit_process(ngx_cycle_t *cycle)
     if (wmcf && wmcf->used) {
         ngx_insite_ws_redis_exit(cycle);
     }
+
+    ngx_insite_ws_deflate_exit();
 }
 
 

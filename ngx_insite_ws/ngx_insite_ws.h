@@ -19,6 +19,10 @@
  *   insite_ws_frame.c             RFC 6455 framing, plain C (fuzzed)
  *   insite_ws_conflate.c          conflation runs and the conflated
  *                                 message, plain C (fuzzed)
+ *   ngx_insite_ws_deflate.c       permessage-deflate: the handshake answer,
+ *                                 compressed frames shared, inflating
+ *   insite_ws_deflate.c           permessage-deflate offers and zlib,
+ *                                 plain C (fuzzed)
  *   insite_channel.c              the channel contract: names, Redis keys,
  *                                 publish bodies and script arguments,
  *                                 plain C shared with the workers (fuzzed)
@@ -31,6 +35,7 @@
 #include "ngx_insite_core.h"
 #include "insite_ws_frame.h"
 #include "insite_ws_conflate.h"
+#include "insite_ws_deflate.h"
 #include "insite_channel.h"
 
 
@@ -46,12 +51,17 @@ typedef struct ngx_insite_ws_sub_s      ngx_insite_ws_sub_t;
 
 
 /* A frame ready to send, shared by every subscriber it goes to. */
-typedef struct {
+typedef struct ngx_insite_ws_frame_s  ngx_insite_ws_frame_t;
+
+struct ngx_insite_ws_frame_s {
     ngx_uint_t                  refs;
     size_t                      len;
     size_t                      hlen;             /* payload at data + hlen */
+    ngx_insite_ws_frame_t      *deflated[8];      /* permessage-deflate, per
+                                                     window bits - 8; owned */
+    u_char                      plain_only;       /* bits - 8 not worth it */
     u_char                      data[1];
-} ngx_insite_ws_frame_t;
+};
 
 
 /* one entry of a connection's send queue */
@@ -139,6 +149,8 @@ struct ngx_http_insite_ws_loc_conf_s {
     ngx_array_t                *channels;         /* ngx_str_t patterns */
     ngx_uint_t                  subscribe_rate;   /* channels per second */
     ngx_uint_t                  subscribe_burst;
+    ngx_flag_t                  deflate;
+    size_t                      deflate_min_size;
     ngx_array_t                *conflate;         /* ngx_str_t patterns */
     size_t                      conflate_after;
 };
@@ -151,6 +163,8 @@ struct ngx_insite_ws_conn_s {
     ngx_connection_t           *connection;
     ngx_http_insite_ws_loc_conf_t *conf;
     ngx_str_t                   user;
+    ngx_uint_t                  deflate_bits;     /* permessage-deflate: the
+                                                     server window, 0: off */
 
     /* reading */
     u_char                      hdr[INSITE_WS_MAX_CLIENT_HEADER];
@@ -263,7 +277,8 @@ ngx_int_t ngx_insite_ws_limit_acquire(ngx_http_request_t *r);
 void ngx_insite_ws_limit_release(void);
 
 /* connection */
-ngx_int_t ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user);
+ngx_int_t ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_uint_t deflate_bits);
 ngx_int_t ngx_insite_ws_send(ngx_insite_ws_conn_t *wc,
     ngx_insite_ws_frame_t *frame);
 ngx_int_t ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data,
@@ -274,6 +289,16 @@ void ngx_insite_ws_conflate_end(ngx_insite_ws_sub_t *sub);
 void ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
     const char *reason);
 void ngx_insite_ws_go_away(ngx_insite_ws_conn_t *wc);
+
+/* permessage-deflate */
+ngx_int_t ngx_insite_ws_deflate_handshake(ngx_http_request_t *r,
+    ngx_uint_t *bits);
+ngx_insite_ws_frame_t *ngx_insite_ws_frame_deflated(
+    ngx_insite_ws_frame_t *frame, ngx_uint_t bits, size_t min_size,
+    ngx_log_t *log);
+ngx_uint_t ngx_insite_ws_inflate(ngx_insite_ws_conn_t *wc, u_char *in,
+    size_t len, u_char **out, size_t *out_len);
+void ngx_insite_ws_deflate_exit(void);
 
 /* frames */
 ngx_insite_ws_frame_t *ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode,

@@ -46,6 +46,7 @@ static ngx_int_t ngx_insite_ws_payload(ngx_insite_ws_conn_t *wc, u_char *p,
     size_t n);
 static void ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_control(ngx_insite_ws_conn_t *wc, int opcode);
+static void ngx_insite_ws_inflated(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_protocol_error(ngx_insite_ws_conn_t *wc, int rc);
 static ngx_int_t ngx_insite_ws_flush(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_post_write(ngx_insite_ws_conn_t *wc);
@@ -71,7 +72,8 @@ static ngx_chain_t  ngx_insite_ws_chain[NGX_INSITE_WS_IOV];
 
 
 ngx_int_t
-ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
+ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_uint_t deflate_bits)
 {
     size_t                           pipelined;
     ngx_int_t                        rc;
@@ -100,6 +102,7 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     wc->user.len = user->len;
     ngx_memcpy(wc->user.data, user->data, user->len);
     wc->last_rx = ngx_current_msec;
+    wc->deflate_bits = deflate_bits;
 
     ngx_queue_init(&wc->out);
     ngx_queue_init(&wc->out_free);
@@ -389,8 +392,11 @@ ngx_insite_ws_process(ngx_insite_ws_conn_t *wc, u_char *p, u_char *last)
         }
 
         if (!wc->in_payload) {
-            rc = insite_ws_parse_header(p, last - p, wc->conf->max_message_size,
-                                        &wc->frame);
+            rc = insite_ws_parse_header_rsv(p, last - p,
+                                            wc->conf->max_message_size,
+                                            wc->deflate_bits ? INSITE_WS_RSV1
+                                                             : 0,
+                                            &wc->frame);
 
             if (rc == INSITE_WS_NEED_MORE) {
                 wc->hdr_len = last - p;
@@ -513,7 +519,12 @@ ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc)
     }
 
     if (!wc->closing) {
-        ngx_insite_ws_proto_message(wc, wc->msg, wc->msg_len);
+        if (wc->assembler.compressed) {
+            ngx_insite_ws_inflated(wc);
+
+        } else {
+            ngx_insite_ws_proto_message(wc, wc->msg, wc->msg_len);
+        }
     }
 
     /* messages are small and rare next to deliveries: do not keep buffers */
@@ -524,6 +535,42 @@ ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc)
 
     wc->msg_len = 0;
     wc->msg_cap = 0;
+}
+
+
+/* a permessage-deflate message: inflated, checked as a text message is */
+
+static void
+ngx_insite_ws_inflated(ngx_insite_ws_conn_t *wc)
+{
+    u_char      *data;
+    size_t       len;
+    ngx_uint_t   code;
+
+    code = ngx_insite_ws_inflate(wc, wc->msg, wc->msg_len, &data, &len);
+
+    if (code == 0 && !insite_ws_utf8_valid(data, len)) {
+        code = INSITE_WS_CLOSE_INVALID_DATA;
+    }
+
+    if (code) {
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                      "insite ws: closing with %ui: compressed message %s",
+                      code, code == INSITE_WS_CLOSE_TOO_BIG
+                            ? "inflates past insite_ws_max_message_size"
+                            : code == INSITE_WS_CLOSE_INVALID_DATA
+                              ? "is not valid deflate data or UTF-8"
+                              : "could not be inflated");
+        ngx_insite_metric_inc(
+            ngx_insite_ws_main_conf()->metrics.protocol_closes);
+        wc->broken = 1;
+        ngx_insite_ws_close(wc, code, code == INSITE_WS_CLOSE_TOO_BIG
+                                      ? "message too big"
+                                      : "invalid compressed message");
+        return;
+    }
+
+    ngx_insite_ws_proto_message(wc, data, len);
 }
 
 
@@ -631,6 +678,9 @@ ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode, u_char *payload,
         return NULL;
     }
 
+    ngx_memzero(frame->deflated, sizeof(frame->deflated));
+    frame->plain_only = 0;
+
     frame->refs = 1;
     frame->len = hlen + len;
     frame->hlen = hlen;
@@ -646,9 +696,19 @@ ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode, u_char *payload,
 void
 ngx_insite_ws_frame_release(ngx_insite_ws_frame_t *frame)
 {
-    if (--frame->refs == 0) {
-        ngx_free(frame);
+    ngx_uint_t  i;
+
+    if (--frame->refs) {
+        return;
     }
+
+    for (i = 0; i < 8; i++) {
+        if (frame->deflated[i]) {
+            ngx_insite_ws_frame_release(frame->deflated[i]);
+        }
+    }
+
+    ngx_free(frame);
 }
 
 
@@ -659,6 +719,12 @@ ngx_insite_ws_send(ngx_insite_ws_conn_t *wc, ngx_insite_ws_frame_t *frame)
 
     if (wc->closing || wc->finished) {
         return NGX_DECLINED;
+    }
+
+    if (wc->deflate_bits) {
+        frame = ngx_insite_ws_frame_deflated(frame, wc->deflate_bits,
+                                             wc->conf->deflate_min_size,
+                                             wc->connection->log);
     }
 
     if (wc->out_bytes + frame->len > wc->conf->send_buffer) {
@@ -720,6 +786,7 @@ ngx_int_t
 ngx_insite_ws_send_message(ngx_insite_ws_sub_t *sub,
     ngx_insite_ws_frame_t *frame, uint64_t seq)
 {
+    size_t                  len;
     ngx_int_t               rc;
     uint64_t                first;
     ngx_insite_ws_out_t    *out;
@@ -763,10 +830,13 @@ ngx_insite_ws_send_message(ngx_insite_ws_sub_t *sub,
 
     out = ngx_queue_data(ngx_queue_last(&wc->out), ngx_insite_ws_out_t, queue);
 
-    if (insite_ws_cq_push(&sub->run, &out->run, first, seq, frame->len) != 0) {
+    /* the bytes queued: the compressed frame where deflate is on */
+    len = out->frame->len;
+
+    if (insite_ws_cq_push(&sub->run, &out->run, first, seq, len) != 0) {
         /* not the run's next seq (a replay after a reset): a new run */
         ngx_insite_ws_conflate_end(sub);
-        (void) insite_ws_cq_push(&sub->run, &out->run, first, seq, frame->len);
+        (void) insite_ws_cq_push(&sub->run, &out->run, first, seq, len);
     }
 
     out->sub = sub;
@@ -1129,6 +1199,8 @@ ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
     frame->refs = 1;
     frame->len = len;
     frame->hlen = len;              /* not a message: no payload to reuse */
+    ngx_memzero(frame->deflated, sizeof(frame->deflated));
+    frame->plain_only = 0;
     ngx_memcpy(frame->data, buf, len);
 
     out = ngx_insite_ws_out_get(wc);
