@@ -12,7 +12,6 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::More;
-use File::Temp ();
 use Insite::Services qw(start_redis);
 use Insite::Nginx;
 use Insite::WS;
@@ -92,22 +91,9 @@ for my $declined ('permessage-deflate; server_max_window_bits=8',
 }
 
 # --- nginx -t ------------------------------------------------------------------
-my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
 sub nginx_t {
     my ($loc) = @_;
-    my $dir = File::Temp::tempdir('insite-nginx-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    mkdir "$dir/logs";
-    my $conf = join '', map { "load_module $_;\n" } split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
-    $conf .= "error_log $dir/logs/error.log;\npid $dir/logs/nginx.pid;\n"
-           . "events { worker_connections 64; }\nhttp {\n    access_log off;\n"
-           . "    insite_redis 127.0.0.1:6379;\n    server {\n"
-           . "        listen 127.0.0.1:" . Insite::Services::free_port() . ";\n"
-           . "        location /ws { insite_ws; $loc }\n    }\n}\n";
-    open my $fh, '>', "$dir/nginx.conf" or die $!;
-    print $fh $conf;
-    close $fh;
-    my $out = `'$bin' -t -q -p '$dir/' -c '$dir/nginx.conf' 2>&1`;
-    return ($? == 0, $out);
+    return Insite::Nginx->config_test(server => "        location /ws { insite_ws; $loc }");
 }
 for my $case ([ 'insite_ws_deflate maybe;', qr/invalid value "maybe" in "insite_ws_deflate" directive/ ],
               [ 'insite_ws_deflate_min_size 17m;', qr/"insite_ws_deflate_min_size" directive must be 0 to 16m, not "17m"/ ]) {

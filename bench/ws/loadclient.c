@@ -24,6 +24,11 @@
  * DRAIN seconds, and counts as lost, per connection, every gap plus what is
  * missing at the end.  A connection the server closed loses what it did not
  * get.  A 1-second trace goes to stderr, a JSON summary to -o (or stdout).
+ *
+ * -z offers permessage-deflate (as browsers do) and inflates compressed
+ * messages (RSV1) with the module's own core (insite_ws_deflate.c); the
+ * summary counts the bytes read off the sockets ("wire_bytes") and the
+ * compressed messages ("compressed"), with or without -z.
  */
 
 #ifndef _GNU_SOURCE
@@ -42,6 +47,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "insite_ws_deflate.h"
 
 #define MAX_SRC        64
 #define MAX_HANDSHAKES 512               /* connects in flight at once */
@@ -78,6 +84,7 @@ typedef struct {
     uint8_t   *frag;          /* fragmented message being assembled */
     uint32_t   frag_len;
     uint32_t   frag_cap;
+    uint8_t    frag_rsv1;     /* ... which is compressed */
 } conn_t;
 
 typedef struct {
@@ -97,6 +104,7 @@ typedef struct {
     double       max_seconds;
     double       drain_seconds;
     int          nsrc;
+    int          deflate;          /* -z: offer permessage-deflate */
     struct in_addr src[MAX_SRC];
 } opts_t;
 
@@ -119,6 +127,10 @@ typedef struct {
     uint64_t    errors;           /* error frames from the server */
     uint64_t    resets;
     uint64_t    bad_payload;      /* messages without seq or t */
+    uint64_t    wire_bytes;       /* read off the sockets */
+    uint64_t    compressed;       /* messages with RSV1 */
+    z_stream    inflater;
+    uint8_t    *zbuf;
     hist_t      total;
     hist_t      second;
     uint64_t    second_deliv;
@@ -223,8 +235,10 @@ send_handshake(client_t *cl, conn_t *c)
     n += snprintf(req + n, sizeof(req) - (size_t) n,
                   "Host: %s:%d\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n",
-                  cl->o.host, cl->o.port, ws_key);
+                  "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                  cl->o.host, cl->o.port, ws_key,
+                  cl->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate;"
+                                  " client_max_window_bits\r\n" : "");
 
     return send_all(c, req, (size_t) n);
 }
@@ -523,10 +537,33 @@ frag_append(conn_t *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* a text message, inflated first when it came compressed */
+static void
+on_message(client_t *cl, conn_t *c, int rsv1, const uint8_t *p, size_t len)
+{
+    size_t  n;
+
+    if (rsv1) {
+        cl->compressed++;
+        if (insite_ws_inflate_message(&cl->inflater, p, len, cl->zbuf,
+                                      RBUF_SIZE, &n)
+            != INSITE_WS_DEFLATE_OK)
+        {
+            fprintf(stderr, "a compressed message does not inflate\n");
+            cl->bad_payload++;
+            return;
+        }
+        p = cl->zbuf;
+        len = n;
+    }
+
+    on_text(cl, c, p, len);
+}
+
 /* one complete frame; returns -1 when the connection is gone */
 static int
-on_frame(client_t *cl, conn_t *c, int fin, int op, const uint8_t *p,
-    size_t len)
+on_frame(client_t *cl, conn_t *c, int fin, int rsv1, int op,
+    const uint8_t *p, size_t len)
 {
     uint8_t frame[140];
 
@@ -546,11 +583,12 @@ on_frame(client_t *cl, conn_t *c, int fin, int op, const uint8_t *p,
     case 0x1:
     case 0x0:
         if (op == 0x1 && fin) {
-            on_text(cl, c, p, len);
+            on_message(cl, c, rsv1, p, len);
             return c->fd < 0 ? -1 : 0;
         }
         if (op == 0x1) {
             c->frag_len = 0;
+            c->frag_rsv1 = (uint8_t) rsv1;
         }
         if (frag_append(c, p, len) != 0) {
             fprintf(stderr, "out of memory assembling a message\n");
@@ -558,7 +596,7 @@ on_frame(client_t *cl, conn_t *c, int fin, int op, const uint8_t *p,
             return -1;
         }
         if (fin) {
-            on_text(cl, c, c->frag, c->frag_len);
+            on_message(cl, c, c->frag_rsv1, c->frag, c->frag_len);
             c->frag_len = 0;
         }
         return c->fd < 0 ? -1 : 0;
@@ -608,7 +646,9 @@ parse_frames(client_t *cl, conn_t *c, const uint8_t *buf, size_t len)
             break;
         }
 
-        if (on_frame(cl, c, f[0] >> 7, f[0] & 0x0f, f + hdr, plen) != 0) {
+        if (on_frame(cl, c, f[0] >> 7, (f[0] & 0x40) != 0, f[0] & 0x0f,
+                     f + hdr, plen) != 0)
+        {
             return -1;
         }
 
@@ -697,6 +737,7 @@ on_readable(client_t *cl, conn_t *c)
         }
 
         have += (size_t) n;
+        cl->wire_bytes += (uint64_t) n;
         used = 0;
 
         if (c->state == ST_HANDSHAKE) {
@@ -900,6 +941,7 @@ summary(client_t *cl)
             "\"peak_second\":%llu,\"lost\":%llu,\"dups\":%llu,"
             "\"final_known\":%s,\"channels_without_delivery\":%llu,"
             "\"error_frames\":%llu,\"resets\":%llu,\"bad_payload\":%llu,"
+            "\"wire_bytes\":%llu,\"compressed\":%llu,"
             "\"connect_s\":%.3f,"
             "\"lat_us\":{\"n\":%llu,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
             "\"p999\":%llu,\"max\":%llu,\"mean\":%.0f}}\n",
@@ -913,6 +955,8 @@ summary(client_t *cl)
             cl->have_final ? "true" : "false", (unsigned long long) zero_ch,
             (unsigned long long) cl->errors, (unsigned long long) cl->resets,
             (unsigned long long) cl->bad_payload,
+            (unsigned long long) cl->wire_bytes,
+            (unsigned long long) cl->compressed,
             cl->t_ready > 0 ? cl->t_ready - cl->t_start : -1.0,
             (unsigned long long) cl->total.n,
             (unsigned long long) hist_quantile(&cl->total, 0.5),
@@ -1073,7 +1117,7 @@ parse_opts(opts_t *o, int argc, char **argv)
     o->drain_seconds = 3;
     o->id = "client";
 
-    while ((opt = getopt(argc, argv, "P:p:c:C:n:H:s:u:R:F:o:T:D:i:M:j:")) != -1) {
+    while ((opt = getopt(argc, argv, "P:p:c:C:n:H:s:u:R:F:o:T:D:i:M:j:z")) != -1) {
         switch (opt) {
         case 'P':
             if (strcmp(optarg, "insite") == 0) {
@@ -1099,6 +1143,7 @@ parse_opts(opts_t *o, int argc, char **argv)
         case 'i': o->id = optarg; break;
         case 'M': o->shm_file = optarg; break;
         case 'j': o->shm_slot = atoi(optarg); break;
+        case 'z': o->deflate = 1; break;
         default: usage();
         }
     }
@@ -1154,6 +1199,11 @@ main(int argc, char **argv)
     cl.ch_final = calloc((size_t) cl.o.channels * MAX_STREAMS,
                          sizeof(uint64_t));
     cl.rbuf = malloc(RBUF_SIZE);
+    cl.zbuf = malloc(RBUF_SIZE);
+    if (cl.zbuf == NULL || inflateInit2(&cl.inflater, -15) != Z_OK) {
+        fprintf(stderr, "cannot set up inflating\n");
+        return 1;
+    }
     if (!cl.c || !cl.ch_deliv || !cl.ch_final || !cl.rbuf) {
         die("out of memory for %d connections", cl.o.conns);
     }
