@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# permessage-deflate bench: 100 publishes/s of 1000-byte quote-like messages
+# permessage-deflate bench: 100 publishes/s of 800-byte quote-like messages
 # to 1k subscribers (scenario quote1k of bench/ws/run.sh), ours and nchan's
 # memory store, once without and once with permessage-deflate (ours:
 # insite_ws_deflate on; nchan: nchan_deflate_message_for_websocket on; every

@@ -17,7 +17,7 @@ TITLE = {
     "ch10k": "10k channels x 1 subscriber, round-robin, max rate",
     "fixed1k": "100 publishes/s to 1 channel x 1k subscribers",
     "fixed10k": "5 publishes/s to 1 channel x 10k subscribers",
-    "quote1k": "100 publishes/s of 1000-byte quote-like messages to 1k subscribers",
+    "quote1k": "100 publishes/s of 800-byte quote-like messages to 1k subscribers",
     "hold50k": "50k connections held, 5 publishes/s",
 }
 
