@@ -25,6 +25,13 @@
  * missing at the end.  A connection the server closed loses what it did not
  * get.  A 1-second trace goes to stderr, a JSON summary to -o (or stdout).
  *
+ * -L PCT -B BYTES: PCT % of the connections (i % 100 < PCT) are slow
+ * readers: a 4 KB receive buffer and at most BYTES read per second.  Their
+ * deliveries go to a histogram of their own ("slow" in the summary: how
+ * old a message is when a slow reader gets it), so "lat_us" is the fast
+ * readers'.  A conflated message (insite_ws_conflate) counts as its seq
+ * range: no gap, and "conflated" counts the messages it stood for.
+ *
  * -z offers permessage-deflate (as browsers do) and inflates compressed
  * messages (RSV1) with the module's own core (insite_ws_deflate.c); the
  * summary counts the bytes read off the sockets ("wire_bytes") and the
@@ -85,6 +92,9 @@ typedef struct {
     uint32_t   frag_len;
     uint32_t   frag_cap;
     uint8_t    frag_rsv1;     /* ... which is compressed */
+    uint8_t    slow;          /* -L: reads at most -B bytes a second */
+    uint8_t    paused;        /* slow, budget spent: not in epoll */
+    uint32_t   budget;        /* slow: bytes it may still read */
 } conn_t;
 
 typedef struct {
@@ -105,6 +115,8 @@ typedef struct {
     double       drain_seconds;
     int          nsrc;
     int          deflate;          /* -z: offer permessage-deflate */
+    int          slow_pct;         /* -L */
+    int          slow_bps;         /* -B */
     struct in_addr src[MAX_SRC];
 } opts_t;
 
@@ -129,6 +141,10 @@ typedef struct {
     uint64_t    bad_payload;      /* messages without seq or t */
     uint64_t    wire_bytes;       /* read off the sockets */
     uint64_t    compressed;       /* messages with RSV1 */
+    uint64_t    conflated;        /* messages conflated messages stood for */
+    uint64_t    slow_deliveries;
+    hist_t      slow;             /* latency of the slow readers */
+    double      t_refill;
     z_stream    inflater;
     uint8_t    *zbuf;
     hist_t      total;
@@ -270,11 +286,19 @@ conn_start(client_t *cl, int i)
     int                 fd, one = 1;
 
     c->channel = (uint32_t) (i % cl->o.channels);
+    c->slow = (i % 100) < cl->o.slow_pct;
+    c->budget = (uint32_t) cl->o.slow_bps / 10;
 
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fprintf(stderr, "conn %d: socket: %s\n", i, strerror(errno));
         return -1;
+    }
+
+    if (c->slow) {
+        int rcv = 4096;         /* a phone on a slow link: a small window */
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
     }
 
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -424,7 +448,7 @@ check_seq(conn_t *c, unsigned stream, uint64_t seq)
 static void
 on_delivery(client_t *cl, conn_t *c, const uint8_t *p, size_t len)
 {
-    uint64_t seq, t, now, stream;
+    uint64_t seq, t, now, stream, first;
     double   ts;
 
     if (json_u64(p, len, "\"seq\":", &seq) != 0
@@ -442,7 +466,16 @@ on_delivery(client_t *cl, conn_t *c, const uint8_t *p, size_t len)
         stream = 0;
     }
 
-    check_seq(c, (unsigned) stream, seq);
+    if (json_u64(p, len, "\"first_seq\":", &first) == 0 && first < seq
+        && memmem(p, len, "\"conflated\":", 12) != NULL)
+    {
+        /* stands for first..seq: the seq check starts at first */
+        check_seq(c, (unsigned) stream, first);
+        c->next_seq[stream] = seq + 1;
+        cl->conflated += seq - first;
+    } else {
+        check_seq(c, (unsigned) stream, seq);
+    }
     c->received++;
     cl->ch_deliv[c->channel]++;
     cl->deliveries++;
@@ -453,8 +486,13 @@ on_delivery(client_t *cl, conn_t *c, const uint8_t *p, size_t len)
 
     now = now_ns(CLOCK_REALTIME);
     now = now > t ? (now - t) / 1000 : 0;
-    hist_add(&cl->total, now);
-    hist_add(&cl->second, now);
+    if (c->slow) {
+        hist_add(&cl->slow, now);
+        cl->slow_deliveries++;
+    } else {
+        hist_add(&cl->total, now);
+        hist_add(&cl->second, now);
+    }
 
     ts = now_s();
     if (cl->t_first == 0) {
@@ -711,6 +749,46 @@ keep_pending(conn_t *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* a slow reader out of budget leaves epoll until the next refill */
+static void
+slow_pause(client_t *cl, conn_t *c)
+{
+    if (!c->paused && c->fd >= 0) {
+        (void) epoll_ctl(cl->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        c->paused = 1;
+    }
+}
+
+/* every 100 ms: a tenth of -B for each slow reader, paused ones resume */
+static void
+slow_refill(client_t *cl, double t)
+{
+    struct epoll_event  ev;
+
+    if (cl->o.slow_pct == 0 || t < cl->t_refill + 0.1) {
+        return;
+    }
+
+    cl->t_refill = t;
+
+    for (int i = 0; i < cl->o.conns; i++) {
+        conn_t *c = &cl->c[i];
+
+        if (!c->slow) {
+            continue;
+        }
+
+        c->budget = (uint32_t) cl->o.slow_bps / 10;
+
+        if (c->paused && c->fd >= 0) {
+            ev.events = EPOLLIN | EPOLLRDHUP;
+            ev.data.u32 = (uint32_t) i;
+            (void) epoll_ctl(cl->ep, EPOLL_CTL_ADD, c->fd, &ev);
+            c->paused = 0;
+        }
+    }
+}
+
 static void
 on_readable(client_t *cl, conn_t *c)
 {
@@ -727,6 +805,14 @@ on_readable(client_t *cl, conn_t *c)
         memcpy(cl->rbuf, c->pend, have);
         room = RBUF_SIZE - have;
 
+        if (c->slow && c->state == ST_READY) {
+            if (c->budget == 0) {
+                slow_pause(cl, c);
+                return;
+            }
+            room = room < c->budget ? room : c->budget;
+        }
+
         n = recv(c->fd, cl->rbuf + have, room, 0);
         if (n < 0 && errno == EAGAIN) {
             return;
@@ -738,6 +824,9 @@ on_readable(client_t *cl, conn_t *c)
 
         have += (size_t) n;
         cl->wire_bytes += (uint64_t) n;
+        if (c->slow && c->state == ST_READY) {
+            c->budget -= (uint32_t) n;
+        }
         used = 0;
 
         if (c->state == ST_HANDSHAKE) {
@@ -920,9 +1009,17 @@ summary(client_t *cl)
 {
     uint64_t  lost, dups, closes, zero_ch;
     double    span;
+    int       slow_conns = 0, slow_closed = 0;
     FILE     *f = stdout;
 
     count_loss(cl, &lost, &dups, &closes, &zero_ch);
+
+    for (int i = 0; i < cl->o.conns; i++) {
+        if (cl->c[i].slow) {
+            slow_conns++;
+            slow_closed += cl->c[i].state == ST_CLOSED;
+        }
+    }
     span = cl->t_last > cl->t_first ? cl->t_last - cl->t_first : 0;
 
     if (cl->o.out_file) {
@@ -941,7 +1038,9 @@ summary(client_t *cl)
             "\"peak_second\":%llu,\"lost\":%llu,\"dups\":%llu,"
             "\"final_known\":%s,\"channels_without_delivery\":%llu,"
             "\"error_frames\":%llu,\"resets\":%llu,\"bad_payload\":%llu,"
-            "\"wire_bytes\":%llu,\"compressed\":%llu,"
+            "\"wire_bytes\":%llu,\"compressed\":%llu,\"conflated\":%llu,"
+            "\"slow\":{\"conns\":%d,\"deliveries\":%llu,\"closed\":%d,"
+            "\"p50\":%llu,\"p99\":%llu,\"max\":%llu},"
             "\"connect_s\":%.3f,"
             "\"lat_us\":{\"n\":%llu,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
             "\"p999\":%llu,\"max\":%llu,\"mean\":%.0f}}\n",
@@ -957,6 +1056,11 @@ summary(client_t *cl)
             (unsigned long long) cl->bad_payload,
             (unsigned long long) cl->wire_bytes,
             (unsigned long long) cl->compressed,
+            (unsigned long long) cl->conflated,
+            slow_conns, (unsigned long long) cl->slow_deliveries, slow_closed,
+            (unsigned long long) hist_quantile(&cl->slow, 0.5),
+            (unsigned long long) hist_quantile(&cl->slow, 0.99),
+            (unsigned long long) cl->slow.max,
             cl->t_ready > 0 ? cl->t_ready - cl->t_start : -1.0,
             (unsigned long long) cl->total.n,
             (unsigned long long) hist_quantile(&cl->total, 0.5),
@@ -1058,6 +1162,7 @@ run(client_t *cl)
         }
 
         start_more(cl);
+        slow_refill(cl, now_s());
 
         if (!cl->ready_signalled && cl->started == cl->o.conns
             && cl->in_flight == 0)
@@ -1117,7 +1222,7 @@ parse_opts(opts_t *o, int argc, char **argv)
     o->drain_seconds = 3;
     o->id = "client";
 
-    while ((opt = getopt(argc, argv, "P:p:c:C:n:H:s:u:R:F:o:T:D:i:M:j:z")) != -1) {
+    while ((opt = getopt(argc, argv, "P:p:c:C:n:H:s:u:R:F:o:T:D:i:M:j:zL:B:")) != -1) {
         switch (opt) {
         case 'P':
             if (strcmp(optarg, "insite") == 0) {
@@ -1144,6 +1249,8 @@ parse_opts(opts_t *o, int argc, char **argv)
         case 'M': o->shm_file = optarg; break;
         case 'j': o->shm_slot = atoi(optarg); break;
         case 'z': o->deflate = 1; break;
+        case 'L': o->slow_pct = atoi(optarg); break;
+        case 'B': o->slow_bps = atoi(optarg); break;
         default: usage();
         }
     }
