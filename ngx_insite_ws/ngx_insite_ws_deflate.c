@@ -17,13 +17,27 @@
 #define NGX_INSITE_WS_DEFLATE_LEVEL  Z_DEFAULT_COMPRESSION
 
 
-static z_stream  *ngx_insite_ws_deflaters[8];   /* per window bits - 8 */
-static z_stream  *ngx_insite_ws_inflater;
-static u_char    *ngx_insite_ws_zbuf;
-static size_t     ngx_insite_ws_zbuf_size;
+/* a worker's scratch buffer, grown to the largest size asked */
+typedef struct {
+    u_char                     *data;
+    size_t                      size;
+} ngx_insite_ws_zbuf_t;
 
 
-static u_char *ngx_insite_ws_deflate_buffer(size_t size, ngx_log_t *log);
+static z_stream              *ngx_insite_ws_deflaters[8];  /* bits - 8 */
+static z_stream              *ngx_insite_ws_inflater;
+
+/*
+ * Two buffers: an inflated client message is still being read by the
+ * protocol code while the replies it causes are compressed.
+ */
+static ngx_insite_ws_zbuf_t   ngx_insite_ws_deflated_buf;
+static ngx_insite_ws_zbuf_t   ngx_insite_ws_inflated_buf;
+
+
+static u_char *ngx_insite_ws_zbuf(ngx_insite_ws_zbuf_t *b, size_t size,
+    ngx_log_t *log);
+static void ngx_insite_ws_zbuf_free(ngx_insite_ws_zbuf_t *b);
 
 
 /*
@@ -157,13 +171,14 @@ ngx_insite_ws_frame_deflated(ngx_insite_ws_frame_t *frame, ngx_uint_t bits,
         return frame;
     }
 
-    buf = ngx_insite_ws_deflate_buffer(deflateBound(zs, plen) + 16, log);
+    buf = ngx_insite_ws_zbuf(&ngx_insite_ws_deflated_buf,
+                             deflateBound(zs, plen) + 16, log);
     if (buf == NULL) {
         return frame;
     }
 
     rc = insite_ws_deflate_message(zs, frame->data + frame->hlen, plen, buf,
-                                   ngx_insite_ws_zbuf_size, &zlen);
+                                   ngx_insite_ws_deflated_buf.size, &zlen);
 
     if (rc != INSITE_WS_DEFLATE_OK || zlen >= plen) {
         if (rc != INSITE_WS_DEFLATE_OK) {
@@ -227,7 +242,7 @@ ngx_insite_ws_inflate(ngx_insite_ws_conn_t *wc, u_char *in, size_t len,
 
     max = wc->conf->max_message_size;
 
-    buf = ngx_insite_ws_deflate_buffer(max, log);
+    buf = ngx_insite_ws_zbuf(&ngx_insite_ws_inflated_buf, max, log);
     if (buf == NULL) {
         return INSITE_WS_CLOSE_INTERNAL;
     }
@@ -253,15 +268,13 @@ ngx_insite_ws_inflate(ngx_insite_ws_conn_t *wc, u_char *in, size_t len,
 }
 
 
-/* the worker's scratch buffer, grown to the largest size asked */
-
 static u_char *
-ngx_insite_ws_deflate_buffer(size_t size, ngx_log_t *log)
+ngx_insite_ws_zbuf(ngx_insite_ws_zbuf_t *b, size_t size, ngx_log_t *log)
 {
     u_char  *p;
 
-    if (size <= ngx_insite_ws_zbuf_size) {
-        return ngx_insite_ws_zbuf;
+    if (size <= b->size) {
+        return b->data;
     }
 
     p = ngx_alloc(size, log);
@@ -269,11 +282,20 @@ ngx_insite_ws_deflate_buffer(size_t size, ngx_log_t *log)
         return NULL;
     }
 
-    ngx_free(ngx_insite_ws_zbuf);
-    ngx_insite_ws_zbuf = p;
-    ngx_insite_ws_zbuf_size = size;
+    ngx_free(b->data);
+    b->data = p;
+    b->size = size;
 
     return p;
+}
+
+
+static void
+ngx_insite_ws_zbuf_free(ngx_insite_ws_zbuf_t *b)
+{
+    ngx_free(b->data);
+    b->data = NULL;
+    b->size = 0;
 }
 
 
@@ -296,7 +318,6 @@ ngx_insite_ws_deflate_exit(void)
         ngx_insite_ws_inflater = NULL;
     }
 
-    ngx_free(ngx_insite_ws_zbuf);
-    ngx_insite_ws_zbuf = NULL;
-    ngx_insite_ws_zbuf_size = 0;
+    ngx_insite_ws_zbuf_free(&ngx_insite_ws_deflated_buf);
+    ngx_insite_ws_zbuf_free(&ngx_insite_ws_inflated_buf);
 }

@@ -29,6 +29,7 @@ my $rport = $redis->port;
 my $ngx = Insite::Nginx->new(
     http   => "    insite_redis 127.0.0.1:$rport;\n",
     server => "        location /ws { insite_ws; insite_ws_deflate on;\n"
+            . "                       insite_ws_max_channels 50;\n"
             . "                       insite_ws_deflate_min_size 200;\n"
             . "                       insite_ws_max_message_size 4k; }\n"
             . "        location /plain { insite_ws; }\n"
@@ -120,6 +121,21 @@ is(join(',', map { Insite::WS::json()->decode($_->{payload})->{seq} } @$gp), joi
 is($goff->[0]{payload}, $gp->[0]{payload}, 'the location without deflate sends plain');
 
 # --- compressed client messages ------------------------------------------------
+# a compressed subscribe whose reply is large enough to be compressed too:
+# the request (inflated) and the reply (deflated) must not share a buffer
+{
+    my @many = map { "stock_updates:MANY$_" } 1 .. 25;
+    $z->send_frame(1, Insite::WS::deflate_message(Insite::WS::json()->encode(
+        { op => 'subscribe', channels => \@many, id => 'many' })), rsv => 4);
+    my $fr = $z->recv_frame(timeout => 5);
+    my $text = $fr && ($fr->{rsv} ? Insite::WS::inflate_message($fr->{payload}) : $fr->{payload});
+    my $m = $text && eval { Insite::WS::json()->decode($text) };
+    is($fr && $fr->{rsv}, 4, 'the large subscribed reply is compressed');
+    is($m && $m->{id}, 'many', '... and answers the compressed request');
+    is(join(',', sort keys %{ $m && $m->{channels} || {} }), join(',', sort @many),
+       '... naming all 25 channels');
+}
+
 # fragmented: RSV1 on the first frame only
 my $zp = Insite::WS::deflate_message('{"op":"ping","id":"frag"}');
 my $cut = int(length($zp) / 2);
