@@ -40,6 +40,14 @@ int
 insite_ws_parse_header(const u_char *p, size_t len, uint64_t max_payload,
     insite_ws_frame_t *f)
 {
+    return insite_ws_parse_header_rsv(p, len, max_payload, 0, f);
+}
+
+
+int
+insite_ws_parse_header_rsv(const u_char *p, size_t len, uint64_t max_payload,
+    unsigned rsv_allowed, insite_ws_frame_t *f)
+{
     unsigned  b0, b1, op, len7;
     size_t    need, i;
     uint64_t  plen;
@@ -51,8 +59,8 @@ insite_ws_parse_header(const u_char *p, size_t len, uint64_t max_payload,
     b0 = p[0];
     op = b0 & 0x0f;
 
-    /* no extension is ever negotiated, so every RSV bit is a violation */
-    if (b0 & 0x70) {
+    /* an RSV bit is a violation unless an extension gave it a meaning */
+    if (b0 & 0x70 & ~(rsv_allowed << 4)) {
         return INSITE_WS_ERR_RSV;
     }
 
@@ -132,7 +140,7 @@ insite_ws_parse_header(const u_char *p, size_t len, uint64_t max_payload,
     f->header_len = (uint8_t) need;
     f->opcode = (uint8_t) op;
     f->fin = (uint8_t) (b0 >> 7);
-    f->rsv = 0;
+    f->rsv = (uint8_t) ((b0 >> 4) & 0x07);
     f->masked = 1;
 
     return INSITE_WS_OK;
@@ -240,6 +248,14 @@ insite_ws_msg_begin(insite_ws_msg_t *m, const insite_ws_frame_t *f)
         return INSITE_WS_ERR_USAGE;
     }
 
+    /* RSV1 (permessage-deflate) marks the first frame of a data message */
+    if ((f->rsv & INSITE_WS_RSV1)
+        && (insite_ws_op_is_control(f->opcode)
+            || f->opcode == INSITE_WS_OP_CONT))
+    {
+        return INSITE_WS_ERR_RSV;
+    }
+
     if (!insite_ws_op_is_control(f->opcode)) {
 
         if (f->opcode == INSITE_WS_OP_CONT) {
@@ -254,6 +270,7 @@ insite_ws_msg_begin(insite_ws_msg_t *m, const insite_ws_frame_t *f)
 
             m->msg_len = 0;
             m->utf8 = INSITE_WS_UTF8_ACCEPT;
+            m->compressed = (f->rsv & INSITE_WS_RSV1) ? 1 : 0;
         }
 
         /* msg_len <= max_msg always holds, so this cannot wrap */
@@ -295,8 +312,9 @@ insite_ws_msg_payload(insite_ws_msg_t *m, u_char *data, size_t len)
         insite_ws_unmask(data, len, m->mask, m->frame_off);
     }
 
+    /* a compressed message is checked once inflated, by the caller */
     if (!insite_ws_op_is_control(m->frame_opcode)
-        && m->msg_opcode == INSITE_WS_OP_TEXT)
+        && m->msg_opcode == INSITE_WS_OP_TEXT && !m->compressed)
     {
         m->utf8 = insite_ws_utf8_validate(m->utf8, data, len);
         if (m->utf8 == INSITE_WS_UTF8_REJECT) {

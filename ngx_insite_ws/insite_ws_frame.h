@@ -46,6 +46,9 @@
 
 #define insite_ws_op_is_control(op)  (((op) & 0x8) != 0)
 
+/* RSV1 as insite_ws_frame_t.rsv has it: permessage-deflate's bit */
+#define INSITE_WS_RSV1               0x4
+
 /* a masked client header: 2 + 8 (64-bit length) + 4 (mask key) */
 #define INSITE_WS_MAX_CLIENT_HEADER  14
 /* an unmasked server header: 2 + 8 */
@@ -103,7 +106,7 @@ typedef struct {
     uint8_t    header_len;     /* bytes consumed: 6, 8 or 14 */
     uint8_t    opcode;
     uint8_t    fin;            /* 0 or 1 */
-    uint8_t    rsv;            /* RSV1..3 as bits 2..0; always 0 today */
+    uint8_t    rsv;            /* RSV1..3 as bits 2..0 (INSITE_WS_RSV1) */
     uint8_t    masked;         /* 0 or 1; always 1 for accepted client frames */
 } insite_ws_frame_t;
 
@@ -124,6 +127,9 @@ typedef struct {
     uint8_t    fin;
     uint8_t    masked;
     uint8_t    in_frame;
+    uint8_t    compressed;     /* RSV1 on its first frame: the open (or just
+                                  completed) message is deflated; its UTF-8
+                                  is the caller's to check once inflated */
 } insite_ws_msg_t;
 
 
@@ -131,6 +137,10 @@ typedef struct {
 
 int insite_ws_parse_header(const u_char *p, size_t len, uint64_t max_payload,
     insite_ws_frame_t *f);
+/* the same, with the RSV bits an extension gave a meaning (INSITE_WS_RSV1
+   for permessage-deflate); insite_ws_msg_begin() checks where they may be */
+int insite_ws_parse_header_rsv(const u_char *p, size_t len,
+    uint64_t max_payload, unsigned rsv_allowed, insite_ws_frame_t *f);
 void insite_ws_unmask(u_char *data, size_t len, const u_char key[4],
     uint64_t offset);
 size_t insite_ws_frame_header(u_char *buf, int opcode, int fin, uint64_t len);

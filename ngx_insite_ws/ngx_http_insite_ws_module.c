@@ -81,6 +81,12 @@ static ngx_http_insite_ws_bounds_t  ngx_insite_ws_send_buffer_bounds =
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_history_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 0, INSITE_CHANNEL_HISTORY_MAX,
                          "0 to 1000000");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_deflate_min_size_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 0, 16 * 1024 * 1024,
+                         "0 to 16m");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_conflate_after_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 0, 1024 * 1024 * 1024,
+                         "0 to 1024m");
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_max_channels_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 1, 100000, "1 to 100000");
 
@@ -217,8 +223,36 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_insite_ws_channels,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_insite_ws_loc_conf_t, channels),
       NULL },
+
+    { ngx_string("insite_ws_conflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_insite_ws_channels,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, conflate),
+      NULL },
+
+    { ngx_string("insite_ws_deflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, deflate),
+      NULL },
+
+    { ngx_string("insite_ws_deflate_min_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, deflate_min_size),
+      &ngx_insite_ws_deflate_min_size_bounds },
+
+    { ngx_string("insite_ws_conflate_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, conflate_after),
+      &ngx_insite_ws_conflate_after_bounds },
 
     { ngx_string("insite_ws_subscribe_rate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
@@ -336,6 +370,10 @@ ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf)
     conf->allow_any_origin = NGX_CONF_UNSET;
     conf->user = NGX_CONF_UNSET_PTR;
     conf->channels = NGX_CONF_UNSET_PTR;
+    conf->deflate = NGX_CONF_UNSET;
+    conf->deflate_min_size = NGX_CONF_UNSET_SIZE;
+    conf->conflate = NGX_CONF_UNSET_PTR;
+    conf->conflate_after = NGX_CONF_UNSET_SIZE;
     conf->subscribe_rate = NGX_CONF_UNSET_UINT;
     conf->subscribe_burst = NGX_CONF_UNSET_UINT;
 
@@ -372,6 +410,12 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
     ngx_conf_merge_str_value(conf->private_prefix, prev->private_prefix, "");
     ngx_conf_merge_ptr_value(conf->channels, prev->channels, NULL);
+    ngx_conf_merge_value(conf->deflate, prev->deflate, 0);
+    ngx_conf_merge_size_value(conf->deflate_min_size, prev->deflate_min_size,
+                              128);
+    ngx_conf_merge_ptr_value(conf->conflate, prev->conflate, NULL);
+    ngx_conf_merge_size_value(conf->conflate_after, prev->conflate_after,
+                              16 * 1024);
 
     if (conf->subscribe_rate == NGX_CONF_UNSET_UINT) {
         conf->subscribe_rate = prev->subscribe_rate == NGX_CONF_UNSET_UINT
@@ -559,21 +603,24 @@ ngx_http_insite_ws_prefix(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* insite_ws_channels, insite_ws_conflate: channel name patterns */
+
 static char *
 ngx_http_insite_ws_channels(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_insite_ws_loc_conf_t *wlcf = conf;
+    ngx_str_t     *value, *pat;
+    ngx_uint_t     i;
+    ngx_array_t  **patterns;
 
-    ngx_str_t   *value, *pat;
-    ngx_uint_t   i;
+    patterns = (ngx_array_t **) ((char *) conf + cmd->offset);
 
-    if (wlcf->channels != NGX_CONF_UNSET_PTR) {
+    if (*patterns != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
-    wlcf->channels = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                      sizeof(ngx_str_t));
-    if (wlcf->channels == NULL) {
+    *patterns = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                 sizeof(ngx_str_t));
+    if (*patterns == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -583,13 +630,13 @@ ngx_http_insite_ws_channels(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (!insite_channel_glob_valid((char *) value[i].data, value[i].len))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"insite_ws_channels\": invalid pattern "
+                               "\"%V\": invalid pattern "
                                "\"%V\": 1-128 characters of A-Z a-z 0-9 "
-                               "_ . : - and *", &value[i]);
+                               "_ . : - and *", &cmd->name, &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        pat = ngx_array_push(wlcf->channels);
+        pat = ngx_array_push(*patterns);
         if (pat == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -804,6 +851,9 @@ ngx_http_insite_ws_register_metrics(ngx_conf_t *cf,
         { offsetof(ngx_insite_ws_metrics_t, client_errors),
           NGX_INSITE_COUNTER, "insite_ws_client_errors_total",
           "error frames sent for bad client requests." },
+        { offsetof(ngx_insite_ws_metrics_t, conflated), NGX_INSITE_COUNTER,
+          "insite_ws_messages_conflated_total",
+          "Queued messages replaced by a newer one (insite_ws_conflate)." },
     };
 
     for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
@@ -856,6 +906,8 @@ ngx_http_insite_ws_exit_process(ngx_cycle_t *cycle)
     if (wmcf && wmcf->used) {
         ngx_insite_ws_redis_exit(cycle);
     }
+
+    ngx_insite_ws_deflate_exit();
 }
 
 

@@ -17,6 +17,12 @@
  *   ngx_insite_ws_publish.c       the insite_ws_publish HTTP endpoint
  *   ngx_insite_ws_status.c        the insite_ws_status JSON endpoint
  *   insite_ws_frame.c             RFC 6455 framing, plain C (fuzzed)
+ *   insite_ws_conflate.c          conflation runs and the conflated
+ *                                 message, plain C (fuzzed)
+ *   ngx_insite_ws_deflate.c       permessage-deflate: the handshake answer,
+ *                                 compressed frames shared, inflating
+ *   insite_ws_deflate.c           permessage-deflate offers and zlib,
+ *                                 plain C (fuzzed)
  *   insite_channel.c              the channel contract: names, Redis keys,
  *                                 publish bodies and script arguments,
  *                                 plain C shared with the workers (fuzzed)
@@ -28,6 +34,8 @@
 
 #include "ngx_insite_core.h"
 #include "insite_ws_frame.h"
+#include "insite_ws_conflate.h"
+#include "insite_ws_deflate.h"
 #include "insite_channel.h"
 
 
@@ -43,11 +51,17 @@ typedef struct ngx_insite_ws_sub_s      ngx_insite_ws_sub_t;
 
 
 /* A frame ready to send, shared by every subscriber it goes to. */
-typedef struct {
+typedef struct ngx_insite_ws_frame_s  ngx_insite_ws_frame_t;
+
+struct ngx_insite_ws_frame_s {
     ngx_uint_t                  refs;
     size_t                      len;
+    size_t                      hlen;             /* payload at data + hlen */
+    ngx_insite_ws_frame_t      *deflated[8];      /* permessage-deflate, per
+                                                     window bits - 8; owned */
+    u_char                      plain_only;       /* bits - 8 not worth it */
     u_char                      data[1];
-} ngx_insite_ws_frame_t;
+};
 
 
 /* one entry of a connection's send queue */
@@ -55,6 +69,8 @@ typedef struct {
     ngx_queue_t                 queue;
     ngx_insite_ws_frame_t      *frame;
     size_t                      sent;
+    ngx_insite_ws_sub_t        *sub;              /* in sub's conflation run */
+    insite_ws_cq_link_t         run;
 } ngx_insite_ws_out_t;
 
 
@@ -75,6 +91,7 @@ typedef struct {
     ngx_insite_metric_t        *gap_repairs;
     ngx_insite_metric_t        *resets;
     ngx_insite_metric_t        *client_errors;
+    ngx_insite_metric_t        *conflated;        /* messages merged away */
 } ngx_insite_ws_metrics_t;
 
 
@@ -132,6 +149,10 @@ struct ngx_http_insite_ws_loc_conf_s {
     ngx_array_t                *channels;         /* ngx_str_t patterns */
     ngx_uint_t                  subscribe_rate;   /* channels per second */
     ngx_uint_t                  subscribe_burst;
+    ngx_flag_t                  deflate;
+    size_t                      deflate_min_size;
+    ngx_array_t                *conflate;         /* ngx_str_t patterns */
+    size_t                      conflate_after;
 };
 
 
@@ -142,6 +163,8 @@ struct ngx_insite_ws_conn_s {
     ngx_connection_t           *connection;
     ngx_http_insite_ws_loc_conf_t *conf;
     ngx_str_t                   user;
+    ngx_uint_t                  deflate_bits;     /* permessage-deflate: the
+                                                     server window, 0: off */
 
     /* reading */
     u_char                      hdr[INSITE_WS_MAX_CLIENT_HEADER];
@@ -201,9 +224,12 @@ struct ngx_insite_ws_sub_s {
     u_char                      epoch_buf[NGX_INSITE_WS_EPOCH_LEN];
     uint64_t                    since;
     uint64_t                    last;             /* replay the last N */
+    insite_ws_cq_t              run;              /* conflation, see
+                                                     insite_ws_conflate.h */
     unsigned                    has_since:1;
     unsigned                    force_reset:1;    /* epoch changed */
     unsigned                    snapshot:1;       /* "last": no reset owed */
+    unsigned                    conflate:1;       /* insite_ws_conflate */
 };
 
 
@@ -251,14 +277,28 @@ ngx_int_t ngx_insite_ws_limit_acquire(ngx_http_request_t *r);
 void ngx_insite_ws_limit_release(void);
 
 /* connection */
-ngx_int_t ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user);
+ngx_int_t ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_uint_t deflate_bits);
 ngx_int_t ngx_insite_ws_send(ngx_insite_ws_conn_t *wc,
     ngx_insite_ws_frame_t *frame);
 ngx_int_t ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data,
     size_t len);
+ngx_int_t ngx_insite_ws_send_message(ngx_insite_ws_sub_t *sub,
+    ngx_insite_ws_frame_t *frame, uint64_t seq);
+void ngx_insite_ws_conflate_end(ngx_insite_ws_sub_t *sub);
 void ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
     const char *reason);
 void ngx_insite_ws_go_away(ngx_insite_ws_conn_t *wc);
+
+/* permessage-deflate */
+ngx_int_t ngx_insite_ws_deflate_handshake(ngx_http_request_t *r,
+    ngx_uint_t *bits);
+ngx_insite_ws_frame_t *ngx_insite_ws_frame_deflated(
+    ngx_insite_ws_frame_t *frame, ngx_uint_t bits, size_t min_size,
+    ngx_log_t *log);
+ngx_uint_t ngx_insite_ws_inflate(ngx_insite_ws_conn_t *wc, u_char *in,
+    size_t len, u_char **out, size_t *out_len);
+void ngx_insite_ws_deflate_exit(void);
 
 /* frames */
 ngx_insite_ws_frame_t *ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode,
@@ -300,6 +340,7 @@ void ngx_insite_ws_channels_check(void);
 ngx_int_t ngx_insite_ws_channel_name_valid(ngx_str_t *name);
 ngx_int_t ngx_insite_ws_channel_known(ngx_http_insite_ws_loc_conf_t *wlcf,
     ngx_str_t *name);
+ngx_int_t ngx_insite_ws_channel_match(ngx_array_t *patterns, ngx_str_t *name);
 
 /* redis */
 ngx_int_t ngx_insite_ws_redis_init(ngx_cycle_t *cycle);

@@ -67,16 +67,25 @@ ngx_int_t
 ngx_insite_ws_channel_known(ngx_http_insite_ws_loc_conf_t *wlcf,
     ngx_str_t *name)
 {
-    ngx_str_t   *pat;
-    ngx_uint_t   i;
-
     if (wlcf->channels == NULL) {
         return NGX_OK;
     }
 
-    pat = wlcf->channels->elts;
+    return ngx_insite_ws_channel_match(wlcf->channels, name);
+}
 
-    for (i = 0; i < wlcf->channels->nelts; i++) {
+
+/* NGX_OK when the name matches one of the patterns (ngx_str_t) */
+
+ngx_int_t
+ngx_insite_ws_channel_match(ngx_array_t *patterns, ngx_str_t *name)
+{
+    ngx_str_t   *pat;
+    ngx_uint_t   i;
+
+    pat = patterns->elts;
+
+    for (i = 0; i < patterns->nelts; i++) {
         if (insite_channel_glob_match((char *) pat[i].data, pat[i].len,
                                       (char *) name->data, name->len))
         {
@@ -147,6 +156,10 @@ ngx_insite_ws_channel_join(ngx_insite_ws_channel_t *ch,
     sub->ch = ch;
     sub->wc = wc;
     sub->state = NGX_INSITE_WS_SUB_WAIT;
+    sub->conflate = wc->conf->conflate
+                    && ngx_insite_ws_channel_match(wc->conf->conflate,
+                                                   &ch->node.str) == NGX_OK;
+    insite_ws_cq_init(&sub->run);
 
     ngx_queue_insert_tail(&ch->subs, &sub->chan_link);
     ngx_queue_insert_tail(&wc->subs, &sub->conn_link);
@@ -172,6 +185,9 @@ ngx_insite_ws_channel_leave(ngx_insite_ws_sub_t *sub)
         ngx_insite_redis_cancel(sub->cmd);
         sub->cmd = NULL;
     }
+
+    /* its queued messages still go out, as nobody's run */
+    ngx_insite_ws_conflate_end(sub);
 
     ngx_queue_remove(&sub->chan_link);
     ngx_queue_remove(&sub->conn_link);
@@ -583,7 +599,7 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
 
         sub->cursor = seq;
 
-        if (ngx_insite_ws_send(sub->wc, frame) == NGX_OK) {
+        if (ngx_insite_ws_send_message(sub, frame, seq) == NGX_OK) {
             sent++;
         }
     }

@@ -9,7 +9,10 @@
  *
  * Writing: a frame is shared by every connection it is queued on (refcount);
  * writes are batched by posting the write event, so all frames queued in one
- * event loop iteration leave in one writev().
+ * event loop iteration leave in one writev().  A subscriber of a conflated
+ * channel (insite_ws_conflate) has its queued, unstarted messages of that
+ * channel in a run (insite_ws_conflate.h); a run grown too long is replaced
+ * by its newest message, marked with what it stands for.
  *
  * Memory: once the 101 is on the wire the HTTP request is freed (logged
  * then, with status 101) together with the header buffers, as nginx does
@@ -43,11 +46,17 @@ static ngx_int_t ngx_insite_ws_payload(ngx_insite_ws_conn_t *wc, u_char *p,
     size_t n);
 static void ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_control(ngx_insite_ws_conn_t *wc, int opcode);
+static void ngx_insite_ws_inflated(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_protocol_error(ngx_insite_ws_conn_t *wc, int rc);
 static ngx_int_t ngx_insite_ws_flush(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_post_write(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_drop_queue(ngx_insite_ws_conn_t *wc,
     ngx_uint_t keep_partial);
+static void ngx_insite_ws_out_free(ngx_insite_ws_conn_t *wc,
+    ngx_insite_ws_out_t *out);
+static void ngx_insite_ws_out_started(ngx_insite_ws_out_t *out);
+static ngx_insite_ws_frame_t *ngx_insite_ws_conflate(ngx_insite_ws_sub_t *sub,
+    ngx_insite_ws_frame_t *frame, uint64_t seq);
 static void ngx_insite_ws_heartbeat_handler(ngx_event_t *ev);
 static void ngx_insite_ws_going_away_handler(ngx_event_t *ev);
 static ngx_int_t ngx_insite_ws_flush_handshake(ngx_insite_ws_conn_t *wc);
@@ -63,7 +72,8 @@ static ngx_chain_t  ngx_insite_ws_chain[NGX_INSITE_WS_IOV];
 
 
 ngx_int_t
-ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
+ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_uint_t deflate_bits)
 {
     size_t                           pipelined;
     ngx_int_t                        rc;
@@ -92,6 +102,7 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user)
     wc->user.len = user->len;
     ngx_memcpy(wc->user.data, user->data, user->len);
     wc->last_rx = ngx_current_msec;
+    wc->deflate_bits = deflate_bits;
 
     ngx_queue_init(&wc->out);
     ngx_queue_init(&wc->out_free);
@@ -381,8 +392,11 @@ ngx_insite_ws_process(ngx_insite_ws_conn_t *wc, u_char *p, u_char *last)
         }
 
         if (!wc->in_payload) {
-            rc = insite_ws_parse_header(p, last - p, wc->conf->max_message_size,
-                                        &wc->frame);
+            rc = insite_ws_parse_header_rsv(p, last - p,
+                                            wc->conf->max_message_size,
+                                            wc->deflate_bits ? INSITE_WS_RSV1
+                                                             : 0,
+                                            &wc->frame);
 
             if (rc == INSITE_WS_NEED_MORE) {
                 wc->hdr_len = last - p;
@@ -505,7 +519,12 @@ ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc)
     }
 
     if (!wc->closing) {
-        ngx_insite_ws_proto_message(wc, wc->msg, wc->msg_len);
+        if (wc->assembler.compressed) {
+            ngx_insite_ws_inflated(wc);
+
+        } else {
+            ngx_insite_ws_proto_message(wc, wc->msg, wc->msg_len);
+        }
     }
 
     /* messages are small and rare next to deliveries: do not keep buffers */
@@ -516,6 +535,42 @@ ngx_insite_ws_frame_done(ngx_insite_ws_conn_t *wc)
 
     wc->msg_len = 0;
     wc->msg_cap = 0;
+}
+
+
+/* a permessage-deflate message: inflated, checked as a text message is */
+
+static void
+ngx_insite_ws_inflated(ngx_insite_ws_conn_t *wc)
+{
+    u_char      *data;
+    size_t       len;
+    ngx_uint_t   code;
+
+    code = ngx_insite_ws_inflate(wc, wc->msg, wc->msg_len, &data, &len);
+
+    if (code == 0 && !insite_ws_utf8_valid(data, len)) {
+        code = INSITE_WS_CLOSE_INVALID_DATA;
+    }
+
+    if (code) {
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                      "insite ws: closing with %ui: compressed message %s",
+                      code, code == INSITE_WS_CLOSE_TOO_BIG
+                            ? "inflates past insite_ws_max_message_size"
+                            : code == INSITE_WS_CLOSE_INVALID_DATA
+                              ? "is not valid deflate data or UTF-8"
+                              : "could not be inflated");
+        ngx_insite_metric_inc(
+            ngx_insite_ws_main_conf()->metrics.protocol_closes);
+        wc->broken = 1;
+        ngx_insite_ws_close(wc, code, code == INSITE_WS_CLOSE_TOO_BIG
+                                      ? "message too big"
+                                      : "invalid compressed message");
+        return;
+    }
+
+    ngx_insite_ws_proto_message(wc, data, len);
 }
 
 
@@ -623,8 +678,12 @@ ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode, u_char *payload,
         return NULL;
     }
 
+    ngx_memzero(frame->deflated, sizeof(frame->deflated));
+    frame->plain_only = 0;
+
     frame->refs = 1;
     frame->len = hlen + len;
+    frame->hlen = hlen;
     ngx_memcpy(frame->data, header, hlen);
     if (len) {
         ngx_memcpy(frame->data + hlen, payload, len);
@@ -637,9 +696,19 @@ ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode, u_char *payload,
 void
 ngx_insite_ws_frame_release(ngx_insite_ws_frame_t *frame)
 {
-    if (--frame->refs == 0) {
-        ngx_free(frame);
+    ngx_uint_t  i;
+
+    if (--frame->refs) {
+        return;
     }
+
+    for (i = 0; i < 8; i++) {
+        if (frame->deflated[i]) {
+            ngx_insite_ws_frame_release(frame->deflated[i]);
+        }
+    }
+
+    ngx_free(frame);
 }
 
 
@@ -650,6 +719,12 @@ ngx_insite_ws_send(ngx_insite_ws_conn_t *wc, ngx_insite_ws_frame_t *frame)
 
     if (wc->closing || wc->finished) {
         return NGX_DECLINED;
+    }
+
+    if (wc->deflate_bits) {
+        frame = ngx_insite_ws_frame_deflated(frame, wc->deflate_bits,
+                                             wc->conf->deflate_min_size,
+                                             wc->connection->log);
     }
 
     if (wc->out_bytes + frame->len > wc->conf->send_buffer) {
@@ -669,6 +744,7 @@ ngx_insite_ws_send(ngx_insite_ws_conn_t *wc, ngx_insite_ws_frame_t *frame)
 
     out->frame = frame;
     out->sent = 0;
+    out->sub = NULL;
     frame->refs++;
 
     ngx_queue_insert_tail(&wc->out, &out->queue);
@@ -696,6 +772,180 @@ ngx_insite_ws_send_text(ngx_insite_ws_conn_t *wc, u_char *data, size_t len)
     ngx_insite_ws_frame_release(frame);
 
     return rc;
+}
+
+
+/*
+ * A channel message to one subscriber.  For a conflated channel the message
+ * joins the subscriber's run; a run grown past insite_ws_conflate_after (or
+ * a queue that would pass insite_ws_send_buffer) is replaced first by one
+ * conflated message.
+ */
+
+ngx_int_t
+ngx_insite_ws_send_message(ngx_insite_ws_sub_t *sub,
+    ngx_insite_ws_frame_t *frame, uint64_t seq)
+{
+    size_t                  len;
+    ngx_int_t               rc;
+    uint64_t                first;
+    ngx_insite_ws_out_t    *out;
+    ngx_insite_ws_conn_t   *wc = sub->wc;
+    ngx_insite_ws_frame_t  *merged;
+
+    if (!sub->conflate) {
+        return ngx_insite_ws_send(wc, frame);
+    }
+
+    if (wc->closing || wc->finished) {
+        return NGX_DECLINED;
+    }
+
+    first = seq;
+    merged = NULL;
+
+    if (insite_ws_cq_due(&sub->run, seq, frame->len, wc->conf->conflate_after,
+                         wc->out_bytes + frame->len > wc->conf->send_buffer))
+    {
+        first = insite_ws_cq_first(&sub->run);
+        merged = ngx_insite_ws_conflate(sub, frame, seq);
+
+        if (merged) {
+            frame = merged;
+
+        } else {
+            first = seq;
+        }
+    }
+
+    rc = ngx_insite_ws_send(wc, frame);
+
+    if (merged) {
+        ngx_insite_ws_frame_release(merged);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    out = ngx_queue_data(ngx_queue_last(&wc->out), ngx_insite_ws_out_t, queue);
+
+    /* the bytes queued: the compressed frame where deflate is on */
+    len = out->frame->len;
+
+    if (insite_ws_cq_push(&sub->run, &out->run, first, seq, len) != 0) {
+        /* not the run's next seq (a replay after a reset): a new run */
+        ngx_insite_ws_conflate_end(sub);
+        (void) insite_ws_cq_push(&sub->run, &out->run, first, seq, len);
+    }
+
+    out->sub = sub;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The run and the new message (seq, the run's last + 1) become one: the
+ * new message marked "conflated".  The run's entries leave the queue.
+ */
+
+static ngx_insite_ws_frame_t *
+ngx_insite_ws_conflate(ngx_insite_ws_sub_t *sub, ngx_insite_ws_frame_t *frame,
+    uint64_t seq)
+{
+    size_t                  plen, n, cap;
+    u_char                 *buf;
+    uint64_t                first, merged;
+    insite_ws_cq_link_t    *l;
+    ngx_insite_ws_out_t    *out;
+    ngx_insite_ws_conn_t   *wc = sub->wc;
+    ngx_insite_ws_frame_t  *conflated;
+
+    first = insite_ws_cq_first(&sub->run);
+    plen = frame->len - frame->hlen;
+    cap = plen + INSITE_WS_CONFLATE_EXTRA;
+
+    buf = ngx_alloc(cap, wc->connection->log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    n = insite_ws_conflate_message(buf, cap, frame->data + frame->hlen, plen,
+                                   seq - first + 1, first);
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_ERR, wc->connection->log, 0,
+                      "insite ws: channel \"%V\": seq %uL is not a JSON "
+                      "object, not conflated", &sub->ch->node.str, seq);
+        ngx_free(buf);
+        return NULL;
+    }
+
+    conflated = ngx_insite_ws_frame_alloc(wc->connection->log,
+                                          INSITE_WS_OP_TEXT, buf, n);
+    ngx_free(buf);
+
+    if (conflated == NULL) {
+        return NULL;
+    }
+
+    merged = 0;
+
+    while ((l = insite_ws_cq_pop(&sub->run)) != NULL) {
+        out = (ngx_insite_ws_out_t *) ((u_char *) l
+                                       - offsetof(ngx_insite_ws_out_t, run));
+        merged++;
+        out->sub = NULL;
+        ngx_queue_remove(&out->queue);
+        wc->out_bytes -= out->frame->len;
+        ngx_insite_ws_out_free(wc, out);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, wc->connection->log, 0,
+                   "insite ws: conflated seq %uL-%uL of \"%V\"",
+                   first, seq, &sub->ch->node.str);
+
+    ngx_insite_metric_add_value(ngx_insite_ws_main_conf()->metrics.conflated,
+                                merged);
+
+    return conflated;
+}
+
+
+/* The subscriber's queued messages can no longer merge with later ones. */
+
+void
+ngx_insite_ws_conflate_end(ngx_insite_ws_sub_t *sub)
+{
+    insite_ws_cq_link_t  *l;
+    ngx_insite_ws_out_t  *out;
+
+    while ((l = insite_ws_cq_pop(&sub->run)) != NULL) {
+        out = (ngx_insite_ws_out_t *) ((u_char *) l
+                                       - offsetof(ngx_insite_ws_out_t, run));
+        out->sub = NULL;
+    }
+}
+
+
+/* The entry's frame starts on the wire (or leaves): out of any run. */
+
+static void
+ngx_insite_ws_out_started(ngx_insite_ws_out_t *out)
+{
+    if (out->sub) {
+        insite_ws_cq_remove(&out->sub->run, &out->run);
+        out->sub = NULL;
+    }
+}
+
+
+static void
+ngx_insite_ws_out_free(ngx_insite_ws_conn_t *wc, ngx_insite_ws_out_t *out)
+{
+    ngx_insite_ws_out_started(out);
+    ngx_insite_ws_frame_release(out->frame);
+    ngx_queue_insert_head(&wc->out_free, &out->queue);
 }
 
 
@@ -860,14 +1110,14 @@ ngx_insite_ws_flush(ngx_insite_ws_conn_t *wc)
             if (n < left) {
                 out->sent += n;
                 wc->out_bytes -= n;
+                ngx_insite_ws_out_started(out);
                 break;
             }
 
             n -= left;
             wc->out_bytes -= left;
             ngx_queue_remove(q);
-            ngx_insite_ws_frame_release(out->frame);
-            ngx_queue_insert_head(&wc->out_free, q);
+            ngx_insite_ws_out_free(wc, out);
         }
 
         if (cl) {
@@ -904,8 +1154,7 @@ ngx_insite_ws_drop_queue(ngx_insite_ws_conn_t *wc, ngx_uint_t keep_partial)
 
         wc->out_bytes -= out->frame->len - out->sent;
         ngx_queue_remove(q);
-        ngx_insite_ws_frame_release(out->frame);
-        ngx_queue_insert_head(&wc->out_free, q);
+        ngx_insite_ws_out_free(wc, out);
     }
 }
 
@@ -949,6 +1198,9 @@ ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
 
     frame->refs = 1;
     frame->len = len;
+    frame->hlen = len;              /* not a message: no payload to reuse */
+    ngx_memzero(frame->deflated, sizeof(frame->deflated));
+    frame->plain_only = 0;
     ngx_memcpy(frame->data, buf, len);
 
     out = ngx_insite_ws_out_get(wc);
@@ -960,6 +1212,7 @@ ngx_insite_ws_close(ngx_insite_ws_conn_t *wc, ngx_uint_t code,
 
     out->frame = frame;
     out->sent = 0;
+    out->sub = NULL;
     ngx_queue_insert_tail(&wc->out, &out->queue);
     wc->out_bytes += len;
 

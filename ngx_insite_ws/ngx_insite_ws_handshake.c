@@ -20,6 +20,7 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
     u_char                          accept[INSITE_WS_ACCEPT_LEN + 1];
     ngx_int_t                       rc;
     ngx_str_t                       user;
+    ngx_uint_t                      deflate_bits;
     ngx_table_elt_t                *key, *version;
     ngx_http_insite_ws_loc_conf_t  *wlcf;
 
@@ -99,6 +100,22 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
                                     "Retry-After", "5");
     }
 
+    /* RFC 7692: an offer we cannot parse fails the handshake */
+    rc = ngx_insite_ws_deflate_handshake(r, &deflate_bits);
+
+    if (rc != NGX_OK) {
+        ngx_insite_ws_limit_release();
+
+        if (rc == NGX_DECLINED) {
+            return ngx_insite_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                        "bad_request",
+                                        "invalid Sec-WebSocket-Extensions",
+                                        NULL, NULL);
+        }
+
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
     r->headers_out.content_length_n = -1;
@@ -115,7 +132,7 @@ ngx_insite_ws_handshake(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_insite_ws_conn_start(r, &user);
+    return ngx_insite_ws_conn_start(r, &user, deflate_bits);
 }
 
 

@@ -859,5 +859,8 @@ ngx_insite_ws_proto_reset(ngx_insite_ws_sub_t *sub, uint64_t first_seq)
     p = ngx_insite_json_str(p, &epoch);
     p = ngx_sprintf(p, ",\"first_seq\":%uL}", first_seq);
 
+    /* what is queued before the reset must not merge with what follows */
+    ngx_insite_ws_conflate_end(sub);
+
     return ngx_insite_ws_send_text(sub->wc, buf, p - buf);
 }

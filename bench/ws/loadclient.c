@@ -24,6 +24,18 @@
  * DRAIN seconds, and counts as lost, per connection, every gap plus what is
  * missing at the end.  A connection the server closed loses what it did not
  * get.  A 1-second trace goes to stderr, a JSON summary to -o (or stdout).
+ *
+ * -L PCT -B BYTES: PCT % of the connections (i % 100 < PCT) are slow
+ * readers: a 4 KB receive buffer and at most BYTES read per second.  Their
+ * deliveries go to a histogram of their own ("slow" in the summary: how
+ * old a message is when a slow reader gets it), so "lat_us" is the fast
+ * readers'.  A conflated message (insite_ws_conflate) counts as its seq
+ * range: no gap, and "conflated" counts the messages it stood for.
+ *
+ * -z offers permessage-deflate (as browsers do) and inflates compressed
+ * messages (RSV1) with the module's own core (insite_ws_deflate.c); the
+ * summary counts the bytes read off the sockets ("wire_bytes") and the
+ * compressed messages ("compressed"), with or without -z.
  */
 
 #ifndef _GNU_SOURCE
@@ -42,6 +54,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "insite_ws_deflate.h"
 
 #define MAX_SRC        64
 #define MAX_HANDSHAKES 512               /* connects in flight at once */
@@ -78,6 +91,10 @@ typedef struct {
     uint8_t   *frag;          /* fragmented message being assembled */
     uint32_t   frag_len;
     uint32_t   frag_cap;
+    uint8_t    frag_rsv1;     /* ... which is compressed */
+    uint8_t    slow;          /* -L: reads at most -B bytes a second */
+    uint8_t    paused;        /* slow, budget spent: not in epoll */
+    uint32_t   budget;        /* slow: bytes it may still read */
 } conn_t;
 
 typedef struct {
@@ -97,6 +114,9 @@ typedef struct {
     double       max_seconds;
     double       drain_seconds;
     int          nsrc;
+    int          deflate;          /* -z: offer permessage-deflate */
+    int          slow_pct;         /* -L */
+    int          slow_bps;         /* -B */
     struct in_addr src[MAX_SRC];
 } opts_t;
 
@@ -119,6 +139,14 @@ typedef struct {
     uint64_t    errors;           /* error frames from the server */
     uint64_t    resets;
     uint64_t    bad_payload;      /* messages without seq or t */
+    uint64_t    wire_bytes;       /* read off the sockets */
+    uint64_t    compressed;       /* messages with RSV1 */
+    uint64_t    conflated;        /* messages conflated messages stood for */
+    uint64_t    slow_deliveries;
+    hist_t      slow;             /* latency of the slow readers */
+    double      t_refill;
+    z_stream    inflater;
+    uint8_t    *zbuf;
     hist_t      total;
     hist_t      second;
     uint64_t    second_deliv;
@@ -223,8 +251,10 @@ send_handshake(client_t *cl, conn_t *c)
     n += snprintf(req + n, sizeof(req) - (size_t) n,
                   "Host: %s:%d\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n",
-                  cl->o.host, cl->o.port, ws_key);
+                  "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                  cl->o.host, cl->o.port, ws_key,
+                  cl->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate;"
+                                  " client_max_window_bits\r\n" : "");
 
     return send_all(c, req, (size_t) n);
 }
@@ -256,11 +286,19 @@ conn_start(client_t *cl, int i)
     int                 fd, one = 1;
 
     c->channel = (uint32_t) (i % cl->o.channels);
+    c->slow = (i % 100) < cl->o.slow_pct;
+    c->budget = (uint32_t) cl->o.slow_bps / 10;
 
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fprintf(stderr, "conn %d: socket: %s\n", i, strerror(errno));
         return -1;
+    }
+
+    if (c->slow) {
+        int rcv = 4096;         /* a phone on a slow link: a small window */
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
     }
 
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -410,7 +448,7 @@ check_seq(conn_t *c, unsigned stream, uint64_t seq)
 static void
 on_delivery(client_t *cl, conn_t *c, const uint8_t *p, size_t len)
 {
-    uint64_t seq, t, now, stream;
+    uint64_t seq, t, now, stream, first;
     double   ts;
 
     if (json_u64(p, len, "\"seq\":", &seq) != 0
@@ -428,7 +466,16 @@ on_delivery(client_t *cl, conn_t *c, const uint8_t *p, size_t len)
         stream = 0;
     }
 
-    check_seq(c, (unsigned) stream, seq);
+    if (json_u64(p, len, "\"first_seq\":", &first) == 0 && first < seq
+        && memmem(p, len, "\"conflated\":", 12) != NULL)
+    {
+        /* stands for first..seq: the seq check starts at first */
+        check_seq(c, (unsigned) stream, first);
+        c->next_seq[stream] = seq + 1;
+        cl->conflated += seq - first;
+    } else {
+        check_seq(c, (unsigned) stream, seq);
+    }
     c->received++;
     cl->ch_deliv[c->channel]++;
     cl->deliveries++;
@@ -439,8 +486,13 @@ on_delivery(client_t *cl, conn_t *c, const uint8_t *p, size_t len)
 
     now = now_ns(CLOCK_REALTIME);
     now = now > t ? (now - t) / 1000 : 0;
-    hist_add(&cl->total, now);
-    hist_add(&cl->second, now);
+    if (c->slow) {
+        hist_add(&cl->slow, now);
+        cl->slow_deliveries++;
+    } else {
+        hist_add(&cl->total, now);
+        hist_add(&cl->second, now);
+    }
 
     ts = now_s();
     if (cl->t_first == 0) {
@@ -523,10 +575,33 @@ frag_append(conn_t *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* a text message, inflated first when it came compressed */
+static void
+on_message(client_t *cl, conn_t *c, int rsv1, const uint8_t *p, size_t len)
+{
+    size_t  n;
+
+    if (rsv1) {
+        cl->compressed++;
+        if (insite_ws_inflate_message(&cl->inflater, p, len, cl->zbuf,
+                                      RBUF_SIZE, &n)
+            != INSITE_WS_DEFLATE_OK)
+        {
+            fprintf(stderr, "a compressed message does not inflate\n");
+            cl->bad_payload++;
+            return;
+        }
+        p = cl->zbuf;
+        len = n;
+    }
+
+    on_text(cl, c, p, len);
+}
+
 /* one complete frame; returns -1 when the connection is gone */
 static int
-on_frame(client_t *cl, conn_t *c, int fin, int op, const uint8_t *p,
-    size_t len)
+on_frame(client_t *cl, conn_t *c, int fin, int rsv1, int op,
+    const uint8_t *p, size_t len)
 {
     uint8_t frame[140];
 
@@ -546,11 +621,12 @@ on_frame(client_t *cl, conn_t *c, int fin, int op, const uint8_t *p,
     case 0x1:
     case 0x0:
         if (op == 0x1 && fin) {
-            on_text(cl, c, p, len);
+            on_message(cl, c, rsv1, p, len);
             return c->fd < 0 ? -1 : 0;
         }
         if (op == 0x1) {
             c->frag_len = 0;
+            c->frag_rsv1 = (uint8_t) rsv1;
         }
         if (frag_append(c, p, len) != 0) {
             fprintf(stderr, "out of memory assembling a message\n");
@@ -558,7 +634,7 @@ on_frame(client_t *cl, conn_t *c, int fin, int op, const uint8_t *p,
             return -1;
         }
         if (fin) {
-            on_text(cl, c, c->frag, c->frag_len);
+            on_message(cl, c, c->frag_rsv1, c->frag, c->frag_len);
             c->frag_len = 0;
         }
         return c->fd < 0 ? -1 : 0;
@@ -608,7 +684,9 @@ parse_frames(client_t *cl, conn_t *c, const uint8_t *buf, size_t len)
             break;
         }
 
-        if (on_frame(cl, c, f[0] >> 7, f[0] & 0x0f, f + hdr, plen) != 0) {
+        if (on_frame(cl, c, f[0] >> 7, (f[0] & 0x40) != 0, f[0] & 0x0f,
+                     f + hdr, plen) != 0)
+        {
             return -1;
         }
 
@@ -671,6 +749,46 @@ keep_pending(conn_t *c, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* a slow reader out of budget leaves epoll until the next refill */
+static void
+slow_pause(client_t *cl, conn_t *c)
+{
+    if (!c->paused && c->fd >= 0) {
+        (void) epoll_ctl(cl->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        c->paused = 1;
+    }
+}
+
+/* every 100 ms: a tenth of -B for each slow reader, paused ones resume */
+static void
+slow_refill(client_t *cl, double t)
+{
+    struct epoll_event  ev;
+
+    if (cl->o.slow_pct == 0 || t < cl->t_refill + 0.1) {
+        return;
+    }
+
+    cl->t_refill = t;
+
+    for (int i = 0; i < cl->o.conns; i++) {
+        conn_t *c = &cl->c[i];
+
+        if (!c->slow) {
+            continue;
+        }
+
+        c->budget = (uint32_t) cl->o.slow_bps / 10;
+
+        if (c->paused && c->fd >= 0) {
+            ev.events = EPOLLIN | EPOLLRDHUP;
+            ev.data.u32 = (uint32_t) i;
+            (void) epoll_ctl(cl->ep, EPOLL_CTL_ADD, c->fd, &ev);
+            c->paused = 0;
+        }
+    }
+}
+
 static void
 on_readable(client_t *cl, conn_t *c)
 {
@@ -687,6 +805,14 @@ on_readable(client_t *cl, conn_t *c)
         memcpy(cl->rbuf, c->pend, have);
         room = RBUF_SIZE - have;
 
+        if (c->slow && c->state == ST_READY) {
+            if (c->budget == 0) {
+                slow_pause(cl, c);
+                return;
+            }
+            room = room < c->budget ? room : c->budget;
+        }
+
         n = recv(c->fd, cl->rbuf + have, room, 0);
         if (n < 0 && errno == EAGAIN) {
             return;
@@ -697,6 +823,10 @@ on_readable(client_t *cl, conn_t *c)
         }
 
         have += (size_t) n;
+        cl->wire_bytes += (uint64_t) n;
+        if (c->slow && c->state == ST_READY) {
+            c->budget -= (uint32_t) n;
+        }
         used = 0;
 
         if (c->state == ST_HANDSHAKE) {
@@ -879,9 +1009,17 @@ summary(client_t *cl)
 {
     uint64_t  lost, dups, closes, zero_ch;
     double    span;
+    int       slow_conns = 0, slow_closed = 0;
     FILE     *f = stdout;
 
     count_loss(cl, &lost, &dups, &closes, &zero_ch);
+
+    for (int i = 0; i < cl->o.conns; i++) {
+        if (cl->c[i].slow) {
+            slow_conns++;
+            slow_closed += cl->c[i].state == ST_CLOSED;
+        }
+    }
     span = cl->t_last > cl->t_first ? cl->t_last - cl->t_first : 0;
 
     if (cl->o.out_file) {
@@ -900,6 +1038,9 @@ summary(client_t *cl)
             "\"peak_second\":%llu,\"lost\":%llu,\"dups\":%llu,"
             "\"final_known\":%s,\"channels_without_delivery\":%llu,"
             "\"error_frames\":%llu,\"resets\":%llu,\"bad_payload\":%llu,"
+            "\"wire_bytes\":%llu,\"compressed\":%llu,\"conflated\":%llu,"
+            "\"slow\":{\"conns\":%d,\"deliveries\":%llu,\"closed\":%d,"
+            "\"p50\":%llu,\"p99\":%llu,\"max\":%llu},"
             "\"connect_s\":%.3f,"
             "\"lat_us\":{\"n\":%llu,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
             "\"p999\":%llu,\"max\":%llu,\"mean\":%.0f}}\n",
@@ -913,6 +1054,13 @@ summary(client_t *cl)
             cl->have_final ? "true" : "false", (unsigned long long) zero_ch,
             (unsigned long long) cl->errors, (unsigned long long) cl->resets,
             (unsigned long long) cl->bad_payload,
+            (unsigned long long) cl->wire_bytes,
+            (unsigned long long) cl->compressed,
+            (unsigned long long) cl->conflated,
+            slow_conns, (unsigned long long) cl->slow_deliveries, slow_closed,
+            (unsigned long long) hist_quantile(&cl->slow, 0.5),
+            (unsigned long long) hist_quantile(&cl->slow, 0.99),
+            (unsigned long long) cl->slow.max,
             cl->t_ready > 0 ? cl->t_ready - cl->t_start : -1.0,
             (unsigned long long) cl->total.n,
             (unsigned long long) hist_quantile(&cl->total, 0.5),
@@ -1014,6 +1162,7 @@ run(client_t *cl)
         }
 
         start_more(cl);
+        slow_refill(cl, now_s());
 
         if (!cl->ready_signalled && cl->started == cl->o.conns
             && cl->in_flight == 0)
@@ -1073,7 +1222,7 @@ parse_opts(opts_t *o, int argc, char **argv)
     o->drain_seconds = 3;
     o->id = "client";
 
-    while ((opt = getopt(argc, argv, "P:p:c:C:n:H:s:u:R:F:o:T:D:i:M:j:")) != -1) {
+    while ((opt = getopt(argc, argv, "P:p:c:C:n:H:s:u:R:F:o:T:D:i:M:j:zL:B:")) != -1) {
         switch (opt) {
         case 'P':
             if (strcmp(optarg, "insite") == 0) {
@@ -1099,6 +1248,9 @@ parse_opts(opts_t *o, int argc, char **argv)
         case 'i': o->id = optarg; break;
         case 'M': o->shm_file = optarg; break;
         case 'j': o->shm_slot = atoi(optarg); break;
+        case 'z': o->deflate = 1; break;
+        case 'L': o->slow_pct = atoi(optarg); break;
+        case 'B': o->slow_bps = atoi(optarg); break;
         default: usage();
         }
     }
@@ -1154,6 +1306,11 @@ main(int argc, char **argv)
     cl.ch_final = calloc((size_t) cl.o.channels * MAX_STREAMS,
                          sizeof(uint64_t));
     cl.rbuf = malloc(RBUF_SIZE);
+    cl.zbuf = malloc(RBUF_SIZE);
+    if (cl.zbuf == NULL || inflateInit2(&cl.inflater, -15) != Z_OK) {
+        fprintf(stderr, "cannot set up inflating\n");
+        return 1;
+    }
     if (!cl.c || !cl.ch_deliv || !cl.ch_final || !cl.rbuf) {
         die("out of memory for %d connections", cl.o.conns);
     }

@@ -8,7 +8,8 @@ import os
 import sys
 
 SERVERS = ["ours", "nchan-redis", "nchan-mem"]
-ORDER = ["idle", "fan1k", "fan10k", "ch10k", "fixed1k", "fixed10k", "hold50k"]
+ORDER = ["idle", "fan1k", "fan10k", "ch10k", "fixed1k", "fixed10k", "quote1k",
+         "slow1k", "hold50k"]
 TITLE = {
     "idle": "idle connections: worker RSS",
     "fan1k": "1 channel x 1k subscribers, max rate",
@@ -16,6 +17,8 @@ TITLE = {
     "ch10k": "10k channels x 1 subscriber, round-robin, max rate",
     "fixed1k": "100 publishes/s to 1 channel x 1k subscribers",
     "fixed10k": "5 publishes/s to 1 channel x 10k subscribers",
+    "slow1k": "50 channels x 100 publishes/s to 1k subscribers, 10 % reading slowly (BENCH_SLOW_BPS, 20 KB/s)",
+    "quote1k": "100 publishes/s of 800-byte quote-like messages to 1k subscribers",
     "hold50k": "50k connections held, 5 publishes/s",
 }
 
@@ -63,6 +66,21 @@ def figures(m):
     f["cpu_pct"] = m.get("cpu_pct", 0)
     f["published"] = m["pub"]["ok"] if m["pub"] else 0
     f["pub_failed"] = m["pub"]["failed"] if m["pub"] else 0
+    slow = [c["slow"] for c in cl if c.get("slow", {}).get("conns")]
+    if slow:
+        f["slow_conns"] = sum(x["conns"] for x in slow)
+        f["slow_closed"] = sum(x["closed"] for x in slow)
+        f["slow_p50_ms"] = max(x["p50"] for x in slow) / 1000.0
+        f["slow_p99_ms"] = max(x["p99"] for x in slow) / 1000.0
+        f["conflated"] = sum(c.get("conflated", 0) for c in cl)
+    wire = sum(c.get("wire_bytes", 0) for c in cl)
+    f["wire_per_deliv"] = wire / deliv if deliv else 0
+    f["compressed_pct"] = (100.0 * sum(c.get("compressed", 0) for c in cl)
+                           / deliv if deliv else 0)
+    # worker CPU seconds per 1000 deliveries: cpu_pct of the publish span
+    secs = m["pub"].get("seconds", 0) if m["pub"] else 0
+    f["cpu_ms_per_1k"] = (f["cpu_pct"] / 100.0 * secs * 1000.0 * 1000.0
+                          / deliv if deliv and secs else 0)
     return f
 
 
@@ -98,6 +116,16 @@ def table(scen, per):
         add("max ms", "max_ms", "%.1f")
         add("messages published", "published", "%d")
         add("worker CPU %", "cpu_pct", "%d")
+        if scen == "slow1k":
+            add("slow readers", "slow_conns", "%d")
+            add("slow readers closed by the server", "slow_closed", "%d")
+            add("slow readers: age of what they read, p50 ms", "slow_p50_ms", "%.0f")
+            add("slow readers: age, p99 ms", "slow_p99_ms", "%.0f")
+            add("messages conflated away", "conflated", "%d")
+        if scen == "quote1k":
+            add("bytes on the wire per delivery", "wire_per_deliv", "%.0f")
+            add("deliveries compressed %", "compressed_pct", "%.0f")
+            add("worker CPU ms per 1k deliveries", "cpu_ms_per_1k", "%.2f")
     add("subscribed / wanted", "subscribers", "%d")
     lines.append(row("lost / dup / closed by server / failed",
                      ["%d / %d / %d / %d" % (per[s]["lost"], per[s]["dups"],

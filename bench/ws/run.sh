@@ -6,6 +6,18 @@
 #   bench/ws/run.sh                  full scale, BENCH_SECONDS (10) per scenario
 #   BENCH_QUICK=1 bench/ws/run.sh    everything at small scale, < 2 minutes
 #   BENCH_50K=1 bench/ws/run.sh      only the 50,000-connection hold check
+#   BENCH_CONFLATE=1 BENCH_SCENARIOS=slow1k bench/ws/run.sh
+#                                    slow readers (bench/ws/conflate.sh):
+#                                    listeners with sndbuf=16k on both
+#                                    servers, ours with insite_ws_conflate *
+#   BENCH_DEFLATE=1 BENCH_SCENARIOS=quote1k bench/ws/run.sh
+#                                    permessage-deflate on both servers
+#                                    (ours: insite_ws_deflate on; nchan:
+#                                    nchan_deflate_message_for_websocket on)
+#                                    and offered by every client; run it
+#                                    with BENCH_DEFLATE=0 too for the bytes
+#                                    and CPU without (bench/ws/deflate.sh
+#                                    does both)
 #
 # Other knobs: BENCH_SECONDS, BENCH_WORKERS (nginx workers, default 1),
 # BENCH_SERVERS ("ours nchan-mem nchan-redis"), BENCH_SCENARIOS (names below),
@@ -35,6 +47,12 @@ WORKERS=${BENCH_WORKERS:-1}
 SERVERS=${BENCH_SERVERS:-ours nchan-mem nchan-redis}
 SCENARIOS=${BENCH_SCENARIOS:-idle fan1k fan10k ch10k fixed1k fixed10k}
 OURS_PUB=${BENCH_OURS_PUB:-http}
+DEFLATE=${BENCH_DEFLATE:-0}
+CONFLATE=${BENCH_CONFLATE:-0}
+SLOW_ARGS=()           # slow1k: 10 % of the subscribers read SLOW_BPS
+SLOW_BPS=${BENCH_SLOW_BPS:-20000}
+PUB_SIZE=100           # message size; quote1k: 800 quote-like bytes (-Q)
+PUB_QUOTES=()
 # max rate = as fast as the server goes while the publisher stays at most
 # WIN messages ahead of what the subscribers got (closed loop): PUB_CONNS
 # keep-alive connections (nginx answers pipelined requests one by one)
@@ -129,9 +147,12 @@ start_redis() {
 }
 
 nchan_locations() {
-  cat <<'EOF'
-    location ~ ^/sub/(.+)$ { nchan_subscriber websocket; nchan_channel_id $1; }
-    location ~ ^/pub/(.+)$ { nchan_publisher http; nchan_channel_id $1; }
+  local z=""
+  # compressed once per message, at publish time, like ours
+  if [ "$DEFLATE" = 1 ]; then z=" nchan_deflate_message_for_websocket on;"; fi
+  cat <<EOF
+    location ~ ^/sub/(.+)\$ { nchan_subscriber websocket; nchan_channel_id \$1;$z }
+    location ~ ^/pub/(.+)\$ { nchan_publisher http; nchan_channel_id \$1;$z }
 EOF
 }
 
@@ -144,6 +165,11 @@ server_conf() {  # name
     echo "@http insite_redis 127.0.0.1:$REDIS_PORT;"
     echo "@http insite_ws_max_connections 100000;"
     echo "@loc location /ws { insite_ws; insite_ws_send_buffer 1m; }"
+    if [ "$DEFLATE" = 1 ]; then echo "@http insite_ws_deflate on;"; fi
+    if [ "$CONFLATE" = 1 ]; then
+      echo "@http insite_ws_conflate *;"
+      echo "@http insite_ws_conflate_after 16k;"
+    fi
     echo "@loc location /pub { insite_ws_publish; }"
     echo "@loc location /status { insite_ws_status; }"
     ;;
@@ -181,7 +207,7 @@ write_nginx_conf() {  # name dir port workers
     for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $dir/tmp;"; done
     sed -n 's/^@http /  /p' <<<"$conf"
     echo "  server {"
-    echo "    listen 127.0.0.1:$port backlog=4096 reuseport;"
+    echo "    listen 127.0.0.1:$port backlog=4096 reuseport$([ "$CONFLATE" = 1 ] && echo ' sndbuf=16k');"
     sed -n 's/^@loc /    /p' <<<"$conf"
     echo "  }"
     echo "}"
@@ -243,7 +269,8 @@ start_clients() {
       -c "$per" -C "$chans" -n "$tag:" -s "$src" \
       -R "$OUT/$tag.ready.$k" -F "$OUT/$tag.final" -o "$OUT/$tag.client.$k.json" \
       -M "$OUT/$tag.shm" -j "$k" \
-      -D "$DRAIN" -T $((SECS * 6 + 120)) -i "$tag.$k" 2>"$OUT/$tag.client.$k.log" &
+      -D "$DRAIN" -T $((SECS * 6 + 120)) -i "$tag.$k" \
+      $([ "$DEFLATE" = 1 ] && echo -z) "${SLOW_ARGS[@]}" 2>"$OUT/$tag.client.$k.log" &
     CLIENT_PIDS+=($!)
     PIDS+=($!)
   done
@@ -276,7 +303,7 @@ publish() {
     flow=(-M "$OUT/$tag.shm" -N "$CLIENTS" -f "$(awk -v a="$subs" -v b="$chans" 'BEGIN { print a / b }')" -W "$window")
   fi
   taskset -c 1 "$BIN/publisher" -m "$mode" -p "$port" -C "$chans" -n "$tag:" \
-    -r "$rate" -d "$secs" -c "$conns" -w "$depth" -S 100 \
+    -r "$rate" -d "$secs" -c "$conns" -w "$depth" -S "$PUB_SIZE" "${PUB_QUOTES[@]}" \
     -L "$root/lua/publish.lua" -F "$OUT/$tag.final" -o "$OUT/$tag.pub.json" "${flow[@]}" \
     2>"$OUT/$tag.pub.log" &
   PIDS+=($!)
@@ -320,6 +347,15 @@ run_scenario() {  # scen server
   ch10k)    scenario "$2" ch10k    "$N_CH"   "$N_CH" 0   "$PUB_CONNS_CH" 64 1 "$WIN_CH" ;;
   fixed1k)  scenario "$2" fixed1k  "$N_FIX1" 1       100 1 16 1 0 ;;
   fixed10k) scenario "$2" fixed10k "$N_FIX2" 1       5   1 16 1 0 ;;
+  # 800-byte quote-like messages: what permessage-deflate saves
+  quote1k)  PUB_SIZE=800; PUB_QUOTES=(-Q)
+            scenario "$2" quote1k  "$N_FIX1" 1       100 1 16 1 0
+            PUB_SIZE=100; PUB_QUOTES=() ;;
+  # 1k subscribers over 50 channels, 100 publishes/s each, 10 % of the
+  # subscribers reading 20 KB/s (issue 18's conflation bench)
+  slow1k)   SLOW_ARGS=(-L 10 -B "$SLOW_BPS")
+            scenario "$2" slow1k   "$N_FIX1" 50      5000 4 16 1 0
+            SLOW_ARGS=() ;;
   hold50k)  scenario "$2" hold50k  50000     1       5   1 16 5 0 ;;
   *) log "unknown scenario $1"; exit 2 ;;
   esac
@@ -333,7 +369,7 @@ machine() {
     echo "nginx: $(/usr/sbin/nginx -v 2>&1 | cut -d/ -f2)"
     echo "nchan: $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
     echo "redis: $(redis-server --version | awk '{print $3}')"
-    echo "workers: $WORKERS; seconds per scenario: $SECS; quick: $QUICK; ours published via: $OURS_PUB"
+    echo "workers: $WORKERS; seconds per scenario: $SECS; quick: $QUICK; ours published via: $OURS_PUB; permessage-deflate: $DEFLATE; conflation: $CONFLATE"
     echo "max-rate publisher: $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels)"
     echo "build: $BUILD_NOTE; git: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet -- ngx_insite_ws ngx_insite_core lua || echo ' + uncommitted module changes')"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -14,6 +14,9 @@
 //   message it delivered, so the application sees every message once, in
 //   order, per channel (duplicates are dropped; a gap makes it reconnect and
 //   resume instead of delivering out of order);
+// - a conflated message ("latest value wins" channels, insite_ws_conflate)
+//   stands for seq first_seq..seq: it is delivered once, as the newest, and
+//   counted in stats.conflated;
 // - `reset` (history exceeded, or Redis lost the channel) and `error` frames
 //   are events, never silent;
 // - an app-level ping when nothing has been received for a while (browsers
@@ -34,6 +37,18 @@ export const DEFAULT_OPTIONS = Object.freeze({
   subscribeChunk: 50,       // channels per subscribe request
   maxGapResyncs: 5,         // gap → reconnect, at most this often in a row
 });
+
+// The first seq a message stands for: first_seq of a well-formed conflated
+// message ({"conflated":N,"first_seq":F,"seq":S} with S - F + 1 === N),
+// otherwise its own seq.
+export function conflatedFirst(m) {
+  const n = m.conflated, f = m.first_seq;
+  if (Number.isInteger(n) && Number.isInteger(f) && n >= 2 && f >= 1
+      && m.seq - f + 1 === n) {
+    return f;
+  }
+  return m.seq;
+}
 
 // Delay before reconnect attempt `attempt` (1, 2, 3, …).
 export function backoffDelay(attempt, opts = DEFAULT_OPTIONS, random = Math.random) {
@@ -77,7 +92,7 @@ export class InsiteClient {
     this._gapResyncs = 0;
     this._replay = null;              // {target: Map(channel -> seq), count}
     this.stats = { received: 0, delivered: 0, duplicates: 0, gaps: 0, resets: 0,
-                   errors: 0, reconnects: 0, replayed: 0, pings: 0 };
+                   errors: 0, reconnects: 0, replayed: 0, pings: 0, conflated: 0 };
     this.state = { status: 'idle', attempt: 0, retryAt: null, retryInMs: null,
                    connectedAt: null, lastClose: null, resumed: null, url: this.url };
     this._onOnline = () => { if (this.state.status === 'reconnecting') this._reconnectNow(); };
@@ -429,27 +444,31 @@ export class InsiteClient {
     const pos = this._pos.get(ch);
     if (!pos || !this._desired.has(ch)) return;       // unsubscribed meanwhile
     if (m.seq <= pos.seq) { this.stats.duplicates++; return; }
-    if (m.seq !== pos.seq + 1) {
+    // a conflated message (insite_ws_conflate) stands for first_seq..seq, of
+    // which only the newest is delivered: the seq check applies to first_seq
+    const first = conflatedFirst(m);
+    if (first > pos.seq + 1) {
       // the server promises no gap; if one shows, resume from our position
       // on a new connection rather than deliver out of order
       this.stats.gaps++;
-      this._emit('gap', { channel: ch, expected: pos.seq + 1, got: m.seq });
+      this._emit('gap', { channel: ch, expected: pos.seq + 1, got: first });
       if (this._ws && this._gapResyncs < this.options.maxGapResyncs) {
         this._gapResyncs++;
         this._drop(this._ws, 4000, 'gap', this._gapResyncs === 1);
         return;
       }
       this._emit('error', { code: 'gap', channel: ch,
-                            message: `seq ${pos.seq + 1}..${m.seq - 1} missing on ${ch}` });
+                            message: `seq ${pos.seq + 1}..${first - 1} missing on ${ch}` });
     }
+    if (first < m.seq) this.stats.conflated += m.seq - Math.max(first, pos.seq + 1);
     pos.seq = m.seq;
     this.stats.delivered++;
     if (this._replay) {
       const t = this._replay.target.get(ch);
-      if (t !== undefined && m.seq <= t) {
+      if (t !== undefined && first <= t) {
         this._replay.count++;
         this.stats.replayed++;
-        if (m.seq === t) this._replay.target.delete(ch);
+        if (m.seq >= t) this._replay.target.delete(ch);
         this._updateResumed();
       }
     }

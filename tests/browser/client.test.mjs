@@ -3,7 +3,7 @@
 // errors, pings.   node --test tests/browser/client.test.mjs
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { InsiteClient, backoffDelay } from '../../clients/js/insite-client.js';
+import { InsiteClient, backoffDelay, conflatedFirst } from '../../clients/js/insite-client.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,6 +107,34 @@ describe('insite-client', () => {
     s.recv({ type: 'subscribed', id: s.lastOp('subscribe').id, channels: { a: { seq: 0, epoch: 'e' } } });
     s.serverClose(1006, '');
     assert.equal(c.state.retryInMs, 10, 'a successful subscribe starts the backoff over');
+    c.close();
+  });
+
+  it('a conflated message stands for first_seq..seq: delivered once, no gap', async () => {
+    FakeWS.sockets = [];
+    const c = new InsiteClient('ws://x/ws', fast);
+    const got = [];
+    const gaps = [];
+    c.on('message', (m) => got.push(m.seq));
+    c.on('gap', (g) => gaps.push(g));
+    c.subscribe(['stock_updates:X']);
+    c.connect();
+    await until(() => FakeWS.sockets[0]?.lastOp('subscribe'));
+    const s1 = FakeWS.sockets[0];
+    s1.recv({ type: 'subscribed', id: s1.lastOp('subscribe').id,
+              channels: { 'stock_updates:X': { seq: 5, epoch: 'e' } } });
+    s1.recv(msg('stock_updates:X', 6));
+    s1.recv({ ...msg('stock_updates:X', 11), conflated: 5, first_seq: 7 });
+    s1.recv(msg('stock_updates:X', 12));
+    assert.deepEqual(got, [6, 11, 12]);
+    assert.deepEqual(gaps, []);
+    assert.equal(c.stats.conflated, 4, 'seq 7..10 were merged into 11');
+    // a conflated message that does not start right after the last one is a gap
+    s1.recv({ ...msg('stock_updates:X', 20), conflated: 3, first_seq: 18 });
+    assert.deepEqual(gaps, [{ channel: 'stock_updates:X', expected: 13, got: 18 }]);
+    // inconsistent fields: not a conflated message, its seq is checked as is
+    assert.equal(conflatedFirst({ seq: 9, conflated: 5, first_seq: 7 }), 9);
+    assert.equal(conflatedFirst({ seq: 9, conflated: 3, first_seq: 7 }), 7);
     c.close();
   });
 

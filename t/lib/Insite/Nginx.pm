@@ -167,6 +167,24 @@ sub stop {
     delete $Live{"$self"};
 }
 
+# nginx -t on a configuration with the test modules loaded, nothing
+# started: (ok, output).  Insite::Nginx->config_test(http => ..., server => ...)
+sub config_test {
+    my ($class, %o) = @_;
+    my $dir = File::Temp::tempdir('insite-nginx-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    mkdir "$dir/logs";
+    my $conf = join '', map { "load_module $_;\n" } split ' ', $ENV{TEST_NGINX_LOAD_MODULES} // '';
+    $conf .= "error_log $dir/logs/error.log;\npid $dir/logs/nginx.pid;\n"
+           . "events { worker_connections 64; }\nhttp {\n    access_log off;\n"
+           . "    insite_redis 127.0.0.1:6379;\n" . ($o{http} // '') . "\n    server {\n"
+           . "        listen 127.0.0.1:" . Insite::Services::free_port() . ";\n"
+           . ($o{server} // '') . "\n    }\n}\n";
+    Test::Nginx::Util::spew("$dir/nginx.conf", $conf);
+    my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
+    my $out = `'$bin' -t -q -p '$dir/' -c '$dir/nginx.conf' 2>&1`;
+    return ($? == 0, $out);
+}
+
 # one test: no [alert]/[emerg]/[crit] or sanitizer report in the logs
 sub check_log {
     my ($self, $name) = @_;

@@ -371,6 +371,35 @@ sub close { my $s = shift; close $s->{sock} }
 
 sub json { $JSON }
 
+# permessage-deflate (RFC 7692) without context takeover, as the server
+# agrees: one message in, one out (the 00 00 ff ff tail stripped / put back)
+sub deflate_message {
+    my ($text) = @_;
+    require Compress::Raw::Zlib;
+    my ($d, $st) = Compress::Raw::Zlib::Deflate->new(
+        -WindowBits => -15, -AppendOutput => 1);
+    die "deflate init: $st\n" unless $d;
+    my $out = '';
+    $d->deflate($text, $out) == Compress::Raw::Zlib::Z_OK() or die "deflate\n";
+    $d->flush($out, Compress::Raw::Zlib::Z_SYNC_FLUSH()) == Compress::Raw::Zlib::Z_OK()
+        or die "deflate flush\n";
+    $out =~ s/\x00\x00\xff\xff\z// or die "no sync-flush tail\n";
+    return $out;
+}
+
+sub inflate_message {
+    my ($data) = @_;
+    require Compress::Raw::Zlib;
+    my ($i, $st) = Compress::Raw::Zlib::Inflate->new(
+        -WindowBits => -15, -AppendOutput => 1, -ConsumeInput => 1, -LimitOutput => 0);
+    die "inflate init: $st\n" unless $i;
+    my $in = $data . "\x00\x00\xff\xff";
+    my $out = '';
+    my $rc = $i->inflate($in, $out);
+    return undef unless $rc == Compress::Raw::Zlib::Z_OK() || $rc == Compress::Raw::Zlib::Z_STREAM_END();
+    return $out;
+}
+
 1;
 
 package Insite::WS::Follower;

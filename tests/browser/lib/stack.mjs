@@ -134,6 +134,12 @@ http {
             insite_ws;
             insite_ws_max_channels 200;
         }
+        # permessage-deflate (tests/browser/deflate.test.mjs)
+        location = /ws-deflate {
+            insite_ws;
+            insite_ws_deflate on;
+            insite_ws_deflate_min_size 64;
+        }
         location = /internal/publish { insite_ws_publish; }
     }
 }
