@@ -117,7 +117,9 @@ my @first_close = sort { $a <=> $b } map { ($_->close_times)[0] // () } @f;
 if (@first_close == @f) {
     my $spread = $first_close[-1] - $first_close[0];
     cmp_ok($spread, '>', 0.1, sprintf('the closes were spread out (over %.0f ms)', $spread * 1000));
-    cmp_ok($first_close[-1] - $reloaded, '<', 3, 'and all came soon after the reload');
+    # without the spread, old workers keep their clients until the test gives
+    # up; 15 s is a bound for a loaded machine, not a timing figure
+    cmp_ok($first_close[-1] - $reloaded, '<', 15, 'and all came after the reload, not at shutdown');
 }
 
 my %new;
