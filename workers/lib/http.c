@@ -15,6 +15,7 @@
 #define INSITE_HTTP_IDLE_TIMEOUT     5      /* seconds */
 #define INSITE_HTTP_MAX_CONNECTIONS  1024
 #define INSITE_HTTP_MAX_PER_IP       256
+#define INSITE_HTTP_THREADS_MAX      64
 
 struct insite_http {
     struct MHD_Daemon *d;
@@ -436,8 +437,17 @@ insite_http *insite_http_start(const insite_http_options *opt)
     h->started = insite_clock_mono_s();
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
+    if (opt->threads > INSITE_HTTP_THREADS_MAX) {
+        insite_log_error("http: %u threads asked, at most %d", opt->threads,
+                         INSITE_HTTP_THREADS_MAX);
+        goto fail;
+    }
+    /* a pool of 1 is the single internal thread: the option is only given
+     * for N > 1, so a worker that asks for nothing runs as before */
+    unsigned pool = opt->threads > 1 ? opt->threads : 0;
     h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, h,
+                            MHD_OPTION_THREAD_POOL_SIZE, pool,
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
@@ -457,7 +467,10 @@ insite_http *insite_http_start(const insite_http_options *opt)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di ? di->port : opt->port;
-    insite_log_info("http: listening on 127.0.0.1:%d", h->port);
+    if (pool > 0)
+        insite_log_info("http: listening on 127.0.0.1:%d (%u threads)", h->port, pool);
+    else
+        insite_log_info("http: listening on 127.0.0.1:%d", h->port);
     return h;
 
 fail:

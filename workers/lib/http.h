@@ -5,8 +5,11 @@
  * one shape everywhere:  {"error":"not_found","message":"..."}.
  * Built in: GET /healthz and GET /metrics (from the worker's registry).
  *
- * Handlers run on libmicrohttpd's internal thread, one request at a time;
- * they must only touch state that is safe to share with the worker's loop. */
+ * By default handlers run on libmicrohttpd's internal thread, one request at
+ * a time; they must only touch state that is safe to share with the
+ * worker's loop.  With insite_http_options.threads > 1 they run on a pool of
+ * that many threads, several requests at once: then every handler (and the
+ * health callback) must also be safe to run concurrently with itself. */
 #ifndef INSITE_HTTP_H
 #define INSITE_HTTP_H
 
@@ -53,6 +56,9 @@ typedef struct {
     insite_metrics *metrics;     /* may be NULL: /metrics then answers 404 */
     insite_http_health_fn health;
     void *health_ud;
+    unsigned threads;            /* 0 or 1: one internal thread (the default);
+                                    N > 1: a pool of N threads, each polling
+                                    its share of the connections (at most 64) */
 } insite_http_options;
 
 typedef struct insite_http insite_http;
