@@ -38,6 +38,7 @@ struct insite_http_reply_meta {
     char *names[REPLY_HEADERS_MAX], *values[REPLY_HEADERS_MAX];
     size_t n;
     int etag;
+    char *body;          /* insite_http_set_body(): sent instead of the reply */
 };
 
 static void reply_meta_clear(struct insite_http_reply_meta *m)
@@ -48,6 +49,8 @@ static void reply_meta_clear(struct insite_http_reply_meta *m)
     }
     m->n = 0;
     m->etag = 0;
+    free(m->body);
+    m->body = NULL;
 }
 
 int insite_http_set_header(const insite_http_request *req, const char *name,
@@ -72,6 +75,16 @@ void insite_http_etag(const insite_http_request *req)
 {
     if (req->meta != NULL)
         req->meta->etag = 1;
+}
+
+void insite_http_set_body(const insite_http_request *req, char *text)
+{
+    if (req->meta == NULL) {
+        free(text);
+        return;
+    }
+    free(req->meta->body);
+    req->meta->body = text;
 }
 
 /* "<32 hex digits>" with the quotes, from the body's SHA-256. */
@@ -237,7 +250,7 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
 
 static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
                                       json_t *reply, const char *allow,
-                                      const struct insite_http_reply_meta *meta);
+                                      struct insite_http_reply_meta *meta);
 
 /* Takes ownership of reply. */
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
@@ -248,9 +261,15 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
 
 static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
                                       json_t *reply, const char *allow,
-                                      const struct insite_http_reply_meta *meta)
+                                      struct insite_http_reply_meta *meta)
 {
-    char *text = json_dumps(reply ? reply : json_object(), JSON_COMPACT);
+    char *text;
+    if (meta != NULL && meta->body != NULL) {
+        text = meta->body;             /* the handler's own serialisation */
+        meta->body = NULL;
+    } else {
+        text = json_dumps(reply ? reply : json_object(), JSON_COMPACT);
+    }
     json_decref(reply);
     if (text == NULL) {
         insite_log_error("http: cannot serialise reply (status %d)", status);
@@ -260,7 +279,8 @@ static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
             return MHD_NO;
     }
     size_t n = strlen(text);
-    char *line = realloc(text, n + 2);   /* trailing newline for curl users */
+    char *line = n > 0 && text[n - 1] == '\n' ? NULL
+               : realloc(text, n + 2);   /* trailing newline for curl users */
     if (line != NULL) {
         line[n] = '\n';
         line[n + 1] = '\0';

@@ -115,4 +115,10 @@ int insite_http_set_header(const insite_http_request *req, const char *name,
                            const char *value);
 void insite_http_etag(const insite_http_request *req);
 
+/* The reply body as JSON text the handler wrote itself (a large answer
+ * serialised without a json_t per value): ownership of text (malloc'd,
+ * NUL-terminated, valid JSON) passes to the server, which sends it instead
+ * of *reply (left NULL) with the same headers, ETag and 304 handling. */
+void insite_http_set_body(const insite_http_request *req, char *text);
+
 #endif

@@ -7,10 +7,13 @@
 -- Maintained by statement triggers on stock_prices: every (symbol, bucket)
 -- a statement touched is recomputed from its 1-minute rows (so inserts,
 -- the collector's ON CONFLICT revisions, deletes and out-of-order minutes
--- are all exact), under a per-bucket advisory lock taken in a fixed order:
--- a transaction that recomputes a bucket waits for another that is doing
--- the same, and then (READ COMMITTED: a fresh snapshot per statement) sees
--- its minutes.
+-- are all exact), under a per-symbol advisory lock taken in a fixed order:
+-- a transaction that recomputes a symbol's buckets waits for another that
+-- is doing the same, and then (READ COMMITTED: a fresh snapshot per
+-- statement) sees its minutes.  Per symbol, not per bucket: a bulk insert
+-- of a year touches thousands of buckets, more locks than a transaction
+-- may hold (max_locks_per_transaction), and the collector writes a symbol
+-- from one place at a time anyway.
 CREATE TABLE stock_bars_15m (
     symbol   text        NOT NULL,
     bucket   timestamptz NOT NULL,   -- date_bin('15 minutes', ts, epoch)
@@ -27,8 +30,7 @@ CREATE TABLE stock_bars_15m (
 CREATE FUNCTION stock_bars_15m_refresh(sym text, b timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('insite.stock_bars_15m'),
-                                  hashtext(sym || '@' || extract(epoch FROM b)::text));
+    PERFORM pg_advisory_xact_lock(hashtext('insite.stock_bars_15m'), hashtext(sym));
     DELETE FROM stock_bars_15m WHERE symbol = sym AND bucket = b;
     INSERT INTO stock_bars_15m
     SELECT sym, b, (array_agg(open ORDER BY ts))[1], max(high), min(low),

@@ -321,19 +321,6 @@ static int64_t floor_div(int64_t a, int64_t b)
     return a / b - (a % b != 0 && (a < 0) != (b < 0));
 }
 
-static json_t *bar_json(PGresult *r, int i)
-{
-    json_t *b = json_object();
-    json_object_set_new(b, "time", time_json(strtoll(PQgetvalue(r, i, 0), NULL, 10)));
-    json_object_set_new(b, "open", num_or_null(r, i, 1));
-    json_object_set_new(b, "high", num_or_null(r, i, 2));
-    json_object_set_new(b, "low", num_or_null(r, i, 3));
-    json_object_set_new(b, "close", num_or_null(r, i, 4));
-    json_object_set_new(b, "volume", int_or_null(r, i, 5));
-    json_object_set_new(b, "minutes", int_or_null(r, i, 6));
-    return b;
-}
-
 static int bad(json_t **reply, const char *msg)
 {
     *reply = insite_http_error("bad_request", msg);
@@ -411,15 +398,12 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
     int n = PQntuples(r), more = n > limit;
     if (more)
         n = (int)limit;
-    json_t *list = json_array();
     int64_t newest = 0, last_bucket = 0;
     for (int i = 0; i < n; i++) {
-        json_array_append_new(list, bar_json(r, i));
         int64_t m = strtoll(PQgetvalue(r, i, 7), NULL, 10);
         newest = m > newest ? m : newest;
         last_bucket = strtoll(PQgetvalue(r, i, 0), NULL, 10);
     }
-    PQclear(r);
 
     json_t *next = json_null();
     if (more) {
@@ -433,9 +417,19 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
     int64_t end = more ? last_bucket + iv->seconds + 3600 : to;
     int closed = end <= now - SETTLE;
     int64_t lm = newest > 0 ? newest + 60 : 0;
-    *reply = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "symbol", symbol,
-                       "interval", iv->name, "timezone", info.timezone, "from", time_json(from),
-                       "to", time_json(to), "bars", list, "next_cursor", next);
+    json_t *head = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "symbol", symbol,
+                             "interval", iv->name, "timezone", info.timezone,
+                             "from", time_json(from), "to", time_json(to), "next_cursor", next);
+    char *htext = head ? json_dumps(head, JSON_COMPACT) : NULL;
+    char *body = htext ? stocks_bars_text(r, n, htext) : NULL;
+    json_decref(head);
+    free(htext);
+    PQclear(r);
+    if (body == NULL) {
+        *reply = insite_http_error("internal", "out of memory");
+        return 500;
+    }
+    insite_http_set_body(req, body);
     insite_counter_inc(ctx->req_bars);
     stocks_cache_headers(req, closed ? ctx->closed_max_age : ctx->open_max_age,
                          lm > now ? now : lm);

@@ -5,6 +5,7 @@
  * Reads what insite-collector stores (PostgreSQL stock_prices, the Redis
  * history of stock_updates:{symbol}) and what insite-analytics stores
  * (sentiment_data); owns the watchlists table. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,13 @@ int main(int argc, char **argv)
     stocks_ctx ctx = { .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER };
     int rc = 2;
 
+    /* A bars page is tens of KB built and freed per request on each HTTP
+     * thread; with glibc's defaults every free gives the pages back
+     * (madvise, or munmap past the mmap threshold) and the next request
+     * faults them in again, with a TLB shootdown across the threads each
+     * time: keep them.  Measured: 4.5 -> 2.6 ms of worker CPU a request. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
     if (insite_runtime_init(&rt, "insite-stocks", argc, argv) != 0 || s == NULL)
         goto out;
     if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0

@@ -75,6 +75,14 @@ json_t *stocks_redis_last_update(stocks_ctx *ctx, stocks_conn *c, const char *sy
 PGresult *stocks_query(stocks_ctx *ctx, stocks_conn *c, const char *what, const char *sql,
                        int n, const char *const *params, json_t **reply);
 
+/* bars_json.c: the reply of a bars page, the JSON object head (serialised
+ * by jansson, "{...}") with "bars":[...] appended from rows [0, n) of r
+ * (columns: bucket epoch, open, high, low, close, volume, minutes), then a
+ * newline.  NULL when out of memory (logged). */
+char *stocks_bars_text(PGresult *r, int n, const char *head);
+/* 1 when s is a JSON number (RFC 8259 grammar), else 0 ("NaN", ""). */
+int stocks_json_number_ok(const char *s);
+
 /* Response helpers: Cache-Control "public, max-age=N" (or private,
  * no-store when max_age < 0), Last-Modified from epoch seconds (<= 0:
  * none), ETag on a 200. */
