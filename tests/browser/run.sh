@@ -12,4 +12,4 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 scripts/web-deps.sh
 exec node --test --test-concurrency=1 tests/browser/client.test.mjs tests/browser/channel-names.test.mjs \
-  tests/browser/dashboard.test.mjs tests/browser/history.test.mjs
+  tests/browser/dashboard.test.mjs tests/browser/history.test.mjs tests/browser/watchlist.test.mjs
