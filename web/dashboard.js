@@ -8,6 +8,8 @@
 //   ws=ws://host/ws       WebSocket URL (default: /ws on this host)
 //   stale=60              seconds without an update before a row is marked stale
 //   record=1              keep every delivered seq in window.__insiteSeen (tests)
+//   watchlist=1           ask for the saved watchlist even without a readable
+//                         insite_token cookie (an HttpOnly one)
 //   history=1             load the chart's history from /api/v1/stocks/{sym}/bars
 //                         (needs a token: on by itself when a readable
 //                         insite_token cookie is set); off: WebSocket only
@@ -522,15 +524,19 @@ function addSymbols(list) {
 }
 
 // ---- the saved watchlist (GET/PUT /api/v1/watchlists, docs/stocks.md) --
-// Signed in (the gateway takes the token from the insite_token cookie, which
-// may be HttpOnly: the page just asks), the rows are the user's first saved
-// list, and adding or removing a row saves it: one PUT at a time, in order,
-// the user's other lists sent back as they were.  Not signed in (401) or no
-// API (404): ?symbols= as before, kept in the URL, nothing saved.
+// Signed in (a readable insite_token cookie, as for the history, or
+// ?watchlist=1 when the cookie is HttpOnly), the rows are the user's first
+// saved list, and adding or removing a row saves it: one PUT at a time, in
+// order, the user's other lists sent back as they were.  Not signed in, or
+// the API answers 401/404: ?symbols= as before, kept in the URL, nothing
+// saved.  (Not asking without a sign of a token keeps the console free of
+// failed requests on pages served without the API.)
+const SIGNED_IN = params.get('watchlist') === '1' || /(?:^|;\s*)insite_token=/.test(document.cookie);
 const saved = { signedIn: false, lists: [], queue: Promise.resolve(), puts: 0 };
 window.__insiteWatchlist = saved;
 
 async function loadSavedWatchlist() {
+  if (!SIGNED_IN) return null;
   try {
     const r = await fetch('/api/v1/watchlists', { credentials: 'same-origin',
                                                    headers: { Accept: 'application/json' } });
