@@ -16,7 +16,7 @@
 
 typedef struct {
     char symbol[STOCKS_SYMBOL_MAX];
-    char name[256], exchange[64], timezone[64], currency[16];
+    char name[256], exchange[64], timezone[64], currency[16], calendar[32];
     int has_name, has_exchange, has_currency;
 } symbol_info;
 
@@ -95,7 +95,8 @@ static int lookup(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, int wi
     static const char sql[] =
         "SELECT s.name, s.exchange, coalesce(s.timezone, $2), s.currency,"
         " EXISTS (SELECT 1 FROM stock_prices p WHERE p.symbol = $1)"
-        "  OR ($3 = '1' AND EXISTS (SELECT 1 FROM sentiment_data d WHERE d.symbol = $1))"
+        "  OR ($3 = '1' AND EXISTS (SELECT 1 FROM sentiment_data d WHERE d.symbol = $1)),"
+        " coalesce(s.calendar, 'US')"
         " FROM (VALUES ($1::text)) q(sym) LEFT JOIN stock_symbols s ON s.symbol = q.sym";
     const char *p[3] = { symbol, ctx->default_tz, with_sentiment ? "1" : "0" };
     PGresult *r = stocks_query(ctx, conn, "symbol lookup", sql, 3, p, reply);
@@ -108,6 +109,7 @@ static int lookup(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, int wi
         copy_col(r, 1, info->exchange, sizeof(info->exchange), &info->has_exchange);
         copy_col(r, 2, info->timezone, sizeof(info->timezone), NULL);
         copy_col(r, 3, info->currency, sizeof(info->currency), &info->has_currency);
+        copy_col(r, 5, info->calendar, sizeof(info->calendar), NULL);
         if (!with_sentiment)           /* known by its prices */
             known_put(info, now);
     } else {
@@ -191,7 +193,9 @@ static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *sy
         "  WHERE symbol = $1 AND interval = '1m' AND ts <= to_timestamp($2)), to_timestamp($2))"
         "  AT TIME ZONE $3) AS l),"
         " b AS (SELECT (d.l AT TIME ZONE $3) AS s, ((d.l + interval '1 day') AT TIME ZONE $3) AS e FROM d),"
-        " now_l AS (SELECT now() AT TIME ZONE $3 AS n)"
+        " now_l AS (SELECT now() AT TIME ZONE $3 AS n),"
+        " cal AS (SELECT c.kind, c.open_time, c.close_time FROM market_calendar c, now_l"
+        "  WHERE c.calendar = $4 AND c.day = now_l.n::date)"
         " SELECT (SELECT min(low) FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
         "         AND ts >= b.s AND ts < b.e),"
         "  (SELECT max(high) FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
@@ -202,11 +206,16 @@ static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *sy
         "         AND ts >= b.s AND ts < b.e),"
         "  (SELECT close FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
         "         AND ts < b.s ORDER BY ts DESC LIMIT 1),"
-        "  (SELECT CASE WHEN extract(isodow FROM n) > 5 THEN 'CLOSED'"
-        "    WHEN n::time >= '09:30' AND n::time < '16:00' THEN 'REGULAR'"
-        "    WHEN n::time >= '04:00' AND n::time < '09:30' THEN 'PRE'"
-        "    WHEN n::time >= '16:00' AND n::time < '20:00' THEN 'POST'"
-        "    ELSE 'CLOSED' END FROM now_l)";
+        /* market state: the weekday default unless market_calendar has
+         * the local day (migration 032) */
+        "  (SELECT CASE WHEN cal.kind = 'closed' THEN 'CLOSED'"
+        "    WHEN cal.kind IS NULL AND extract(isodow FROM n) > 5 THEN 'CLOSED'"
+        "    WHEN n::time >= coalesce(cal.open_time, '09:30')"
+        "     AND n::time < coalesce(cal.close_time, '16:00') THEN 'REGULAR'"
+        "    WHEN n::time >= '04:00' AND n::time < coalesce(cal.open_time, '09:30') THEN 'PRE'"
+        "    WHEN n::time >= coalesce(cal.close_time, '16:00') AND n::time <"
+        "     CASE WHEN cal.close_time < '16:00' THEN time '17:00' ELSE time '20:00' END THEN 'POST'"
+        "    ELSE 'CLOSED' END FROM now_l LEFT JOIN cal ON true)";
     symbol_info info;
     quote_data q = { .volume = -1 };
     stocks_conn *conn = stocks_acquire(ctx, reply);
@@ -229,8 +238,8 @@ static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *sy
     }
     char asof[24];
     snprintf(asof, sizeof(asof), "%" PRId64, q.as_of);
-    const char *p[3] = { symbol, asof, info.timezone };
-    PGresult *r = stocks_query(ctx, conn, "day range", day_sql, 3, p, reply);
+    const char *p[4] = { symbol, asof, info.timezone, info.calendar };
+    PGresult *r = stocks_query(ctx, conn, "day range", day_sql, 4, p, reply);
     stocks_release(ctx, conn);
     if (r == NULL)
         return 500;
