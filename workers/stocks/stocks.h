@@ -80,8 +80,6 @@ PGresult *stocks_query(stocks_ctx *ctx, stocks_conn *c, const char *what, const 
  * (columns: bucket epoch, open, high, low, close, volume, minutes), then a
  * newline.  NULL when out of memory (logged). */
 char *stocks_bars_text(PGresult *r, int n, const char *head);
-/* 1 when s is a JSON number (RFC 8259 grammar), else 0 ("NaN", ""). */
-int stocks_json_number_ok(const char *s);
 
 /* Response helpers: Cache-Control "public, max-age=N" (or private,
  * no-store when max_age < 0), Last-Modified from epoch seconds (<= 0:
