@@ -54,31 +54,7 @@ sub all_pages {
     return (\@bars, $pages);
 }
 
-sub epoch {
-    my ($t) = @_;
-    my ($y, $mo, $d, $h, $mi, $sec) = $t =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)(?:\.\d+)?Z$/ or return -1;
-    require Time::Local;
-    return Time::Local::timegm($sec, $mi, $h, $d, $mo - 1, $y);
-}
-
-sub same_bars {
-    my ($got, $want, $what) = @_;
-    my @diff;
-    push @diff, 'count ' . scalar(@$got) . ' != ' . scalar(@$want) if @$got != @$want;
-    for my $i (0 .. $#$want) {
-        my ($g, $w) = ($got->[$i] // {}, $want->[$i]);
-        my $gt = epoch($g->{time} // '');
-        push @diff, "bar $i time $g->{time} != $w->{time}" if $gt != $w->{time};
-        for my $f (qw(open high low close)) {
-            push @diff, "bar $i $f $g->{$f} != $w->{$f}" if abs(($g->{$f} // -1) - $w->{$f}) > 1e-6;
-        }
-        for my $f (qw(volume minutes)) {
-            push @diff, "bar $i $f " . ($g->{$f} // 'null') . " != $w->{$f}" if ($g->{$f} // -1) != $w->{$f};
-        }
-        last if @diff > 5;
-    }
-    ok(!@diff, $what) or diag join "\n", @diff;
-}
+sub same_bars { Insite::Stocks::same_bars(@_) }
 
 # ---- aggregation: every interval, both days
 my %days = (AAPL => [1727827200, 1728086400], DSTX => [$dst_from, $dst_to]);

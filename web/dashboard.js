@@ -2,10 +2,14 @@
 // Fields read from each message are listed in docs/dashboard.md.
 //
 // URL parameters:
-//   symbols=AAPL,MSFT,…   the watchlist (default: the collector's default list)
+//   symbols=AAPL,MSFT,…   the watchlist when not signed in (default: the
+//                         collector's default list); signed in, the rows are
+//                         the user's saved watchlist (GET /api/v1/watchlists)
 //   ws=ws://host/ws       WebSocket URL (default: /ws on this host)
 //   stale=60              seconds without an update before a row is marked stale
 //   record=1              keep every delivered seq in window.__insiteSeen (tests)
+//   watchlist=1           ask for the saved watchlist even without a readable
+//                         insite_token cookie (an HttpOnly one)
 //   history=1             load the chart's history from /api/v1/stocks/{sym}/bars
 //                         (needs a token: on by itself when a readable
 //                         insite_token cookie is set); off: WebSocket only
@@ -89,13 +93,18 @@ function makeRow(sym) {
   const tr = document.createElement('tr');
   tr.dataset.symbol = sym;
   tr.className = 'empty';
-  tr.innerHTML = `<td class="sym">${sym}<span class="src"></span></td><td class="num price">—</td>`
+  tr.innerHTML = `<td class="sym"><button class="rm" type="button" title="Remove ${sym} from the watchlist"`
+    + ` aria-label="Remove ${sym}">×</button>${sym}<span class="src"></span></td><td class="num price">—</td>`
     + '<td class="num change">—</td><td class="num pct">—</td><td class="num vol">—</td>'
     + '<td class="num sent">—</td><td class="age">—</td>';
   const td = tr.children;
-  e.row = { tr, src: td[0].firstElementChild, price: td[1], change: td[2], pct: td[3], vol: td[4],
+  e.row = { tr, src: td[0].querySelector('.src'), price: td[1], change: td[2], pct: td[3], vol: td[4],
             sent: td[5], age: td[6] };
   tr.addEventListener('click', () => select(sym));
+  td[0].querySelector('.rm').addEventListener('click', (ev) => {
+    ev.stopPropagation();
+    removeSymbol(sym);
+  });
   rowsEl.appendChild(tr);
   return e;
 }
@@ -514,6 +523,78 @@ function addSymbols(list) {
   return fresh;
 }
 
+// ---- the saved watchlist (GET/PUT /api/v1/watchlists, docs/stocks.md) --
+// Signed in (a readable insite_token cookie, as for the history, or
+// ?watchlist=1 when the cookie is HttpOnly), the rows are the user's first
+// saved list, and adding or removing a row saves it: one PUT at a time, in
+// order, the user's other lists sent back as they were.  Not signed in, or
+// the API answers 401/404: ?symbols= as before, kept in the URL, nothing
+// saved.  (Not asking without a sign of a token keeps the console free of
+// failed requests on pages served without the API.)
+const SIGNED_IN = params.get('watchlist') === '1' || /(?:^|;\s*)insite_token=/.test(document.cookie);
+const saved = { signedIn: false, lists: [], queue: Promise.resolve(), puts: 0 };
+window.__insiteWatchlist = saved;
+
+async function loadSavedWatchlist() {
+  if (!SIGNED_IN) return null;
+  try {
+    const r = await fetch('/api/v1/watchlists', { credentials: 'same-origin',
+                                                   headers: { Accept: 'application/json' } });
+    if (!r.ok) return null;
+    const d = await r.json();
+    if (!Array.isArray(d.watchlists)) return null;
+    saved.signedIn = true;
+    saved.lists = d.watchlists.map((l) => ({ name: l.name, symbols: l.symbols }));
+    return saved.lists.length ? saved.lists[0].symbols.filter((x) => SYMBOL_RE.test(x)) : [];
+  } catch (_) {
+    return null;
+  }
+}
+
+function renderWatchlistState(text) {
+  const el = $('watchlist-state');
+  if (el) el.textContent = text;
+}
+
+function saveWatchlist() {
+  if (!saved.signedIn) {
+    const u = new URL(location.href);
+    u.searchParams.set('symbols', symbols.join(','));
+    history.replaceState(null, '', u);
+    return;
+  }
+  const first = { name: saved.lists.length ? saved.lists[0].name : 'Watchlist', symbols: symbols.slice() };
+  saved.lists = [first, ...saved.lists.slice(1)];
+  const body = JSON.stringify({ watchlists: saved.lists });
+  renderWatchlistState('saving…');
+  saved.queue = saved.queue.then(async () => {
+    const r = await fetch('/api/v1/watchlists', {
+      method: 'PUT', credentials: 'same-origin', body,
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    });
+    const d = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(d.message || `HTTP ${r.status}`);
+    saved.puts++;
+    renderWatchlistState(`saved as “${first.name}”`);
+  }).catch((e) => {
+    renderWatchlistState('not saved');
+    notice(`watchlist not saved: ${e.message}`, 'err');
+  });
+}
+
+function removeSymbol(sym) {
+  const e = book.get(sym);
+  if (!e || !e.row) return;
+  e.row.tr.remove();
+  e.row = null;
+  book.delete(sym);
+  dirty.delete(sym);
+  client.unsubscribe([`stock_updates:${sym}`, `sentiment_updates:${sym}`]);
+  symbols = symbols.filter((x) => x !== sym);
+  saveWatchlist();
+  if (selected === sym && symbols.length) select(symbols[0]);
+}
+
 $('add-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   const input = $('add-symbol');
@@ -522,9 +603,7 @@ $('add-form').addEventListener('submit', (ev) => {
   if (!SYMBOL_RE.test(sym)) return;
   if (addSymbols([sym]).length) {
     symbols.push(sym);
-    const u = new URL(location.href);
-    u.searchParams.set('symbols', symbols.join(','));
-    history.replaceState(null, '', u);
+    saveWatchlist();
   }
   select(sym);
 });
@@ -563,6 +642,11 @@ function frame() {
 }
 
 initChart();
+{
+  const mine = await loadSavedWatchlist();
+  if (mine && mine.length) symbols = [...new Set(mine)];
+  if (mine) renderWatchlistState(mine.length ? `saved as “${saved.lists[0].name}”` : 'not saved yet');
+}
 addSymbols(symbols);
 const wanted = (params.get('selected') || '').toUpperCase();
 select(symbols.includes(wanted) ? wanted : symbols[0]);

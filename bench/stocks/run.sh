@@ -10,6 +10,9 @@
 # (as nginx.conf.example) and one without, then runs wrk with a Lua script
 # asking for a random symbol's random day of 1-minute bars
 # (/bars?interval=1m&from=D&to=D+1d, one page) and prints req/s, p50, p99.
+# In the same run, as the peer the ratios are taken against: nginx serving
+# one such answer as a static file (same bytes, no gateway), and the worker
+# straight (no nginx).  THREADS_WORKER sets stocks.http_threads (default 8).
 # Needs make modules workers, wrk, PostgreSQL and redis-server.
 set -euo pipefail
 
@@ -43,6 +46,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wport=$(free_port); cport=$(free_port); uport=$(free_port)
 
 INSITE_PG_DSN=$INSITE_PG_DSN INSITE_REDIS_PORT=$INSITE_REDIS_PORT INSITE_STOCKS_HTTP_PORT=$wport \
+  INSITE_STOCKS_HTTP_THREADS=${THREADS_WORKER:-8} \
   INSITE_PG_MIGRATIONS_DIR=$root/workers/migrations INSITE_LOG_LEVEL=warn \
   "$root/build/bin/insite-stocks" >"$dir/stocks.log" 2>&1 &
 pids+=($!)
@@ -94,6 +98,7 @@ $(loc "proxy_cache insite_stocks; proxy_cache_key \$uri\$is_args\$args; proxy_ca
   }
   server { listen 127.0.0.1:$uport; keepalive_requests 100000;
 $(loc "")
+    location = /static.json { root $dir; default_type application/json; }
   }
 }
 CONF
@@ -114,19 +119,31 @@ LUA
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
        "http://127.0.0.1:$uport/api/v1/stocks/S1/bars?interval=1m&from=$base&to=$((base + 86400))")
 [ "$code" = 200 ] || { echo "bars answer $code" >&2; cat "$dir/stocks.log" "$dir/gw/logs/error.log" >&2; exit 1; }
+curl -s -o "$dir/static.json" -H "Authorization: Bearer $token" \
+     "http://127.0.0.1:$uport/api/v1/stocks/S1/bars?interval=1m&from=$base&to=$((base + 86400))"
 
 to_ms() {
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
 }
 printf '%-10s %10s %10s %10s  (%s symbols x %s days of 1m bars, 1-day pages of 390 bars, %s conns, %s)\n' \
   variant req/s p50_ms p99_ms "$nsym" "$ndays" "$conns" "$dur"
-for v in uncached cached; do
-  port=$uport; [ $v = cached ] && port=$cport
-  out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency -s "$dir/bars.lua" \
-        -H "Authorization: Bearer $token" "http://127.0.0.1:$port")
+declare -A rate
+for v in static worker uncached cached; do
+  port=$uport; script=(-s "$dir/bars.lua"); url=
+  case $v in
+    cached) port=$cport ;;
+    worker) port=$wport ;;
+    static) url=/static.json; script=() ;;
+  esac
+  out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency "${script[@]}" \
+        -H "Authorization: Bearer $token" -H "X-User-Id: bench-user" "http://127.0.0.1:$port$url")
   if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; fi
   rps=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
   p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
   p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
-  printf '%-10s %10s %10s %10s\n' "$v" "$rps" "$p50" "$p99"
+  rate[$v]=$rps
+  printf '%-10s %10s %10s %10s  %s\n' "$v" "$rps" "$p50" "$p99" \
+    "$(awk -v a="$rps" -v b="${rate[static]}" 'BEGIN { printf "%.3f x static", a / b }')"
 done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); answer $(wc -c <"$dir/static.json") bytes"
+

@@ -33,6 +33,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (stocks_time_parse(s, &t) == 0 && t < 0) {
         abort();
     }
+    /* a JSON number by this check is a whole C number too (strtod takes
+     * every byte; jansson is no oracle: it refuses integers beyond 64 bits) */
+    if (stocks_json_number_ok(s)) {
+        char *end = NULL;
+        (void) strtod(s, &end);
+        if (end != s + strlen(s) || s[0] == '\0') {
+            abort();
+        }
+    }
     (void) stocks_symbol_normalize(s, sym);
     (void) stocks_limit_parse(s, 500, 5000, &lim, err, sizeof(err));
     (void) stocks_range_resolve(stocks_interval_parse("1m"), s, NULL, 1700000000,

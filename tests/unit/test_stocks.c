@@ -156,13 +156,26 @@ static void test_like(void **state)
     assert_string_equal(out, "");
 }
 
+/* PostgreSQL's numeric text goes into bars pages as is: only JSON numbers */
+static void test_json_number(void **state)
+{
+    static const char *const good[] = { "0", "-0", "101", "100.495645155806", "-3.5", "1e5",
+                                        "2.5E-3", "0.0001" };
+    static const char *const bad[] = { "", "NaN", "Infinity", "-Infinity", "01", "1.", ".5",
+                                       "+1", "1e", "1e+", "--1", "1 ", "0x10", "-" };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(stocks_json_number_ok(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(stocks_json_number_ok(bad[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_symbols),  cmocka_unit_test(test_intervals),
         cmocka_unit_test(test_times),    cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_limits),   cmocka_unit_test(test_cursor),
-        cmocka_unit_test(test_like),
+        cmocka_unit_test(test_like),     cmocka_unit_test(test_json_number),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

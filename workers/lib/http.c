@@ -15,6 +15,7 @@
 #define INSITE_HTTP_IDLE_TIMEOUT     5      /* seconds */
 #define INSITE_HTTP_MAX_CONNECTIONS  1024
 #define INSITE_HTTP_MAX_PER_IP       256
+#define INSITE_HTTP_THREADS_MAX      64
 
 struct insite_http {
     struct MHD_Daemon *d;
@@ -38,6 +39,7 @@ struct insite_http_reply_meta {
     char *names[REPLY_HEADERS_MAX], *values[REPLY_HEADERS_MAX];
     size_t n;
     int etag;
+    char *body;          /* insite_http_set_body(): sent instead of the reply */
 };
 
 static void reply_meta_clear(struct insite_http_reply_meta *m)
@@ -48,6 +50,8 @@ static void reply_meta_clear(struct insite_http_reply_meta *m)
     }
     m->n = 0;
     m->etag = 0;
+    free(m->body);
+    m->body = NULL;
 }
 
 int insite_http_set_header(const insite_http_request *req, const char *name,
@@ -72,6 +76,16 @@ void insite_http_etag(const insite_http_request *req)
 {
     if (req->meta != NULL)
         req->meta->etag = 1;
+}
+
+void insite_http_set_body(const insite_http_request *req, char *text)
+{
+    if (req->meta == NULL) {
+        free(text);
+        return;
+    }
+    free(req->meta->body);
+    req->meta->body = text;
 }
 
 /* "<32 hex digits>" with the quotes, from the body's SHA-256. */
@@ -237,7 +251,7 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
 
 static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
                                       json_t *reply, const char *allow,
-                                      const struct insite_http_reply_meta *meta);
+                                      struct insite_http_reply_meta *meta);
 
 /* Takes ownership of reply. */
 static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
@@ -248,9 +262,15 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int status,
 
 static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
                                       json_t *reply, const char *allow,
-                                      const struct insite_http_reply_meta *meta)
+                                      struct insite_http_reply_meta *meta)
 {
-    char *text = json_dumps(reply ? reply : json_object(), JSON_COMPACT);
+    char *text;
+    if (meta != NULL && meta->body != NULL) {
+        text = meta->body;             /* the handler's own serialisation */
+        meta->body = NULL;
+    } else {
+        text = json_dumps(reply ? reply : json_object(), JSON_COMPACT);
+    }
     json_decref(reply);
     if (text == NULL) {
         insite_log_error("http: cannot serialise reply (status %d)", status);
@@ -260,7 +280,8 @@ static enum MHD_Result send_json_meta(struct MHD_Connection *conn, int status,
             return MHD_NO;
     }
     size_t n = strlen(text);
-    char *line = realloc(text, n + 2);   /* trailing newline for curl users */
+    char *line = n > 0 && text[n - 1] == '\n' ? NULL
+               : realloc(text, n + 2);   /* trailing newline for curl users */
     if (line != NULL) {
         line[n] = '\n';
         line[n + 1] = '\0';
@@ -438,8 +459,17 @@ insite_http *insite_http_start(const insite_http_options *opt)
     h->started = insite_clock_mono_s();
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
+    if (opt->threads > INSITE_HTTP_THREADS_MAX) {
+        insite_log_error("http: %u threads asked, at most %d", opt->threads,
+                         INSITE_HTTP_THREADS_MAX);
+        goto fail;
+    }
+    /* a pool of 1 is the single internal thread: the option is only given
+     * for N > 1, so a worker that asks for nothing runs as before */
+    unsigned pool = opt->threads > 1 ? opt->threads : 0;
     h->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, h,
+                            MHD_OPTION_THREAD_POOL_SIZE, pool,
                             MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
@@ -459,7 +489,10 @@ insite_http *insite_http_start(const insite_http_options *opt)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di ? di->port : opt->port;
-    insite_log_info("http: listening on 127.0.0.1:%d", h->port);
+    if (pool > 0)
+        insite_log_info("http: listening on 127.0.0.1:%d (%u threads)", h->port, pool);
+    else
+        insite_log_info("http: listening on 127.0.0.1:%d", h->port);
     return h;
 
 fail:

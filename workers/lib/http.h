@@ -5,8 +5,11 @@
  * one shape everywhere:  {"error":"not_found","message":"..."}.
  * Built in: GET /healthz and GET /metrics (from the worker's registry).
  *
- * Handlers run on libmicrohttpd's internal thread, one request at a time;
- * they must only touch state that is safe to share with the worker's loop. */
+ * By default handlers run on libmicrohttpd's internal thread, one request at
+ * a time; they must only touch state that is safe to share with the
+ * worker's loop.  With insite_http_options.threads > 1 they run on a pool of
+ * that many threads, several requests at once: then every handler (and the
+ * health callback) must also be safe to run concurrently with itself. */
 #ifndef INSITE_HTTP_H
 #define INSITE_HTTP_H
 
@@ -57,6 +60,9 @@ typedef struct {
     insite_metrics *metrics;     /* may be NULL: /metrics then answers 404 */
     insite_http_health_fn health;
     void *health_ud;
+    unsigned threads;            /* 0 or 1: one internal thread (the default);
+                                    N > 1: a pool of N threads, each polling
+                                    its share of the connections (at most 64) */
 } insite_http_options;
 
 typedef struct insite_http insite_http;
@@ -112,5 +118,11 @@ int insite_http_has_scope(const insite_http_request *req, const char *scope);
 int insite_http_set_header(const insite_http_request *req, const char *name,
                            const char *value);
 void insite_http_etag(const insite_http_request *req);
+
+/* The reply body as JSON text the handler wrote itself (a large answer
+ * serialised without a json_t per value): ownership of text (malloc'd,
+ * NUL-terminated, valid JSON) passes to the server, which sends it instead
+ * of *reply (left NULL) with the same headers, ETag and 304 handling. */
+void insite_http_set_body(const insite_http_request *req, char *text);
 
 #endif

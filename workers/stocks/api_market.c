@@ -16,7 +16,7 @@
 
 typedef struct {
     char symbol[STOCKS_SYMBOL_MAX];
-    char name[256], exchange[64], timezone[64], currency[16];
+    char name[256], exchange[64], timezone[64], currency[16], calendar[32];
     int has_name, has_exchange, has_currency;
 } symbol_info;
 
@@ -52,34 +52,54 @@ static void copy_col(PGresult *r, int col, char *out, size_t n, int *has)
 
 /* Known symbols, remembered for a minute: a symbol with prices stays known
  * (rows are not deleted), so only positive answers are kept; a new symbol
- * is found at once.  Direct-mapped by the symbol hash; the caller holds
- * ctx->lock (stocks_pg_acquire), which guards this too. */
+ * is found at once.  Direct-mapped by the symbol hash, shared by the HTTP
+ * threads under known_lock (held for a copy, never across a query). */
 #define KNOWN_SLOTS 256
 #define KNOWN_TTL 60
 static struct {
     symbol_info info;
     time_t at;
 } known_cache[KNOWN_SLOTS];
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int known_get(const char *symbol, time_t now, symbol_info *info)
+{
+    unsigned slot = stocks_symbol_hash(symbol) % KNOWN_SLOTS;
+    int hit;
+    pthread_mutex_lock(&known_lock);
+    hit = known_cache[slot].at > now - KNOWN_TTL
+          && strcmp(known_cache[slot].info.symbol, symbol) == 0;
+    if (hit)
+        *info = known_cache[slot].info;
+    pthread_mutex_unlock(&known_lock);
+    return hit;
+}
+
+static void known_put(const symbol_info *info, time_t now)
+{
+    unsigned slot = stocks_symbol_hash(info->symbol) % KNOWN_SLOTS;
+    pthread_mutex_lock(&known_lock);
+    known_cache[slot].info = *info;
+    known_cache[slot].at = now;
+    pthread_mutex_unlock(&known_lock);
+}
 
 /* 1 known (info filled), 0 unknown (404 reply set), -1 error (reply set).
  * Known = PostgreSQL holds prices (or, with sentiment, aggregates) for it. */
-static int lookup(stocks_ctx *ctx, PGconn *pg, const char *symbol, int with_sentiment,
+static int lookup(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, int with_sentiment,
                   symbol_info *info, json_t **reply)
 {
-    unsigned slot = stocks_symbol_hash(symbol) % KNOWN_SLOTS;
     time_t now = time(NULL);
-    if (known_cache[slot].at > now - KNOWN_TTL
-        && strcmp(known_cache[slot].info.symbol, symbol) == 0) {
-        *info = known_cache[slot].info;
+    if (known_get(symbol, now, info))
         return 1;
-    }
     static const char sql[] =
         "SELECT s.name, s.exchange, coalesce(s.timezone, $2), s.currency,"
         " EXISTS (SELECT 1 FROM stock_prices p WHERE p.symbol = $1)"
-        "  OR ($3 = '1' AND EXISTS (SELECT 1 FROM sentiment_data d WHERE d.symbol = $1))"
+        "  OR ($3 = '1' AND EXISTS (SELECT 1 FROM sentiment_data d WHERE d.symbol = $1)),"
+        " coalesce(s.calendar, 'US')"
         " FROM (VALUES ($1::text)) q(sym) LEFT JOIN stock_symbols s ON s.symbol = q.sym";
     const char *p[3] = { symbol, ctx->default_tz, with_sentiment ? "1" : "0" };
-    PGresult *r = stocks_query(ctx, pg, "symbol lookup", sql, 3, p, reply);
+    PGresult *r = stocks_query(ctx, conn, "symbol lookup", sql, 3, p, reply);
     if (r == NULL)
         return -1;
     int known = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 4), "t") == 0;
@@ -89,10 +109,9 @@ static int lookup(stocks_ctx *ctx, PGconn *pg, const char *symbol, int with_sent
         copy_col(r, 1, info->exchange, sizeof(info->exchange), &info->has_exchange);
         copy_col(r, 2, info->timezone, sizeof(info->timezone), NULL);
         copy_col(r, 3, info->currency, sizeof(info->currency), &info->has_currency);
-        if (!with_sentiment) {         /* known by its prices */
-            known_cache[slot].info = *info;
-            known_cache[slot].at = now;
-        }
+        copy_col(r, 5, info->calendar, sizeof(info->calendar), NULL);
+        if (!with_sentiment)           /* known by its prices */
+            known_put(info, now);
     } else {
         char msg[96];
         snprintf(msg, sizeof(msg), "unknown symbol %s: no data collected for it", symbol);
@@ -113,9 +132,9 @@ typedef struct {
     const char *served_from;
 } quote_data;
 
-static int quote_from_redis(stocks_ctx *ctx, const char *symbol, quote_data *q)
+static int quote_from_redis(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, quote_data *q)
 {
-    json_t *msg = stocks_redis_last_update(ctx, symbol);
+    json_t *msg = stocks_redis_last_update(ctx, conn, symbol);
     json_t *d = json_object_get(msg, "data");
     json_t *price = json_object_get(d, "price"), *mt = json_object_get(d, "market_time");
     int64_t t;
@@ -139,7 +158,7 @@ static int quote_from_redis(stocks_ctx *ctx, const char *symbol, quote_data *q)
 }
 
 /* The newest 'quote' row or 1m bar. 0, 1 none, -1 error. */
-static int quote_from_pg(stocks_ctx *ctx, PGconn *pg, const char *symbol, quote_data *q,
+static int quote_from_pg(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, quote_data *q,
                          json_t **reply)
 {
     static const char sql[] =
@@ -150,7 +169,7 @@ static int quote_from_pg(stocks_ctx *ctx, PGconn *pg, const char *symbol, quote_
         "  WHERE symbol = $1 AND interval = '1m' ORDER BY ts DESC LIMIT 1)) x"
         " ORDER BY ts DESC LIMIT 1";
     const char *p[1] = { symbol };
-    PGresult *r = stocks_query(ctx, pg, "latest quote", sql, 1, p, reply);
+    PGresult *r = stocks_query(ctx, conn, "latest quote", sql, 1, p, reply);
     if (r == NULL)
         return -1;
     int none = PQntuples(r) == 0;
@@ -174,7 +193,9 @@ static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *sy
         "  WHERE symbol = $1 AND interval = '1m' AND ts <= to_timestamp($2)), to_timestamp($2))"
         "  AT TIME ZONE $3) AS l),"
         " b AS (SELECT (d.l AT TIME ZONE $3) AS s, ((d.l + interval '1 day') AT TIME ZONE $3) AS e FROM d),"
-        " now_l AS (SELECT now() AT TIME ZONE $3 AS n)"
+        " now_l AS (SELECT now() AT TIME ZONE $3 AS n),"
+        " cal AS (SELECT c.kind, c.open_time, c.close_time FROM market_calendar c, now_l"
+        "  WHERE c.calendar = $4 AND c.day = now_l.n::date)"
         " SELECT (SELECT min(low) FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
         "         AND ts >= b.s AND ts < b.e),"
         "  (SELECT max(high) FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
@@ -185,25 +206,30 @@ static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *sy
         "         AND ts >= b.s AND ts < b.e),"
         "  (SELECT close FROM stock_prices, b WHERE symbol = $1 AND interval = '1m'"
         "         AND ts < b.s ORDER BY ts DESC LIMIT 1),"
-        "  (SELECT CASE WHEN extract(isodow FROM n) > 5 THEN 'CLOSED'"
-        "    WHEN n::time >= '09:30' AND n::time < '16:00' THEN 'REGULAR'"
-        "    WHEN n::time >= '04:00' AND n::time < '09:30' THEN 'PRE'"
-        "    WHEN n::time >= '16:00' AND n::time < '20:00' THEN 'POST'"
-        "    ELSE 'CLOSED' END FROM now_l)";
+        /* market state: the weekday default unless market_calendar has
+         * the local day (migration 032) */
+        "  (SELECT CASE WHEN cal.kind = 'closed' THEN 'CLOSED'"
+        "    WHEN cal.kind IS NULL AND extract(isodow FROM n) > 5 THEN 'CLOSED'"
+        "    WHEN n::time >= coalesce(cal.open_time, '09:30')"
+        "     AND n::time < coalesce(cal.close_time, '16:00') THEN 'REGULAR'"
+        "    WHEN n::time >= '04:00' AND n::time < coalesce(cal.open_time, '09:30') THEN 'PRE'"
+        "    WHEN n::time >= coalesce(cal.close_time, '16:00') AND n::time <"
+        "     CASE WHEN cal.close_time < '16:00' THEN time '17:00' ELSE time '20:00' END THEN 'POST'"
+        "    ELSE 'CLOSED' END FROM now_l LEFT JOIN cal ON true)";
     symbol_info info;
     quote_data q = { .volume = -1 };
-    PGconn *pg = stocks_pg_acquire(ctx, reply);
-    if (pg == NULL)
+    stocks_conn *conn = stocks_acquire(ctx, reply);
+    if (conn == NULL)
         return 503;
-    int k = lookup(ctx, pg, symbol, 0, &info, reply);
+    int k = lookup(ctx, conn, symbol, 0, &info, reply);
     if (k <= 0) {
-        stocks_release(ctx);
+        stocks_release(ctx, conn);
         return k == 0 ? 404 : 500;
     }
-    if (quote_from_redis(ctx, symbol, &q) != 0) {
-        int rc = quote_from_pg(ctx, pg, symbol, &q, reply);
+    if (quote_from_redis(ctx, conn, symbol, &q) != 0) {
+        int rc = quote_from_pg(ctx, conn, symbol, &q, reply);
         if (rc != 0) {
-            stocks_release(ctx);
+            stocks_release(ctx, conn);
             if (rc < 0)
                 return 500;
             *reply = insite_http_error("not_found", "no quote stored for this symbol yet");
@@ -212,9 +238,9 @@ static int quote(stocks_ctx *ctx, const insite_http_request *req, const char *sy
     }
     char asof[24];
     snprintf(asof, sizeof(asof), "%" PRId64, q.as_of);
-    const char *p[3] = { symbol, asof, info.timezone };
-    PGresult *r = stocks_query(ctx, pg, "day range", day_sql, 3, p, reply);
-    stocks_release(ctx);
+    const char *p[4] = { symbol, asof, info.timezone, info.calendar };
+    PGresult *r = stocks_query(ctx, conn, "day range", day_sql, 4, p, reply);
+    stocks_release(ctx, conn);
     if (r == NULL)
         return 500;
     double prev = q.has_change ? q.price - q.change
@@ -270,33 +296,38 @@ static const char bars_1m_sql[] =
 static const char bars_fixed_sql[] =
     AGG_SQL("date_bin($6::interval, ts, timestamptz '1970-01-01 00:00:00+00')");
 /* The exchange's local days (DST days have 23 or 25 hours): the day bounds
- * are computed once per day, then each day is an index-only range scan, so
- * a year of minutes needs no per-row time zone conversion and no sort. */
+ * are computed once per day, then each day reads its minutes from the
+ * 15-minute rollup (migration 031) where whole buckets lie inside the range
+ * ($7 = $2 rounded up, $8 = $3 rounded down to 15 minutes) and from the
+ * 1-minute rows at the cut edges.  A local day is a whole number of these
+ * UTC-aligned buckets in every zone, so a year is ~26 rollup rows a day
+ * (index range scans) instead of 390 minute rows, with the same result. */
 static const char bars_day_sql[] =
-    "SELECT extract(epoch FROM d.s)::bigint,"
-    " (SELECT open FROM stock_prices WHERE symbol = $1 AND interval = '1m' AND ts >= d.lo"
-    "  AND ts < d.hi ORDER BY ts LIMIT 1), a.h, a.l,"
-    " (SELECT close FROM stock_prices WHERE symbol = $1 AND interval = '1m' AND ts >= d.lo"
-    "  AND ts < d.hi ORDER BY ts DESC LIMIT 1), a.v, a.n, extract(epoch FROM a.m)::bigint"
+    "SELECT extract(epoch FROM d.s)::bigint, a.o, a.h, a.l, a.c, a.v, a.n,"
+    " extract(epoch FROM a.m)::bigint"
     " FROM (SELECT g AT TIME ZONE $6 AS s, greatest(g AT TIME ZONE $6, to_timestamp($2)) AS lo,"
     "  least((g + interval '1 day') AT TIME ZONE $6, to_timestamp($3)) AS hi"
     "  FROM generate_series(date_trunc('day', to_timestamp($2) AT TIME ZONE $6),"
     "                       to_timestamp($3) AT TIME ZONE $6, interval '1 day') g) d"
-    " CROSS JOIN LATERAL (SELECT max(high) h, min(low) l, sum(volume) v, count(*) n, max(ts) m"
-    "  FROM stock_prices WHERE symbol = $1 AND interval = '1m' AND ts >= d.lo AND ts < d.hi) a"
+    " CROSS JOIN LATERAL (SELECT (array_agg(x.open ORDER BY x.t))[1] o, max(x.high) h,"
+    "  min(x.low) l, (array_agg(x.close ORDER BY x.t DESC))[1] c, sum(x.volume) v,"
+    "  sum(x.minutes) n, max(x.last_ts) m FROM ("
+    "   SELECT bucket t, open, high, low, close, volume, minutes, last_ts FROM stock_bars_15m"
+    "    WHERE symbol = $1 AND bucket >= greatest(d.lo, to_timestamp($7))"
+    "    AND bucket < least(d.hi, to_timestamp($8))"
+    "   UNION ALL SELECT ts, open, high, low, close, volume, 1, ts FROM stock_prices"
+    "    WHERE d.lo < to_timestamp($7) AND symbol = $1 AND interval = '1m' AND ts >= d.lo"
+    "    AND ts < least(d.hi, to_timestamp($7))"
+    "   UNION ALL SELECT ts, open, high, low, close, volume, 1, ts FROM stock_prices"
+    "    WHERE d.hi > to_timestamp($8) AND symbol = $1 AND interval = '1m'"
+    "    AND ts >= greatest(d.lo, to_timestamp($8))"
+    "    AND ts < d.hi) x) a"
     " WHERE a.n > 0 AND d.s > to_timestamp($4) ORDER BY d.s LIMIT $5::int";
+#define ROLLUP_STEP 900   /* s: stock_bars_15m's bucket */
 
-static json_t *bar_json(PGresult *r, int i)
+static int64_t floor_div(int64_t a, int64_t b)
 {
-    json_t *b = json_object();
-    json_object_set_new(b, "time", time_json(strtoll(PQgetvalue(r, i, 0), NULL, 10)));
-    json_object_set_new(b, "open", num_or_null(r, i, 1));
-    json_object_set_new(b, "high", num_or_null(r, i, 2));
-    json_object_set_new(b, "low", num_or_null(r, i, 3));
-    json_object_set_new(b, "close", num_or_null(r, i, 4));
-    json_object_set_new(b, "volume", int_or_null(r, i, 5));
-    json_object_set_new(b, "minutes", int_or_null(r, i, 6));
-    return b;
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
 }
 
 static int bad(json_t **reply, const char *msg)
@@ -339,26 +370,36 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
     }
 
     symbol_info info;
-    PGconn *pg = stocks_pg_acquire(ctx, reply);
-    if (pg == NULL)
+    stocks_conn *conn = stocks_acquire(ctx, reply);
+    if (conn == NULL)
         return 503;
-    int k = lookup(ctx, pg, symbol, 0, &info, reply);
+    int k = lookup(ctx, conn, symbol, 0, &info, reply);
     if (k <= 0) {
-        stocks_release(ctx);
+        stocks_release(ctx, conn);
         return k == 0 ? 404 : 500;
     }
-    char s_scan[24], s_to[24], s_after[24], s_lim[24];
+    /* the whole rollup buckets inside [scan, to): [up, down), empty when
+     * the range is shorter than a bucket (then both edges are minute rows
+     * and must not overlap: down >= up) */
+    int64_t up = floor_div(scan + ROLLUP_STEP - 1, ROLLUP_STEP) * ROLLUP_STEP;
+    int64_t down = floor_div(to, ROLLUP_STEP) * ROLLUP_STEP;
+    if (down < up)
+        down = up;
+    char s_scan[24], s_to[24], s_after[24], s_lim[24], s_up[24], s_down[24];
     snprintf(s_scan, sizeof(s_scan), "%" PRId64, scan);
     snprintf(s_to, sizeof(s_to), "%" PRId64, to);
     snprintf(s_after, sizeof(s_after), "%" PRId64, after);
     snprintf(s_lim, sizeof(s_lim), "%ld", limit + 1);
-    const char *p[6] = { symbol, s_scan, s_to, s_after, s_lim,
-                         iv->id == STOCKS_1D ? info.timezone : iv->pg_interval };
+    snprintf(s_up, sizeof(s_up), "%" PRId64, up);
+    snprintf(s_down, sizeof(s_down), "%" PRId64, down);
+    const char *p[8] = { symbol, s_scan, s_to, s_after, s_lim,
+                         iv->id == STOCKS_1D ? info.timezone : iv->pg_interval, s_up, s_down };
     const char *sql = iv->id == STOCKS_1M ? bars_1m_sql
                     : iv->id == STOCKS_1D ? bars_day_sql : bars_fixed_sql;
+    int np = iv->id == STOCKS_1M ? 5 : iv->id == STOCKS_1D ? 8 : 6;
     double t0 = insite_clock_mono_s();
-    PGresult *r = stocks_query(ctx, pg, "bars", sql, iv->id == STOCKS_1M ? 5 : 6, p, reply);
-    stocks_release(ctx);
+    PGresult *r = stocks_query(ctx, conn, "bars", sql, np, p, reply);
+    stocks_release(ctx, conn);
     insite_histogram_observe(ctx->bars_seconds, insite_clock_mono_s() - t0);
     if (r == NULL)
         return 500;
@@ -366,15 +407,12 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
     int n = PQntuples(r), more = n > limit;
     if (more)
         n = (int)limit;
-    json_t *list = json_array();
     int64_t newest = 0, last_bucket = 0;
     for (int i = 0; i < n; i++) {
-        json_array_append_new(list, bar_json(r, i));
         int64_t m = strtoll(PQgetvalue(r, i, 7), NULL, 10);
         newest = m > newest ? m : newest;
         last_bucket = strtoll(PQgetvalue(r, i, 0), NULL, 10);
     }
-    PQclear(r);
 
     json_t *next = json_null();
     if (more) {
@@ -388,9 +426,19 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
     int64_t end = more ? last_bucket + iv->seconds + 3600 : to;
     int closed = end <= now - SETTLE;
     int64_t lm = newest > 0 ? newest + 60 : 0;
-    *reply = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "symbol", symbol,
-                       "interval", iv->name, "timezone", info.timezone, "from", time_json(from),
-                       "to", time_json(to), "bars", list, "next_cursor", next);
+    json_t *head = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "symbol", symbol,
+                             "interval", iv->name, "timezone", info.timezone,
+                             "from", time_json(from), "to", time_json(to), "next_cursor", next);
+    char *htext = head ? json_dumps(head, JSON_COMPACT) : NULL;
+    char *body = htext ? stocks_bars_text(r, n, htext) : NULL;
+    json_decref(head);
+    free(htext);
+    PQclear(r);
+    if (body == NULL) {
+        *reply = insite_http_error("internal", "out of memory");
+        return 500;
+    }
+    insite_http_set_body(req, body);
     insite_counter_inc(ctx->req_bars);
     stocks_cache_headers(req, closed ? ctx->closed_max_age : ctx->open_max_age,
                          lm > now ? now : lm);
@@ -427,12 +475,12 @@ static int search(stocks_ctx *ctx, const insite_http_request *req, json_t **repl
     stocks_like_escape(upper, esc_upper);
     stocks_like_escape(q ? q : "", esc);
     snprintf(lim, sizeof(lim), "%ld", limit);
-    PGconn *pg = stocks_pg_acquire(ctx, reply);
-    if (pg == NULL)
+    stocks_conn *conn = stocks_acquire(ctx, reply);
+    if (conn == NULL)
         return 503;
     const char *p[5] = { esc_upper, esc, upper, ctx->default_tz, lim };
-    PGresult *r = stocks_query(ctx, pg, "symbol search", sql, 5, p, reply);
-    stocks_release(ctx);
+    PGresult *r = stocks_query(ctx, conn, "symbol search", sql, 5, p, reply);
+    stocks_release(ctx, conn);
     if (r == NULL)
         return 500;
     json_t *list = json_array();
@@ -473,20 +521,20 @@ static int sentiment(stocks_ctx *ctx, const insite_http_request *req, const char
                              (int64_t)time(NULL), &from, &to, err, sizeof(err)) != 0)
         return bad(reply, err);
     symbol_info info;
-    PGconn *pg = stocks_pg_acquire(ctx, reply);
-    if (pg == NULL)
+    stocks_conn *conn = stocks_acquire(ctx, reply);
+    if (conn == NULL)
         return 503;
-    int k = lookup(ctx, pg, symbol, 1, &info, reply);
+    int k = lookup(ctx, conn, symbol, 1, &info, reply);
     if (k <= 0) {
-        stocks_release(ctx);
+        stocks_release(ctx, conn);
         return k == 0 ? 404 : 500;
     }
     char sf[24], st[24];
     snprintf(sf, sizeof(sf), "%" PRId64, from);
     snprintf(st, sizeof(st), "%" PRId64, to);
     const char *p[4] = { symbol, w, sf, st };
-    PGresult *r = stocks_query(ctx, pg, "sentiment series", sql, 4, p, reply);
-    stocks_release(ctx);
+    PGresult *r = stocks_query(ctx, conn, "sentiment series", sql, 4, p, reply);
+    stocks_release(ctx, conn);
     if (r == NULL)
         return 500;
     json_t *pts = json_array();

@@ -17,14 +17,14 @@ static int bad(json_t **reply, const char *msg)
     return 400;
 }
 
-static int read_lists(stocks_ctx *ctx, PGconn *pg, const char *user, json_t **reply)
+static int read_lists(stocks_ctx *ctx, stocks_conn *conn, const char *user, json_t **reply)
 {
     static const char sql[] =
         "SELECT name, array_to_json(symbols)::text, to_char(updated_at AT TIME ZONE 'UTC',"
         " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM watchlists WHERE user_id = $1"
         " ORDER BY position, name";
     const char *p[1] = { user };
-    PGresult *r = stocks_query(ctx, pg, "read watchlists", sql, 1, p, reply);
+    PGresult *r = stocks_query(ctx, conn, "read watchlists", sql, 1, p, reply);
     if (r == NULL)
         return 500;
     json_t *lists = json_array();
@@ -101,17 +101,17 @@ fail:
     return -1;
 }
 
-static int write_lists(stocks_ctx *ctx, PGconn *pg, const char *user, json_t *lists,
+static int write_lists(stocks_ctx *ctx, stocks_conn *conn, const char *user, json_t *lists,
                        char **arrs, json_t **reply)
 {
     static const char ins[] =
         "INSERT INTO watchlists (user_id, name, position, symbols) VALUES ($1, $2, $3, $4::text[])";
     const char *pu[1] = { user };
-    PGresult *r = stocks_query(ctx, pg, "BEGIN", "BEGIN", 0, NULL, reply);
+    PGresult *r = stocks_query(ctx, conn, "BEGIN", "BEGIN", 0, NULL, reply);
     if (r == NULL)
         return 500;
     PQclear(r);
-    r = stocks_query(ctx, pg, "clear watchlists", "DELETE FROM watchlists WHERE user_id = $1",
+    r = stocks_query(ctx, conn, "clear watchlists", "DELETE FROM watchlists WHERE user_id = $1",
                      1, pu, reply);
     for (size_t i = 0; r != NULL && i < json_array_size(lists); i++) {
         char pos[24];
@@ -119,14 +119,14 @@ static int write_lists(stocks_ctx *ctx, PGconn *pg, const char *user, json_t *li
         snprintf(pos, sizeof(pos), "%zu", i);
         const char *p[4] = { user, json_string_value(json_object_get(json_array_get(lists, i), "name")),
                              pos, arrs[i] };
-        r = stocks_query(ctx, pg, "insert watchlist", ins, 4, p, reply);
+        r = stocks_query(ctx, conn, "insert watchlist", ins, 4, p, reply);
     }
     if (r == NULL) {
-        PQclear(PQexec(pg, "ROLLBACK"));
+        PQclear(PQexec(conn->pg, "ROLLBACK"));
         return 500;
     }
     PQclear(r);
-    if ((r = stocks_query(ctx, pg, "COMMIT", "COMMIT", 0, NULL, reply)) == NULL)
+    if ((r = stocks_query(ctx, conn, "COMMIT", "COMMIT", 0, NULL, reply)) == NULL)
         return 500;
     PQclear(r);
     return 0;
@@ -167,15 +167,15 @@ static int put_lists(stocks_ctx *ctx, const insite_http_request *req, const char
                 goto out;
             }
     }
-    PGconn *pg = stocks_pg_acquire(ctx, reply);
-    if (pg == NULL) {
+    stocks_conn *conn = stocks_acquire(ctx, reply);
+    if (conn == NULL) {
         rc = 503;
         goto out;
     }
-    rc = write_lists(ctx, pg, user, lists, arrs, reply);
+    rc = write_lists(ctx, conn, user, lists, arrs, reply);
     if (rc == 0)
-        rc = read_lists(ctx, pg, user, reply);
-    stocks_release(ctx);
+        rc = read_lists(ctx, conn, user, reply);
+    stocks_release(ctx, conn);
 out:
     for (i = 0; i < n; i++)
         free(arrs[i]);
@@ -201,11 +201,11 @@ int stocks_api_watchlists(const insite_http_request *req, json_t **reply, void *
     if (strcmp(req->method, "PUT") == 0) {
         rc = put_lists(ctx, req, user, reply);
     } else {
-        PGconn *pg = stocks_pg_acquire(ctx, reply);
-        if (pg == NULL)
+        stocks_conn *conn = stocks_acquire(ctx, reply);
+        if (conn == NULL)
             return 503;
-        rc = read_lists(ctx, pg, user, reply);
-        stocks_release(ctx);
+        rc = read_lists(ctx, conn, user, reply);
+        stocks_release(ctx, conn);
     }
     if (rc == 200)
         stocks_cache_headers(req, -1, 0);

@@ -1,5 +1,6 @@
 /* The connections of the HTTP handlers, (re)connected on demand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -8,45 +9,127 @@
 #include "pg.h"
 #include "stocks.h"
 
-PGconn *stocks_pg_acquire(stocks_ctx *ctx, json_t **reply)
+/* A pair from the free list, or a new one while fewer than
+ * STOCKS_CONNS_MAX exist (the HTTP threads bound how many are in use at
+ * once, so the wait below only happens past that bound). */
+static stocks_conn *pool_take(stocks_ctx *ctx)
 {
-    char err[256];
+    stocks_conn *c;
     pthread_mutex_lock(&ctx->lock);
-    if (ctx->pg != NULL && PQstatus(ctx->pg) != CONNECTION_OK) {
-        PQfinish(ctx->pg);
-        ctx->pg = NULL;
+    while (ctx->free_conns == NULL && ctx->nconns == STOCKS_CONNS_MAX)
+        pthread_cond_wait(&ctx->freed, &ctx->lock);
+    if ((c = ctx->free_conns) != NULL) {
+        ctx->free_conns = c->next;
+    } else if ((c = calloc(1, sizeof(*c))) != NULL) {
+        ctx->all_conns[ctx->nconns++] = c;
     }
-    if (ctx->pg == NULL && (ctx->pg = insite_pg_connect(ctx->pg_dsn, err, sizeof(err))) == NULL) {
-        insite_log_warn("postgresql: %s", err);
-        pthread_mutex_unlock(&ctx->lock);
-        *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
-        return NULL;
-    }
-    return ctx->pg;
+    pthread_mutex_unlock(&ctx->lock);
+    return c;
 }
 
-void stocks_release(stocks_ctx *ctx)
+void stocks_release(stocks_ctx *ctx, stocks_conn *c)
 {
+    pthread_mutex_lock(&ctx->lock);
+    c->next = ctx->free_conns;
+    ctx->free_conns = c;
+    pthread_cond_signal(&ctx->freed);
     pthread_mutex_unlock(&ctx->lock);
 }
 
-PGresult *stocks_query(stocks_ctx *ctx, PGconn *pg, const char *what, const char *sql,
+stocks_conn *stocks_acquire(stocks_ctx *ctx, json_t **reply)
+{
+    char err[256];
+    stocks_conn *c = pool_take(ctx);
+    if (c == NULL) {
+        insite_log_error("stocks: out of memory for a connection pair");
+        *reply = insite_http_error("internal", "out of memory");
+        return NULL;
+    }
+    if (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    if (c->pg == NULL) {
+        c->nprepared = 0;          /* statements die with their session */
+        if ((c->pg = insite_pg_connect(ctx->pg_dsn, err, sizeof(err))) == NULL) {
+            insite_log_warn("postgresql: %s", err);
+            stocks_release(ctx, c);
+            *reply = insite_http_error("unavailable", "PostgreSQL is unreachable");
+            return NULL;
+        }
+        /* short queries with large row estimates (a year of days x index
+         * scans) cross jit_above_cost; compiling them costs seconds */
+        PGresult *r = PQexec(c->pg, "SET jit = off");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            insite_log_warn("postgresql: SET jit = off: %s", PQerrorMessage(c->pg));
+        PQclear(r);
+    }
+    return c;
+}
+
+void stocks_pool_free(stocks_ctx *ctx)
+{
+    for (int i = 0; i < ctx->nconns; i++) {
+        if (ctx->all_conns[i]->pg != NULL)
+            PQfinish(ctx->all_conns[i]->pg);
+        redisFree(ctx->all_conns[i]->redis);
+        free(ctx->all_conns[i]);
+    }
+    ctx->nconns = 0;
+    ctx->free_conns = NULL;
+}
+
+/* The statement's name on this connection ("s<index>"), preparing it on
+ * first use; -1 on error (logged). */
+static int prepared_name(stocks_conn *c, const char *what, const char *sql, int n,
+                         char name[16])
+{
+    int i;
+    for (i = 0; i < c->nprepared; i++)
+        if (c->prepared[i] == sql)
+            break;
+    snprintf(name, 16, "s%d", i);
+    if (i < c->nprepared)
+        return 0;
+    if (i == STOCKS_STMTS_MAX) {
+        insite_log_error("postgresql: %s: more than %d statements to prepare", what,
+                         STOCKS_STMTS_MAX);
+        return -1;
+    }
+    PGresult *r = PQprepare(c->pg, name, sql, n, NULL);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        insite_log_error("postgresql: prepare %s: %s", what, PQerrorMessage(c->pg));
+        return -1;
+    }
+    c->prepared[c->nprepared++] = sql;
+    return 0;
+}
+
+PGresult *stocks_query(stocks_ctx *ctx, stocks_conn *c, const char *what, const char *sql,
                        int n, const char *const *params, json_t **reply)
 {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+    char name[16];
+    (void)ctx;
+    if (prepared_name(c, what, sql, n, name) != 0) {
+        *reply = insite_http_error("internal", "database query failed");
+        return NULL;
+    }
+    PGresult *r = PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
-    insite_log_error("postgresql: %s: %s", what, PQerrorMessage(pg));
+    insite_log_error("postgresql: %s: %s", what, PQerrorMessage(c->pg));
     PQclear(r);
     *reply = insite_http_error("internal", "database query failed");
     return NULL;
 }
 
-static redisContext *redis_conn(stocks_ctx *ctx)
+static redisContext *redis_conn(stocks_ctx *ctx, stocks_conn *pc)
 {
-    if (ctx->redis != NULL)
-        return ctx->redis;
+    if (pc->redis != NULL)
+        return pc->redis;
     struct timeval tv = { ctx->redis_timeout_ms / 1000, (ctx->redis_timeout_ms % 1000) * 1000 };
     redisContext *c = redisConnectWithTimeout(ctx->redis_host, ctx->redis_port, tv);
     if (c == NULL || c->err) {
@@ -66,12 +149,12 @@ static redisContext *redis_conn(stocks_ctx *ctx)
             return NULL;
         }
     }
-    return ctx->redis = c;
+    return pc->redis = c;
 }
 
-json_t *stocks_redis_last_update(stocks_ctx *ctx, const char *symbol)
+json_t *stocks_redis_last_update(stocks_ctx *ctx, stocks_conn *pc, const char *symbol)
 {
-    redisContext *c = redis_conn(ctx);
+    redisContext *c = redis_conn(ctx, pc);
     if (c == NULL)
         return NULL;
     /* the channel's history key: the layout has one home (insite_channel.h) */
@@ -87,7 +170,7 @@ json_t *stocks_redis_last_update(stocks_ctx *ctx, const char *symbol)
     if (r == NULL) {
         insite_log_warn("redis: ZRANGE history of stock_updates:%s: %s", symbol, c->errstr);
         redisFree(c);
-        ctx->redis = NULL;
+        pc->redis = NULL;
         return NULL;
     }
     json_t *msg = NULL;

@@ -62,4 +62,9 @@ int stocks_cursor_decode(const char *s, stocks_cursor *c);
  * term; out holds at least 2 * strlen(s) + 1 bytes. */
 void stocks_like_escape(const char *s, char *out);
 
+/* 1 when s is a JSON number by RFC 8259's grammar
+ * (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?), else 0: PostgreSQL's
+ * numeric text goes into a bars page as is, and "NaN" must not. */
+int stocks_json_number_ok(const char *s);
+
 #endif

@@ -1,8 +1,11 @@
 /* insite-stocks: state shared by the HTTP handlers (docs/stocks.md).
  *
- * libmicrohttpd runs the handlers on one thread, one request at a time;
- * the PostgreSQL and Redis connections are still guarded by a mutex so a
- * thread pool can be switched on later without touching the handlers. */
+ * libmicrohttpd runs the handlers on a pool of stocks.http_threads threads.
+ * A handler takes a connection pair (PostgreSQL + Redis) from the pool for
+ * the length of its request (stocks_acquire / stocks_release): one pair per
+ * thread at most, so no request waits for another's query.  Everything else
+ * in the context is read-only after start, or atomic (metrics), or guarded
+ * by its own lock (the known-symbol cache in api_market.c). */
 #ifndef STOCKS_H
 #define STOCKS_H
 
@@ -16,13 +19,28 @@
 #include "metrics.h"
 #include "params.h"
 
+#define STOCKS_STMTS_MAX 32
+#define STOCKS_CONNS_MAX 64       /* = the HTTP layer's largest thread pool */
+
+/* One request's connections, owned by the pool between requests. */
+typedef struct stocks_conn {
+    PGconn *pg;                    /* lazily (re)connected */
+    redisContext *redis;           /* lazily connected, NULL after an error */
+    const char *prepared[STOCKS_STMTS_MAX];   /* SQL texts prepared on pg as
+                                                 "s<index>", by address */
+    int nprepared;
+    struct stocks_conn *next;      /* the pool's free list */
+} stocks_conn;
+
 typedef struct {
     const char *pg_dsn;
-    PGconn *pg;                    /* lazily connected */
-    redisContext *redis;           /* lazily connected, NULL after an error */
     const char *redis_host, *redis_password, *redis_prefix;
     int redis_port, redis_timeout_ms;
-    pthread_mutex_t lock;          /* pg and redis */
+    pthread_mutex_t lock;          /* the pool below */
+    pthread_cond_t freed;          /* a pair went back to free_conns */
+    stocks_conn *free_conns;       /* idle pairs */
+    stocks_conn *all_conns[STOCKS_CONNS_MAX];   /* every pair made, closed at exit */
+    int nconns;
 
     const char *default_tz;        /* symbols without a stock_symbols row */
     long page_default, page_max;   /* bars per page */
@@ -38,19 +56,30 @@ int stocks_api_market(const insite_http_request *req, json_t **reply, void *ud);
 /* GET and PUT /api/v1/watchlists */
 int stocks_api_watchlists(const insite_http_request *req, json_t **reply, void *ud);
 
-/* The connection with the lock held, or NULL (lock released, 503 reply set). */
-PGconn *stocks_pg_acquire(stocks_ctx *ctx, json_t **reply);
-/* Releases the lock taken by stocks_pg_acquire. */
-void stocks_release(stocks_ctx *ctx);
-/* With the lock held: the newest message of the Redis history of channel
- * stock_updates:<symbol>, parsed; NULL when none or Redis is unreachable
- * (logged; the caller falls back to PostgreSQL). */
-json_t *stocks_redis_last_update(stocks_ctx *ctx, const char *symbol);
+/* A connection pair for this request, PostgreSQL connected; NULL with a 503
+ * reply set when PostgreSQL is unreachable.  Give it back with
+ * stocks_release() on every path. */
+stocks_conn *stocks_acquire(stocks_ctx *ctx, json_t **reply);
+void stocks_release(stocks_ctx *ctx, stocks_conn *c);
+/* Closes every pair (the HTTP server is stopped). */
+void stocks_pool_free(stocks_ctx *ctx);
+/* The newest message of the Redis history of channel stock_updates:<symbol>,
+ * parsed; NULL when none or Redis is unreachable (logged; the caller falls
+ * back to PostgreSQL). */
+json_t *stocks_redis_last_update(stocks_ctx *ctx, stocks_conn *c, const char *symbol);
 
-/* Runs a query with the lock held; NULL on error (logged with what, the
- * reply set to a 500 in the error shape without PostgreSQL's text). */
-PGresult *stocks_query(stocks_ctx *ctx, PGconn *pg, const char *what, const char *sql,
+/* Runs sql, a string that lives as long as the process (a static array or
+ * literal): prepared once per connection, keyed by its address, then
+ * executed.  NULL on error (logged with what, the reply set to a 500 in the
+ * error shape without PostgreSQL's text). */
+PGresult *stocks_query(stocks_ctx *ctx, stocks_conn *c, const char *what, const char *sql,
                        int n, const char *const *params, json_t **reply);
+
+/* bars_json.c: the reply of a bars page, the JSON object head (serialised
+ * by jansson, "{...}") with "bars":[...] appended from rows [0, n) of r
+ * (columns: bucket epoch, open, high, low, close, volume, minutes), then a
+ * newline.  NULL when out of memory (logged). */
+char *stocks_bars_text(PGresult *r, int n, const char *head);
 
 /* Response helpers: Cache-Control "public, max-age=N" (or private,
  * no-store when max_age < 0), Last-Modified from epoch seconds (<= 0:

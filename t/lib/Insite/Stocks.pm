@@ -221,6 +221,34 @@ sub aggregate {
     return [ map { $b{$_} } sort { $a <=> $b } @order ];
 }
 
+# epoch seconds of the API's RFC 3339 UTC time text, -1 when not one
+sub epoch {
+    my ($t) = @_;
+    my ($y, $mo, $d, $h, $mi, $sec) = $t =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)(?:\.\d+)?Z$/ or return -1;
+    require Time::Local;
+    return Time::Local::timegm($sec, $mi, $h, $d, $mo - 1, $y);
+}
+
+# ok() when the API's bars equal the wanted ones (aggregate()), within 1e-6
+sub same_bars {
+    my ($got, $want, $what) = @_;
+    my @diff;
+    push @diff, 'count ' . scalar(@$got) . ' != ' . scalar(@$want) if @$got != @$want;
+    for my $i (0 .. $#$want) {
+        my ($g, $w) = ($got->[$i] // {}, $want->[$i]);
+        my $gt = epoch($g->{time} // '');
+        push @diff, "bar $i time $g->{time} != $w->{time}" if $gt != $w->{time};
+        for my $f (qw(open high low close)) {
+            push @diff, "bar $i $f $g->{$f} != $w->{$f}" if abs(($g->{$f} // -1) - $w->{$f}) > 1e-6;
+        }
+        for my $f (qw(volume minutes)) {
+            push @diff, "bar $i $f " . ($g->{$f} // 'null') . " != $w->{$f}" if ($g->{$f} // -1) != $w->{$f};
+        }
+        last if @diff > 5;
+    }
+    Test::More::ok(!@diff, $what) or Test::More::diag(join "\n", @diff);
+}
+
 sub DESTROY {
     my ($self) = @_;
     $self->stop_worker if $self->{pid} && $$ == ($self->{owner} //= $$);

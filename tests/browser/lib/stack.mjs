@@ -75,7 +75,19 @@ export function requireDeps() {
   return require('playwright-core');
 }
 
+// the gateway module, for a stack that puts worker APIs behind it
+export const GATEWAY_MODULE = (process.env.TEST_NGINX_LOAD_MODULES || '').split(/\s+/)
+  .find((m) => /ngx_http_insite_gateway_module\.so$/.test(m))
+  || path.join(ROOT, 'build/modules/ngx_http_insite_gateway_module.so');
+
 export class Stack {
+  // opts.gateway: load the gateway module; opts.httpConf / opts.serverConf:
+  // extra lines for nginx's http block / the dashboard's server block,
+  // functions of the stack (called once Redis is up)
+  constructor(opts = {}) {
+    this.opts = opts;
+  }
+
   async start() {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'insite-browser-'));
     await this.startRedis();
@@ -103,7 +115,9 @@ export class Stack {
   nginxConf() {
     const d = this.dir;
     const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
-    return `${MODULES.map((m) => `load_module ${m};`).join('\n')}
+    const mods = this.opts.gateway ? [...MODULES, GATEWAY_MODULE] : MODULES;
+    const extra = (f) => (f ? f(this) : '');
+    return `${mods.map((m) => `load_module ${m};`).join('\n')}
 daemon off;
 master_process on;
 worker_processes 2;
@@ -124,6 +138,7 @@ http {
     default_type application/octet-stream;
     insite_redis 127.0.0.1:${this.redisPort};
     insite_ws_shutdown_spread 1s;
+    ${extra(this.opts.httpConf)}
     server {
         listen 127.0.0.1:${this.port};
         # the dashboard (docs/dashboard.md)
@@ -141,6 +156,7 @@ http {
             insite_ws_deflate_min_size 64;
         }
         location = /internal/publish { insite_ws_publish; }
+        ${extra(this.opts.serverConf)}
     }
 }
 `;
