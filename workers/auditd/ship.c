@@ -311,33 +311,30 @@ static int read_file(auditd_shipper *s, batch *b, auditd_chain *c, const char *n
                 incident(s, b, rc == INSITE_GDPR_EFORMAT ? "malformed_record"
                                : rc == INSITE_GDPR_EHASH ? "hash_mismatch" : "chain_break",
                          c, name, c->noffset + (p - buf), l.seq, insite_gdpr_strerror(rc), p, len);
+            int row = 1;        /* 0: a row added, -1: out of memory */
             if (rc != INSITE_GDPR_EFORMAT && s->kafka == NULL
                 && insite_gdpr_fields_scan(p, len, &f) == INSITE_GDPR_FIELDS_OK
                 && auditd_record_check_fields(&f) == 0) {
                 /* the plain line, without Kafka to feed: no JSON objects */
-                if (copy_row_fields(b, &f, s->source, p, len) != 0) {
-                    free(buf);
-                    close(fd);
-                    return -1;
-                }
-                b->rows++;
-                taken++;
-                stream(s, b);
+                row = copy_row_fields(b, &f, s->source, p, len) ? -1 : 0;
             } else if (rc != INSITE_GDPR_EFORMAT) {
                 json_t *rec = auditd_record_parse(p, len, err, sizeof(err));
                 if (rec == NULL) {
                     incident(s, b, "malformed_record", c, name, c->noffset + (p - buf), l.seq, err, p, len);
                 } else {
                     json_array_append_new(b->records, rec);
-                    if (copy_row(b, rec, s->source, p, len) != 0) {
-                        free(buf);
-                        close(fd);
-                        return -1;
-                    }
-                    b->rows++;
-                    taken++;
-                    stream(s, b);
+                    row = copy_row(b, rec, s->source, p, len) ? -1 : 0;
                 }
+            }
+            if (row < 0) {
+                free(buf);
+                close(fd);
+                return -1;
+            }
+            if (row == 0) {
+                b->rows++;
+                taken++;
+                stream(s, b);
             }
             p = nl + 1;
         }
