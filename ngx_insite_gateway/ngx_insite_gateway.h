@@ -95,26 +95,43 @@ typedef struct {
 } ngx_insite_gw_breaker_conf_t;
 
 
+/*
+ * One bucket of a closed breaker's window.  Successes are counted without
+ * the zone's mutex: `requests` packs the bucket's identity (a number given
+ * at every reset, high 32 bits) with its count (low 32 bits), so that a
+ * compare-and-swap adds to the bucket it checked and never to one reset
+ * meanwhile.  A reset (under the mutex) stores `requests` first, then
+ * epoch and generation; failures are counted under the mutex.
+ */
 typedef struct {
-    ngx_msec_t                  epoch;        /* start of the bucket */
-    uint32_t                    requests;
-    uint32_t                    failures;
+    uint64_t                    requests;     /* __atomic: ident << 32 | n */
+    volatile ngx_msec_t         epoch;        /* start of the bucket */
+    volatile ngx_uint_t         generation;   /* of the breaker, at reset */
+    uint32_t                    failures;     /* under the mutex */
 } ngx_insite_gw_bucket_t;
 
 
-/* one service's breaker, in the shared zone */
+/*
+ * One service's breaker, in the shared zone.  The state and generation
+ * share one atomic word (generation << 2 | state) so that the closed path
+ * reads both at once without the mutex; every transition stores it under
+ * the mutex.
+ */
 typedef struct {
     ngx_queue_t                 queue;
-    ngx_uint_t                  state;
+    ngx_atomic_t                state;        /* generation << 2 | state */
     ngx_msec_t                  opened;       /* when it last opened */
     ngx_uint_t                  probing;      /* a half-open probe is out */
     ngx_msec_t                  probe_start;
     ngx_uint_t                  successes;    /* consecutive, half-open */
-    ngx_uint_t                  generation;   /* bumped on every transition */
+    uint32_t                    resets;       /* bucket identities given */
     ngx_insite_gw_bucket_t      buckets[NGX_INSITE_GW_BUCKETS];
     size_t                      len;
     u_char                      name[1];
 } ngx_insite_gw_breaker_node_t;
+
+#define ngx_insite_gw_breaker_state(sg)       ((sg) & 3)
+#define ngx_insite_gw_breaker_generation(sg)  ((sg) >> 2)
 
 
 typedef struct {

@@ -13,6 +13,14 @@
  * Outcomes are recorded in the log phase; an outcome of a request admitted
  * before the last transition (generation) is ignored, so a slow request
  * from before an opening cannot close the breaker again.
+ *
+ * The zone's mutex is taken for transitions only, and for what may make
+ * one: a closed breaker admits a request by reading the state word, and
+ * counts a success with a compare-and-swap on its bucket (both lock-free);
+ * a failure, a half-open probe and a bucket's reset (once per bucket
+ * period) take the mutex.  Buckets carry the generation they were reset
+ * in, so a success of generation g lands in a bucket of generation g or is
+ * dropped, exactly as when it was counted under the mutex.
  */
 
 #include "ngx_insite_gateway.h"
@@ -22,6 +30,12 @@ static ngx_int_t ngx_insite_gw_breaker_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_insite_gw_breaker_transition(ngx_insite_gw_breaker_node_t *bn,
     ngx_uint_t to);
+static ngx_int_t ngx_insite_gw_breaker_success(
+    ngx_insite_gw_breaker_node_t *bn, ngx_insite_gw_breaker_conf_t *bc,
+    ngx_uint_t generation, ngx_msec_t now);
+static ngx_insite_gw_bucket_t *ngx_insite_gw_breaker_bucket(
+    ngx_insite_gw_breaker_node_t *bn, ngx_insite_gw_breaker_conf_t *bc,
+    ngx_msec_t now, ngx_msec_t *epoch);
 static void ngx_insite_gw_breaker_log(ngx_http_request_t *r,
     ngx_insite_gw_ctx_t *ctx, ngx_insite_gw_service_t *svc, ngx_uint_t from,
     ngx_uint_t to, const char *why);
@@ -279,20 +293,33 @@ ngx_insite_gw_breaker_admit(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
     ngx_int_t                      rc;
     ngx_msec_t                     now, left;
     ngx_uint_t                     from, to;
+    ngx_atomic_uint_t              sg;
     ngx_slab_pool_t               *shpool;
     ngx_insite_gw_breaker_node_t  *bn;
     ngx_insite_gw_main_conf_t     *gmcf;
 
+    bn = svc->node;
+
+    /* closed: one read of the state word, no lock */
+
+    sg = bn->state;
+
+    if (ngx_insite_gw_breaker_state(sg) == NGX_INSITE_GW_CLOSED) {
+        ctx->service = svc;
+        ctx->breaker = bc;
+        ctx->generation = ngx_insite_gw_breaker_generation(sg);
+        return NGX_OK;
+    }
+
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_insite_gateway_module);
     shpool = (ngx_slab_pool_t *) gmcf->breaker_zone->shm.addr;
-    bn = svc->node;
     now = ngx_current_msec;
     rc = NGX_OK;
     from = to = NGX_INSITE_GW_CLOSED;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    switch (bn->state) {
+    switch (ngx_insite_gw_breaker_state(bn->state)) {
 
     case NGX_INSITE_GW_OPEN:
 
@@ -333,14 +360,14 @@ ngx_insite_gw_breaker_admit(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
         ctx->probe = 1;
         break;
 
-    default: /* NGX_INSITE_GW_CLOSED */
+    default: /* NGX_INSITE_GW_CLOSED: it closed since the read above */
         break;
     }
 
     if (rc == NGX_OK) {
         ctx->service = svc;
         ctx->breaker = bc;
-        ctx->generation = bn->generation;
+        ctx->generation = ngx_insite_gw_breaker_generation(bn->state);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -363,9 +390,11 @@ void
 ngx_insite_gw_breaker_outcome(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
 {
     char                          *why;
+    uint32_t                       n;
     ngx_uint_t                     i, failed, status, from, to, requests,
-                                   failures;
-    ngx_msec_t                     now, epoch, bms;
+                                   failures, state;
+    ngx_msec_t                     now, epoch;
+    ngx_atomic_uint_t              sg;
     ngx_slab_pool_t               *shpool;
     ngx_insite_gw_bucket_t        *b;
     ngx_insite_gw_service_t       *svc;
@@ -422,20 +451,49 @@ ngx_insite_gw_breaker_outcome(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
         failed = (bc->fail_on & NGX_INSITE_GW_FAIL_ERROR) ? 1 : 0;
     }
 
+    now = ngx_current_msec;
+
+    /*
+     * Without the lock, what cannot change the state: a non-probe admitted
+     * in another generation, or in a state other than closed (only probes
+     * are admitted then), is ignored as under the lock; a success in the
+     * current closed generation is counted in its bucket.
+     */
+
+    if (!ctx->probe) {
+        sg = bn->state;
+
+        if (ngx_insite_gw_breaker_generation(sg) != ctx->generation
+            || ngx_insite_gw_breaker_state(sg) != NGX_INSITE_GW_CLOSED
+            || failed == (ngx_uint_t) -1)
+        {
+            return;
+        }
+
+        if (!failed
+            && ngx_insite_gw_breaker_success(bn, bc, ctx->generation, now)
+               == NGX_OK)
+        {
+            return;
+        }
+    }
+
     gmcf = ngx_http_get_module_main_conf(r, ngx_http_insite_gateway_module);
     shpool = (ngx_slab_pool_t *) gmcf->breaker_zone->shm.addr;
-    now = ngx_current_msec;
     from = to = NGX_INSITE_GW_CLOSED;
     why = NULL;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (bn->generation != ctx->generation) {
+    sg = bn->state;
+    state = ngx_insite_gw_breaker_state(sg);
+
+    if (ngx_insite_gw_breaker_generation(sg) != ctx->generation) {
         /* admitted before the last transition: not about the current state */
         goto unlock;
     }
 
-    if (bn->state == NGX_INSITE_GW_HALF_OPEN) {
+    if (state == NGX_INSITE_GW_HALF_OPEN) {
 
         if (!ctx->probe) {
             goto unlock;
@@ -468,25 +526,26 @@ ngx_insite_gw_breaker_outcome(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
         goto unlock;
     }
 
-    if (bn->state != NGX_INSITE_GW_CLOSED || failed == (ngx_uint_t) -1) {
+    if (state != NGX_INSITE_GW_CLOSED || failed == (ngx_uint_t) -1) {
         goto unlock;
     }
 
-    bms = bc->window / NGX_INSITE_GW_BUCKETS;
-    if (bms == 0) {
-        bms = 1;
-    }
+    b = ngx_insite_gw_breaker_bucket(bn, bc, now, &epoch);
 
-    epoch = now - now % bms;
-    b = &bn->buckets[(now / bms) % NGX_INSITE_GW_BUCKETS];
+    /* (a worker whose clock lags a few ms counts in the newer bucket) */
 
-    if (b->epoch != epoch) {
+    if ((ngx_msec_int_t) (b->epoch - epoch) < 0
+        || b->generation != ctx->generation)
+    {
+        /* a bucket of an earlier period or generation: reset, new identity */
+        __atomic_store_n(&b->requests, (uint64_t) ++bn->resets << 32,
+                         __ATOMIC_RELEASE);
         b->epoch = epoch;
-        b->requests = 0;
+        b->generation = ctx->generation;
         b->failures = 0;
     }
 
-    b->requests++;
+    (void) __atomic_fetch_add(&b->requests, 1, __ATOMIC_ACQ_REL);
     b->failures += failed;
 
     if (!failed) {
@@ -498,11 +557,12 @@ ngx_insite_gw_breaker_outcome(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
 
     for (i = 0; i < NGX_INSITE_GW_BUCKETS; i++) {
         b = &bn->buckets[i];
+        n = (uint32_t) __atomic_load_n(&b->requests, __ATOMIC_ACQUIRE);
 
         if ((ngx_msec_int_t) (now - b->epoch) < (ngx_msec_int_t) bc->window
-            && b->requests)
+            && b->generation == ctx->generation && n)
         {
-            requests += b->requests;
+            requests += n;
             failures += b->failures;
         }
     }
@@ -536,20 +596,85 @@ unlock:
 }
 
 
-/* under the zone's lock */
+/* the bucket of `now`, and the start of its period in *epoch */
+
+static ngx_insite_gw_bucket_t *
+ngx_insite_gw_breaker_bucket(ngx_insite_gw_breaker_node_t *bn,
+    ngx_insite_gw_breaker_conf_t *bc, ngx_msec_t now, ngx_msec_t *epoch)
+{
+    ngx_msec_t  bms;
+
+    bms = bc->window / NGX_INSITE_GW_BUCKETS;
+    if (bms == 0) {
+        bms = 1;
+    }
+
+    *epoch = now - now % bms;
+
+    return &bn->buckets[(now / bms) % NGX_INSITE_GW_BUCKETS];
+}
+
+
+/*
+ * A success of a closed breaker, without the lock: NGX_OK when counted,
+ * NGX_DECLINED when the bucket needs a reset (or keeps changing under us),
+ * which the caller then does under the lock.
+ *
+ * The identity is read before epoch and generation (acquire), and a reset
+ * stores it before them (release): if epoch and generation match, the
+ * identity read is theirs or an older one, and the compare-and-swap adds
+ * only while it is still the bucket's.
+ */
+
+static ngx_int_t
+ngx_insite_gw_breaker_success(ngx_insite_gw_breaker_node_t *bn,
+    ngx_insite_gw_breaker_conf_t *bc, ngx_uint_t generation, ngx_msec_t now)
+{
+    uint64_t                 w;
+    ngx_uint_t               tries;
+    ngx_msec_t               epoch;
+    ngx_insite_gw_bucket_t  *b;
+
+    b = ngx_insite_gw_breaker_bucket(bn, bc, now, &epoch);
+
+    for (tries = 0; tries < 8; tries++) {
+        w = __atomic_load_n(&b->requests, __ATOMIC_ACQUIRE);
+
+        if ((ngx_msec_int_t) (b->epoch - epoch) < 0
+            || b->generation != generation)
+        {
+            return NGX_DECLINED;
+        }
+
+        if (__atomic_compare_exchange_n(&b->requests, &w, w + 1, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Under the zone's lock.  Buckets of older generations stop counting (a
+ * closed breaker starts from an empty window); the state word is stored
+ * last, so a lock-free reader that sees the new generation sees the rest.
+ */
 
 static void
 ngx_insite_gw_breaker_transition(ngx_insite_gw_breaker_node_t *bn,
     ngx_uint_t to)
 {
-    bn->state = to;
-    bn->generation++;
+    ngx_atomic_uint_t  generation;
+
+    generation = ngx_insite_gw_breaker_generation(bn->state) + 1;
+
     bn->probing = 0;
     bn->successes = 0;
 
-    if (to == NGX_INSITE_GW_CLOSED) {
-        ngx_memzero(bn->buckets, sizeof(bn->buckets));
-    }
+    __atomic_store_n(&bn->state, generation << 2 | to, __ATOMIC_RELEASE);
 }
 
 

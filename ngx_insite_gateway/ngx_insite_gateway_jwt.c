@@ -179,7 +179,8 @@ ngx_insite_gw_jwt_verify(ngx_http_request_t *r, ngx_insite_gw_jwt_conf_t *jc,
         }
     }
 
-    hash = ngx_crc32_short(token->data, token->len);
+    /* murmur2 reads 4 bytes a step: a cache hit is a hash and a memcmp */
+    hash = ngx_murmur_hash2(token->data, token->len);
     e = &ngx_insite_gw_jwt_cache[hash % NGX_INSITE_GW_JWT_CACHE];
     now = ngx_time();
 

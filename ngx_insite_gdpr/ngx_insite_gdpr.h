@@ -5,6 +5,8 @@
  *   ngx_insite_gdpr_record.c       one request -> the fields of one record
  *   ngx_insite_gdpr_journal.c      the per-worker append-only journal
  *   insite_gdpr_chain.c            the hash chain (shared with insite-auditd)
+ *   insite_gdpr_fields.c           a line's members without a JSON library
+ *                                  (insite-auditd only; not in the module)
  */
 
 #ifndef _NGX_INSITE_GDPR_H_INCLUDED_

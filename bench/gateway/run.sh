@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Gateway overhead benchmark (not run by the test suite).
 #
-#   bench/gateway/run.sh [duration=10s] [connections=50] [threads=2]
+#   bench/gateway/run.sh [duration=5s] [connections=50] [threads=2] [rounds=3]
+#   PERF=1 bench/gateway/run.sh ...   also perf-record the gateway's workers
+#                                     during gw_local (PERF_VARIANT) of the
+#                                     last round; PERF_OUT=file keeps the data
 #
 # One nginx (2 workers) in front of one local upstream nginx (return 200),
 # measured with wrk in the same run:
@@ -9,16 +12,20 @@
 #   limit_req  proxy_pass + nginx's limit_req nodelay (never refusing)
 #   gw_local   JWT + circuit breaker + local GCRA limit (never refusing)
 #   gw_redis   JWT + circuit breaker + Redis GCRA limit (never refusing)
-# and prints req/s, p50, p99 and the ratios the issue sets as targets:
+# The variants are interleaved: each round runs every variant once, in an
+# order rotated by one per round, so that a burst of load from elsewhere on
+# a shared machine hits different variants in different rounds.  Each round
+# prints req/s, p50, p99, the load average and the ratios the issue sets:
 #   gw_local >= 0.9x plain req/s, gw_local p99 <= 1.1x limit_req p99,
 #   gw_redis >= 0.6x plain req/s.
 # Modules from build/modules (make modules); Redis from redis-server.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dur=${1:-10s}
+dur=${1:-5s}
 conns=${2:-50}
 threads=${3:-2}
+rounds=${4:-3}
 mods=${MODULES:-$root/build/modules}
 nginx=${NGINX:-/usr/sbin/nginx}
 
@@ -100,25 +107,49 @@ for v in plain limit_req gw_local gw_redis; do
   [ "$code" = 200 ] || { echo "$v answers $code" >&2; cat "$dir/gw/logs/error.log" >&2; exit 1; }
 done
 
-declare -A rps p50 p99
 to_ms() {  # wrk latency "1.23ms" / "456.00us" / "1.01s" -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
-for v in plain limit_req gw_local gw_redis; do
-  out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
-  if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi
-  rps[$v]=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
-  p50[$v]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
-  p99[$v]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+workers() { pgrep -P "$(cat "$dir/gw/logs/nginx.pid")" | paste -sd,; }
+
+variants=(plain limit_req gw_local gw_redis)
+echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, upstream 1 worker, $rounds rounds"
+for ((round = 1; round <= rounds; round++)); do
+  declare -A rps=() p50=() p99=()
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  order=()
+  for ((k = 0; k < ${#variants[@]}; k++)); do
+    order+=("${variants[$(( (k + round - 1) % ${#variants[@]} ))]}")
+  done
+  for v in "${order[@]}"; do
+    perf_pid=
+    if [ -n "${PERF:-}" ] && [ "$round" = "$rounds" ] && [ "$v" = "${PERF_VARIANT:-gw_local}" ]; then
+      perf record -q -g -o "$dir/perf.data" -p "$(workers)" >/dev/null 2>&1 & perf_pid=$!
+    fi
+    out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi
+    rps[$v]=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
+    p50[$v]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+    p99[$v]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+  done
+  echo
+  echo "round $round (order: ${order[*]}; load average before: $load)"
+  printf '%-10s %12s %10s %10s\n' variant req/s p50_ms p99_ms
+  for v in "${variants[@]}"; do
+    printf '%-10s %12s %10s %10s\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}"
+  done
+  echo "gw_local / plain req/s      $(ratio "${rps[gw_local]}" "${rps[plain]}")   (target >= 0.90)"
+  echo "gw_local / limit_req p99    $(ratio "${p99[gw_local]}" "${p99[limit_req]}")   (target <= 1.10)"
+  echo "gw_redis / plain req/s      $(ratio "${rps[gw_redis]}" "${rps[plain]}")   (target >= 0.60)"
+  unset rps p50 p99
 done
 
-printf '%-10s %12s %10s %10s\n' variant req/s p50_ms p99_ms
-for v in plain limit_req gw_local gw_redis; do
-  printf '%-10s %12s %10s %10s\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}"
-done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo
-echo "gw_local / plain req/s      $(ratio "${rps[gw_local]}" "${rps[plain]}")   (target >= 0.90)"
-echo "gw_local / limit_req p99    $(ratio "${p99[gw_local]}" "${p99[limit_req]}")   (target <= 1.10)"
-echo "gw_redis / plain req/s      $(ratio "${rps[gw_redis]}" "${rps[plain]}")   (target >= 0.60)"
-echo "(wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, upstream 1 worker)"
+if [ -n "${PERF:-}" ] && [ -f "$dir/perf.data" ]; then
+  echo
+  echo "# perf: gateway workers during ${PERF_VARIANT:-gw_local} (last round), self time"
+  [ -n "${PERF_OUT:-}" ] && cp "$dir/perf.data" "$PERF_OUT"
+  perf report -i "$dir/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9]' | head -40
+fi

@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "../../ngx_insite_gdpr/insite_gdpr_chain.h"
+#include "../../ngx_insite_gdpr/insite_gdpr_fields.h"
 #include "../../ngx_insite_gdpr/insite_gdpr_pseudonym.h"
 #include "config.h"
 #include "http.h"
@@ -62,6 +63,9 @@ int auditd_verify_main(int argc, char **argv, FILE *out);
 /* Parses and checks the fields a row needs (uuid id, RFC 3339 ts, ...).
  * Returns the object (caller decrefs) or NULL with a reason in err. */
 json_t *auditd_record_parse(const char *line, size_t len, char *err, size_t errlen);
+/* The same checks on the members of a plain line (insite_gdpr_fields.h):
+ * 0 when they pass; -1 means "ask auditd_record_parse", which says why. */
+int auditd_record_check_fields(const insite_gdpr_fields_t *f);
 
 /* ---- ship.c: journal -> PostgreSQL ---- */
 

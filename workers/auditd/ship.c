@@ -9,8 +9,10 @@
  *
  * A pass: list the directory, then per chain read complete lines from its
  * position on (a newer file of the chain means the older one is complete:
- * the listing is taken before reading), verify the chain, stage the lines
- * with COPY and insert them, record incidents and positions, commit. */
+ * the listing is taken before reading), verify the chain, COPY the rows
+ * into the table (streamed while reading; through a stage table and ON
+ * CONFLICT only when some are there already: ship_rows), record incidents
+ * and positions, commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -46,10 +48,15 @@ struct auditd_chain {
 typedef struct {
     char *copy;          /* COPY text data */
     size_t len, cap;
+    size_t sent;         /* bytes already streamed into the open COPY */
+    int streaming;       /* BEGIN, SAVEPOINT and COPY are open */
+    int stream_failed;   /* then the transaction is lost: reconnect */
     json_t *records;     /* parsed rows (for Kafka) */
     json_t *incidents;
     int rows;
 } batch;
+
+static void stream(auditd_shipper *s, batch *b);
 
 static int buf_add(batch *b, const char *s, size_t n)
 {
@@ -104,6 +111,15 @@ static int copy_field(batch *b, json_t *rec, const char *key, char sep)
     return rc || buf_add(b, &sep, 1);
 }
 
+/* the record members that are gdpr_audit_trail's columns, in the order of
+ * COLUMNS; "source" and "record" (the exact line) follow them in a row */
+static const char *row_fields[] = { "id", "ts", "user_id", "access_type", "data_type",
+                                    "method", "path", "status", "result", "ip",
+                                    "request_id", "worker", "seq", "prev_hash", "hash",
+                                    "data_subject", "reason" };
+#define COLUMNS "id, ts, user_id, access_type, data_type, method, path, status, result," \
+                " ip, request_id, worker, seq, prev_hash, hash, data_subject, reason"
+
 /*
  * One typed COPY row of gdpr_audit_trail: the record was parsed and checked
  * (auditd_record_parse) for the chain anyway, so PostgreSQL gets columns,
@@ -111,14 +127,33 @@ static int copy_field(batch *b, json_t *rec, const char *key, char sep)
  */
 static int copy_row(batch *b, json_t *rec, const char *source, const char *line, size_t n)
 {
-    static const char *fields[] = { "id", "ts", "user_id", "access_type", "data_type",
-                                    "method", "path", "status", "result", "ip",
-                                    "request_id", "worker", "seq", "prev_hash", "hash",
-                                    "data_subject", "reason" };
 
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-        if (copy_field(b, rec, fields[i], '\t') != 0)
+    for (size_t i = 0; i < sizeof(row_fields) / sizeof(row_fields[0]); i++)
+        if (copy_field(b, rec, row_fields[i], '\t') != 0)
             return -1;
+    return copy_text(b, source, strlen(source)) || buf_add(b, "\t", 1)
+           || copy_text(b, line, n) || buf_add(b, "\n", 1);
+}
+
+/* copy_row from a plain line's members (no JSON objects): the same bytes,
+ * since a plain string has nothing COPY would escape and an integer is
+ * written as jansson would print it back */
+static int copy_row_fields(batch *b, const insite_gdpr_fields_t *f, const char *source,
+                           const char *line, size_t n)
+{
+
+    for (size_t i = 0; i < sizeof(row_fields) / sizeof(row_fields[0]); i++) {
+        const insite_gdpr_member_t *m = insite_gdpr_fields_get(f, row_fields[i]);
+        int rc;
+        if (m == NULL || m->type == INSITE_GDPR_NULL)
+            rc = buf_add(b, "\\N", 2);
+        else if (m->type == INSITE_GDPR_TRUE || m->type == INSITE_GDPR_FALSE)
+            rc = buf_add(b, m->type == INSITE_GDPR_TRUE ? "t" : "f", 1);
+        else
+            rc = buf_add(b, m->value, m->value_len);
+        if (rc || buf_add(b, "\t", 1))
+            return -1;
+    }
     return copy_text(b, source, strlen(source)) || buf_add(b, "\t", 1)
            || copy_text(b, line, n) || buf_add(b, "\n", 1);
 }
@@ -243,6 +278,7 @@ static int read_file(auditd_shipper *s, batch *b, auditd_chain *c, const char *n
     struct stat sb;
     int fd, taken = 0;
     insite_gdpr_line_t l;
+    insite_gdpr_fields_t f;
 
     snprintf(path, sizeof(path), "%s/%s", s->dir, name);
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &sb) != 0) {
@@ -276,20 +312,30 @@ static int read_file(auditd_shipper *s, batch *b, auditd_chain *c, const char *n
                 incident(s, b, rc == INSITE_GDPR_EFORMAT ? "malformed_record"
                                : rc == INSITE_GDPR_EHASH ? "hash_mismatch" : "chain_break",
                          c, name, c->noffset + (p - buf), l.seq, insite_gdpr_strerror(rc), p, len);
-            if (rc != INSITE_GDPR_EFORMAT) {
+            int row = 1;        /* 0: a row added, -1: out of memory */
+            if (rc != INSITE_GDPR_EFORMAT && s->kafka == NULL
+                && insite_gdpr_fields_scan(p, len, &f) == INSITE_GDPR_FIELDS_OK
+                && auditd_record_check_fields(&f) == 0) {
+                /* the plain line, without Kafka to feed: no JSON objects */
+                row = copy_row_fields(b, &f, s->source, p, len) ? -1 : 0;
+            } else if (rc != INSITE_GDPR_EFORMAT) {
                 json_t *rec = auditd_record_parse(p, len, err, sizeof(err));
                 if (rec == NULL) {
                     incident(s, b, "malformed_record", c, name, c->noffset + (p - buf), l.seq, err, p, len);
                 } else {
                     json_array_append_new(b->records, rec);
-                    if (copy_row(b, rec, s->source, p, len) != 0) {
-                        free(buf);
-                        close(fd);
-                        return -1;
-                    }
-                    b->rows++;
-                    taken++;
+                    row = copy_row(b, rec, s->source, p, len) ? -1 : 0;
                 }
+            }
+            if (row < 0) {
+                free(buf);
+                close(fd);
+                return -1;
+            }
+            if (row == 0) {
+                b->rows++;
+                taken++;
+                stream(s, b);
             }
             p = nl + 1;
         }
@@ -301,6 +347,126 @@ static int read_file(auditd_shipper *s, batch *b, auditd_chain *c, const char *n
     free(buf);
     close(fd);
     return taken;
+}
+
+/* Starts COPY ... FROM STDIN into table; 0 or -1 with the error. */
+static int copy_start(PGconn *pg, const char *table, char *err, size_t errlen)
+{
+    char sql[256];
+    PGresult *r;
+    int ok;
+
+    snprintf(sql, sizeof(sql), "COPY %s (" COLUMNS ", source, record) FROM STDIN", table);
+    r = PQexec(pg, sql);
+    ok = PQresultStatus(r) == PGRES_COPY_IN;
+    PQclear(r);
+    if (!ok)
+        snprintf(err, errlen, "%s", PQerrorMessage(pg));
+    return ok ? 0 : -1;
+}
+
+/* Sends the batch's rows from byte `from` on and ends the COPY; 0, or -1
+ * with the error and its SQLSTATE ("" when not from the server). */
+static int copy_finish(PGconn *pg, batch *b, size_t from, char *err, size_t errlen,
+                       char sqlstate[6])
+{
+    PGresult *r;
+    int ok;
+
+    sqlstate[0] = '\0';
+    if ((b->len > from && PQputCopyData(pg, b->copy + from, (int)(b->len - from)) != 1)
+        || PQputCopyEnd(pg, NULL) != 1) {
+        snprintf(err, errlen, "%s", PQerrorMessage(pg));
+        return -1;
+    }
+    r = PQgetResult(pg);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(sqlstate, 6, "%s", st ? st : "");
+        snprintf(err, errlen, "COPY: %s", PQerrorMessage(pg));
+    }
+    PQclear(r);
+    while ((r = PQgetResult(pg)) != NULL)
+        PQclear(r);
+    return ok ? 0 : -1;
+}
+
+/*
+ * Rows go to PostgreSQL while the rest of the batch is still being read:
+ * once a batch has STREAM_CHUNK bytes of rows, the transaction opens
+ * (BEGIN, a savepoint, COPY straight into gdpr_audit_trail) and every
+ * further chunk is sent as it is ready, so PostgreSQL inserts while the
+ * shipper verifies the next lines.  Nothing commits before commit(): the
+ * positions still go in the same transaction.  A failure here loses the
+ * transaction; commit() then reconnects and the batch is read again.
+ */
+#define STREAM_CHUNK (256 * 1024)
+
+static void stream(auditd_shipper *s, batch *b)
+{
+    char err[512];
+
+    if (b->stream_failed || b->len - b->sent < STREAM_CHUNK)
+        return;
+    if (!b->streaming) {
+        if (exec_ok(s->pg, "BEGIN", err, sizeof(err)) != 0
+            || exec_ok(s->pg, "SAVEPOINT ship_direct", err, sizeof(err)) != 0
+            || copy_start(s->pg, "gdpr_audit_trail", err, sizeof(err)) != 0)
+            goto failed;
+        b->streaming = 1;
+    }
+    if (PQputCopyData(s->pg, b->copy + b->sent, (int)(b->len - b->sent)) != 1) {
+        snprintf(err, sizeof(err), "%s", PQerrorMessage(s->pg));
+        goto failed;
+    }
+    b->sent = b->len;
+    return;
+failed:
+    insite_log_warn("postgresql: streaming a batch: %s", err);
+    b->stream_failed = 1;
+}
+
+/*
+ * The end of the batch's rows, inside the caller's transaction.  The
+ * common case is one COPY straight into gdpr_audit_trail (a savepoint
+ * around it, perhaps already streaming); a row already there (a journal
+ * shipped again after its positions were lost: unique_violation) rolls
+ * the COPY back to the savepoint and takes the idempotent path, a stage
+ * table and INSERT ... ON CONFLICT DO NOTHING.  Either way the rows commit
+ * with the positions or not at all.
+ */
+static int ship_rows(auditd_shipper *s, batch *b, char *err, size_t errlen)
+{
+    char state[6];
+    PGresult *r;
+    int ok;
+
+    if (!b->streaming
+        && (exec_ok(s->pg, "SAVEPOINT ship_direct", err, errlen) != 0
+            || copy_start(s->pg, "gdpr_audit_trail", err, errlen) != 0))
+        return -1;
+    if (copy_finish(s->pg, b, b->streaming ? b->sent : 0, err, errlen, state) == 0)
+        return exec_ok(s->pg, "RELEASE SAVEPOINT ship_direct", err, errlen);
+    if (strcmp(state, "23505") != 0)
+        return -1;
+    insite_log_info("rows already in gdpr_audit_trail: this batch of %d goes through"
+                    " INSERT ... ON CONFLICT DO NOTHING", b->rows);
+    if (exec_ok(s->pg, "ROLLBACK TO SAVEPOINT ship_direct", err, errlen) != 0
+        || copy_start(s->pg, "gdpr_audit_stage", err, errlen) != 0
+        || copy_finish(s->pg, b, 0, err, errlen, state) != 0)
+        return -1;
+    r = PQexec(s->pg,
+        "INSERT INTO gdpr_audit_trail (" COLUMNS ", source, record)"
+        " SELECT " COLUMNS ", source, record FROM gdpr_audit_stage"
+        " ON CONFLICT (id) DO NOTHING");
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+        snprintf(err, errlen, "insert: %s", PQerrorMessage(s->pg));
+        return -1;
+    }
+    return 0;
 }
 
 static int commit(auditd_shipper *s, batch *b)
@@ -322,46 +488,14 @@ static int commit(auditd_shipper *s, batch *b)
     if (pos_text == NULL || inc_text == NULL)
         goto out;
 
-    if (exec_ok(s->pg, "BEGIN", err, sizeof(err)) != 0)
+    if (b->stream_failed) {
+        snprintf(err, sizeof(err), "the batch's transaction was lost while streaming");
         goto fail;
-    if (b->rows) {
-        r = PQexec(s->pg, "COPY gdpr_audit_stage (id, ts, user_id, access_type, data_type,"
-                          " method, path, status, result, ip, request_id, worker, seq,"
-                          " prev_hash, hash, data_subject, reason, source, record) FROM STDIN");
-        if (PQresultStatus(r) != PGRES_COPY_IN) {
-            PQclear(r);
-            snprintf(err, sizeof(err), "%s", PQerrorMessage(s->pg));
-            goto fail;
-        }
-        PQclear(r);
-        if (PQputCopyData(s->pg, b->copy, (int)b->len) != 1 || PQputCopyEnd(s->pg, NULL) != 1) {
-            snprintf(err, sizeof(err), "%s", PQerrorMessage(s->pg));
-            goto fail;
-        }
-        r = PQgetResult(s->pg);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
-        while ((r = PQgetResult(s->pg)) != NULL)
-            PQclear(r);
-        if (!ok) {
-            snprintf(err, sizeof(err), "COPY: %s", PQerrorMessage(s->pg));
-            goto fail;
-        }
-        r = PQexec(s->pg,
-            "INSERT INTO gdpr_audit_trail (id, ts, user_id, access_type, data_type, method, path,"
-            " status, result, ip, request_id, worker, seq, prev_hash, hash, data_subject, reason,"
-            " source, record) SELECT id, ts, user_id, access_type, data_type, method, path, status,"
-            " result, ip, request_id, worker, seq, prev_hash, hash, data_subject, reason, source,"
-            " record"
-            " FROM gdpr_audit_stage"
-            " ON CONFLICT (id) DO NOTHING");
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
-        if (!ok) {
-            snprintf(err, sizeof(err), "insert: %s", PQerrorMessage(s->pg));
-            goto fail;
-        }
     }
+    if (!b->streaming && exec_ok(s->pg, "BEGIN", err, sizeof(err)) != 0)
+        goto fail;
+    if ((b->rows || b->streaming) && ship_rows(s, b, err, sizeof(err)) != 0)
+        goto fail;
     if (json_array_size(b->incidents)) {
         p[0] = s->source;
         p[1] = inc_text;
@@ -512,6 +646,8 @@ int auditd_ship_once(auditd_shipper *s)
     int any = 0;
     for (auditd_chain *c = s->chains; c; c = c->next)
         any |= c->touched;
+    if ((b.streaming || b.stream_failed) && !(rc == 0 && any))
+        pg_drop(s, "a pass ended with its transaction open");
     if (rc == 0 && any) {
         if (commit(s, &b) != 0) {
             rc = -1;
