@@ -18,13 +18,15 @@ cd "$ROOT"
 users=${1:-1000} symbols=${2:-50} secs=${3:-10}
 make -s workers
 export INSITE_RUN_DIR
-INSITE_RUN_DIR=$(mktemp -d /tmp/insite-notify-lat.XXXXXX)
+top=$(mktemp -d /tmp/insite-notify-lat.XXXXXX)
 pid=
 base_src=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  scripts/services.sh stop >/dev/null 2>&1 || true
-  rm -rf "$INSITE_RUN_DIR"
+  for d in "$top"/*/; do
+    [ -d "$d" ] && INSITE_RUN_DIR=$d scripts/services.sh stop >/dev/null 2>&1 || true
+  done
+  rm -rf "$top"
   [ -n "$base_src" ] && rm -rf "$base_src"
   return 0
 }
@@ -47,8 +49,11 @@ for i in range(n):
 PY
 }
 
-# one measurement of $bin on fresh services: prints the JSON figures
+# one measurement of $bin on fresh services (their own run dir $1: no
+# rows, offsets or channels of another run): prints the JSON figures
 measure() {
+  INSITE_RUN_DIR=$top/$1
+  mkdir -p "$INSITE_RUN_DIR"
   INSITE_KAFKA_TOPICS="stock_updates:5 sentiment_updates:5 alerts:3" scripts/services.sh start >/dev/null
   set -a; . "$INSITE_RUN_DIR/services.env"; set +a
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -101,11 +106,11 @@ if [ -n "${BASELINE:-}" ]; then
   git archive "$BASELINE" | tar -x -C "$base_src"
   nice make -s -C "$base_src" -j2 build/bin/insite-notify >/dev/null
   bin=$base_src/build/bin/insite-notify
-  base=$(measure)
+  base=$(measure baseline)
   echo "baseline $(git rev-parse --short "$BASELINE"): $base"
   bin=$ROOT/build/bin/insite-notify
 fi
-cur=$(measure)
+cur=$(measure current)
 echo "current $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- workers || echo +changes): $cur"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "${BASELINE:-}" ]; then
