@@ -19,6 +19,7 @@ users=${1:-1000} symbols=${2:-50} secs=${3:-10}
 make -s workers
 export INSITE_RUN_DIR
 top=$(mktemp -d /tmp/insite-notify-lat.XXXXXX)
+chmod 711 "$top"   # PostgreSQL runs as postgres: it must reach $top/<run>/pg
 pid=
 base_src=
 cleanup() {
