@@ -28,6 +28,7 @@ const watchdog = setTimeout(() => {
 }, WATCHDOG_MS);
 watchdog.unref();
 
+const ARTIFACTS = process.env.BROWSER_ARTIFACTS || path.join(ROOT, 'build/test-artifacts/browser');
 const NGINX = process.env.TEST_NGINX_BINARY || '/usr/sbin/nginx';
 const MOD = (m) => path.join(ROOT, 'build/modules', `ngx_http_insite_${m}.so`);
 const NOTIFY = process.env.INSITE_NOTIFY_BIN || path.join(ROOT, 'build/bin/insite-notify');
@@ -227,6 +228,8 @@ describe('alerts on the page', () => {
     assert.equal(await page.getAttribute('.toast', 'dir'), 'ltr');
     assert.equal(await page.textContent('#alerts-unread'), '1', 'one unread alert');
     assert.equal(await page.locator('#alerts-list li.unread').count(), 1, 'listed, unread');
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'alerts.png') });
   });
 
   it('settings: the language switched to Arabic persists; the next toast is Arabic, right to left', async () => {
