@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser tests: the JS client's unit tests (no browser) and the
-# dashboard in Debian's headless Chromium against real nginx + Redis.
+# dashboard in Debian's headless Chromium against real nginx + Redis (the
+# alerts test also PostgreSQL, the Kafka mock and insite-notify: make workers).
 # Needs: scripts/deps.sh (chromium), make modules. Installs the npm packages
 # (scripts/web-deps.sh, offline once installed). About 40 s.
 #
@@ -12,4 +13,4 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 scripts/web-deps.sh
 exec node --test --test-concurrency=1 tests/browser/client.test.mjs tests/browser/channel-names.test.mjs \
-  tests/browser/dashboard.test.mjs tests/browser/history.test.mjs
+  tests/browser/dashboard.test.mjs tests/browser/history.test.mjs tests/browser/alerts.test.mjs
