@@ -177,11 +177,25 @@ if command -v prometheus >/dev/null 2>&1; then
   prom_url="http://127.0.0.1:$prom_port/graph?g0.expr=insite_kafka_consumer_lag"
 fi
 
+# A sign-in link for a local demo user (docs/notify.md, "On the page"):
+# an HS256 token signed with this installation's secret, 7 days, handed to
+# /signin.html in the fragment (not sent to the server, not logged).  Dev
+# only: in production the identity provider issues the tokens.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+demo_user=${INSITE_DEMO_USER:-demo}
+now=$(date +%s)
+jwt_body=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url).$(printf '{"sub":"%s","iat":%d,"exp":%d}' \
+  "$demo_user" "$now" $((now + 7 * 86400)) | b64url)
+jwt=$jwt_body.$(printf '%s' "$jwt_body" | openssl dgst -sha256 -hmac "$(cat "$INSITE_RUN_DIR/jwt-secret")" -binary | b64url)
+signin="http://127.0.0.1:8080/signin.html?next=$(printf '%s' "${page#http://127.0.0.1:8080}" | sed 's|?|%3F|; s|,|%2C|g; s|=|%3D|g')#token=$jwt"
+
 cat <<INFO
 
   InsiteChart Edge is running.
 
   dashboard    $page   (open it in a browser)
+  sign in      $signin
+               (signs in "$demo_user" for alerts: rules, toasts, /settings.html)
   nginx logs   $ngx_dir/logs/
   health       http://127.0.0.1:8080/healthz
   metrics      http://127.0.0.1:8080/metrics

@@ -17,25 +17,12 @@ use Insite::Services qw(free_port wait_port run_cmd);
 my $why = Insite::Notify::needs();
 plan skip_all => $why if $why;
 my $py = '/usr/bin/python3';
-my ($chk) = run_cmd(10, $py, '-c', 'import aiosmtpd');
-plan skip_all => "python3-aiosmtpd missing: $chk" if $chk =~ /Error/;
+plan skip_all => Insite::Notify::peers_missing() if Insite::Notify::peers_missing();
 
 my $n = Insite::Notify->new(tag => 't604', no_start => 1);
 my $tmp = $n->tmp;
-mkdir "$tmp/mail";
-my ($smtp_port, $hook_port) = (free_port(), free_port());
 my $secret = "s3cret-for-$$-webhooks";
-my @peers;
-for my $cmd ([smtp => $smtp_port, "$tmp/mail"], [webhook => $hook_port, $secret, "$tmp/hook.log"]) {
-    my $pid = fork // die;
-    if ($pid == 0) {
-        open STDOUT, '>>', "$tmp/peers.log"; open STDERR, '>&', \*STDOUT;
-        exec $py, 't/lib/notify_peers.py', @$cmd or POSIX::_exit(127);
-    }
-    push @peers, $pid;
-}
-END { kill 'TERM', @peers if @peers }
-ok(wait_port($smtp_port, 20) && wait_port($hook_port, 20), 'SMTP server and webhook receiver up');
+my ($smtp_port, $hook_port) = $n->peers($secret);
 
 $n->start(INSITE_NOTIFY_SMTP_URL => "smtp://127.0.0.1:$smtp_port",
           INSITE_NOTIFY_SMTP_FROM => 'InsiteChart <alerts@insite.test>',

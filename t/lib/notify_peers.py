@@ -2,10 +2,12 @@
 """Peers of insite-notify for t/604 (Debian's python3 + python3-aiosmtpd):
 
   notify_peers.py smtp PORT DIR            SMTP server; each message -> DIR/<n>.eml
-  notify_peers.py webhook PORT SECRET LOG  HTTP receiver: verifies X-Insite-Signature
+  notify_peers.py webhook PORT SECRET LOG [ok]
+                                           HTTP receiver: verifies X-Insite-Signature
                                            (HMAC-SHA256 over "<t>.<body>"), answers 500
-                                           to the first request, 200 (valid) or 401 after;
-                                           one JSON line per request in LOG
+                                           to the first request (unless "ok"), 200 (valid)
+                                           or 401 after; one JSON line per request in LOG
+                                           (with the Idempotency-Key, delivery and attempt)
   notify_peers.py parse FILE               an e-mail parsed with the email package -> JSON
 """
 import hashlib
@@ -36,7 +38,7 @@ def smtp(port, out):
         time.sleep(3600)
 
 
-def webhook(port, secret, log):
+def webhook(port, secret, log, mode="fail-first"):
     from http.server import BaseHTTPRequestHandler, HTTPServer
     seen = {"n": 0}
 
@@ -50,10 +52,15 @@ def webhook(port, secret, log):
             valid = hmac.compare_digest(want, parts.get("v1", ""))
             fresh = abs(time.time() - int(parts.get("t", "0") or 0)) < 300
             seen["n"] += 1
-            status = 500 if seen["n"] == 1 else (200 if valid and fresh else 401)
+            first_fails = mode != "ok" and seen["n"] == 1
+            status = 500 if first_fails else (200 if valid and fresh else 401)
             with open(log, "a") as f:
                 f.write(json.dumps({"n": seen["n"], "valid": valid, "fresh": fresh, "status": status,
                                     "event_id": self.headers.get("X-Insite-Event-Id"),
+                                    "idempotency_key": self.headers.get("Idempotency-Key"),
+                                    "delivery_id": self.headers.get("X-Insite-Delivery-Id"),
+                                    "attempt": self.headers.get("X-Insite-Attempt"),
+                                    "raw_body": body.decode(),
                                     "body": json.loads(body)}) + "\n")
             self.send_response(status)
             self.end_headers()
@@ -84,7 +91,7 @@ def parse(path):
         "subject": str(m["Subject"]),
         "subject_raw": raw_subject,
         "subject_decoded": str(make_header(decode_header(raw_subject))),
-        "message_id": m["Message-ID"], "from": m["From"], "to": m["To"], "date": m["Date"],
+        "message_id": m["Message-ID"], "delivery_id": m["X-Insite-Delivery-Id"], "from": m["From"], "to": m["To"], "date": m["Date"],
         "list_unsubscribe": m["List-Unsubscribe"],
         "list_unsubscribe_post": m["List-Unsubscribe-Post"],
         "content_type": m.get_content_type(), "mime_version": m["MIME-Version"],

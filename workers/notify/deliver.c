@@ -35,6 +35,10 @@
 #include "render.h"
 #include "templates.h"
 
+#define NOTIFY_PLAN_MAX "2000"        /* alerts planned per pass */
+#define NOTIFY_ATTEMPT_MAX "5000"     /* websocket/kafka deliveries attempted per pass */
+#define NOTIFY_SLOW_MAX "50"          /* e-mail/webhook attempts per pass */
+
 typedef struct {
     int enabled, tpl_enabled;
     char *langs[16];
@@ -61,55 +65,68 @@ static char *dup_or_null(PGresult *r, int i, int col)
     return PQgetisnull(r, i, col) ? NULL : strdup(PQgetvalue(r, i, col));
 }
 
-/* A user's settings for a template (defaults when they have none). */
-static int settings_get(PGconn *c, const char *user, const char *tpl, settings *s)
+static void settings_defaults(settings *s)
 {
-    const char *p[2] = { user, tpl };
     memset(s, 0, sizeof(*s));
     s->enabled = s->tpl_enabled = 1;
     s->ws = 1;
     s->quiet_start = s->quiet_end = -1;
     s->rate = 60;
     snprintf(s->tz, sizeof(s->tz), "UTC");
-    PGresult *r = notify_pg(c,
-        "SELECT template_id, enabled, array_to_json(languages)::text, time_zone, "
-        "array_to_json(channels)::text, quiet_start, quiet_end, email, webhook_url, "
-        "webhook_secret, rate_per_hour FROM user_notification_settings "
-        "WHERE user_id = $1 AND template_id IN ('', $2)", 2, p);
+}
+
+#define SETTINGS_COLUMNS \
+    "template_id, enabled, array_to_json(languages)::text, time_zone, " \
+    "array_to_json(channels)::text, quiet_start, quiet_end, email, webhook_url, " \
+    "webhook_secret, rate_per_hour"
+
+/* One user_notification_settings row (SETTINGS_COLUMNS from column `o`)
+ * applied to s: the defaults row ('' template) or a template's switch. */
+static void settings_apply(PGresult *r, int i, int o, settings *s)
+{
+    if (PQgetvalue(r, i, o)[0] != '\0') {
+        s->tpl_enabled = PQgetvalue(r, i, o + 1)[0] == 't';
+        return;
+    }
+    s->enabled = PQgetvalue(r, i, o + 1)[0] == 't';
+    json_t *l = json_loads(PQgetvalue(r, i, o + 2), 0, NULL), *v;
+    size_t k;
+    json_array_foreach(l, k, v) if (s->nlangs < 16 && json_is_string(v))
+        s->langs[s->nlangs++] = strdup(json_string_value(v));
+    json_decref(l);
+    snprintf(s->tz, sizeof(s->tz), "%s", PQgetvalue(r, i, o + 3));
+    json_t *ch = json_loads(PQgetvalue(r, i, o + 4), 0, NULL);
+    s->ws = s->email = s->webhook = 0;
+    json_array_foreach(ch, k, v) {
+        const char *n = json_string_value(v);
+        if (n == NULL)
+            continue;
+        s->ws |= strcmp(n, "websocket") == 0;
+        s->email |= strcmp(n, "email") == 0;
+        s->webhook |= strcmp(n, "webhook") == 0;
+    }
+    json_decref(ch);
+    if (!PQgetisnull(r, i, o + 5) && !PQgetisnull(r, i, o + 6)) {
+        s->quiet_start = atoi(PQgetvalue(r, i, o + 5));
+        s->quiet_end = atoi(PQgetvalue(r, i, o + 6));
+    }
+    s->email_addr = dup_or_null(r, i, o + 7);
+    s->webhook_url = dup_or_null(r, i, o + 8);
+    s->webhook_secret = dup_or_null(r, i, o + 9);
+    s->rate = atoi(PQgetvalue(r, i, o + 10));
+}
+
+/* A user's settings for a template (defaults when they have none). */
+static int settings_get(PGconn *c, const char *user, const char *tpl, settings *s)
+{
+    const char *p[2] = { user, tpl };
+    settings_defaults(s);
+    PGresult *r = notify_pg(c, "SELECT " SETTINGS_COLUMNS " FROM user_notification_settings "
+                               "WHERE user_id = $1 AND template_id IN ('', $2)", 2, p);
     if (!notify_pg_ok(r, "settings"))
         return -1;
-    for (int i = 0; i < PQntuples(r); i++) {
-        if (PQgetvalue(r, i, 0)[0] != '\0') {
-            s->tpl_enabled = PQgetvalue(r, i, 1)[0] == 't';
-            continue;
-        }
-        s->enabled = PQgetvalue(r, i, 1)[0] == 't';
-        json_t *l = json_loads(PQgetvalue(r, i, 2), 0, NULL), *v;
-        size_t k;
-        json_array_foreach(l, k, v) if (s->nlangs < 16 && json_is_string(v))
-            s->langs[s->nlangs++] = strdup(json_string_value(v));
-        json_decref(l);
-        snprintf(s->tz, sizeof(s->tz), "%s", PQgetvalue(r, i, 3));
-        json_t *ch = json_loads(PQgetvalue(r, i, 4), 0, NULL);
-        s->ws = s->email = s->webhook = 0;
-        json_array_foreach(ch, k, v) {
-            const char *n = json_string_value(v);
-            if (n == NULL)
-                continue;
-            s->ws |= strcmp(n, "websocket") == 0;
-            s->email |= strcmp(n, "email") == 0;
-            s->webhook |= strcmp(n, "webhook") == 0;
-        }
-        json_decref(ch);
-        if (!PQgetisnull(r, i, 5) && !PQgetisnull(r, i, 6)) {
-            s->quiet_start = atoi(PQgetvalue(r, i, 5));
-            s->quiet_end = atoi(PQgetvalue(r, i, 6));
-        }
-        s->email_addr = dup_or_null(r, i, 7);
-        s->webhook_url = dup_or_null(r, i, 8);
-        s->webhook_secret = dup_or_null(r, i, 9);
-        s->rate = atoi(PQgetvalue(r, i, 10));
-    }
+    for (int i = 0; i < PQntuples(r); i++)
+        settings_apply(r, i, 0, s);
     PQclear(r);
     return 0;
 }
@@ -282,6 +299,93 @@ static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const char *id
     PQclear(r);
 }
 
+/* The settings rows and hourly counts of every user with a due alert, read
+ * in two statements: a round trip per user is what made a burst slow. */
+typedef struct {
+    PGresult *rows;                   /* user_id, SETTINGS_COLUMNS */
+    json_t *by_user;                  /* user -> [row index] */
+    json_t *by_key;                   /* user \1 template -> index in cache */
+    settings *cache;
+    size_t ncache;
+} pass_settings;
+
+static int pass_settings_load(PGconn *c, PGresult *due, int n, pass_settings *ps, plan_pass *pp,
+                              int64_t now)
+{
+    json_t *users = json_array();
+    for (int i = 0; i < n; i++) {
+        const char *u = PQgetvalue(due, i, 1);
+        if (json_object_get(pp->sent, u) == NULL) {
+            json_object_set_new(pp->sent, u, json_integer(0));
+            json_array_append_new(users, json_string(u));
+        }
+    }
+    char *uj = json_dumps(users, JSON_COMPACT), hour[32];
+    json_decref(users);
+    snprintf(hour, sizeof(hour), "%lld", (long long)(now - 3600000));
+    const char *p[2] = { uj ? uj : "[]", hour };
+    ps->by_user = json_object();
+    ps->by_key = json_object();
+    ps->cache = calloc((size_t)n + 1, sizeof(*ps->cache));
+    ps->rows = notify_pg(c, "SELECT user_id, " SETTINGS_COLUMNS " FROM user_notification_settings "
+                            "WHERE user_id IN (SELECT json_array_elements_text($1::json))", 1, p);
+    PGresult *r = notify_pg(c, "SELECT user_id, count(*) FROM notifications WHERE user_id IN "
+                               "(SELECT json_array_elements_text($1::json)) AND state = 'planned' "
+                               "AND planned_ms > $2::bigint GROUP BY user_id", 2, p);
+    free(uj);
+    if (!notify_pg_ok(ps->rows, "settings")) {
+        ps->rows = NULL;
+        if (notify_pg_ok(r, "rate"))
+            PQclear(r);
+        return -1;
+    }
+    if (!notify_pg_ok(r, "rate"))
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        json_object_set_new(pp->sent, PQgetvalue(r, i, 0), json_integer(atoll(PQgetvalue(r, i, 1))));
+    PQclear(r);
+    for (int i = 0; i < PQntuples(ps->rows); i++) {
+        const char *u = PQgetvalue(ps->rows, i, 0);
+        json_t *l = json_object_get(ps->by_user, u);
+        if (l == NULL)
+            json_object_set_new(ps->by_user, u, l = json_array());
+        json_array_append_new(l, json_integer(i));
+    }
+    return ps->cache != NULL ? 0 : -1;
+}
+
+/* A user's settings for a template, from the pass's rows (owned by ps). */
+static const settings *pass_settings_get(pass_settings *ps, const char *user, const char *tpl)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "%s%c%s", user, 1, tpl);
+    json_t *k = json_object_get(ps->by_key, key);
+    if (k != NULL)
+        return &ps->cache[json_integer_value(k)];
+    settings *s = &ps->cache[ps->ncache];
+    settings_defaults(s);
+    json_t *v, *l = json_object_get(ps->by_user, user);
+    size_t i;
+    json_array_foreach(l, i, v) {
+        int row = (int)json_integer_value(v);
+        const char *t = PQgetvalue(ps->rows, row, 1);
+        if (t[0] == '\0' || strcmp(t, tpl) == 0)
+            settings_apply(ps->rows, row, 1, s);
+    }
+    json_object_set_new(ps->by_key, key, json_integer((json_int_t)ps->ncache++));
+    return s;
+}
+
+static void pass_settings_free(pass_settings *ps)
+{
+    for (size_t k = 0; k < ps->ncache; k++)
+        settings_free(&ps->cache[k]);
+    free(ps->cache);
+    PQclear(ps->rows);
+    json_decref(ps->by_user);
+    json_decref(ps->by_key);
+}
+
 static int plan(notify_app *a, PGconn *c, int64_t now)
 {
     char ns[32];
@@ -290,58 +394,36 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
     PGresult *r = notify_pg(c, "SELECT id, user_id, coalesce(rule_id::text, ''), template_id, "
                                "priority, args::text, state, collapsed FROM notifications "
                                "WHERE state IN ('new', 'held') AND due_ms <= $1::bigint "
-                               "ORDER BY id LIMIT 500", 1, p);
+                               "ORDER BY id LIMIT " NOTIFY_PLAN_MAX, 1, p);
     if (!notify_pg_ok(r, "due alerts"))
         return -1;
     int n = PQntuples(r);
     plan_pass pp = { json_array(), json_object() };
-    /* settings read once per user and template in a pass */
-    typedef struct {
-        char key[300];
-        settings s;
-    } cached;
-    cached *cache = calloc((size_t)n + 1, sizeof(*cache));
-    size_t ncache = 0;
-    for (int i = 0; cache != NULL && i < n; i++) {
+    pass_settings ps = { 0 };
+    int ok = n > 0 && pass_settings_load(c, r, n, &ps, &pp, now) == 0;
+    for (int i = 0; ok && i < n; i++) {
         const char *id = PQgetvalue(r, i, 0), *user = PQgetvalue(r, i, 1),
                    *rule = PQgetvalue(r, i, 2), *tpl = PQgetvalue(r, i, 3),
                    *prio = PQgetvalue(r, i, 4), *state = PQgetvalue(r, i, 6);
         int64_t until = 0;
-        char key[300];
-        snprintf(key, sizeof(key), "%s%c%s", user, 1, tpl);
-        settings *sp = NULL;
-        for (size_t k = 0; k < ncache && sp == NULL; k++)
-            if (strcmp(cache[k].key, key) == 0)
-                sp = &cache[k].s;
-        if (sp == NULL) {
-            if (settings_get(c, user, tpl, &cache[ncache].s) != 0)
-                break;
-            snprintf(cache[ncache].key, sizeof(cache[ncache].key), "%s", key);
-            sp = &cache[ncache++].s;
-        }
-        settings s = *sp;             /* shallow: owned by the cache */
+        const settings *s = pass_settings_get(&ps, user, tpl);
         json_t *args = json_loads(PQgetvalue(r, i, 5), 0, NULL);
         if (args == NULL)
             args = json_object();
-        if (!s.enabled || !s.tpl_enabled)
+        if (!s->enabled || !s->tpl_enabled)
             set_state(c, id, "suppressed", 0);
-        else if (strcmp(prio, "CRITICAL") != 0 && quiet(&s, now, &until)) {
-            if (strcmp(state, "new") == 0) {
-                set_state(c, id, "held", until);
+        else if (strcmp(prio, "CRITICAL") != 0 && quiet(s, now, &until)) {
+            if (strcmp(state, "new") == 0)
                 insite_counter_inc(a->m_held);
-            } else
-                set_state(c, id, "held", until);     /* due again inside the next quiet hours */
-        } else if (strcmp(state, "held") == 0)
-        {
-            release_held(a, c, &pp, id, user, rule, prio, now, args, &s, tpl);
+            set_state(c, id, "held", until);   /* or due again inside the next quiet hours */
+        } else if (strcmp(state, "held") == 0) {
+            release_held(a, c, &pp, id, user, rule, prio, now, args, s, tpl);
             plan_flush(c, &pp, now);  /* the kept alert leaves 'held' before the next row */
         } else
-            plan_one(a, c, &pp, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), &s, now);
+            plan_one(a, c, &pp, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), s, now);
         json_decref(args);
     }
-    for (size_t k = 0; k < ncache; k++)
-        settings_free(&cache[k].s);
-    free(cache);
+    pass_settings_free(&ps);
     plan_flush(c, &pp, now);
     json_decref(pp.rows);
     json_decref(pp.sent);
@@ -418,14 +500,18 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 
 static size_t discard(char *p, size_t s, size_t n, void *ud) { return s * n; }
 
-static int send_webhook(notify_app *a, const settings *s, const char *event_id, const char *body,
+/* The POST carries, besides the signature, what a receiver dedupes on:
+ * Idempotency-Key (the alert's event_id, the same on every attempt and
+ * after a crash), X-Insite-Delivery-Id and X-Insite-Attempt. */
+static int send_webhook(notify_app *a, const settings *s, const char *event_id,
+                        const char *delivery_id, int attempt_no, const char *body,
                         char *err, size_t errlen)
 {
     if (s->webhook_url == NULL) {
         snprintf(err, errlen, "no webhook_url in the settings");
         return -1;
     }
-    char ts[32], sig[200], hdr[300], evh[120];
+    char ts[32], sig[200], hdr[300], evh[120], idk[120], dvh[80], ath[40];
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
     snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
@@ -445,12 +531,18 @@ static int send_webhook(notify_app *a, const settings *s, const char *event_id, 
         snprintf(sig + 2 * i, 3, "%02x", mac[i]);
     snprintf(hdr, sizeof(hdr), "X-Insite-Signature: t=%s,v1=%s", ts, sig);
     snprintf(evh, sizeof(evh), "X-Insite-Event-Id: %s", event_id);
+    snprintf(idk, sizeof(idk), "Idempotency-Key: \"%s\"", event_id);
+    snprintf(dvh, sizeof(dvh), "X-Insite-Delivery-Id: %s", delivery_id);
+    snprintf(ath, sizeof(ath), "X-Insite-Attempt: %d", attempt_no);
 
     CURL *h = curl_easy_init();
     struct curl_slist *hl = NULL;
     hl = curl_slist_append(hl, "Content-Type: application/json");
     hl = curl_slist_append(hl, hdr);
     hl = curl_slist_append(hl, evh);
+    hl = curl_slist_append(hl, idk);
+    hl = curl_slist_append(hl, dvh);
+    hl = curl_slist_append(hl, ath);
     curl_easy_setopt(h, CURLOPT_URL, s->webhook_url);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -554,7 +646,7 @@ static void sb_html(sbuf *b, const char *s)
 }
 
 static char *email_message(const notify_app *a, const char *to, const char *event_id,
-                           const char *user, const char *title, const char *body,
+                           const char *delivery_id, const char *user, const char *title, const char *body,
                            const char *lang)
 {
     sbuf m = { 0 }, html = { 0 }, text = { 0 };
@@ -565,8 +657,11 @@ static char *email_message(const notify_app *a, const char *to, const char *even
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
     const char *dir = notify_lang_rtl(lang) ? "rtl" : "ltr";
 
-    snprintf(line, sizeof(line), "Date: %s\r\nFrom: %s\r\nTo: <%s>\r\nMessage-ID: <%s@insite-notify>\r\n",
-             date, a->smtp_from, to, event_id);
+    /* Message-ID: the same on every attempt (also after a crash between
+     * the send and its record), so the recipient's mail store can drop a
+     * repeat */
+    snprintf(line, sizeof(line), "Date: %s\r\nFrom: %s\r\nTo: <%s>\r\nMessage-ID: <%s@insite-notify>\r\n"
+             "X-Insite-Delivery-Id: %s\r\n", date, a->smtp_from, to, event_id, delivery_id);
     sb_str(&m, line);
     sb_str(&m, "Subject: ");
     sb_subject(&m, title);
@@ -623,6 +718,7 @@ static size_t read_cb(char *out, size_t size, size_t n, void *ud)
 }
 
 static int send_email(notify_app *a, const settings *s, const char *user, const char *event_id,
+                      const char *delivery_id,
                       const char *title, const char *body, const char *lang, char *err,
                       size_t errlen)
 {
@@ -634,7 +730,7 @@ static int send_email(notify_app *a, const settings *s, const char *user, const 
         snprintf(err, errlen, "no email address in the settings");
         return -1;
     }
-    char *msg = email_message(a, s->email_addr, event_id, user, title, body, lang);
+    char *msg = email_message(a, s->email_addr, event_id, delivery_id, user, title, body, lang);
     if (msg == NULL)
         return -1;
     char from[300], to[300];
@@ -672,6 +768,16 @@ static int send_email(notify_app *a, const settings *s, const char *user, const 
 }
 
 /* ---- attempts */
+
+/* test hook (notify.test_crash_after = email|webhook|websocket) */
+static void crash_hook(const notify_app *a, const char *ch)
+{
+    if (a->crash_after != NULL && strcmp(a->crash_after, ch) == 0) {
+        insite_log_warn("test hook notify.test_crash_after: killing myself after the %s send", ch);
+        raise(SIGKILL);
+    }
+}
+
 
 /* The pass's WebSocket messages in one Redis pipeline (lua/publish.lua per
  * message, the alert's event_id as idempotency key).  rcs[i]: 0 published
@@ -712,10 +818,8 @@ static void publish_websocket_batch(notify_app *a, PGresult *r, int n, int *rcs)
             rcs[idx[j]] = done < 0 ? -1 : brc[j] == 0 ? 0 : -1;
         if (done < 0)
             insite_log_warn("websocket: %s", err);
-        if (done > 0 && a->crash_after != NULL && strcmp(a->crash_after, "websocket") == 0) {
-            insite_log_warn("test hook notify.test_crash_after: killing myself after the publish");
-            raise(SIGKILL);
-        }
+        if (done > 0)
+            crash_hook(a, "websocket");
     }
 out:
     for (size_t j = 0; datas != NULL && j < k; j++)
@@ -729,17 +833,122 @@ out:
 }
 
 
-static int attempt(notify_app *a, PGconn *c, int64_t now)
+/* Before an e-mail or webhook goes out, its attempt is recorded and
+ * committed synchronously (a database crash cannot lose it either): the
+ * delivery's `attempts` grows and a notification_attempts row without an
+ * outcome says "this send may be happening".  An earlier row still without
+ * an outcome was interrupted between its send and its record: it becomes
+ * 'in_doubt' and this attempt repeats the same Message-ID /
+ * Idempotency-Key.  0 = go ahead (*no = the attempt's number), -1 = do not
+ * send (the database is unavailable, or the row is no longer pending). */
+static int attempt_begin(PGconn *c, const char *did, int *no, int *in_doubt)
+{
+    const char *p[1] = { did };
+    if (!exec_ok(c, "BEGIN", 0, NULL, "attempt") ||
+        !exec_ok(c, "SET LOCAL synchronous_commit = on", 0, NULL, "attempt")) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return -1;
+    }
+    PGresult *r = notify_pg(c,
+        "WITH doubt AS (UPDATE notification_attempts SET outcome = 'in_doubt', finished_at = now(), "
+        "error = 'interrupted between the send and its record' "
+        "WHERE delivery_id = $1::bigint AND outcome IS NULL RETURNING attempt), "
+        "d AS (UPDATE notification_deliveries SET attempts = attempts + 1, updated_at = now() "
+        "WHERE id = $1::bigint AND status = 'pending' RETURNING attempts) "
+        "INSERT INTO notification_attempts (delivery_id, attempt) "
+        "SELECT $1::bigint, attempts FROM d RETURNING attempt, (SELECT count(*) FROM doubt)",
+        1, p);
+    int ok = notify_pg_ok(r, "attempt");
+    if (ok) {
+        ok = PQntuples(r) == 1;       /* 0 rows: no longer pending */
+        if (ok) {
+            *no = atoi(PQgetvalue(r, 0, 0));
+            *in_doubt = atoi(PQgetvalue(r, 0, 1)) > 0;
+        }
+        PQclear(r);
+    }
+    if (!ok || !exec_ok(c, "COMMIT", 0, NULL, "attempt")) {
+        PQclear(PQexec(c, "ROLLBACK"));
+        return -1;
+    }
+    return 0;
+}
+
+/* The outcomes [{id, status, attempts, error, next}] of deliveries and
+ * their attempt rows (slow channels), in one statement. */
+static void record_outcomes(PGconn *c, json_t *outcomes)
+{
+    if (json_array_size(outcomes) == 0)
+        return;
+    char *oj = json_dumps(outcomes, JSON_COMPACT);
+    const char *p[1] = { oj };
+    if (oj != NULL)
+        exec_ok(c,
+            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, status text, "
+            "attempts integer, error text, next bigint)), "
+            "t AS (UPDATE notification_attempts t SET finished_at = now(), error = x.error, "
+            "outcome = CASE x.status WHEN 'delivered' THEN 'delivered' ELSE 'failed' END "
+            "FROM x WHERE t.delivery_id = x.id AND t.attempt = x.attempts AND t.outcome IS NULL) "
+            "UPDATE notification_deliveries d SET status = x.status, attempts = x.attempts, "
+            "error = x.error, next_attempt_ms = x.next, updated_at = now() "
+            "FROM x WHERE d.id = x.id", 1, p, "delivery outcomes");
+    free(oj);
+    json_array_clear(outcomes);
+}
+
+/* One e-mail or webhook attempt, recorded before the send (attempt_begin)
+ * and right after it.  *rc as in attempt(); returns -1 when nothing was
+ * sent nor must be recorded. */
+static int attempt_slow(notify_app *a, PGconn *c, PGresult *r, int i, const char *data,
+                        int *attempts, char *err, size_t errlen)
+{
+    const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
+               *event_id = PQgetvalue(r, i, 4), *user = PQgetvalue(r, i, 5);
+    settings s;
+    int no = 0, in_doubt = 0, rc = -1;
+    if (settings_get(c, user, PQgetvalue(r, i, 6), &s) != 0) {
+        settings_free(&s);
+        return -1;                    /* the database is down: try later */
+    }
+    if (attempt_begin(c, did, &no, &in_doubt) != 0) {
+        settings_free(&s);
+        return -1;
+    }
+    if (in_doubt)
+        insite_log_warn("alert %s via %s: the previous attempt was interrupted after its send "
+                        "may have happened; sending again with the same %s", PQgetvalue(r, i, 3),
+                        ch, strcmp(ch, "email") == 0 ? "Message-ID" : "Idempotency-Key");
+    *attempts = no;
+    if (strcmp(ch, "webhook") == 0)
+        rc = send_webhook(a, &s, event_id, did, no, data, err, errlen);
+    else
+        rc = send_email(a, &s, user, event_id, did, PQgetvalue(r, i, 8), PQgetvalue(r, i, 9),
+                        PQgetvalue(r, i, 10), err, errlen);
+    settings_free(&s);
+    if (rc == 0)
+        crash_hook(a, ch);
+    return rc == 0 ? 0 : 1;
+}
+
+/* One pass over the pending deliveries of the fast channels (websocket,
+ * kafka: in memory and one Redis pipeline, outcomes recorded in one
+ * statement at the end) or the slow ones (e-mail, webhook: a network
+ * exchange each, up to notify.channel_timeout, each recorded before and
+ * after its send), so a slow receiver delays the next pass's WebSocket
+ * messages by at most NOTIFY_SLOW_MAX exchanges. */
+static int attempt(notify_app *a, PGconn *c, int64_t now, int slow)
 {
     char ns[32];
     snprintf(ns, sizeof(ns), "%lld", (long long)now);
-    const char *p[1] = { ns };
+    const char *p[3] = { ns, slow ? "{email,webhook}" : "{websocket,kafka}",
+                         slow ? NOTIFY_SLOW_MAX : NOTIFY_ATTEMPT_MAX };
     PGresult *r = notify_pg(c,
         "SELECT d.id, d.channel, d.attempts, n.id, n.event_id, n.user_id, n.template_id, "
         "n.priority, n.title, n.body, n.lang, n.collapsed, n.fired_ms, n.args::text, n.rule_id "
         "FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id "
-        "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint ORDER BY d.id LIMIT 1000",
-        1, p);
+        "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint AND d.channel "
+        "= ANY($2::text[]) ORDER BY d.id LIMIT $3::integer",
+        3, p);
     if (!notify_pg_ok(r, "pending deliveries"))
         return -1;
     int n = PQntuples(r);
@@ -750,7 +959,8 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         json_decref(outcomes);
         return -1;
     }
-    publish_websocket_batch(a, r, n, ws_rc);
+    if (!slow)
+        publish_websocket_batch(a, r, n, ws_rc);
     for (int i = 0; i < n; i++) {
         const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
                    *event_id = PQgetvalue(r, i, 4), *user = PQgetvalue(r, i, 5);
@@ -758,28 +968,25 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
         char err[512] = "";
         json_t *msg = message_json(r, i);
         char *data = json_dumps(msg, JSON_COMPACT);
-        settings s;
-        memset(&s, 0, sizeof(s));
         if (strcmp(ch, "websocket") == 0) {
             rc = ws_rc[i] == 0 ? 0 : -1;
             permanent = ws_rc[i] == -3;
             snprintf(err, sizeof(err), "%s", ws_rc[i] == -3 ? "the user id cannot form a channel name"
                                             : "redis: the publish failed or its outcome is unknown");
-        }
-        else if (strcmp(ch, "kafka") == 0)
+        } else if (strcmp(ch, "kafka") == 0)
             rc = send_kafka(a, user, event_id, msg, err, sizeof(err));
-        else if (settings_get(c, user, PQgetvalue(r, i, 6), &s) != 0)
-            snprintf(err, sizeof(err), "settings unavailable");
-        else if (strcmp(ch, "webhook") == 0)
-            rc = send_webhook(a, &s, event_id, data, err, sizeof(err));
-        else if (strcmp(ch, "email") == 0)
-            rc = send_email(a, &s, user, event_id, PQgetvalue(r, i, 8), PQgetvalue(r, i, 9),
-                            PQgetvalue(r, i, 10), err, sizeof(err));
-        else {
+        else if (strcmp(ch, "webhook") == 0 || strcmp(ch, "email") == 0) {
+            int k = attempt_slow(a, c, r, i, data ? data : "{}", &attempts, err, sizeof(err));
+            if (k < 0) {              /* nothing sent, nothing to record */
+                free(data);
+                json_decref(msg);
+                continue;
+            }
+            rc = k == 0 ? 0 : -1;
+        } else {
             snprintf(err, sizeof(err), "unknown channel");
             permanent = 1;
         }
-        settings_free(&s);
         free(data);
         json_decref(msg);
         const char *status = rc == 0 ? "delivered"
@@ -799,22 +1006,41 @@ static int attempt(notify_app *a, PGconn *c, int64_t now)
             insite_log_warn("alert %s via %s (attempt %d): %s", PQgetvalue(r, i, 3), ch,
                             attempts, err);
         }
+        if (slow)
+            record_outcomes(c, outcomes);   /* right after the send: the window stays short */
     }
     PQclear(r);
-    /* every outcome of the pass in one statement; a crash before it repeats
-     * the pass's sends (idempotent on WebSocket and Kafka) */
-    char *oj = n > 0 ? json_dumps(outcomes, JSON_COMPACT) : NULL;
-    if (oj != NULL) {
-        const char *p1[1] = { oj };
-        exec_ok(c, "UPDATE notification_deliveries d SET status = x.status, attempts = x.attempts, "
-                   "error = x.error, next_attempt_ms = x.next, updated_at = now() "
-                   "FROM json_to_recordset($1::json) AS x(id bigint, status text, attempts integer, "
-                   "error text, next bigint) WHERE d.id = x.id", 1, p1, "delivery outcomes");
-    }
-    free(oj);
+    /* the fast channels' outcomes in one statement; a crash before it
+     * repeats the pass's sends (idempotent on WebSocket and Kafka) */
+    record_outcomes(c, outcomes);
     json_decref(outcomes);
     free(ws_rc);
     return n;
+}
+
+/* Sleeps until notify_deliver_wake() or ms pass (retries and the end of
+ * quiet hours are found by the next pass). */
+static void wait_for_work(notify_app *a, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&a->wake_lock);
+    while (!a->wake_pending && !a->stop)
+        if (pthread_cond_timedwait(&a->wake_cond, &a->wake_lock, &ts) != 0)
+            break;
+    a->wake_pending = 0;
+    pthread_mutex_unlock(&a->wake_lock);
+}
+
+void notify_deliver_wake(notify_app *a)
+{
+    pthread_mutex_lock(&a->wake_lock);
+    a->wake_pending = 1;
+    pthread_cond_signal(&a->wake_cond);
+    pthread_mutex_unlock(&a->wake_lock);
 }
 
 static void *deliver_main(void *ud)
@@ -844,8 +1070,11 @@ static void *deliver_main(void *ud)
         }
         int64_t now = notify_now_ms(a);
         int busy = plan(a, c, now) > 0;
-        busy |= attempt(a, c, now) > 0;
-        insite_kafka_poll(a->kafka, busy ? 0 : 100);
+        busy |= attempt(a, c, now, 0) > 0;
+        busy |= attempt(a, c, now, 1) > 0;
+        insite_kafka_poll(a->kafka, 0);
+        if (!busy)
+            wait_for_work(a, 100);
     }
     if (c != NULL)
         PQfinish(c);
@@ -865,5 +1094,6 @@ int notify_deliver_start(notify_app *a)
 void notify_deliver_stop(notify_app *a)
 {
     a->stop = 1;
+    notify_deliver_wake(a);
     pthread_join(a->deliver_thread, NULL);
 }

@@ -439,8 +439,10 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
         insite_counter_add(a->m_fired, nfired);
         insite_counter_add(a->m_skipped, nskipped);
         insite_counter_add(a->m_bad, nbad);
-        if (nfired > 0)
+        if (nfired > 0) {
+            notify_deliver_wake(a);   /* delivered now, not at the next poll */
             insite_log_info("batch of %zu: %zu alerts fired", n, nfired);
+        }
     } else
         a->reload = 1;
     free(seen);

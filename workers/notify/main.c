@@ -58,7 +58,7 @@ static const insite_config_key notify_keys[] = {
     { "notify.clock_file", INSITE_CFG_STRING, "", 0, 0,
       "tests: a file holding the current time in epoch ms (quiet hours, due times)" },
     { "notify.test_crash_after", INSITE_CFG_STRING, "", 0, 0,
-      "tests only: \"websocket\" kills the worker right after a WebSocket publish" },
+      "tests only: websocket, email or webhook kills the worker right after such a send, before its record" },
     { "notify.source_service", INSITE_CFG_STRING, "notify", 0, 0,
       "source_service of the alerts envelopes" },
 };
@@ -147,6 +147,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     pthread_mutex_init(&a.lock, NULL);
     pthread_mutex_init(&a.tpl_lock, NULL);
     pthread_mutex_init(&a.api_lock, NULL);
+    pthread_mutex_init(&a.wake_lock, NULL);
+    pthread_cond_init(&a.wake_cond, NULL);
     a.cfg = cfg;
     a.dsn = insite_config_string(cfg, "pg.dsn");
     a.clock_file = insite_config_string(cfg, "notify.clock_file");

@@ -59,6 +59,9 @@ typedef struct {
     int deliver;                     /* 0: fired alerts stay in the outbox */
     volatile int stop;
     pthread_t deliver_thread;
+    pthread_mutex_t wake_lock;       /* wake_pending: alerts were committed */
+    pthread_cond_t wake_cond;
+    int wake_pending;
     int64_t backoff_ms;
     int max_attempts;
     const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *unsubscribe_url;
@@ -102,6 +105,9 @@ int notify_template_store(PGconn *c, const json_t *tpl, int edited);
 /* deliver.c */
 int notify_deliver_start(notify_app *a);
 void notify_deliver_stop(notify_app *a);
+/* Called after a transaction that fired alerts commits: the delivery
+ * thread starts a pass now instead of at its next poll. */
+void notify_deliver_wake(notify_app *a);
 
 /* api.c */
 struct insite_http_route_s;

@@ -11,6 +11,7 @@ package Insite::Notify;
 #   $n->sql("SELECT ...");                           # psql -qtA in the schema
 #   $n->history('alice');                            # alert:alice messages in Redis
 #   $n->kill9; $n->start(%more_env); $n->stop;
+#   my ($smtp, $hook) = $n->peers($secret, 'ok');   # t/lib/notify_peers.py
 
 use strict;
 use warnings;
@@ -131,6 +132,7 @@ sub DESTROY {
     my ($self) = @_;
     local ($?, $@, $!);
     $self->stop;
+    kill 'TERM', @{ $self->{peers} } if $self->{peers};
     eval { $self->psql_admin("DROP SCHEMA IF EXISTS $self->{schema} CASCADE") }
         unless $ENV{INSITE_KEEP_SCHEMA};
 }
@@ -212,6 +214,32 @@ sub history {
     my ($o) = run_cmd(10, $Insite::Services::RedisCli, '-p', $ENV{INSITE_REDIS_PORT},
                       'ZRANGE', "insite:{alert:$user}:hist", 0, -1);
     return map { $JSON->decode($_) } grep { /^\{/ } split /\n/, $o;
+}
+
+# Why the e-mail/webhook peers cannot run ("" when they can).
+sub peers_missing {
+    my ($chk) = run_cmd(10, '/usr/bin/python3', '-c', 'import aiosmtpd');
+    return $chk =~ /Error/ ? "python3-aiosmtpd missing: $chk" : '';
+}
+
+# The SMTP server (messages -> tmp/mail/<n>.eml) and the webhook receiver
+# (requests -> tmp/hook.log; $mode 'ok' = no first 500) of
+# t/lib/notify_peers.py, on free ports; stopped with the object.
+sub peers {
+    my ($self, $secret, @mode) = @_;
+    my $tmp = $self->{tmp};
+    mkdir "$tmp/mail";
+    my ($smtp_port, $hook_port) = (free_port(), free_port());
+    for my $cmd ([smtp => $smtp_port, "$tmp/mail"], [webhook => $hook_port, $secret, "$tmp/hook.log", @mode]) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            open STDOUT, '>>', "$tmp/peers.log"; open STDERR, '>&', \*STDOUT;
+            exec '/usr/bin/python3', 't/lib/notify_peers.py', @$cmd or POSIX::_exit(127);
+        }
+        push @{ $self->{peers} }, $pid;
+    }
+    wait_port($smtp_port, 20) && wait_port($hook_port, 20) or die "notify peers did not start";
+    return ($smtp_port, $hook_port);
 }
 
 sub wait_for {
