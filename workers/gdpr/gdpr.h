@@ -123,3 +123,32 @@ int gdpr_export_run(gdpr_erasure *e, long long ttl_ms);
 int gdpr_verify_receipt_main(int argc, char **argv, FILE *out);
 /* HMAC-SHA256(key, user) as "psn:<32 hex>" */
 int gdpr_pseudonym(const gdpr_erasure *e, const char *user, char out[40]);
+
+/* ---- retention.c: retention policies (docs/gdpr-retention.md) ---- */
+
+typedef struct gdpr_retention gdpr_retention;
+
+typedef struct {
+    const char *data_map;            /* the "retention" targets */
+    const char *dsn;                 /* our database */
+    const char *time;                /* "HH:MM" UTC, "" = no schedule */
+    long long batch, pause_ms;
+    gdpr_store *store;               /* the API's connection */
+    insite_metrics *metrics;         /* NULL: none */
+} gdpr_retention_options;
+
+/* "HH:MM" -> minute of the day, "" -> -1.  0 or -1. */
+int gdpr_retention_time_parse(const char *s, int *minute);
+gdpr_retention *gdpr_retention_new(const gdpr_retention_options *o, char *err, size_t errlen);
+/* The daily schedule on a thread of its own (none when no time is set). */
+int gdpr_retention_start(gdpr_retention *r);
+/* Stops the schedule between batches; a policy cut short is resumed by the
+ * next run. */
+void gdpr_retention_free(gdpr_retention *r);
+/* One run over every active policy (dry: count only, write nothing):
+ * {"policies":[{data_type,target,retention_days,cutoff,rows,status,resumed[,error]}],
+ *  "failed":N,"dry_run":bool}, or NULL when our database or the map is unusable. */
+json_t *gdpr_retention_run(gdpr_retention *r, int dry);
+/* GET /api/v1/gdpr/retention/policies, PUT .../policies/{data_type},
+ * GET /api/v1/gdpr/retention/runs (gdpr:admin) */
+int gdpr_api_retention(const insite_http_request *req, json_t **reply, void *ud);
