@@ -152,3 +152,19 @@ json_t *gdpr_retention_run(gdpr_retention *r, int dry);
 /* GET /api/v1/gdpr/retention/policies, PUT .../policies/{data_type},
  * GET /api/v1/gdpr/retention/runs (gdpr:admin) */
 int gdpr_api_retention(const insite_http_request *req, json_t **reply, void *ud);
+
+/* ---- report.c: the compliance report (report.h) ---- */
+
+typedef struct gdpr_reporter gdpr_reporter;
+
+typedef struct {
+    const char *dsn;
+    const char *signing_key;         /* gdpr.signing_key ("" = unsigned) */
+    const char *audit_public_key;    /* auditd's checkpoint key ("" = not checked) */
+    insite_metrics *metrics;
+} gdpr_reporter_options;
+
+gdpr_reporter *gdpr_reporter_new(const gdpr_reporter_options *o, char *err, size_t errlen);
+void gdpr_reporter_free(gdpr_reporter *rp);
+/* GET /api/v1/gdpr/compliance-report (gdpr:admin) */
+int gdpr_api_compliance_report(const insite_http_request *req, json_t **reply, void *ud);

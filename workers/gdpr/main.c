@@ -39,6 +39,8 @@ static const insite_config_key gdpr_keys[] = {
       "how long a finished export can be downloaded before it is deleted" },
     { "gdpr.body_max", INSITE_CFG_INT, "65536", 1024, 1048576,
       "largest request body accepted, bytes" },
+    { "gdpr.audit_public_key", INSITE_CFG_STRING, "", 0, 0,
+      "insite-auditd's checkpoint public key (PEM): the report verifies checkpoints; \"\" = not checked" },
     { "gdpr.retention_time", INSITE_CFG_STRING, "03:30", 0, 0,
       "daily retention run, HH:MM UTC (docs/gdpr-retention.md); \"\" = none" },
     { "gdpr.retention_batch", INSITE_CFG_INT, "5000", 1, 1000000,
@@ -114,6 +116,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     insite_kafka *kafka = NULL;
     gdpr_erasure *erasure = NULL;
     gdpr_retention *retention = NULL;
+    gdpr_reporter *reporter = NULL;
     PGconn *pg;
 
     if (m == NULL)
@@ -171,6 +174,15 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     } else
         insite_log_warn("gdpr.data_map is empty: erasure requests are refused (503)");
 
+    gdpr_reporter_options rpo = {
+        .dsn = st.dsn, .signing_key = insite_config_string(cfg, "gdpr.signing_key"),
+        .audit_public_key = insite_config_string(cfg, "gdpr.audit_public_key"), .metrics = m,
+    };
+    if ((reporter = gdpr_reporter_new(&rpo, err, sizeof(err))) == NULL) {
+        insite_log_error("%s", err);
+        goto out;
+    }
+
     const insite_http_route routes[] = {
         { "GET", "/api/v1/gdpr/deletion-status", gdpr_api_deletion_status, erasure },
         { "POST", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
@@ -181,6 +193,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         { "POST", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
         { "GET", "/api/v1/gdpr/retention", gdpr_api_retention, retention },
         { "PUT", "/api/v1/gdpr/retention", gdpr_api_retention, retention },
+        { "GET", "/api/v1/gdpr/compliance-report", gdpr_api_compliance_report, reporter },
     };
     insite_http_options ho = {
         .service = "gdpr", .port = (int)insite_config_int(cfg, "gdpr.http_port"),
@@ -214,6 +227,7 @@ out:
     if (h)
         insite_http_stop(h);
     gdpr_retention_free(retention);
+    gdpr_reporter_free(reporter);
     gdpr_erasure_free(erasure);
     if (kafka)
         insite_kafka_close(kafka);

@@ -109,4 +109,11 @@ int insite_http_set_header(const insite_http_request *req, const char *name,
                            const char *value);
 void insite_http_etag(const insite_http_request *req);
 
+/* A reply that is not JSON (a PDF): the server sends body (malloc'ed; the
+ * server frees it) as is with Content-Type ctype and the handler's headers,
+ * and ignores *reply.  On failure (logged) body is freed and the JSON reply
+ * goes out instead. */
+void insite_http_set_body(const insite_http_request *req, const char *ctype,
+                          void *body, size_t len);
+
 #endif
