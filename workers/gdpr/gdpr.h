@@ -168,3 +168,23 @@ gdpr_reporter *gdpr_reporter_new(const gdpr_reporter_options *o, char *err, size
 void gdpr_reporter_free(gdpr_reporter *rp);
 /* GET /api/v1/gdpr/compliance-report (gdpr:admin) */
 int gdpr_api_compliance_report(const insite_http_request *req, json_t **reply, void *ud);
+
+/* ---- incidents.c: incidents detected as audit records arrive ---- */
+
+typedef struct gdpr_incidents gdpr_incidents;
+
+typedef struct {
+    const char *dsn;
+    long long interval_ms;           /* gdpr.incident_interval */
+    int medium, high;                /* accesses per user and hour */
+    int subjects, refusals;          /* distinct data subjects, 401/403 answers */
+    void *kafka;                     /* insite_kafka *, NULL: no message */
+    const char *topic;               /* gdpr.incident_topic */
+    insite_metrics *metrics;
+} gdpr_incidents_options;
+
+gdpr_incidents *gdpr_incidents_new(const gdpr_incidents_options *o);
+void gdpr_incidents_free(gdpr_incidents *d);
+/* One look when gdpr.incident_interval has passed (main thread): 1 when it
+ * looked, 0 when not yet due, -1 when PostgreSQL is down (logged). */
+int gdpr_incidents_run(gdpr_incidents *d);

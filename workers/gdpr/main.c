@@ -41,6 +41,18 @@ static const insite_config_key gdpr_keys[] = {
       "largest request body accepted, bytes" },
     { "gdpr.audit_public_key", INSITE_CFG_STRING, "", 0, 0,
       "insite-auditd's checkpoint public key (PEM): the report verifies checkpoints; \"\" = not checked" },
+    { "gdpr.incident_interval", INSITE_CFG_DURATION, "1s", 100, 60000,
+      "how often new audit records are checked for incidents" },
+    { "gdpr.incident_medium", INSITE_CFG_INT, "50", 1, 1000000,
+      "accesses by one user in an hour above which a MEDIUM incident is recorded" },
+    { "gdpr.incident_high", INSITE_CFG_INT, "100", 1, 1000000,
+      "accesses by one user in an hour above which the incident is HIGH" },
+    { "gdpr.incident_subjects", INSITE_CFG_INT, "20", 1, 1000000,
+      "distinct data subjects one user may read in an hour before a HIGH incident" },
+    { "gdpr.incident_refusals", INSITE_CFG_INT, "20", 1, 1000000,
+      "401/403 answers to one user in an hour before a MEDIUM incident" },
+    { "gdpr.incident_topic", INSITE_CFG_STRING, "system_events", 0, 0,
+      "Kafka topic of security_incident events (needs a data map's Kafka); \"\" = none" },
     { "gdpr.retention_time", INSITE_CFG_STRING, "03:30", 0, 0,
       "daily retention run, HH:MM UTC (docs/gdpr-retention.md); \"\" = none" },
     { "gdpr.retention_batch", INSITE_CFG_INT, "5000", 1, 1000000,
@@ -117,6 +129,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     gdpr_erasure *erasure = NULL;
     gdpr_retention *retention = NULL;
     gdpr_reporter *reporter = NULL;
+    gdpr_incidents *incidents = NULL;
     PGconn *pg;
 
     if (m == NULL)
@@ -183,6 +196,17 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         goto out;
     }
 
+    gdpr_incidents_options io = {
+        .dsn = st.dsn, .interval_ms = insite_config_duration_ms(cfg, "gdpr.incident_interval"),
+        .medium = (int)insite_config_int(cfg, "gdpr.incident_medium"),
+        .high = (int)insite_config_int(cfg, "gdpr.incident_high"),
+        .subjects = (int)insite_config_int(cfg, "gdpr.incident_subjects"),
+        .refusals = (int)insite_config_int(cfg, "gdpr.incident_refusals"),
+        .kafka = kafka, .topic = insite_config_string(cfg, "gdpr.incident_topic"), .metrics = m,
+    };
+    if ((incidents = gdpr_incidents_new(&io)) == NULL)
+        goto out;
+
     const insite_http_route routes[] = {
         { "GET", "/api/v1/gdpr/deletion-status", gdpr_api_deletion_status, erasure },
         { "POST", "/api/v1/gdpr/delete", gdpr_api_delete, erasure },
@@ -214,6 +238,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         pthread_mutex_unlock(&st.lock);
         if (all && left == 0)
             all = 0;
+        gdpr_incidents_run(incidents);
         if (erasure && (gdpr_erasure_run(erasure) > 0
                         || gdpr_export_run(erasure, insite_config_duration_ms(cfg, "gdpr.export_ttl")) > 0))
             continue;                   /* more to do: no sleep */
@@ -228,6 +253,7 @@ out:
         insite_http_stop(h);
     gdpr_retention_free(retention);
     gdpr_reporter_free(reporter);
+    gdpr_incidents_free(incidents);
     gdpr_erasure_free(erasure);
     if (kafka)
         insite_kafka_close(kafka);
