@@ -55,8 +55,9 @@ psql_ "INSERT INTO stock_prices (symbol, ts, interval, source, open, high, low, 
        SELECT 'reddit', 'o' || g, 'author' || (g % 1000), repeat('x', 200), now() - interval '200 days'
        FROM generate_series(1, $so) g;
        INSERT INTO social_posts (source, source_id, author, text, created_at)
-       SELECT 'reddit', 'n' || g, 'author' || (g % 1000), repeat('x', 200), now() FROM generate_series(1, $so) g;
-       VACUUM ANALYZE stock_prices; VACUUM ANALYZE social_posts;"
+       SELECT 'reddit', 'n' || g, 'author' || (g % 1000), repeat('x', 200), now() FROM generate_series(1, $so) g"
+psql_ "VACUUM ANALYZE stock_prices"
+psql_ "VACUUM ANALYZE social_posts"
 
 cat > "$work/writer.sql" <<'SQL'
 \set n random(1, 1000000000)
