@@ -201,17 +201,17 @@ static int incidents(PGconn *c, const char *const *p, gdpr_report *r)
  * seqs present, expected = last - first + 1. */
 static int audit(gdpr_reporter *rp, PGconn *c, const char *const *p, gdpr_report *r)
 {
-    PGresult *res = one(c, "SELECT coalesce(sum(n), 0), (SELECT count(DISTINCT user_id) FROM gdpr_audit_trail"
-        "   WHERE ts" PERIOD "), count(*), coalesce(sum(hi - lo + 1), 0), coalesce(sum(seqs), 0)"
+    PGresult *res = one(c, "SELECT coalesce(sum(n), 0), count(*), coalesce(sum(hi - lo + 1), 0),"
+        " coalesce(sum(seqs), 0)"
         " FROM (SELECT count(*) n, min(seq) lo, max(seq) hi, count(DISTINCT seq) seqs FROM gdpr_audit_trail"
         "   WHERE ts" PERIOD " GROUP BY source, worker) ch", p, 2);
     if (res == NULL)
         return -1;
     r->audit.entries = ll(res, 0, 0);
-    r->audit.users = ll(res, 0, 1);
-    r->audit.chains = ll(res, 0, 2);
-    r->audit.expected = ll(res, 0, 3);
-    r->audit.shipped = ll(res, 0, 4);
+    r->audit.users = r->processing.users;       /* the same snapshot, counted once */
+    r->audit.chains = ll(res, 0, 1);
+    r->audit.expected = ll(res, 0, 2);
+    r->audit.shipped = ll(res, 0, 3);
     PQclear(res);
 
     /* checkpoints of the period: signature, and the link to the one before */
@@ -313,9 +313,11 @@ gdpr_reporter *gdpr_reporter_new(const gdpr_reporter_options *o, char *err, size
         snprintf(err, errlen, "gdpr.audit_public_key %s: not usable", o->audit_public_key);
         goto fail;
     }
+    static const double buckets[] = { 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120 };
     if (o->metrics)
         rp->seconds = insite_metrics_histogram(o->metrics, "compliance_report_seconds",
-                                               "Time to build a compliance report.", NULL, 0);
+                                               "Time to build a compliance report.", buckets,
+                                               sizeof(buckets) / sizeof(buckets[0]));
     return rp;
 fail:
     gdpr_reporter_free(rp);
