@@ -15,7 +15,7 @@ SANITIZE ?=
 
 CC       ?= cc
 PKGS     := hiredis rdkafka libpq jansson libcurl libmicrohttpd libconfig libxml-2.0 libcrypto \
-            libsystemd icu-uc icu-i18n zlib
+            libsystemd icu-uc icu-i18n zlib pangocairo
 CFLAGS   ?= -O2 -g
 CFLAGS   += -MMD -MP -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
             -Wno-unused-parameter -fno-omit-frame-pointer -D_GNU_SOURCE \

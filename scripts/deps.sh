@@ -10,6 +10,7 @@ pkgs=(
   libhiredis-dev librdkafka-dev libpq-dev libjansson-dev libcurl4-openssl-dev
   libxml2-dev libmicrohttpd-dev libconfig-dev
   libsystemd-dev  # sd_notify: Type=notify readiness and watchdog (operations)
+  libcairo2-dev libpango1.0-dev poppler-utils  # insite-gdpr's PDF report; pdftotext/pdftoppm in t/714
   # run
   redis-server postgresql
   # test

@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "envelope.h"
+#include "datamap.h"
 #include "gdpr.h"
 #include "kafka.h"
 #include "log.h"
@@ -31,43 +32,21 @@
 
 #define CONFIRMATION "DELETE_MY_DATA"
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define MAX_DBS 16
 #define MAX_ATTEMPTS 5
 
-enum { T_PG, T_REDIS, T_KAFKA };
-enum { A_DELETE, A_ANONYMIZE, A_RETAIN };
 static const char *action_names[] = { "delete", "anonymize", "retain" };
 
-typedef struct {
-    int kind, action;
-    char *name;                  /* "pg:consents", "redis:consent_state", "kafka" */
-    int db;                      /* index into dbs */
-    char *table, *column;        /* quoted identifiers */
-    json_t *columns;             /* anonymize: column -> string|null */
-    json_t *replace_in;          /* column names holding the id in text */
-    int pseudonymize;
-    char *reason;
-    char *key;                   /* redis key pattern with %u */
-    int match;                   /* key is a SCAN pattern ending in "*" */
-} target;
-
-typedef struct {
-    char *name, *dsn;
-    PGconn *pg;
-} database;
+typedef gdpr_target target;
+typedef gdpr_database database;
 
 struct gdpr_erasure {
     gdpr_store *store;
-    database dbs[MAX_DBS];
-    size_t ndbs;
-    target *targets;
-    size_t ntargets;
+    gdpr_datamap map;
     unsigned char hkey[64];
     size_t hkeylen;
     void *sign_key;
     long long grace_ms;
     insite_kafka *kafka;
-    char *kafka_topic, *kafka_event;
     int64_t retry_at;
     insite_counter *completed, *failed;
     insite_gauge *g_pending, *g_processing, *g_completed, *g_failed, *g_oldest;
@@ -109,165 +88,6 @@ int gdpr_pseudonym(const gdpr_erasure *e, const char *user, char out[40])
     return 0;
 }
 
-/* ---- the data map ---- */
-
-static int ident_ok(const char *s)
-{
-    size_t n = 0;
-    if (s == NULL || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
-        return 0;
-    for (; s[n]; n++)
-        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
-            return 0;
-    return n <= 63;
-}
-
-static char *quote_ident(const char *s)
-{
-    char *q = malloc(strlen(s) + 3);
-    if (q)
-        sprintf(q, "\"%s\"", s);
-    return q;
-}
-
-static int parse_pg_target(gdpr_erasure *e, json_t *t, target *x, char *err, size_t errlen)
-{
-    const char *name = json_string_value(json_object_get(t, "name"));
-    const char *db = json_string_value(json_object_get(t, "database"));
-    const char *table = json_string_value(json_object_get(t, "table"));
-    const char *col = json_string_value(json_object_get(t, "user_column"));
-    const char *act = json_string_value(json_object_get(t, "action"));
-    size_t i;
-
-    if (!ident_ok(name) || !ident_ok(table) || !ident_ok(col) || db == NULL || act == NULL) {
-        snprintf(err, errlen, "postgresql target %s: needs name, database, table, user_column, "
-                 "action (identifiers [a-z_][a-z0-9_]*)", name ? name : "?");
-        return -1;
-    }
-    x->kind = T_PG;
-    x->db = -1;
-    for (i = 0; i < e->ndbs; i++)
-        if (strcmp(e->dbs[i].name, db) == 0)
-            x->db = (int)i;
-    if (x->db < 0) {
-        snprintf(err, errlen, "postgresql target %s: unknown database \"%s\"", name, db);
-        return -1;
-    }
-    x->action = strcmp(act, "delete") == 0 ? A_DELETE : strcmp(act, "anonymize") == 0 ? A_ANONYMIZE
-                : strcmp(act, "retain") == 0 ? A_RETAIN : -1;
-    if (x->action < 0) {
-        snprintf(err, errlen, "postgresql target %s: action must be delete, anonymize or retain", name);
-        return -1;
-    }
-    x->name = malloc(strlen(name) + 4);
-    sprintf(x->name, "pg:%s", name);
-    x->table = quote_ident(table);
-    x->column = quote_ident(col);
-    x->pseudonymize = json_is_true(json_object_get(t, "pseudonymize"));
-    x->replace_in = json_incref(json_object_get(t, "replace_in"));
-    x->columns = json_incref(json_object_get(t, "columns"));
-    if (json_string_value(json_object_get(t, "reason")))
-        x->reason = strdup(json_string_value(json_object_get(t, "reason")));
-    if (x->action == A_RETAIN && x->reason == NULL) {
-        snprintf(err, errlen, "postgresql target %s: retain needs a reason", name);
-        return -1;
-    }
-    if (x->action == A_ANONYMIZE && json_object_size(x->columns) == 0) {
-        snprintf(err, errlen, "postgresql target %s: anonymize needs columns", name);
-        return -1;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(x->columns, k, v)
-        if (!ident_ok(k) || !(json_is_string(v) || json_is_null(v))) {
-            snprintf(err, errlen, "postgresql target %s: column \"%s\": string or null", name, k);
-            return -1;
-        }
-    json_array_foreach(x->replace_in, i, v)
-        if (!ident_ok(json_string_value(v))) {
-            snprintf(err, errlen, "postgresql target %s: replace_in: identifiers", name);
-            return -1;
-        }
-    return 0;
-}
-
-static int load_map(gdpr_erasure *e, const char *path, const char *our_dsn, char *err, size_t errlen)
-{
-    json_error_t je;
-    json_t *m = json_load_file(path, 0, &je), *v;
-    const char *k;
-    size_t i, n;
-
-    if (m == NULL) {
-        snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);
-        return -1;
-    }
-    if (json_integer_value(json_object_get(m, "version")) != 1
-        || !json_is_object(json_object_get(m, "databases"))) {
-        snprintf(err, errlen, "%s: needs \"version\": 1 and \"databases\"", path);
-        goto fail;
-    }
-    json_object_foreach(json_object_get(m, "databases"), k, v) {
-        if (e->ndbs == MAX_DBS || !json_is_string(v)) {
-            snprintf(err, errlen, "%s: databases: at most %d, DSN strings", path, MAX_DBS);
-            goto fail;
-        }
-        e->dbs[e->ndbs].name = strdup(k);
-        e->dbs[e->ndbs].dsn = strdup(json_string_value(v)[0] ? json_string_value(v) : our_dsn);
-        e->ndbs++;
-    }
-    n = json_array_size(json_object_get(m, "postgresql")) + json_array_size(json_object_get(m, "redis")) + 1;
-    e->targets = calloc(n, sizeof(target));
-    json_array_foreach(json_object_get(m, "postgresql"), i, v) {
-        /* counted before the check: a half-parsed target is freed too */
-        if (parse_pg_target(e, v, &e->targets[e->ntargets++], err, errlen) != 0)
-            goto fail;
-    }
-    json_array_foreach(json_object_get(m, "redis"), i, v) {
-        const char *name = json_string_value(json_object_get(v, "name"));
-        const char *key = json_string_value(json_object_get(v, "key"));
-        const char *match = json_string_value(json_object_get(v, "match"));
-        target *x = &e->targets[e->ntargets];
-        /* "match": every key with that prefix, the only wildcard a final "*" */
-        if (key == NULL && match != NULL) {
-            size_t len = strlen(match);
-            if (len > 1 && match[len - 1] == '*' && strchr(match, '*') == match + len - 1)
-                key = match;
-            x->match = 1;
-        }
-        if (!ident_ok(name) || key == NULL || strstr(key, "%u") == NULL
-            || (!x->match && strchr(key, '*'))) {
-            snprintf(err, errlen, "%s: redis target: name and a key with %%u (no wildcards),"
-                     " or a match with %%u ending in the only \"*\"", path);
-            goto fail;
-        }
-        x->kind = T_REDIS;
-        x->action = A_DELETE;
-        x->name = malloc(strlen(name) + 7);
-        sprintf(x->name, "redis:%s", name);
-        x->key = strdup(key);
-        e->ntargets++;
-    }
-    if ((v = json_object_get(m, "kafka")) != NULL) {
-        const char *topic = json_string_value(json_object_get(v, "topic"));
-        const char *ev = json_string_value(json_object_get(v, "event"));
-        if (topic == NULL || ev == NULL) {
-            snprintf(err, errlen, "%s: kafka: topic and event", path);
-            goto fail;
-        }
-        e->kafka_topic = strdup(topic);
-        e->kafka_event = strdup(ev);
-        e->targets[e->ntargets].kind = T_KAFKA;
-        e->targets[e->ntargets].name = strdup("kafka");
-        e->ntargets++;
-    }
-    json_decref(m);
-    return 0;
-fail:
-    json_decref(m);
-    return -1;
-}
-
 gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t errlen)
 {
     gdpr_erasure *e = calloc(1, sizeof(*e));
@@ -276,18 +96,18 @@ gdpr_erasure *gdpr_erasure_new(const gdpr_erasure_options *o, char *err, size_t 
     e->store = o->store;
     e->grace_ms = o->grace_ms;
     e->kafka = o->kafka;
-    if (load_map(e, o->data_map, o->dsn, err, errlen) != 0)
+    if (gdpr_datamap_load(&e->map, o->data_map, o->dsn, err, errlen) != 0)
         goto fail;
     size_t k;
-    for (k = 0; k < e->ndbs && strcmp(e->dbs[k].dsn, o->dsn) != 0; k++)
+    for (k = 0; k < e->map.ndbs && strcmp(e->map.dbs[k].dsn, o->dsn) != 0; k++)
         ;
-    if (k == e->ndbs && e->ndbs < MAX_DBS) {
+    if (k == e->map.ndbs && e->map.ndbs < GDPR_MAP_DBS) {
         /* our own tables are reached by the job even if the map names none */
-        e->dbs[e->ndbs].name = strdup("_insite");
-        e->dbs[e->ndbs].dsn = strdup(o->dsn);
-        e->ndbs++;
+        e->map.dbs[e->map.ndbs].name = strdup("_insite");
+        e->map.dbs[e->map.ndbs].dsn = strdup(o->dsn);
+        e->map.ndbs++;
     }
-    if (e->kafka_topic && e->kafka == NULL) {
+    if (e->map.kafka_topic && e->kafka == NULL) {
         snprintf(err, errlen, "%s: a kafka target needs kafka.bootstrap", o->data_map);
         goto fail;
     }
@@ -321,25 +141,7 @@ void gdpr_erasure_free(gdpr_erasure *e)
 {
     if (e == NULL)
         return;
-    for (size_t i = 0; i < e->ndbs; i++) {
-        if (e->dbs[i].pg)
-            PQfinish(e->dbs[i].pg);
-        free(e->dbs[i].name);
-        free(e->dbs[i].dsn);
-    }
-    for (size_t i = 0; i < e->ntargets; i++) {
-        target *x = &e->targets[i];
-        free(x->name);
-        free(x->table);
-        free(x->column);
-        free(x->reason);
-        free(x->key);
-        json_decref(x->columns);
-        json_decref(x->replace_in);
-    }
-    free(e->targets);
-    free(e->kafka_topic);
-    free(e->kafka_event);
+    gdpr_datamap_free(&e->map);
     if (e->sign_key)
         insite_sign_free(e->sign_key);
     free(e);
@@ -350,7 +152,7 @@ void gdpr_erasure_free(gdpr_erasure *e)
 static PGconn *db(gdpr_erasure *e, int i)
 {
     char err[512];
-    database *d = &e->dbs[i];
+    database *d = &e->map.dbs[i];
     if (d->pg && PQstatus(d->pg) != CONNECTION_OK) {
         PQfinish(d->pg);
         d->pg = NULL;
@@ -363,8 +165,8 @@ static PGconn *db(gdpr_erasure *e, int i)
 /* our database is dbs[] entry with our DSN; use a connection of the job's own */
 static PGconn *ours(gdpr_erasure *e)
 {
-    for (size_t i = 0; i < e->ndbs; i++)
-        if (strcmp(e->dbs[i].dsn, e->store->dsn) == 0)
+    for (size_t i = 0; i < e->map.ndbs; i++)
+        if (strcmp(e->map.dbs[i].dsn, e->store->dsn) == 0)
             return db(e, (int)i);
     return NULL;
 }
@@ -409,9 +211,9 @@ static int run_pg(gdpr_erasure *e, target *x, const char *user, const char *psn,
     *rows = 0;
     if (c == NULL)
         return -1;
-    if (x->action == A_RETAIN && !x->pseudonymize)
+    if (x->action == GDPR_A_RETAIN && !x->pseudonymize)
         return 0;
-    if (x->action == A_DELETE) {
+    if (x->action == GDPR_A_DELETE) {
         n = snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE %s = $1", x->table, x->column);
     } else {
         const char *k;
@@ -419,7 +221,7 @@ static int run_pg(gdpr_erasure *e, target *x, const char *user, const char *psn,
         n = snprintf(sql, sizeof(sql), "UPDATE %s SET %s = $2", x->table, x->column);
         np = 2;
         json_object_foreach(x->columns, k, v) {
-            char *qc = quote_ident(k), *lit = NULL;
+            char *qc = gdpr_quote_ident(k), *lit = NULL;
             if (json_is_string(v))
                 lit = PQescapeLiteral(c, json_string_value(v), strlen(json_string_value(v)));
             n += snprintf(sql + n, sizeof(sql) - n, ", %s = %s", qc, lit ? lit : "NULL");
@@ -433,7 +235,7 @@ static int run_pg(gdpr_erasure *e, target *x, const char *user, const char *psn,
             p[2] = qu;
             json_t *v2;
             json_array_foreach(x->replace_in, i, v2) {
-                char *qc = quote_ident(json_string_value(v2));
+                char *qc = gdpr_quote_ident(json_string_value(v2));
                 char *lit = PQescapeLiteral(c, qp, strlen(qp));
                 n += snprintf(sql + n, sizeof(sql) - n, ", %s = replace(%s, $3, %s)", qc, qc, lit);
                 free(qc);
@@ -551,7 +353,7 @@ static int run_redis(gdpr_erasure *e, target *x, const char *user, long long *ro
 
 static int run_kafka(gdpr_erasure *e, const char *id, const char *user, long long *rows)
 {
-    json_t *env = insite_envelope_new(e->kafka_event, "gdpr", id,
+    json_t *env = insite_envelope_new(e->map.kafka_event, "gdpr", id,
                                       json_pack("{s:s, s:s}", "user_id", user, "request_id", id));
     char *text;
     int rc;
@@ -564,7 +366,7 @@ static int run_kafka(gdpr_erasure *e, const char *id, const char *user, long lon
     json_decref(env);
     if (text == NULL)
         return -1;
-    rc = insite_kafka_produce(e->kafka, e->kafka_topic, user, text, strlen(text));
+    rc = insite_kafka_produce(e->kafka, e->map.kafka_topic, user, text, strlen(text));
     free(text);
     if (rc != 0 || insite_kafka_flush(e->kafka, 10000) != 0)
         return -1;
@@ -576,9 +378,9 @@ static int run_kafka(gdpr_erasure *e, const char *id, const char *user, long lon
 static long long scan(gdpr_erasure *e, target *x, const char *user)
 {
     long long n = 0;
-    if (x->kind == T_KAFKA || (x->kind == T_PG && x->action == A_RETAIN && !x->pseudonymize))
+    if (x->kind == GDPR_T_KAFKA || (x->kind == GDPR_T_PG && x->action == GDPR_A_RETAIN && !x->pseudonymize))
         return 0;
-    if (x->kind == T_REDIS)
+    if (x->kind == GDPR_T_REDIS)
         return run_redis(e, x, user, &n, 1) == 0 ? n : -1;
     PGconn *c = db(e, x->db);
     char sql[1024];
@@ -588,7 +390,7 @@ static long long scan(gdpr_erasure *e, target *x, const char *user)
     size_t i;
     json_t *v;
     json_array_foreach(x->replace_in, i, v) {
-        char *qc = quote_ident(json_string_value(v));
+        char *qc = gdpr_quote_ident(json_string_value(v));
         len += snprintf(sql + len, sizeof(sql) - len, " OR strpos(%s, $2) > 0", qc);
         free(qc);
         p[1] = qu;
@@ -704,8 +506,8 @@ int gdpr_erasure_run(gdpr_erasure *e)
     PQclear(r);
 
     p[0] = id;
-    for (size_t i = 0; i < e->ntargets; i++) {
-        target *x = &e->targets[i];
+    for (size_t i = 0; i < e->map.ntargets; i++) {
+        target *x = &e->map.targets[i];
         long long rows = 0;
         int rc;
         p[1] = x->name;
@@ -722,8 +524,8 @@ int gdpr_erasure_run(gdpr_erasure *e)
         long long found = scan(e, x, user);
         char foundbuf[32];
         snprintf(foundbuf, sizeof(foundbuf), "%lld", found < 0 ? 0 : found);
-        p[2] = x->kind == T_PG ? action_names[x->action] : x->kind == T_REDIS ? "delete" : "notify";
-        p[3] = x->kind == T_KAFKA ? "1" : foundbuf;
+        p[2] = x->kind == GDPR_T_PG ? action_names[x->action] : x->kind == GDPR_T_REDIS ? "delete" : "notify";
+        p[3] = x->kind == GDPR_T_KAFKA ? "1" : foundbuf;
         if (found < 0)
             goto later;
         r = q(c, "INSERT INTO gdpr_deletion_steps (request_id, target, action, rows)"
@@ -731,8 +533,8 @@ int gdpr_erasure_run(gdpr_erasure *e)
         if (r == NULL)
             goto later;
         PQclear(r);
-        rc = x->kind == T_PG ? run_pg(e, x, user, psn, &rows)
-             : x->kind == T_REDIS ? run_redis(e, x, user, &rows, 0)
+        rc = x->kind == GDPR_T_PG ? run_pg(e, x, user, psn, &rows)
+             : x->kind == GDPR_T_REDIS ? run_redis(e, x, user, &rows, 0)
              : run_kafka(e, id, user, &rows);
         (void)rows;
         p[2] = rc == 0 ? NULL : "target unreachable, retried";
@@ -750,16 +552,16 @@ int gdpr_erasure_run(gdpr_erasure *e)
 
     /* verification: every target, after every action */
     crash_point("before-verify");
-    for (size_t i = 0; i < e->ntargets; i++) {
-        long long left = scan(e, &e->targets[i], user);
+    for (size_t i = 0; i < e->map.ntargets; i++) {
+        long long left = scan(e, &e->map.targets[i], user);
         if (left == 0)
             continue;
         if (left < 0)
             goto later;
         /* something came back (or was written meanwhile): run it again */
         insite_log_warn("erasure %s: verification found %lld row(s) in %s: repeating it",
-                        id, left, e->targets[i].name);
-        p[1] = e->targets[i].name;
+                        id, left, e->map.targets[i].name);
+        p[1] = e->map.targets[i].name;
         p[2] = attempts + 1 >= MAX_ATTEMPTS ? "failed" : "processing";
         r = q(c, "WITH s AS (UPDATE gdpr_deletion_steps SET done_at = NULL,"
               "   error = 'verification found data' WHERE request_id = $1 AND target = $2)"
@@ -1044,9 +846,9 @@ static json_t *build_archive(gdpr_erasure *e, const char *id, const char *user)
     if (gdpr_pseudonym(e, user, psn) != 0)
         goto fail;
 
-    for (size_t i = 0; i < e->ntargets; i++) {
-        target *x = &e->targets[i];
-        if (x->kind == T_PG) {
+    for (size_t i = 0; i < e->map.ntargets; i++) {
+        target *x = &e->map.targets[i];
+        if (x->kind == GDPR_T_PG) {
             PGconn *c = db(e, x->db);
             if (c == NULL)
                 goto fail;
@@ -1067,7 +869,7 @@ static json_t *build_archive(gdpr_erasure *e, const char *id, const char *user)
             json_t *rows = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
             PQclear(r);
             json_object_set_new(pg, x->name + 3, rows ? rows : json_array());
-        } else if (x->kind == T_REDIS) {
+        } else if (x->kind == GDPR_T_REDIS) {
             long long n = 0;
             if (run_redis(e, x, user, &n, 1) != 0)
                 goto fail;

@@ -123,3 +123,68 @@ int gdpr_export_run(gdpr_erasure *e, long long ttl_ms);
 int gdpr_verify_receipt_main(int argc, char **argv, FILE *out);
 /* HMAC-SHA256(key, user) as "psn:<32 hex>" */
 int gdpr_pseudonym(const gdpr_erasure *e, const char *user, char out[40]);
+
+/* ---- retention.c: retention policies (docs/gdpr-retention.md) ---- */
+
+typedef struct gdpr_retention gdpr_retention;
+
+typedef struct {
+    const char *data_map;            /* the "retention" targets */
+    const char *dsn;                 /* our database */
+    const char *time;                /* "HH:MM" UTC, "" = no schedule */
+    long long batch, pause_ms;
+    gdpr_store *store;               /* the API's connection */
+    insite_metrics *metrics;         /* NULL: none */
+} gdpr_retention_options;
+
+/* "HH:MM" -> minute of the day, "" -> -1.  0 or -1. */
+int gdpr_retention_time_parse(const char *s, int *minute);
+gdpr_retention *gdpr_retention_new(const gdpr_retention_options *o, char *err, size_t errlen);
+/* The daily schedule on a thread of its own (none when no time is set). */
+int gdpr_retention_start(gdpr_retention *r);
+/* Stops the schedule between batches; a policy cut short is resumed by the
+ * next run. */
+void gdpr_retention_free(gdpr_retention *r);
+/* One run over every active policy (dry: count only, write nothing):
+ * {"policies":[{data_type,target,retention_days,cutoff,rows,status,resumed[,error]}],
+ *  "failed":N,"dry_run":bool}, or NULL when our database or the map is unusable. */
+json_t *gdpr_retention_run(gdpr_retention *r, int dry);
+/* GET /api/v1/gdpr/retention/policies, PUT .../policies/{data_type},
+ * GET /api/v1/gdpr/retention/runs (gdpr:admin) */
+int gdpr_api_retention(const insite_http_request *req, json_t **reply, void *ud);
+
+/* ---- report.c: the compliance report (report.h) ---- */
+
+typedef struct gdpr_reporter gdpr_reporter;
+
+typedef struct {
+    const char *dsn;
+    const char *signing_key;         /* gdpr.signing_key ("" = unsigned) */
+    const char *audit_public_key;    /* auditd's checkpoint key ("" = not checked) */
+    insite_metrics *metrics;
+} gdpr_reporter_options;
+
+gdpr_reporter *gdpr_reporter_new(const gdpr_reporter_options *o, char *err, size_t errlen);
+void gdpr_reporter_free(gdpr_reporter *rp);
+/* GET /api/v1/gdpr/compliance-report (gdpr:admin) */
+int gdpr_api_compliance_report(const insite_http_request *req, json_t **reply, void *ud);
+
+/* ---- incidents.c: incidents detected as audit records arrive ---- */
+
+typedef struct gdpr_incidents gdpr_incidents;
+
+typedef struct {
+    const char *dsn;
+    long long interval_ms;           /* gdpr.incident_interval */
+    int medium, high;                /* accesses per user and hour */
+    int subjects, refusals;          /* distinct data subjects, 401/403 answers */
+    void *kafka;                     /* insite_kafka *, NULL: no message */
+    const char *topic;               /* gdpr.incident_topic */
+    insite_metrics *metrics;
+} gdpr_incidents_options;
+
+gdpr_incidents *gdpr_incidents_new(const gdpr_incidents_options *o);
+void gdpr_incidents_free(gdpr_incidents *d);
+/* One look when gdpr.incident_interval has passed (main thread): 1 when it
+ * looked, 0 when not yet due, -1 when PostgreSQL is down (logged). */
+int gdpr_incidents_run(gdpr_incidents *d);

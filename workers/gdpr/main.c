@@ -2,6 +2,8 @@
  *
  *   insite-gdpr [-c FILE]     the API on 127.0.0.1:8085 and the background
  *                             work (consent state Redis missed)
+ *   insite-gdpr --retention-now [--dry-run]
+ *                             one retention run, a JSON summary on stdout
  *
  * docs/gdpr-rights.md: the API, the Redis contract with nginx's
  * insite_gdpr_consent, operations. */
@@ -37,9 +39,29 @@ static const insite_config_key gdpr_keys[] = {
       "how long a finished export can be downloaded before it is deleted" },
     { "gdpr.body_max", INSITE_CFG_INT, "65536", 1024, 1048576,
       "largest request body accepted, bytes" },
+    { "gdpr.audit_public_key", INSITE_CFG_STRING, "", 0, 0,
+      "insite-auditd's checkpoint public key (PEM): the report verifies checkpoints; \"\" = not checked" },
+    { "gdpr.incident_interval", INSITE_CFG_DURATION, "1s", 100, 60000,
+      "how often new audit records are checked for incidents" },
+    { "gdpr.incident_medium", INSITE_CFG_INT, "50", 1, 1000000,
+      "accesses by one user in an hour above which a MEDIUM incident is recorded" },
+    { "gdpr.incident_high", INSITE_CFG_INT, "100", 1, 1000000,
+      "accesses by one user in an hour above which the incident is HIGH" },
+    { "gdpr.incident_subjects", INSITE_CFG_INT, "20", 1, 1000000,
+      "distinct data subjects one user may read in an hour before a HIGH incident" },
+    { "gdpr.incident_refusals", INSITE_CFG_INT, "20", 1, 1000000,
+      "401/403 answers to one user in an hour before a MEDIUM incident" },
+    { "gdpr.incident_topic", INSITE_CFG_STRING, "system_events", 0, 0,
+      "Kafka topic of security_incident events (needs a data map's Kafka); \"\" = none" },
+    { "gdpr.retention_time", INSITE_CFG_STRING, "03:30", 0, 0,
+      "daily retention run, HH:MM UTC (docs/gdpr-retention.md); \"\" = none" },
+    { "gdpr.retention_batch", INSITE_CFG_INT, "5000", 1, 1000000,
+      "rows deleted per transaction by a retention run" },
+    { "gdpr.retention_pause", INSITE_CFG_DURATION, "100ms", 0, 60000,
+      "pause between two retention batches" },
 };
 
-static const char usage[] = "[verify-receipt FILE PUBKEY]";
+static const char usage[] = "[verify-receipt FILE PUBKEY | --retention-now [--dry-run]]";
 
 static int health(json_t *checks, void *ud)
 {
@@ -51,6 +73,45 @@ static int health(json_t *checks, void *ud)
     pthread_mutex_unlock(&c->store->lock);
     json_object_set_new(checks, "postgresql", json_string(ok ? "ok" : "down"));
     return ok ? 0 : -1;
+}
+
+static gdpr_retention *retention_new(insite_config *cfg, gdpr_store *st, insite_metrics *m)
+{
+    char err[512];
+    gdpr_retention_options o = {
+        .data_map = insite_config_string(cfg, "gdpr.data_map"), .dsn = st->dsn,
+        .time = insite_config_string(cfg, "gdpr.retention_time"),
+        .batch = insite_config_int(cfg, "gdpr.retention_batch"),
+        .pause_ms = insite_config_duration_ms(cfg, "gdpr.retention_pause"),
+        .store = st, .metrics = m,
+    };
+    gdpr_retention *r = gdpr_retention_new(&o, err, sizeof(err));
+    if (r == NULL)
+        insite_log_error("%s", err);
+    return r;
+}
+
+/* --retention-now [--dry-run]: exit 0 when every policy ran, 1 otherwise */
+static int retention_now(insite_config *cfg, int dry)
+{
+    char err[512];
+    gdpr_store st = { .lock = PTHREAD_MUTEX_INITIALIZER, .dsn = insite_config_string(cfg, "pg.dsn") };
+    PGconn *pg = insite_pg_connect(st.dsn, err, sizeof(err));
+    gdpr_retention *r = NULL;
+    json_t *sum = NULL;
+
+    if (pg == NULL || insite_pg_migrate(pg, insite_config_string(cfg, "pg.migrations_dir"), err, sizeof(err)) < 0)
+        insite_log_error("postgresql: %s", err);
+    else if (!insite_config_string(cfg, "gdpr.data_map")[0])
+        insite_log_error("gdpr.data_map is empty: no retention targets");
+    else if ((r = retention_new(cfg, &st, NULL)) != NULL && (sum = gdpr_retention_run(r, dry)) != NULL)
+        json_dumpf(sum, stdout, JSON_INDENT(2)), putchar('\n');
+    if (pg)
+        PQfinish(pg);
+    gdpr_retention_free(r);
+    int rc = sum && json_integer_value(json_object_get(sum, "failed")) == 0 ? 0 : 1;
+    json_decref(sum);
+    return rc;
 }
 
 static int serve(insite_runtime *rt, insite_config *cfg)
@@ -66,6 +127,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     insite_http *h = NULL;
     insite_kafka *kafka = NULL;
     gdpr_erasure *erasure = NULL;
+    gdpr_retention *retention = NULL;
+    gdpr_reporter *reporter = NULL;
+    gdpr_incidents *incidents = NULL;
     PGconn *pg;
 
     if (m == NULL)
@@ -118,8 +182,30 @@ static int serve(insite_runtime *rt, insite_config *cfg)
             insite_log_error("%s", err);
             goto out;
         }
+        if ((retention = retention_new(cfg, &st, m)) == NULL || gdpr_retention_start(retention) != 0)
+            goto out;
     } else
         insite_log_warn("gdpr.data_map is empty: erasure requests are refused (503)");
+
+    gdpr_reporter_options rpo = {
+        .dsn = st.dsn, .signing_key = insite_config_string(cfg, "gdpr.signing_key"),
+        .audit_public_key = insite_config_string(cfg, "gdpr.audit_public_key"), .metrics = m,
+    };
+    if ((reporter = gdpr_reporter_new(&rpo, err, sizeof(err))) == NULL) {
+        insite_log_error("%s", err);
+        goto out;
+    }
+
+    gdpr_incidents_options io = {
+        .dsn = st.dsn, .interval_ms = insite_config_duration_ms(cfg, "gdpr.incident_interval"),
+        .medium = (int)insite_config_int(cfg, "gdpr.incident_medium"),
+        .high = (int)insite_config_int(cfg, "gdpr.incident_high"),
+        .subjects = (int)insite_config_int(cfg, "gdpr.incident_subjects"),
+        .refusals = (int)insite_config_int(cfg, "gdpr.incident_refusals"),
+        .kafka = kafka, .topic = insite_config_string(cfg, "gdpr.incident_topic"), .metrics = m,
+    };
+    if ((incidents = gdpr_incidents_new(&io)) == NULL)
+        goto out;
 
     const insite_http_route routes[] = {
         { "GET", "/api/v1/gdpr/deletion-status", gdpr_api_deletion_status, erasure },
@@ -129,6 +215,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         { "GET", "/api/v1/gdpr/export", gdpr_api_export, erasure },
         { "GET", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
         { "POST", "/api/v1/gdpr/consents", gdpr_api_consents, &consent },
+        { "GET", "/api/v1/gdpr/retention", gdpr_api_retention, retention },
+        { "PUT", "/api/v1/gdpr/retention", gdpr_api_retention, retention },
+        { "GET", "/api/v1/gdpr/compliance-report", gdpr_api_compliance_report, reporter },
     };
     insite_http_options ho = {
         .service = "gdpr", .port = (int)insite_config_int(cfg, "gdpr.http_port"),
@@ -150,6 +239,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         pthread_mutex_unlock(&st.lock);
         if (all && left == 0)
             all = 0;
+        gdpr_incidents_run(incidents);
         if (erasure && (gdpr_erasure_run(erasure) > 0
                         || gdpr_export_run(erasure, insite_config_duration_ms(cfg, "gdpr.export_ttl")) > 0))
             continue;                   /* more to do: no sleep */
@@ -162,6 +252,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
 out:
     if (h)
         insite_http_stop(h);
+    gdpr_retention_free(retention);
+    gdpr_reporter_free(reporter);
+    gdpr_incidents_free(incidents);
     gdpr_erasure_free(erasure);
     if (kafka)
         insite_kafka_close(kafka);
@@ -189,6 +282,11 @@ int main(int argc, char **argv)
         goto out;
     if (rt.argc > 1 && strcmp(rt.argv[1], "verify-receipt") == 0) {
         rc = gdpr_verify_receipt_main(rt.argc - 2, rt.argv + 2, stdout);
+        goto out;
+    }
+    if (rt.argc > 1 && strcmp(rt.argv[1], "--retention-now") == 0
+        && (rt.argc == 2 || (rt.argc == 3 && strcmp(rt.argv[2], "--dry-run") == 0))) {
+        rc = (cfg = insite_runtime_load_config(&rt, sc)) ? retention_now(cfg, rt.argc == 3) : 1;
         goto out;
     }
     if (rt.argc > 1) {

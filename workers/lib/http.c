@@ -39,7 +39,9 @@ struct insite_http_reply_meta {
     char *names[REPLY_HEADERS_MAX], *values[REPLY_HEADERS_MAX];
     size_t n;
     int etag;
-    char *body;          /* insite_http_set_body(): sent instead of the reply */
+    char *body_ctype;                /* insite_http_set_body() */
+    void *body;
+    size_t body_len;
 };
 
 static void reply_meta_clear(struct insite_http_reply_meta *m)
@@ -50,8 +52,46 @@ static void reply_meta_clear(struct insite_http_reply_meta *m)
     }
     m->n = 0;
     m->etag = 0;
+    free(m->body_ctype);
     free(m->body);
+    m->body_ctype = NULL;
     m->body = NULL;
+}
+
+void insite_http_set_body(const insite_http_request *req, const char *ctype, void *body, size_t len)
+{
+    struct insite_http_reply_meta *m = req->meta;
+    char *ct = strdup(ctype);
+    if (m == NULL || ct == NULL) {
+        insite_log_error("http: cannot set a %s body on %s", ctype, req->path);
+        free(ct);
+        free(body);
+        return;
+    }
+    free(m->body_ctype);
+    free(m->body);
+    m->body_ctype = ct;
+    m->body = body;
+    m->body_len = len;
+}
+
+/* A body set with insite_http_set_body(): bytes as they are. */
+static enum MHD_Result send_body_meta(struct MHD_Connection *conn, int status,
+                                      struct insite_http_reply_meta *meta)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(meta->body_len, meta->body,
+                                                             MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        insite_log_error("http: cannot create response");
+        return MHD_NO;
+    }
+    meta->body = NULL;                 /* the response owns it now */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, meta->body_ctype);
+    for (size_t i = 0; i < meta->n; i++)
+        MHD_add_response_header(r, meta->names[i], meta->values[i]);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 int insite_http_set_header(const insite_http_request *req, const char *name,
@@ -76,16 +116,6 @@ void insite_http_etag(const insite_http_request *req)
 {
     if (req->meta != NULL)
         req->meta->etag = 1;
-}
-
-void insite_http_set_body(const insite_http_request *req, char *text)
-{
-    if (req->meta == NULL) {
-        free(text);
-        return;
-    }
-    free(req->meta->body);
-    req->meta->body = text;
 }
 
 /* "<32 hex digits>" with the quotes, from the body's SHA-256. */
@@ -378,7 +408,12 @@ static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
     json_t *reply = NULL;
     int status = best->fn(&req, &reply, best->ud);
     json_decref(req.body);
-    enum MHD_Result ret = send_json_meta(conn, status, reply, NULL, &meta);
+    enum MHD_Result ret;
+    if (meta.body != NULL && strcmp(meta.body_ctype, "application/json") != 0) {
+        json_decref(reply);
+        ret = send_body_meta(conn, status, &meta);
+    } else
+        ret = send_json_meta(conn, status, reply, NULL, &meta);
     reply_meta_clear(&meta);
     return ret;
 }

@@ -119,10 +119,14 @@ int insite_http_set_header(const insite_http_request *req, const char *name,
                            const char *value);
 void insite_http_etag(const insite_http_request *req);
 
-/* The reply body as JSON text the handler wrote itself (a large answer
- * serialised without a json_t per value): ownership of text (malloc'd,
- * NUL-terminated, valid JSON) passes to the server, which sends it instead
- * of *reply (left NULL) with the same headers, ETag and 304 handling. */
-void insite_http_set_body(const insite_http_request *req, char *text);
+/* The reply body as bytes the handler made itself; ownership of body
+ * (malloc'd) passes to the server, which sends it instead of *reply with the
+ * handler's headers.  "application/json": body is NUL-terminated JSON text
+ * the handler serialised itself (a large answer without a json_t per value)
+ * and gets the JSON reply's ETag, 304 and trailing-newline handling.  Any
+ * other ctype (a PDF) goes out as is.  On failure (logged) body is freed and
+ * the JSON reply goes out instead. */
+void insite_http_set_body(const insite_http_request *req, const char *ctype,
+                          void *body, size_t len);
 
 #endif

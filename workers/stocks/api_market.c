@@ -438,7 +438,7 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
         *reply = insite_http_error("internal", "out of memory");
         return 500;
     }
-    insite_http_set_body(req, body);
+    insite_http_set_body(req, "application/json", body, strlen(body));
     insite_counter_inc(ctx->req_bars);
     stocks_cache_headers(req, closed ? ctx->closed_max_age : ctx->open_max_age,
                          lm > now ? now : lm);
