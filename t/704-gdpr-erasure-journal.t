@@ -51,6 +51,7 @@ run_cmd(10, 'openssl', 'pkey', '-in', "$tmp/sign.pem", '-pubout', '-out', "$tmp/
 # the shipped data map, our database only (no backend database here)
 my $map = $json->decode(slurp("$root/workers/gdpr/datamap.json"));
 $map->{postgresql} = [ grep { $_->{database} ne 'backend' } @{ $map->{postgresql} } ];
+$map->{retention} = [ grep { $_->{database} ne 'backend' } @{ $map->{retention} || [] } ];
 delete $map->{databases}{backend};
 spew("$tmp/map.json", $json->encode($map));
 
