@@ -947,7 +947,10 @@ ngx_insite_ws_channels_check(void)
 
         batch->chs[batch->n++] = ch;
 
-        if (batch->n == NGX_INSITE_WS_CHECK_BATCH) {
+        /* on a cluster one script call reads one slot: a channel each */
+        if (batch->n == NGX_INSITE_WS_CHECK_BATCH
+            || ngx_insite_ws_redis_sharded())
+        {
             goto send;
         }
 

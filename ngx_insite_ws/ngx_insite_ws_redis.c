@@ -2,6 +2,9 @@
  * The WebSocket module's use of Redis.
  *
  *   <prefix>pub:<channel>    pub/sub channel the publish script PUBLISHes to
+ *   <prefix>{<channel>}:pub  the same on Redis Cluster (insite_redis_cluster):
+ *                            sharded pub/sub, SPUBLISH/SSUBSCRIBE on the
+ *                            shard that owns the channel's slot
  *   <prefix>{<channel>}:seq  hash: seq, epoch (lua/publish.lua, position.lua)
  *   <prefix>{<channel>}:hist sorted set of framed messages, score = seq
  *   <prefix>hb:<pid>         this worker's pub/sub heartbeat
@@ -97,6 +100,15 @@ ngx_insite_ws_redis_exit(ngx_cycle_t *cycle)
 }
 
 
+/* the pub/sub channel of a channel: sharded on a cluster */
+static insite_channel_key_e
+ngx_insite_ws_redis_pub_kind(ngx_http_insite_ws_main_conf_t *wmcf)
+{
+    return (wmcf->pubsub && wmcf->pubsub->cluster) ? INSITE_CHANNEL_KEY_SPUB
+                                                   : INSITE_CHANNEL_KEY_PUB;
+}
+
+
 static size_t
 ngx_insite_ws_redis_key(u_char *buf, insite_channel_key_e kind,
     ngx_str_t *name)
@@ -123,7 +135,8 @@ ngx_insite_ws_redis_subscribe(ngx_insite_ws_channel_t *ch)
     wmcf = ngx_insite_ws_main_conf();
 
     key.data = buf;
-    key.len = ngx_insite_ws_redis_key(buf, INSITE_CHANNEL_KEY_PUB, &ch->node.str);
+    key.len = ngx_insite_ws_redis_key(buf, ngx_insite_ws_redis_pub_kind(wmcf),
+                                      &ch->node.str);
 
     if (wmcf->pubsub == NULL
         || ngx_insite_redis_subscribe(wmcf->pubsub, &key) != NGX_OK)
@@ -147,12 +160,13 @@ ngx_insite_ws_redis_unsubscribe(ngx_insite_ws_channel_t *ch)
 
     wmcf = ngx_insite_ws_main_conf();
 
-    key.data = buf;
-    key.len = ngx_insite_ws_redis_key(buf, INSITE_CHANNEL_KEY_PUB, &ch->node.str);
-
     if (wmcf->pubsub == NULL) {
         return NGX_DECLINED;
     }
+
+    key.data = buf;
+    key.len = ngx_insite_ws_redis_key(buf, ngx_insite_ws_redis_pub_kind(wmcf),
+                                      &ch->node.str);
 
     return ngx_insite_redis_unsubscribe(wmcf->pubsub, &key);
 }
@@ -184,12 +198,20 @@ ngx_insite_ws_redis_message(ngx_insite_redis_t *rd, ngx_uint_t event,
         return;
     }
 
-    if (name.len <= 4 || ngx_strncmp(name.data, "pub:", 4) != 0) {
+    if (name.len > 4 && ngx_strncmp(name.data, "pub:", 4) == 0) {
+        name.data += 4;
+        name.len -= 4;
+
+    } else if (name.len > 6 && name.data[0] == '{'
+               && ngx_strncmp(name.data + name.len - 5, "}:pub", 5) == 0)
+    {
+        /* {<channel>}:pub, sharded (Redis Cluster) */
+        name.data += 1;
+        name.len -= 6;
+
+    } else {
         return;
     }
-
-    name.data += 4;
-    name.len -= 4;
 
     switch (event) {
 
@@ -230,6 +252,15 @@ ngx_insite_ws_redis_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
     wmcf->heartbeat_sent = 0;
 
     ngx_insite_ws_channels_resubscribe();
+}
+
+
+ngx_uint_t
+ngx_insite_ws_redis_sharded(void)
+{
+    ngx_insite_redis_t  *rd = ngx_insite_redis_shared();
+
+    return rd && rd->cluster;
 }
 
 
@@ -425,7 +456,11 @@ ngx_insite_ws_redis_heartbeat(ngx_http_insite_ws_main_conf_t *wmcf)
 
     len = ngx_sprintf(buf, "%Vhb:%P", &wmcf->prefix, ngx_pid) - buf;
 
-    if (ngx_insite_redis_command(cmd, NULL, NULL, "PUBLISH %b 1", buf, len)) {
+    /* SPUBLISH on a cluster: the subscriber uses sharded pub/sub */
+    if (ngx_insite_redis_command(cmd, NULL, NULL, "%s %b 1",
+                                 ngx_insite_redis_publish_command(cmd),
+                                 buf, len))
+    {
         wmcf->heartbeat_sent++;
     }
 }
