@@ -79,7 +79,7 @@ if idem ~= nil then
     redis.call('SET', idem, seq, 'EX', ttl)
 end
 
-redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[7],
-           seq .. ' ' .. epoch .. '\n' .. msg)
+local payload = seq .. ' ' .. epoch .. '\n' .. msg
+redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[7], payload)
 
 return { seq, epoch, 0 }

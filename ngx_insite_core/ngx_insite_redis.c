@@ -1049,6 +1049,36 @@ ngx_insite_redis_send_raw(ngx_insite_redis_t *rd, const char *buf,
 }
 
 
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_group(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data)
+{
+    if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
+        return NULL;
+    }
+
+    return ngx_insite_redis_cmd_get(rd, handler, data, 0);
+}
+
+
+void
+ngx_insite_redis_group_done(ngx_insite_redis_cmd_t *cmd,
+    ngx_insite_redis_status_e status, redisReply *reply)
+{
+    void                       *data;
+    ngx_insite_redis_reply_pt   handler;
+
+    handler = cmd->handler;
+    data = cmd->data;
+
+    ngx_insite_redis_cmd_put(cmd);
+
+    if (handler) {
+        handler(status, reply, data);
+    }
+}
+
+
 void
 ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd)
 {

@@ -229,6 +229,17 @@ const char *ngx_insite_redis_publish_command(ngx_insite_redis_t *rd);
  * end-to-end heartbeat.  On a cluster subscriber: every shard's. */
 void ngx_insite_redis_reset(ngx_insite_redis_t *rd, const char *reason);
 
+/*
+ * A reply the caller assembles from several commands (on a cluster, a read
+ * across slots): a record cancelable like a command's, whose handler runs
+ * once, when the caller completes it with ngx_insite_redis_group_done()
+ * (reply may be one the caller built; it stays the caller's).
+ */
+ngx_insite_redis_cmd_t *ngx_insite_redis_group(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data);
+void ngx_insite_redis_group_done(ngx_insite_redis_cmd_t *cmd,
+    ngx_insite_redis_status_e status, redisReply *reply);
+
 /* The handler will not be called; use when the caller goes away first. */
 void ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd);
 

@@ -306,9 +306,6 @@ ngx_int_t ngx_insite_ws_redis_init(ngx_cycle_t *cycle);
 void ngx_insite_ws_redis_exit(ngx_cycle_t *cycle);
 ngx_int_t ngx_insite_ws_redis_subscribe(ngx_insite_ws_channel_t *ch);
 ngx_int_t ngx_insite_ws_redis_unsubscribe(ngx_insite_ws_channel_t *ch);
-/* 1 on Redis Cluster (insite_redis_cluster): sharded pub/sub, and a
- * script call reads the keys of one slot only */
-ngx_uint_t ngx_insite_ws_redis_sharded(void);
 ngx_int_t ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs,
     ngx_uint_t n, ngx_insite_redis_reply_pt handler, void *data,
     ngx_insite_redis_cmd_t **cmd);

@@ -947,10 +947,7 @@ ngx_insite_ws_channels_check(void)
 
         batch->chs[batch->n++] = ch;
 
-        /* on a cluster one script call reads one slot: a channel each */
-        if (batch->n == NGX_INSITE_WS_CHECK_BATCH
-            || ngx_insite_ws_redis_sharded())
-        {
+        if (batch->n == NGX_INSITE_WS_CHECK_BATCH) {
             goto send;
         }
 

@@ -43,6 +43,8 @@ sub new {
             args => ['--cluster-enabled', 'yes',
                      '--cluster-config-file', "$dir/nodes.conf",
                      '--cluster-node-timeout', $self->{node_timeout},
+                     # the bus port must be free too (port + 10000 may not be)
+                     '--cluster-port', Insite::Services::free_port(),
                      # a replica promoted by a test must not wait for its
                      # data age check
                      '--cluster-replica-validity-factor', '0',
@@ -101,9 +103,23 @@ sub cli {
     return $self->live_node->cli('-c', @args);
 }
 
+# the slot of a key, hash tags honoured (CRC16-CCITT XMODEM mod 16384, as
+# CLUSTER KEYSLOT; computed here: a test asks it thousands of times)
 sub slot_of {
     my ($self, $key) = @_;
-    return 0 + $self->live_node->cli('CLUSTER', 'KEYSLOT', $key);
+    if ($key =~ /\{/) {
+        my $s = index($key, '{');
+        my $e = index($key, '}', $s + 1);
+        $key = substr($key, $s + 1, $e - $s - 1) if $e > $s + 1;
+    }
+    my $crc = 0;
+    for my $b (unpack 'C*', $key) {
+        $crc ^= $b << 8;
+        for (1 .. 8) {
+            $crc = $crc & 0x8000 ? (($crc << 1) ^ 0x1021) & 0xffff : ($crc << 1) & 0xffff;
+        }
+    }
+    return $crc & 16383;
 }
 
 # [ [start, end, master_port, replica_port...], ... ] from CLUSTER SLOTS as a
@@ -134,8 +150,8 @@ sub slot_ranges {
 }
 
 sub master_of_slot {
-    my ($self, $slot, $node) = @_;
-    for my $r (@{ $self->slot_ranges($node) }) {
+    my ($self, $slot, $node, $ranges) = @_;
+    for my $r (@{ $ranges // $self->slot_ranges($node) }) {
         return $self->node_by_port($r->[2])
             if $slot >= $r->[0] && $slot <= $r->[1];
     }
