@@ -732,7 +732,6 @@ ngx_insite_redis_unsubscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
 static void
 ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    ngx_str_t            channel, payload, *pp;
     ngx_uint_t           event;
     redisReply          *reply = r, *kind;
     ngx_insite_redis_t  *rd = privdata;
@@ -765,6 +764,17 @@ ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    ngx_insite_redis_deliver(rd, event, reply);
+}
+
+
+/* a pub/sub event ([kind, channel, payload or count]) to rd's handler */
+void
+ngx_insite_redis_deliver(ngx_insite_redis_t *rd, ngx_uint_t event,
+    redisReply *reply)
+{
+    ngx_str_t   channel, payload, *pp;
+
     channel.data = (u_char *) reply->element[1]->str;
     channel.len = reply->element[1]->len;
 
@@ -778,7 +788,9 @@ ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         pp = &payload;
     }
 
-    rd->on_message(rd, event, &channel, pp, rd->on_message_data);
+    if (rd->on_message) {
+        rd->on_message(rd, event, &channel, pp, rd->on_message_data);
+    }
 }
 
 

@@ -1304,7 +1304,6 @@ void
 ngx_insite_redis_cluster_shard_reply(ngx_insite_redis_t *shard,
     redisReply *reply)
 {
-    ngx_str_t                    channel, payload, *pp;
     ngx_uint_t                   event;
     redisReply                  *kind;
     ngx_insite_redis_shard_t    *st = shard->on_message_data;
@@ -1369,23 +1368,7 @@ ngx_insite_redis_cluster_shard_reply(ngx_insite_redis_t *shard,
         return;
     }
 
-    channel.data = (u_char *) reply->element[1]->str;
-    channel.len = reply->element[1]->len;
-
-    pp = NULL;
-
-    if (event == NGX_INSITE_REDIS_MESSAGE
-        && reply->element[2]->type == REDIS_REPLY_STRING)
-    {
-        payload.data = (u_char *) reply->element[2]->str;
-        payload.len = reply->element[2]->len;
-        pp = &payload;
-    }
-
-    if (cl->rd->on_message) {
-        cl->rd->on_message(cl->rd, event, &channel, pp,
-                           cl->rd->on_message_data);
-    }
+    ngx_insite_redis_deliver(cl->rd, event, reply);
 }
 
 

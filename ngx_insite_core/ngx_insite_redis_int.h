@@ -46,6 +46,10 @@ ngx_insite_redis_cmd_t *ngx_insite_redis_command_formatted(
 ngx_int_t ngx_insite_redis_send_raw(ngx_insite_redis_t *rd, const char *buf,
     size_t len);
 
+/* a pub/sub reply [kind, channel, payload] to rd's message handler */
+void ngx_insite_redis_deliver(ngx_insite_redis_t *rd, ngx_uint_t event,
+    redisReply *reply);
+
 void ngx_insite_redis_run_hooks(ngx_insite_redis_t *rd,
     ngx_uint_t reconnected);
 
