@@ -186,10 +186,22 @@ sub wait_ok {
                 last;
             }
         }
-        return 1 if $ok;
+        return 1 if $ok && $self->replicas_synced;
         Time::HiRes::sleep(0.1);
     }
     return 0;
+}
+
+# every live replica has its master link up (its initial sync done)
+sub replicas_synced {
+    my ($self) = @_;
+    for my $n (grep { $_->running && !$_->{frozen} } $self->nodes) {
+        my $info = $n->cli('INFO', 'replication') // '';
+        next unless $info =~ /role:slave/;
+        return 0 unless $info =~ /master_link_status:up/
+                     && $info !~ /master_sync_in_progress:1/;
+    }
+    return 1;
 }
 
 # kill -9 a master; wait until another node owns its slots and the cluster
