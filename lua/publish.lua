@@ -17,8 +17,12 @@
 -- ARGV[4]  timestamp, RFC 3339 UTC with milliseconds, made by the publisher
 -- ARGV[5]  history length to keep (0 = none)
 -- ARGV[6]  epoch candidate: a random id used only if the channel has none yet
--- ARGV[7]  pub/sub channel to PUBLISH on (<prefix>pub:<channel>)
+-- ARGV[7]  pub/sub channel to PUBLISH on (<prefix>pub:<channel>), or on
+--          Redis Cluster the sharded channel <prefix>{<channel>}:pub (in
+--          the keys' slot)
 -- ARGV[8]  idempotency key lifetime in seconds (>= 1 when KEYS[3] is given)
+-- ARGV[9]  optional: "1" on Redis Cluster: SPUBLISH (sharded pub/sub: only
+--          the channel's shard fans it out) instead of PUBLISH
 --
 -- Every argument is checked before the first write: a publish that answers
 -- an error has changed nothing.
@@ -75,6 +79,7 @@ if idem ~= nil then
     redis.call('SET', idem, seq, 'EX', ttl)
 end
 
-redis.call('PUBLISH', ARGV[7], seq .. ' ' .. epoch .. '\n' .. msg)
+local payload = seq .. ' ' .. epoch .. '\n' .. msg
+redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[7], payload)
 
 return { seq, epoch, 0 }

@@ -4,6 +4,9 @@
  *
  *   insite_redis ADDRESS [password=..] [db=N] [connect_timeout=1s]
  *                [command_timeout=200ms];          http
+ *   insite_redis_cluster HOST:PORT [HOST:PORT ...] [password=..]
+ *                [connect_timeout=1s] [command_timeout=200ms]
+ *                [read_from=master|replica];       http (not with insite_redis)
  *   insite_metrics;                                location
  *   insite_healthz;                                location
  */
@@ -43,6 +46,13 @@ static ngx_command_t  ngx_http_insite_commands[] = {
       ngx_http_insite_redis,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("insite_redis_cluster"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_insite_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      1,
       NULL },
 
     { ngx_string("insite_metrics"),
@@ -207,8 +217,20 @@ ngx_http_insite_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_insite_main_conf_t *imcf = conf;
 
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
     if (imcf->redis_conf) {
-        return "is duplicate";
+        if ((imcf->redis_conf->seeds != NULL) == (cmd->offset == 1)) {
+            return "is duplicate";
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": insite_redis and insite_redis_cluster "
+                           "are mutually exclusive (one Redis, or one "
+                           "cluster)", &value[0]);
+        return NGX_CONF_ERROR;
     }
 
     imcf->redis_conf = ngx_pcalloc(cf->pool, sizeof(ngx_insite_redis_conf_t));
@@ -216,7 +238,10 @@ ngx_http_insite_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return ngx_insite_redis_parse_conf(cf, imcf->redis_conf);
+    /* cmd->offset: 1 for insite_redis_cluster */
+    return cmd->offset == 1
+           ? ngx_insite_redis_cluster_parse_conf(cf, imcf->redis_conf)
+           : ngx_insite_redis_parse_conf(cf, imcf->redis_conf);
 }
 
 

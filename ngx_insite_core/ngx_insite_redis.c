@@ -17,7 +17,7 @@
  * state change and schedules the reconnect.
  */
 
-#include "ngx_insite_core.h"
+#include "ngx_insite_redis_int.h"
 #include <openssl/sha.h>
 #include <sys/ioctl.h>
 
@@ -26,23 +26,8 @@
 #define NGX_INSITE_REDIS_BACKOFF_MAX  30000
 
 
-typedef struct {
-    ngx_insite_redis_ready_pt    handler;
-    void                        *data;
-} ngx_insite_redis_hook_t;
 
 
-struct ngx_insite_redis_cmd_s {
-    ngx_queue_t                  queue;
-    ngx_insite_redis_t          *rd;
-    ngx_insite_redis_reply_pt    handler;
-    void                        *data;
-    ngx_pool_cleanup_t          *cln;
-    ngx_msec_t                   start;
-    ngx_msec_t                   deadline;
-    unsigned                     timed_out:1;
-    unsigned                     internal:1;
-};
 
 
 static void ngx_insite_redis_connect(ngx_insite_redis_t *rd);
@@ -62,9 +47,7 @@ static void ngx_insite_redis_became_ready(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_drop(ngx_insite_redis_t *rd, const char *reason);
 static void ngx_insite_redis_schedule_retry(ngx_insite_redis_t *rd);
 
-static ngx_insite_redis_cmd_t *ngx_insite_redis_cmd_get(ngx_insite_redis_t *rd,
-    ngx_insite_redis_reply_pt handler, void *data, ngx_msec_t timeout);
-static void ngx_insite_redis_cmd_put(ngx_insite_redis_cmd_t *cmd);
+static void ngx_insite_redis_shard_read(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -213,6 +196,10 @@ ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
 {
     ngx_insite_redis_t  *rd;
 
+    if (rc->seeds) {
+        return ngx_insite_redis_cluster_create(cycle, rc, role, metrics);
+    }
+
     rd = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_redis_t));
     if (rd == NULL) {
         return NULL;
@@ -256,6 +243,11 @@ ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
 void
 ngx_insite_redis_start(ngx_insite_redis_t *rd)
 {
+    if (rd->cluster) {
+        ngx_insite_redis_cluster_start(rd);
+        return;
+    }
+
     ngx_insite_redis_connect(rd);
 }
 
@@ -265,6 +257,11 @@ ngx_insite_redis_destroy(ngx_insite_redis_t *rd)
 {
     ngx_queue_t             *q;
     ngx_insite_redis_cmd_t  *cmd;
+
+    if (rd->cluster) {
+        ngx_insite_redis_cluster_destroy(rd);
+        return;
+    }
 
     rd->exiting = 1;
 
@@ -692,6 +689,10 @@ ngx_insite_redis_on_message(ngx_insite_redis_t *rd,
 ngx_int_t
 ngx_insite_redis_subscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
 {
+    if (rd->cluster) {
+        return ngx_insite_redis_cluster_subscribe(rd, channel, 1);
+    }
+
     if (rd->state != NGX_INSITE_REDIS_READY) {
         return NGX_DECLINED;
     }
@@ -710,6 +711,10 @@ ngx_insite_redis_subscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
 ngx_int_t
 ngx_insite_redis_unsubscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
 {
+    if (rd->cluster) {
+        return ngx_insite_redis_cluster_subscribe(rd, channel, 0);
+    }
+
     if (rd->state != NGX_INSITE_REDIS_READY) {
         return NGX_DECLINED;
     }
@@ -728,7 +733,6 @@ ngx_insite_redis_unsubscribe(ngx_insite_redis_t *rd, ngx_str_t *channel)
 static void
 ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    ngx_str_t            channel, payload, *pp;
     ngx_uint_t           event;
     redisReply          *reply = r, *kind;
     ngx_insite_redis_t  *rd = privdata;
@@ -761,6 +765,17 @@ ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    ngx_insite_redis_deliver(rd, event, reply);
+}
+
+
+/* a pub/sub event ([kind, channel, payload or count]) to rd's handler */
+void
+ngx_insite_redis_deliver(ngx_insite_redis_t *rd, ngx_uint_t event,
+    redisReply *reply)
+{
+    ngx_str_t   channel, payload, *pp;
+
     channel.data = (u_char *) reply->element[1]->str;
     channel.len = reply->element[1]->len;
 
@@ -774,22 +789,35 @@ ngx_insite_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         pp = &payload;
     }
 
-    rd->on_message(rd, event, &channel, pp, rd->on_message_data);
+    if (rd->on_message) {
+        rd->on_message(rd, event, &channel, pp, rd->on_message_data);
+    }
 }
 
 
 void
 ngx_insite_redis_reset(ngx_insite_redis_t *rd, const char *reason)
 {
+    if (rd->cluster) {
+        ngx_insite_redis_cluster_reset(rd, reason);
+        return;
+    }
+
     ngx_insite_redis_drop(rd, reason);
+}
+
+
+const char *
+ngx_insite_redis_publish_command(ngx_insite_redis_t *rd)
+{
+    return (rd && rd->cluster) ? "SPUBLISH" : "PUBLISH";
 }
 
 
 static void
 ngx_insite_redis_became_ready(ngx_insite_redis_t *rd)
 {
-    ngx_uint_t                i, reconnected, level;
-    ngx_insite_redis_hook_t  *hook;
+    ngx_uint_t  reconnected, level;
 
     reconnected = rd->ever_ready;
     level = reconnected ? NGX_LOG_NOTICE : NGX_LOG_INFO;
@@ -811,6 +839,16 @@ ngx_insite_redis_became_ready(ngx_insite_redis_t *rd)
             ngx_insite_metric_inc(rd->metrics->reconnects);
         }
     }
+
+    ngx_insite_redis_run_hooks(rd, reconnected);
+}
+
+
+void
+ngx_insite_redis_run_hooks(ngx_insite_redis_t *rd, ngx_uint_t reconnected)
+{
+    ngx_uint_t                i;
+    ngx_insite_redis_hook_t  *hook;
 
     hook = rd->hooks.elts;
 
@@ -922,8 +960,22 @@ ngx_insite_redis_command(ngx_insite_redis_t *rd,
     ngx_insite_redis_reply_pt handler, void *data, const char *fmt, ...)
 {
     int                      rc;
+    char                    *buf;
     va_list                  args;
     ngx_insite_redis_cmd_t  *cmd;
+
+    if (rd && rd->cluster) {
+        va_start(args, fmt);
+        rc = redisvFormatCommand(&buf, fmt, args);
+        va_end(args);
+
+        if (rc <= 0) {
+            return NULL;
+        }
+
+        return ngx_insite_redis_cluster_command(rd, handler, data, buf,
+                                                (size_t) rc);
+    }
 
     cmd = ngx_insite_redis_cmd_start(rd, handler, data);
     if (cmd == NULL) {
@@ -943,7 +995,19 @@ ngx_insite_redis_command_argv(ngx_insite_redis_t *rd,
     ngx_insite_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
+    int                      len;
+    char                    *buf;
     ngx_insite_redis_cmd_t  *cmd;
+
+    if (rd && rd->cluster) {
+        len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+        if (len <= 0) {
+            return NULL;
+        }
+
+        return ngx_insite_redis_cluster_command(rd, handler, data, buf,
+                                                (size_t) len);
+    }
 
     cmd = ngx_insite_redis_cmd_start(rd, handler, data);
     if (cmd == NULL) {
@@ -953,6 +1017,78 @@ ngx_insite_redis_command_argv(ngx_insite_redis_t *rd,
     return ngx_insite_redis_cmd_sent(cmd,
                redisAsyncCommandArgv(rd->ac, ngx_insite_redis_reply, cmd,
                                      argc, argv, argvlen));
+}
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_command_formatted(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data, const char *buf,
+    size_t len, ngx_msec_t deadline)
+{
+    ngx_insite_redis_cmd_t  *cmd;
+
+    cmd = ngx_insite_redis_cmd_start(rd, handler, data);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    if ((ngx_msec_int_t) (deadline - cmd->deadline) < 0) {
+        cmd->deadline = deadline;
+    }
+
+    cmd->internal = (handler == NULL);
+
+    return ngx_insite_redis_cmd_sent(cmd,
+               redisAsyncFormattedCommand(rd->ac, ngx_insite_redis_reply, cmd,
+                                          buf, len));
+}
+
+
+ngx_int_t
+ngx_insite_redis_send_raw(ngx_insite_redis_t *rd, const char *buf,
+    size_t len)
+{
+    if (rd->state != NGX_INSITE_REDIS_READY || rd->ac == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (redisAppendFormattedCommand(&rd->ac->c, buf, len) != REDIS_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_insite_redis_add_write(rd);
+
+    return NGX_OK;
+}
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_group(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data)
+{
+    if (rd == NULL || rd->state != NGX_INSITE_REDIS_READY) {
+        return NULL;
+    }
+
+    return ngx_insite_redis_cmd_get(rd, handler, data, 0);
+}
+
+
+void
+ngx_insite_redis_group_done(ngx_insite_redis_cmd_t *cmd,
+    ngx_insite_redis_status_e status, redisReply *reply)
+{
+    void                       *data;
+    ngx_insite_redis_reply_pt   handler;
+
+    handler = cmd->handler;
+    data = cmd->data;
+
+    ngx_insite_redis_cmd_put(cmd);
+
+    if (handler) {
+        handler(status, reply, data);
+    }
 }
 
 
@@ -998,7 +1134,7 @@ ngx_insite_redis_cancel_cleanup(void *data)
 }
 
 
-static ngx_insite_redis_cmd_t *
+ngx_insite_redis_cmd_t *
 ngx_insite_redis_cmd_get(ngx_insite_redis_t *rd,
     ngx_insite_redis_reply_pt handler, void *data, ngx_msec_t timeout)
 {
@@ -1029,7 +1165,7 @@ ngx_insite_redis_cmd_get(ngx_insite_redis_t *rd,
 }
 
 
-static void
+void
 ngx_insite_redis_cmd_put(ngx_insite_redis_cmd_t *cmd)
 {
     if (cmd->cln) {
@@ -1180,13 +1316,54 @@ ngx_insite_redis_read_handler(ngx_event_t *ev)
     fd = c->fd;
 
     for (i = 0; i < 16 && rd->ac; i++) {
-        redisAsyncHandleRead(rd->ac);
+        if (rd->shard_of && rd->state == NGX_INSITE_REDIS_READY) {
+            ngx_insite_redis_shard_read(rd);
+
+        } else {
+            redisAsyncHandleRead(rd->ac);
+        }
+
 
         if (rd->ac == NULL
             || ioctl(fd, FIONREAD, &avail) == -1 || avail <= 0)
         {
             break;
         }
+    }
+}
+
+
+/*
+ * A ready shard subscriber: hiredis 0.14's async layer has no sharded
+ * pub/sub (an "smessage" with no callback waiting would trip its asserts),
+ * so its replies are read here, off hiredis' reader, and handed to the
+ * cluster router.  Nothing it writes after the handshake has a callback.
+ */
+
+static void
+ngx_insite_redis_shard_read(ngx_insite_redis_t *rd)
+{
+    void          *reply;
+    redisContext  *c = &rd->ac->c;
+
+    if (redisBufferRead(c) != REDIS_OK) {
+        ngx_insite_redis_drop(rd, c->errstr[0] ? c->errstr
+                                               : "connection closed");
+        return;
+    }
+
+    while (rd->ac) {
+        if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+            ngx_insite_redis_drop(rd, "protocol error");
+            return;
+        }
+
+        if (reply == NULL) {
+            return;
+        }
+
+        ngx_insite_redis_cluster_shard_reply(rd, reply);
+        freeReplyObject(reply);
     }
 }
 

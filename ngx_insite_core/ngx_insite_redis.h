@@ -41,6 +41,7 @@ typedef enum {
 
 typedef struct ngx_insite_redis_s      ngx_insite_redis_t;
 typedef struct ngx_insite_redis_cmd_s  ngx_insite_redis_cmd_t;
+typedef struct ngx_insite_redis_cluster_s  ngx_insite_redis_cluster_t;
 
 /*
  * A reply handler.  reply is NULL unless status is OK; a Redis error reply
@@ -73,7 +74,15 @@ typedef struct {
 } ngx_insite_redis_script_t;
 
 
-/* what an `insite_redis` directive says */
+/* a node address of `insite_redis_cluster` */
+typedef struct {
+    ngx_str_t                  name;            /* as written, for logs */
+    ngx_str_t                  host;            /* numeric, NUL-terminated */
+    in_port_t                  port;
+} ngx_insite_redis_addr_t;
+
+
+/* what an `insite_redis` or `insite_redis_cluster` directive says */
 typedef struct {
     ngx_str_t                  name;            /* for logs: host:port */
     ngx_str_t                  host;            /* numeric address */
@@ -84,6 +93,11 @@ typedef struct {
     ngx_msec_t                 connect_timeout;
     ngx_msec_t                 command_timeout;
     ngx_array_t               *scripts;         /* ngx_insite_redis_script_t * */
+
+    /* insite_redis_cluster: seed nodes (ngx_insite_redis_addr_t); NULL for
+     * a single Redis.  A cluster has no db (SELECT is refused there). */
+    ngx_array_t               *seeds;
+    unsigned                   read_replica:1;  /* read_from=replica */
 } ngx_insite_redis_conf_t;
 
 
@@ -130,10 +144,27 @@ struct ngx_insite_redis_s {
     void                      *on_message_data;
 
     ngx_insite_redis_metrics_t *metrics;
+
+    /*
+     * Set on a cluster handle (a conf with seeds): the handle has no socket
+     * of its own; commands are routed by slot to per-master connections
+     * (ngx_insite_redis_cluster.c), subscriptions go to the channel's shard
+     * with SSUBSCRIBE.  state is READY once the slot map is known (and, for
+     * a subscriber, every shard's connection is ready).
+     */
+    ngx_insite_redis_cluster_t *cluster;
+
+    /* a cluster shard's subscriber connection: once ready, its replies are
+     * read past hiredis' callbacks (hiredis 0.14 knows no sharded pub/sub) */
+    ngx_insite_redis_cluster_t *shard_of;
 };
 
 
 char *ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc);
+/* insite_redis_cluster host:port [host:port ...] [password=]
+ * [connect_timeout=] [command_timeout=] [read_from=master|replica] */
+char *ngx_insite_redis_cluster_parse_conf(ngx_conf_t *cf,
+    ngx_insite_redis_conf_t *rc);
 
 ngx_insite_redis_t *ngx_insite_redis_create(ngx_cycle_t *cycle,
     ngx_insite_redis_conf_t *rc, const char *role,
@@ -172,6 +203,14 @@ ngx_insite_redis_cmd_t *ngx_insite_redis_eval(ngx_insite_redis_t *rd,
  * SUBSCRIBE/UNSUBSCRIBE confirmations and messages all go to the handler.
  * Subscriptions are not restored by the adapter after a reconnect: the ready
  * hook is where the owner resubscribes (it knows what it still needs).
+ *
+ * On a cluster handle a channel is subscribed (SSUBSCRIBE) on the shard that
+ * owns its slot; subscribe answers NGX_DECLINED while that shard's
+ * connection is not ready.  The ready hooks run (reconnected = 1) whenever
+ * a subscription may have been lost: a shard connection (re)connects, the
+ * slot map changes owners, a server drops a channel (sunsubscribe when its
+ * slot moves) or refuses it (MOVED).  The owner then resubscribes everything
+ * and repairs gaps, exactly as after a single Redis comes back.
  */
 void ngx_insite_redis_on_message(ngx_insite_redis_t *rd,
     ngx_insite_redis_message_pt handler, void *data);
@@ -180,9 +219,26 @@ ngx_int_t ngx_insite_redis_subscribe(ngx_insite_redis_t *rd,
 ngx_int_t ngx_insite_redis_unsubscribe(ngx_insite_redis_t *rd,
     ngx_str_t *channel);
 
+/*
+ * "PUBLISH", or "SPUBLISH" on a cluster: the command that reaches this
+ * handle's subscribers (a cluster subscriber uses sharded pub/sub).
+ */
+const char *ngx_insite_redis_publish_command(ngx_insite_redis_t *rd);
+
 /* Drops the connection (it reconnects with backoff), e.g. on a failed
- * end-to-end heartbeat. */
+ * end-to-end heartbeat.  On a cluster subscriber: every shard's. */
 void ngx_insite_redis_reset(ngx_insite_redis_t *rd, const char *reason);
+
+/*
+ * A reply the caller assembles from several commands (on a cluster, a read
+ * across slots): a record cancelable like a command's, whose handler runs
+ * once, when the caller completes it with ngx_insite_redis_group_done()
+ * (reply may be one the caller built; it stays the caller's).
+ */
+ngx_insite_redis_cmd_t *ngx_insite_redis_group(ngx_insite_redis_t *rd,
+    ngx_insite_redis_reply_pt handler, void *data);
+void ngx_insite_redis_group_done(ngx_insite_redis_cmd_t *cmd,
+    ngx_insite_redis_status_e status, redisReply *reply);
 
 /* The handler will not be called; use when the caller goes away first. */
 void ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd);

@@ -205,6 +205,11 @@ insite_channel_key(char *buf, size_t size, const char *prefix, size_t plen,
                      (int) chlen, ch);
         break;
 
+    case INSITE_CHANNEL_KEY_SPUB:
+        n = snprintf(buf, size, "%.*s{%.*s}:pub", (int) plen, prefix,
+                     (int) chlen, ch);
+        break;
+
     default:
         return 0;
     }
@@ -464,8 +469,9 @@ insite_channel_publish_args(insite_channel_publish_args_t *a,
     }
 
     n = insite_channel_key(a->pub, sizeof(a->pub), prefix, plen,
-                           INSITE_CHANNEL_KEY_PUB, m->channel, m->channel_len,
-                           NULL, 0);
+                           m->sharded ? INSITE_CHANNEL_KEY_SPUB
+                                      : INSITE_CHANNEL_KEY_PUB,
+                           m->channel, m->channel_len, NULL, 0);
 
     snprintf(a->history, sizeof(a->history), "%lu", m->history);
     snprintf(a->ttl, sizeof(a->ttl), "%lu", m->idem ? m->idem_ttl : 1UL);
@@ -478,6 +484,10 @@ insite_channel_publish_args(insite_channel_publish_args_t *a,
     a->argv[i] = m->epoch;        a->lens[i++] = m->epoch_len;
     a->argv[i] = a->pub;          a->lens[i++] = n;
     a->argv[i] = a->ttl;          a->lens[i++] = strlen(a->ttl);
+
+    if (m->sharded) {
+        a->argv[i] = "1";         a->lens[i++] = 1;
+    }
 
     a->nargs = i;
 

@@ -11,7 +11,10 @@
  *   <p>{<channel>}:seq          hash: seq, epoch       (publish.lua)
  *   <p>{<channel>}:hist         zset: framed messages, score = seq
  *   <p>{<channel>}:idem:<key>   string: seq of the first publish, with TTL
- *   <p>pub:<channel>            pub/sub channel (not a key)
+ *   <p>pub:<channel>            pub/sub channel (not a key), single Redis
+ *   <p>{<channel>}:pub          sharded pub/sub channel (SPUBLISH), Redis
+ *                               Cluster: in the channel's slot, so the
+ *                               publish script may SPUBLISH to it
  *
  * The braces are a Redis Cluster hash tag: every key of one channel is in
  * one slot, so the publish script may touch them all.  Channel names cannot
@@ -74,7 +77,8 @@ typedef enum {
     INSITE_CHANNEL_KEY_STATE = 0,   /* {c}:seq */
     INSITE_CHANNEL_KEY_HIST,        /* {c}:hist */
     INSITE_CHANNEL_KEY_IDEM,        /* {c}:idem:<key> */
-    INSITE_CHANNEL_KEY_PUB          /* pub:<c> */
+    INSITE_CHANNEL_KEY_PUB,         /* pub:<c> */
+    INSITE_CHANNEL_KEY_SPUB         /* {c}:pub (Redis Cluster) */
 } insite_channel_key_e;
 
 /*
@@ -135,9 +139,11 @@ typedef struct {
     size_t          epoch_len;
     unsigned long   history;         /* messages kept, 0 = none */
     unsigned long   idem_ttl;        /* seconds, >= 1 when idem is given */
+    int             sharded;         /* 1: Redis Cluster, SPUBLISH to
+                                        {c}:pub (ARGV[9] = "1") */
 } insite_channel_publish_t;
 
-#define INSITE_CHANNEL_PUBLISH_ARGS  11
+#define INSITE_CHANNEL_PUBLISH_ARGS  12
 #define INSITE_CHANNEL_HISTORY_MAX   1000000UL
 #define INSITE_CHANNEL_IDEM_TTL_MAX  (30UL * 86400)
 

@@ -291,6 +291,7 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     m.epoch_len = sizeof(epoch);
     m.history = wlcf->history;
     m.idem_ttl = (unsigned long) wmcf->idempotency_ttl;
+    m.sharded = (rd->cluster != NULL);
 
     a = ngx_palloc(r->pool, sizeof(insite_channel_publish_args_t));
     if (a == NULL) {

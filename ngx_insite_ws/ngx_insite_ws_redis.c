@@ -2,6 +2,9 @@
  * The WebSocket module's use of Redis.
  *
  *   <prefix>pub:<channel>    pub/sub channel the publish script PUBLISHes to
+ *   <prefix>{<channel>}:pub  the same on Redis Cluster (insite_redis_cluster):
+ *                            sharded pub/sub, SPUBLISH/SSUBSCRIBE on the
+ *                            shard that owns the channel's slot
  *   <prefix>{<channel>}:seq  hash: seq, epoch (lua/publish.lua, position.lua)
  *   <prefix>{<channel>}:hist sorted set of framed messages, score = seq
  *   <prefix>hb:<pid>         this worker's pub/sub heartbeat
@@ -97,6 +100,15 @@ ngx_insite_ws_redis_exit(ngx_cycle_t *cycle)
 }
 
 
+/* the pub/sub channel of a channel: sharded on a cluster */
+static insite_channel_key_e
+ngx_insite_ws_redis_pub_kind(ngx_http_insite_ws_main_conf_t *wmcf)
+{
+    return (wmcf->pubsub && wmcf->pubsub->cluster) ? INSITE_CHANNEL_KEY_SPUB
+                                                   : INSITE_CHANNEL_KEY_PUB;
+}
+
+
 static size_t
 ngx_insite_ws_redis_key(u_char *buf, insite_channel_key_e kind,
     ngx_str_t *name)
@@ -123,7 +135,8 @@ ngx_insite_ws_redis_subscribe(ngx_insite_ws_channel_t *ch)
     wmcf = ngx_insite_ws_main_conf();
 
     key.data = buf;
-    key.len = ngx_insite_ws_redis_key(buf, INSITE_CHANNEL_KEY_PUB, &ch->node.str);
+    key.len = ngx_insite_ws_redis_key(buf, ngx_insite_ws_redis_pub_kind(wmcf),
+                                      &ch->node.str);
 
     if (wmcf->pubsub == NULL
         || ngx_insite_redis_subscribe(wmcf->pubsub, &key) != NGX_OK)
@@ -147,12 +160,13 @@ ngx_insite_ws_redis_unsubscribe(ngx_insite_ws_channel_t *ch)
 
     wmcf = ngx_insite_ws_main_conf();
 
-    key.data = buf;
-    key.len = ngx_insite_ws_redis_key(buf, INSITE_CHANNEL_KEY_PUB, &ch->node.str);
-
     if (wmcf->pubsub == NULL) {
         return NGX_DECLINED;
     }
+
+    key.data = buf;
+    key.len = ngx_insite_ws_redis_key(buf, ngx_insite_ws_redis_pub_kind(wmcf),
+                                      &ch->node.str);
 
     return ngx_insite_redis_unsubscribe(wmcf->pubsub, &key);
 }
@@ -184,12 +198,20 @@ ngx_insite_ws_redis_message(ngx_insite_redis_t *rd, ngx_uint_t event,
         return;
     }
 
-    if (name.len <= 4 || ngx_strncmp(name.data, "pub:", 4) != 0) {
+    if (name.len > 4 && ngx_strncmp(name.data, "pub:", 4) == 0) {
+        name.data += 4;
+        name.len -= 4;
+
+    } else if (name.len > 6 && name.data[0] == '{'
+               && ngx_strncmp(name.data + name.len - 5, "}:pub", 5) == 0)
+    {
+        /* {<channel>}:pub, sharded (Redis Cluster) */
+        name.data += 1;
+        name.len -= 6;
+
+    } else {
         return;
     }
-
-    name.data += 4;
-    name.len -= 4;
 
     switch (event) {
 
@@ -233,6 +255,172 @@ ngx_insite_ws_redis_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
 }
 
 
+/*
+ * On a cluster one script call reads the keys of one slot: positions of
+ * channels in different slots are read one call each and answered together,
+ * as one reply of the shape lua/position.lua gives ({ seq1, epoch1, ... }).
+ */
+
+typedef struct ngx_insite_ws_positions_s  ngx_insite_ws_positions_t;
+
+typedef struct {
+    ngx_insite_ws_positions_t  *g;
+    ngx_uint_t                  i;
+} ngx_insite_ws_position_part_t;
+
+struct ngx_insite_ws_positions_s {
+    ngx_insite_redis_cmd_t     *group;     /* what the caller holds */
+    ngx_uint_t                  n;
+    ngx_uint_t                  left;
+    ngx_insite_redis_status_e   status;    /* the first failure */
+    ngx_uint_t                  bad;       /* an error or odd reply */
+    redisReply                **element;   /* 2n pointers into part[] */
+    redisReply                 *value;     /* 2n: seq, epoch per channel */
+    ngx_insite_ws_position_part_t  *parts; /* n */
+};
+
+
+static void
+ngx_insite_ws_redis_position_part(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_ws_position_part_t *part = data;
+
+    size_t                      len;
+    ngx_uint_t                  i;
+    redisReply                  top, *seq, *epoch;
+    ngx_insite_ws_positions_t  *g = part->g;
+
+    i = part->i;
+
+    if (status != NGX_INSITE_REDIS_OK) {
+        if (g->status == NGX_INSITE_REDIS_OK) {
+            g->status = status;
+        }
+
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+               || reply->element[0]->type != REDIS_REPLY_INTEGER
+               || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        g->bad = 1;
+
+    } else {
+        seq = &g->value[2 * i];
+        epoch = &g->value[2 * i + 1];
+        seq->type = REDIS_REPLY_INTEGER;
+        seq->integer = reply->element[0]->integer;
+        len = reply->element[1]->len;
+        epoch->type = REDIS_REPLY_STRING;
+        epoch->str = ngx_alloc(len + 1, ngx_cycle->log);
+        if (epoch->str == NULL) {
+            g->bad = 1;
+        } else {
+            ngx_memcpy(epoch->str, reply->element[1]->str, len);
+            epoch->str[len] = '\0';
+            epoch->len = len;
+        }
+    }
+
+    if (--g->left > 0) {
+        return;
+    }
+
+    ngx_memzero(&top, sizeof(redisReply));
+
+    if (g->status == NGX_INSITE_REDIS_OK && !g->bad) {
+        top.type = REDIS_REPLY_ARRAY;
+        top.elements = 2 * g->n;
+        top.element = g->element;
+
+    } else {
+        top.type = REDIS_REPLY_ERROR;
+        top.str = "positions across cluster slots: bad reply";
+        top.len = ngx_strlen(top.str);
+    }
+
+    ngx_insite_redis_group_done(g->group, g->status,
+                                g->status == NGX_INSITE_REDIS_OK ? &top
+                                                                 : NULL);
+
+    for (i = 0; i < g->n; i++) {
+        ngx_free(g->value[2 * i + 1].str);
+    }
+
+    ngx_free(g);
+}
+
+
+/* one position.lua call per channel, answered together */
+static ngx_insite_redis_cmd_t *
+ngx_insite_ws_redis_positions_split(ngx_insite_ws_channel_t **chs,
+    ngx_uint_t n, ngx_insite_redis_reply_pt handler, void *data)
+{
+    u_char                           key[NGX_INSITE_WS_KEY_MAX];
+    size_t                           len;
+    ngx_uint_t                       i;
+    const char                      *arg;
+    ngx_insite_redis_t              *rd;
+    ngx_insite_ws_positions_t       *g;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+    rd = ngx_insite_redis_shared();
+
+    g = ngx_calloc(sizeof(ngx_insite_ws_positions_t)
+                   + 2 * n * (sizeof(redisReply *) + sizeof(redisReply))
+                   + n * sizeof(ngx_insite_ws_position_part_t),
+                   ngx_cycle->log);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    g->element = (redisReply **) (g + 1);
+    g->value = (redisReply *) (g->element + 2 * n);
+    g->parts = (ngx_insite_ws_position_part_t *) (g->value + 2 * n);
+    g->n = n;
+
+    g->group = ngx_insite_redis_group(rd, handler, data);
+    if (g->group == NULL) {
+        ngx_free(g);
+        return NULL;
+    }
+
+    for (i = 0; i < 2 * n; i++) {
+        g->element[i] = &g->value[i];
+    }
+
+    for (i = 0; i < n; i++) {
+        g->parts[i].g = g;
+        g->parts[i].i = i;
+
+        len = ngx_insite_ws_redis_key(key, INSITE_CHANNEL_KEY_STATE,
+                                      &chs[i]->node.str);
+        arg = (const char *) key;
+
+        if (ngx_insite_redis_eval(rd, wmcf->position_script,
+                                  ngx_insite_ws_redis_position_part,
+                                  &g->parts[i], 1, 1, &arg, &len)
+            == NULL)
+        {
+            /* the ones sent answer; the rest count as lost */
+            g->status = NGX_INSITE_REDIS_LOST;
+            continue;
+        }
+
+        g->left++;
+    }
+
+    if (g->left == 0) {
+        ngx_insite_redis_cancel(g->group);
+        ngx_insite_redis_group_done(g->group, NGX_INSITE_REDIS_LOST, NULL);
+        ngx_free(g);
+        return NULL;
+    }
+
+    return g->group;
+}
+
+
 ngx_int_t
 ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
     ngx_insite_redis_reply_pt handler, void *data,
@@ -245,6 +433,17 @@ ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
     ngx_http_insite_ws_main_conf_t  *wmcf;
 
     wmcf = ngx_insite_ws_main_conf();
+
+    if (n > 1 && ngx_insite_redis_shared()
+        && ngx_insite_redis_shared()->cluster)
+    {
+        *cmd = ngx_insite_ws_redis_positions_split(chs, n, handler, data);
+        if (*cmd == NULL) {
+            return NGX_ERROR;
+        }
+
+        goto sent;
+    }
 
     args = ngx_alloc(n * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
     keys = ngx_alloc(n * NGX_INSITE_WS_KEY_MAX, ngx_cycle->log);
@@ -276,6 +475,8 @@ ngx_insite_ws_redis_positions(ngx_insite_ws_channel_t **chs, ngx_uint_t n,
     if (*cmd == NULL) {
         return NGX_ERROR;
     }
+
+sent:
 
     for (i = 0; i < n; i++) {
         chs[i]->busy++;
@@ -425,7 +626,11 @@ ngx_insite_ws_redis_heartbeat(ngx_http_insite_ws_main_conf_t *wmcf)
 
     len = ngx_sprintf(buf, "%Vhb:%P", &wmcf->prefix, ngx_pid) - buf;
 
-    if (ngx_insite_redis_command(cmd, NULL, NULL, "PUBLISH %b 1", buf, len)) {
+    /* SPUBLISH on a cluster: the subscriber uses sharded pub/sub */
+    if (ngx_insite_redis_command(cmd, NULL, NULL, "%s %b 1",
+                                 ngx_insite_redis_publish_command(cmd),
+                                 buf, len))
+    {
         wmcf->heartbeat_sent++;
     }
 }

@@ -38,7 +38,7 @@ fi
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -fno-omit-frame-pointer \
  -fsanitize=address,undefined -fno-sanitize-recover=undefined \
  -Wall -Wextra -Werror -Wno-unused-parameter"
-LIBS="$(pkg-config --libs libcrypto jansson zlib 2>/dev/null || echo -lcrypto -ljansson -lz)"
+LIBS="$(pkg-config --libs libcrypto jansson zlib hiredis 2>/dev/null || echo -lcrypto -ljansson -lz -lhiredis)"
 
 mkdir -p "$OUT/obj"
 

@@ -33,7 +33,7 @@ my $publish_lua = do {
     <$fh>;
 };
 # the same script without its PUBLISH: seq, history, nothing on pub/sub
-(my $silent_lua = $publish_lua) =~ s/^redis\.call\('PUBLISH'.*$//m;
+(my $silent_lua = $publish_lua) =~ s/^redis\.call\(.*'PUBLISH'.*$//m;
 isnt($silent_lua, $publish_lua, 'lua/publish.lua without its PUBLISH');
 
 sub publish_silently {
