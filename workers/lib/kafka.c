@@ -19,16 +19,6 @@
 #define MAX_ATTEMPTS 5        /* app-level retries before spooling */
 #define SPOOL_NAME "kafka-spool.jsonl"
 
-const insite_kafka_topic insite_kafka_topics[] = {
-    { "stock_updates",     5, 24LL * 3600 * 1000 },
-    { "sentiment_updates", 5, 24LL * 3600 * 1000 },
-    { "alerts",            3, 7LL * 86400 * 1000 },
-    { "user_events",       5, 7LL * 86400 * 1000 },
-    { "system_events",     1, 30LL * 86400 * 1000 },
-    { "social_posts",      5, 7LL * 86400 * 1000 },
-};
-const size_t insite_kafka_ntopics =
-    sizeof(insite_kafka_topics) / sizeof(insite_kafka_topics[0]);
 
 const insite_config_key insite_kafka_config_keys[] = {
     { "kafka.bootstrap", INSITE_CFG_STRING, "127.0.0.1:9092", 0, 0,
@@ -88,6 +78,9 @@ struct insite_kafka {
     char codec[16];
     atomic_uint_fast64_t delivered, failed, retried, spooled;
     insite_kafka_producer_metrics *pm;   /* NULL = no metrics */
+    rd_kafka_topic_t **catalog;  /* a handle per catalog topic, made with its
+                                    codec before any produce, so librdkafka's
+                                    topic cache serves it to producev */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -347,6 +340,42 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
     return 0;
 }
 
+/* Each catalog topic (kafka_topics.h) with its own compression.codec.  A
+ * codec this librdkafka lacks leaves the topic on the producer's (logged). */
+static void catalog_codecs(insite_kafka *k)
+{
+    char err[512];
+    k->catalog = calloc(insite_kafka_ntopics, sizeof(*k->catalog));
+    if (k->catalog == NULL) {
+        insite_log_warn("kafka: out of memory: catalog topics use compression %s", k->codec);
+        return;
+    }
+    for (size_t i = 0; i < insite_kafka_ntopics; i++) {
+        const insite_kafka_topic *t = &insite_kafka_topics[i];
+        rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+        if (tc != NULL && rd_kafka_topic_conf_set(tc, "compression.codec", t->compression,
+                                                  err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            insite_log_warn("kafka: topic %s: compression %s: %s; using %s", t->name,
+                            t->compression, err, k->codec);
+            rd_kafka_topic_conf_destroy(tc);
+            continue;
+        }
+        k->catalog[i] = tc ? rd_kafka_topic_new(k->rk, t->name, tc) : NULL;
+        if (k->catalog[i] == NULL)
+            insite_log_warn("kafka: topic %s: %s; using compression %s", t->name,
+                            rd_kafka_err2str(rd_kafka_last_error()), k->codec);
+    }
+}
+
+static void catalog_free(insite_kafka *k)
+{
+    for (size_t i = 0; k->catalog != NULL && i < insite_kafka_ntopics; i++)
+        if (k->catalog[i] != NULL)
+            rd_kafka_topic_destroy(k->catalog[i]);
+    free(k->catalog);
+    k->catalog = NULL;
+}
+
 /* The preferred codec first, then the rest in order of ratio/speed: the
  * Debian build has them all, but a minimal librdkafka may lack zstd/lz4. */
 static int set_compression(insite_kafka *k, rd_kafka_conf_t *conf, const char *want)
@@ -487,6 +516,7 @@ insite_kafka *insite_kafka_new(const insite_kafka_options *o)
         goto fail;
     }
     conf = NULL;   /* owned by rk now */
+    catalog_codecs(k);
     insite_log_info("kafka: producer for %s (compression %s, linger %dms)",
                     o->bootstrap, k->codec, o->linger_ms);
     replay_spool(k);
@@ -534,6 +564,7 @@ void insite_kafka_close(insite_kafka *k)
     if (rd_kafka_outq_len(k->rk) > 0)
         insite_log_error("kafka: %d message(s) still in librdkafka at exit",
                          rd_kafka_outq_len(k->rk));
+    catalog_free(k);
     rd_kafka_destroy(k->rk);
     pthread_mutex_destroy(&k->lock);
     free(k->spool_path);
@@ -559,9 +590,90 @@ const char *insite_kafka_compression(const insite_kafka *k)
 
 /* ---- topic admin ----------------------------------------------------- */
 
+static int admin_options(rd_kafka_AdminOptions_t *ao, int timeout_ms, char *err, size_t errlen)
+{
+    char buf[512];
+    if (rd_kafka_AdminOptions_set_request_timeout(ao, timeout_ms, buf, sizeof(buf))
+        != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        set_err(err, errlen, "admin options: %s", buf);
+        return -1;
+    }
+    return 0;
+}
+
+/* The catalog's retention.ms and compression.type on topics that existed
+ * before CreateTopics (AlterConfigs replaces the topic's explicit configs
+ * with these two: the catalog owns them). */
+static int alter_existing(insite_kafka *k, const char **names, size_t n, int timeout_ms,
+                          char *err, size_t errlen)
+{
+    rd_kafka_ConfigResource_t **cr = calloc(n, sizeof(*cr));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_event_t *ev = NULL;
+    char ms[32];
+    int rc = -1;
+
+    if (cr == NULL || q == NULL || ao == NULL) {
+        set_err(err, errlen, "out of memory");
+        goto out;
+    }
+    if (admin_options(ao, timeout_ms, err, errlen) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const insite_kafka_topic *t = insite_kafka_topic_find(names[i]);
+        snprintf(ms, sizeof(ms), "%lld", t->retention_ms);
+        if ((cr[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, t->name)) == NULL
+            || rd_kafka_ConfigResource_set_config(cr[i], "retention.ms", ms)
+               != RD_KAFKA_RESP_ERR_NO_ERROR
+            || rd_kafka_ConfigResource_set_config(cr[i], "compression.type", t->compression)
+               != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s: cannot build its configs", t->name);
+            goto out;
+        }
+    }
+    rd_kafka_AlterConfigs(k->rk, cr, n, ao, q);
+    if ((ev = rd_kafka_queue_poll(q, timeout_ms + 1000)) == NULL) {
+        set_err(err, errlen, "AlterConfigs: no answer within %d ms", timeout_ms);
+        goto out;
+    }
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        set_err(err, errlen, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    size_t nres = 0;
+    const rd_kafka_ConfigResource_t **res =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &nres);
+    rc = 0;
+    for (size_t i = 0; i < nres && rc == 0; i++) {
+        if (rd_kafka_ConfigResource_error(res[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s: %s", rd_kafka_ConfigResource_name(res[i]),
+                    rd_kafka_ConfigResource_error_string(res[i]));
+            rc = -1;
+        } else {
+            insite_log_info("kafka: topic %s: retention.ms and compression.type from the catalog",
+                            rd_kafka_ConfigResource_name(res[i]));
+        }
+    }
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    for (size_t i = 0; cr != NULL && i < n; i++)
+        if (cr[i])
+            rd_kafka_ConfigResource_destroy(cr[i]);
+    free(cr);
+    if (ao)
+        rd_kafka_AdminOptions_destroy(ao);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    return rc;
+}
+
 int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_t errlen)
 {
-    rd_kafka_NewTopic_t *nt[16];
+    rd_kafka_NewTopic_t *nt[32];
+    const char *existing[32];
+    size_t nexisting = 0;
     size_t n = insite_kafka_ntopics;
     rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
     rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -570,6 +682,12 @@ int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_
     int rc = -1;
 
     memset(nt, 0, sizeof(nt));
+    if (n > sizeof(nt) / sizeof(nt[0])) {
+        set_err(err, errlen, "%zu topics in the catalog, at most %zu", n,
+                sizeof(nt) / sizeof(nt[0]));
+        n = 0;
+        goto out;
+    }
     if (q == NULL || ao == NULL) {
         set_err(err, errlen, "out of memory");
         goto out;
@@ -589,8 +707,10 @@ int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_
             goto out;
         }
         snprintf(ms, sizeof(ms), "%lld", t->retention_ms);
-        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            set_err(err, errlen, "topic %s: cannot set retention.ms", t->name);
+        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", ms) != RD_KAFKA_RESP_ERR_NO_ERROR
+            || rd_kafka_NewTopic_set_config(nt[i], "compression.type", t->compression)
+               != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s: cannot set retention.ms/compression.type", t->name);
             goto out;
         }
     }
@@ -616,12 +736,16 @@ int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_
             insite_log_info("kafka: created topic %s", name);
         } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             insite_log_debug("kafka: topic %s already exists", name);
+            existing[nexisting++] = name;
         } else if (rc == 0) {
             const char *msg = rd_kafka_topic_result_error_string(tr[i]);
             set_err(err, errlen, "topic %s: %s", name, msg ? msg : rd_kafka_err2str(e));
             rc = -1;
         }
     }
+    /* names point into ev: before it is destroyed */
+    if (rc == 0 && nexisting > 0)
+        rc = alter_existing(k, existing, nexisting, timeout_ms, err, errlen);
 out:
     if (ev)
         rd_kafka_event_destroy(ev);
