@@ -78,9 +78,6 @@ struct insite_kafka {
     char codec[16];
     atomic_uint_fast64_t delivered, failed, retried, spooled;
     insite_kafka_producer_metrics *pm;   /* NULL = no metrics */
-    rd_kafka_topic_t **catalog;  /* a handle per catalog topic, made with its
-                                    codec before any produce, so librdkafka's
-                                    topic cache serves it to producev */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -340,42 +337,6 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value)
     return 0;
 }
 
-/* Each catalog topic (kafka_topics.h) with its own compression.codec.  A
- * codec this librdkafka lacks leaves the topic on the producer's (logged). */
-static void catalog_codecs(insite_kafka *k)
-{
-    char err[512];
-    k->catalog = calloc(insite_kafka_ntopics, sizeof(*k->catalog));
-    if (k->catalog == NULL) {
-        insite_log_warn("kafka: out of memory: catalog topics use compression %s", k->codec);
-        return;
-    }
-    for (size_t i = 0; i < insite_kafka_ntopics; i++) {
-        const insite_kafka_topic *t = &insite_kafka_topics[i];
-        rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
-        if (tc != NULL && rd_kafka_topic_conf_set(tc, "compression.codec", t->compression,
-                                                  err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-            insite_log_warn("kafka: topic %s: compression %s: %s; using %s", t->name,
-                            t->compression, err, k->codec);
-            rd_kafka_topic_conf_destroy(tc);
-            continue;
-        }
-        k->catalog[i] = tc ? rd_kafka_topic_new(k->rk, t->name, tc) : NULL;
-        if (k->catalog[i] == NULL)
-            insite_log_warn("kafka: topic %s: %s; using compression %s", t->name,
-                            rd_kafka_err2str(rd_kafka_last_error()), k->codec);
-    }
-}
-
-static void catalog_free(insite_kafka *k)
-{
-    for (size_t i = 0; k->catalog != NULL && i < insite_kafka_ntopics; i++)
-        if (k->catalog[i] != NULL)
-            rd_kafka_topic_destroy(k->catalog[i]);
-    free(k->catalog);
-    k->catalog = NULL;
-}
-
 /* The preferred codec first, then the rest in order of ratio/speed: the
  * Debian build has them all, but a minimal librdkafka may lack zstd/lz4. */
 static int set_compression(insite_kafka *k, rd_kafka_conf_t *conf, const char *want)
@@ -516,7 +477,6 @@ insite_kafka *insite_kafka_new(const insite_kafka_options *o)
         goto fail;
     }
     conf = NULL;   /* owned by rk now */
-    catalog_codecs(k);
     insite_log_info("kafka: producer for %s (compression %s, linger %dms)",
                     o->bootstrap, k->codec, o->linger_ms);
     replay_spool(k);
@@ -564,7 +524,6 @@ void insite_kafka_close(insite_kafka *k)
     if (rd_kafka_outq_len(k->rk) > 0)
         insite_log_error("kafka: %d message(s) still in librdkafka at exit",
                          rd_kafka_outq_len(k->rk));
-    catalog_free(k);
     rd_kafka_destroy(k->rk);
     pthread_mutex_destroy(&k->lock);
     free(k->spool_path);

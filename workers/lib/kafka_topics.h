@@ -7,8 +7,6 @@
  *     --create-topics`): CreateTopics with partitions, retention.ms and
  *     compression.type on a real cluster, AlterConfigs on the topics that
  *     exist already, so a second run changes nothing;
- *   - the producer (insite_kafka_new): a catalog topic is produced with its
- *     own codec, any other topic with kafka.compression;
  *   - insite-kafka-mock --catalog (scripts/services.sh): the same topics
  *     with the same partition counts on the mock cluster (which keeps no
  *     topic configs);
@@ -25,8 +23,9 @@ typedef struct {
     const char *name;
     int partitions;
     long long retention_ms;
-    const char *compression;   /* compression.type of the topic, and the
-                                  producer's compression.codec for it */
+    const char *compression;   /* the topic's compression.type (the broker
+                                  stores batches in it; producers send with
+                                  kafka.compression) */
 } insite_kafka_topic;
 
 extern const insite_kafka_topic insite_kafka_topics[];
