@@ -3,6 +3,9 @@
 #   make            nginx modules (build/modules/*.so) and workers (build/bin/)
 #   make test       everything the README's test command runs
 #   make SANITIZE=1 workers and unit tests with ASan + UBSan
+#   make COVERAGE=1 modules and workers built with --coverage (gcov)
+#   make coverage   the suite on a coverage build, line/branch coverage per
+#                   folder (scripts/coverage.sh; docs/operations.md)
 #   make NGINX_SRC=/path/to/nginx-1.x   build the modules inside that source tree
 #   make install DESTDIR=/tmp/root PREFIX=/usr   install the workers (and, when
 #                   built, the modules and, with LEXICONS=1, the lexicons)
@@ -31,6 +34,18 @@ LDFLAGS  += -fsanitize=address,undefined
 BUILD    := $(BUILD)/asan
 endif
 
+# Coverage (gcov): same build directory, so tests find the binaries where
+# they always are; ignored under SANITIZE.  The flags stamp makes a switch
+# between plain and coverage builds recompile everything.
+COVERAGE ?=
+ifeq ($(COVERAGE)$(SANITIZE),1)
+CFLAGS   += --coverage
+LDFLAGS  += --coverage
+endif
+FLAGS_STAMP := $(BUILD)/.build-flags
+$(shell mkdir -p $(BUILD) && echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(FLAGS_STAMP) \
+        || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $(FLAGS_STAMP))
+
 # Plain-C code shared by the nginx modules and testable outside nginx
 # (frame codec, validators): listed here so unit tests and fuzzers link it.
 PURE_SRCS := $(wildcard ngx_insite_*/insite_*.c)
@@ -42,7 +57,7 @@ LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS) $(PURE_SRCS))
 BINS      := $(patsubst %,$(BUILD)/bin/insite-%,$(WORKERS))
 UNITS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps modules workers unit test run bench fuzz clean install
+.PHONY: all deps modules workers unit test run bench fuzz clean install coverage
 all: modules workers
 
 deps:
@@ -82,6 +97,10 @@ $(BUILD)/bin/insite-$(1): $(BUILD)/obj/workers/$(1)/main.o $(BUILD)/lib/libinsit
 endef
 $(foreach w,$(WORKERS),$(eval $(call worker_rule,$(w))))
 
+# every object depends on the flags it was built with (links follow)
+$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard workers/*/*.c) $(PURE_SRCS) $(UNIT_SRCS)) \
+$(patsubst %.cc,$(BUILD)/obj/%.o,$(wildcard workers/*/*.cc)): $(FLAGS_STAMP)
+
 WORKER_LIBS := $(patsubst %,$(BUILD)/lib/libinsite-%.a,$(WORKERS))
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(WORKER_LIBS) $(BUILD)/lib/libinsite.a
@@ -102,6 +121,9 @@ bench:
 
 fuzz: deps
 	@scripts/fuzz.sh
+
+coverage:
+	@scripts/coverage.sh
 
 clean:
 	rm -rf build

@@ -32,6 +32,12 @@ else
   conf=("${NGX_CONF_FLAGS[@]}")
 fi
 
+# COVERAGE=1 (make COVERAGE=1, scripts/test.sh): gcov instrumentation; the
+# .gcno/.gcda files live next to the objects under $src/objs/addon/
+if [ "${COVERAGE:-}" = 1 ]; then
+  conf+=(--with-cc-opt=--coverage --with-ld-opt=--coverage)
+fi
+
 cd "$src"
 stamp=objs/.insite-configured
 want="$(printf '%s\n' "${conf[@]}" "$root" | md5sum) $(cat "$root"/config "$root"/lua/*.lua | md5sum)"

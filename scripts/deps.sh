@@ -16,6 +16,8 @@ pkgs=(
   # test
   perl libtest-base-perl libcmocka-dev kcat curl procps iproute2 libclang-rt-14-dev chromium fonts-dejavu-core
   python3-nltk
+  gcovr   # coverage report (scripts/coverage.sh, make coverage)
+  prometheus   # promtool: t/811 (config, rules, alert tests), t/813, t/814 (check metrics); run.sh
   libicu-dev g++ python3-aiosmtpd   # insite-notify: ICU MessageFormat (render.cc), SMTP test server
   # packages (scripts/package.sh, scripts/package-test.sh)
   dpkg-dev debhelper lintian mmdebstrap

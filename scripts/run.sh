@@ -38,9 +38,8 @@ stop_all() {
 trap stop_all INT TERM EXIT
 
 say "starting Redis, PostgreSQL, Kafka (mock cluster)"
-# the platform's topics, with their partitions (the mock cannot take the
-# Admin API's CreateTopics)
-export INSITE_KAFKA_TOPICS=${INSITE_KAFKA_TOPICS:-"stock_updates:5 sentiment_updates:5 alerts:3 user_events:5 system_events:1 social_posts:5 social_posts.dlq:1"}
+# the platform's topics come from the topic catalog (services.sh starts the
+# mock with --catalog; the mock cannot take the Admin API's CreateTopics)
 scripts/services.sh start
 # shellcheck disable=SC1091
 . "$INSITE_RUN_DIR/services.env"

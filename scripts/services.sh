@@ -20,6 +20,9 @@ RUN_DIR=${INSITE_RUN_DIR:-$ROOT/build/run}
 case "$RUN_DIR" in /*) ;; *) RUN_DIR=$ROOT/$RUN_DIR ;; esac
 ENV_FILE=$RUN_DIR/services.env
 KAFKA_BIN=$ROOT/build/bin/insite-kafka-mock
+# The mock always has the topic catalog's topics (workers/lib/kafka_topics.h,
+# insite-kafka-mock --catalog); INSITE_KAFKA_TOPICS adds more or sets another
+# partition count for one of them
 KAFKA_TOPICS=${INSITE_KAFKA_TOPICS:-}     # e.g. "events:3 audit:1"
 PG_USER=postgres
 READY_SECS=30
@@ -257,7 +260,8 @@ kafka_build() {
     mkdir -p "$(dirname "$KAFKA_BIN")"
     # shellcheck disable=SC2046  # pkg-config output is a list of flags
     cc -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE \
-      -o "$KAFKA_BIN" "$ROOT/workers/kafka-mock/main.c" \
+      -I"$ROOT/workers/lib" -o "$KAFKA_BIN" "$ROOT/workers/kafka-mock/main.c" \
+      "$ROOT/workers/lib/kafka_topics.c" \
       $(pkg-config --cflags --libs rdkafka) -lpthread \
       || die "kafka: cannot build $KAFKA_BIN"
   fi
@@ -280,7 +284,7 @@ kafka_start() {
   # own session (setsid before exec keeps the pid): a Ctrl-C in the calling
   # terminal does not reach it, only `stop` does
   perl -MPOSIX -e 'POSIX::setsid(); exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\n"' \
-    "$KAFKA_BIN" --ready-file "$dir/bootstrap" "${args[@]}" \
+    "$KAFKA_BIN" --ready-file "$dir/bootstrap" --catalog "${args[@]}" \
     </dev/null >"$dir/kafka.out" 2>"$dir/kafka.log" &
   pid=$!
   echo "$pid" > "$dir/kafka.pid"

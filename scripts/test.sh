@@ -11,7 +11,16 @@
 #                                  sanitizer build, the fuzzing pass, the
 #                                  Chromium tests or the Debian packages
 #   SKIP_STATIC=1                  skip the second run against a static nginx
+#   COVERAGE=0                     build without gcov (see below)
 set -euo pipefail
+
+# --- coverage (docs/operations.md "Coverage", scripts/coverage.sh) ---------
+# The build below is instrumented (make and scripts/build-modules.sh read
+# COVERAGE), the unit, nginx and browser runs are counted, and the report
+# with its floors comes last.  The ASan build, the static nginx and the
+# packages are built without it.
+export COVERAGE=${COVERAGE:-1}
+# ---------------------------------------------------------------------------
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,6 +32,7 @@ scripts/deps.sh
 
 step "build"
 make -s -j"$(nproc)" modules workers
+[ "$COVERAGE" != 1 ] || scripts/coverage.sh reset   # coverage: counts from zero
 
 step "sentiment lexicons (npm)"
 lex=$(scripts/lexicons.sh)
@@ -105,6 +115,11 @@ fi
 if [ -z "${SKIP_FUZZ:-}" ] && [ -x scripts/fuzz.sh ]; then
   step "fuzzing (${FUZZ_SECONDS:=10}s per target)"
   FUZZ_SECONDS=$FUZZ_SECONDS scripts/fuzz.sh
+fi
+
+if [ "$COVERAGE" = 1 ]; then
+  step "coverage (lines and branches per folder; floors in scripts/coverage.sh)"
+  scripts/coverage.sh report
 fi
 
 step "all tests passed"

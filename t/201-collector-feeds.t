@@ -65,9 +65,11 @@ my $base = "http://127.0.0.1:" . $nginx->port;
 psql("DROP SCHEMA IF EXISTS $tag CASCADE; CREATE SCHEMA $tag;");
 (my $dsn = $ENV{INSITE_PG_DSN}) .= ($ENV{INSITE_PG_DSN} =~ /\?/ ? '&' : '?') . "options=-csearch_path%3D$tag";
 
-# runs the collector with %extra for $secs seconds; returns its log
+# runs the collector with %extra until $until->(its log so far) is true
+# (60 s at most: a condition, not a duration, so a slow machine or a
+# coverage build only takes longer); returns its log
 sub run_feed {
-    my ($name, $secs, %extra) = @_;
+    my ($name, $until, %extra) = @_;
     my $log = "$tmp/$name.log";
     my %env = (
         INSITE_COLLECTOR_INTERVAL => '200ms', INSITE_COLLECTOR_HTTP_PORT => 0,
@@ -81,7 +83,7 @@ sub run_feed {
     );
     unlink $log;
     my $pid = Insite::Services::spawn($bin, \%env, $log);
-    sleep $secs;
+    wait_for(60, sub { $until->(slurp($log)) });
     kill 'TERM', $pid;
     waitpid $pid, 0;
     is($? >> 8, 0, "$name: clean exit");
@@ -90,7 +92,7 @@ sub run_feed {
 sub history { map { $json->decode($_) } split /\n/, redis('ZRANGE', "${tag}:$_[0]:{$_[1]}:hist", 0, -1) }
 
 # replay: the recording, stamped now, through the same parser
-my $l = run_feed('replay', 1.5, INSITE_PROVIDER_FEED => 'replay', INSITE_COLLECTOR_SYMBOLS => 'AAPL');
+my $l = run_feed('replay', sub { history('replay', 'stock_updates:AAPL') >= 4 }, INSITE_PROVIDER_FEED => 'replay', INSITE_COLLECTOR_SYMBOLS => 'AAPL');
 my @h = history('replay', 'stock_updates:AAPL');
 ok(@h >= 4, 'replay: a quote per round (' . scalar(@h) . ')');
 is($h[0]{data}{source}, 'replay', 'labelled replay');
@@ -100,7 +102,7 @@ is($h[1]{data}{price}, 225.94, 'second recorded close') if $h[1]{data}{price} !=
 like($l, qr/replay: .*chart_AAPL_1m_2024-10-02.json: AAPL, 389 1m bars/, 'replay loaded the recording');
 
 # simulated: random walk, clearly labelled
-$l = run_feed('sim', 1, INSITE_PROVIDER_FEED => 'simulated', INSITE_COLLECTOR_SYMBOLS => 'AAPL,MSFT',
+$l = run_feed('sim', sub { history('sim', 'stock_updates:MSFT') >= 3 }, INSITE_PROVIDER_FEED => 'simulated', INSITE_COLLECTOR_SYMBOLS => 'AAPL,MSFT',
               INSITE_PROVIDER_SIM_SEED => 42);
 @h = history('sim', 'stock_updates:MSFT');
 ok(@h >= 3, 'simulated: quotes published');
@@ -108,7 +110,7 @@ is(scalar(grep { $_->{data}{source} ne 'simulated' } @h), 0, 'every quote says "
 like($l, qr/simulated: prices are a random walk/, 'warned at start');
 
 # auto: yahoo answers 503 -> after 2 failed rounds, replay with a warning
-$l = run_feed('auto', 1.5, INSITE_PROVIDER_FEED => 'auto', INSITE_PROVIDER_YAHOO_URL => $base,
+$l = run_feed('auto', sub { history('auto', 'stock_updates:AAPL') >= 1 }, INSITE_PROVIDER_FEED => 'auto', INSITE_PROVIDER_YAHOO_URL => $base,
               INSITE_PROVIDER_FAIL_ROUNDS => 2, INSITE_COLLECTOR_SYMBOLS => 'AAPL');
 like($l, qr/yahoo AAPL: rejected: HTTP 503 after 1 attempt/, 'auto: yahoo failure logged');
 like($l, qr/warn: provider auto: yahoo failed for every symbol in 2 rounds in a row; falling back to the replay feed/, 'auto: fallback warning');
@@ -116,7 +118,9 @@ like($l, qr/warn: provider auto: yahoo failed for every symbol in 2 rounds in a 
 ok(@h >= 1 && $h[0]{data}{source} eq 'replay', 'auto: quotes from the replay feed');
 
 # finnhub: keyed; unknown symbols (all zeros) rejected, never published
-$l = run_feed('finnhub', 1, INSITE_PROVIDER_FEED => 'finnhub', INSITE_PROVIDER_FINNHUB_URL => $base,
+# two rounds rejected ZZZZ: AAPL's second, unchanged quote was not published
+$l = run_feed('finnhub', sub { my $n = () = $_[0] =~ /finnhub ZZZZ: rejected/g; $n >= 2 },
+              INSITE_PROVIDER_FEED => 'finnhub', INSITE_PROVIDER_FINNHUB_URL => $base,
               INSITE_PROVIDER_FINNHUB_KEY => 'k1', INSITE_COLLECTOR_SYMBOLS => 'AAPL,ZZZZ');
 @h = history('finnhub', 'stock_updates:AAPL');
 is(scalar(@h), 1, 'finnhub: one quote (unchanged afterwards)');

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "ingest.h"
+#include "kafka_dlq.h"
 #include "log.h"
 #include "social_msg.h"
 
@@ -76,52 +77,10 @@ static int load(sent_pipeline *p)
     return 0;
 }
 
-static void hex(char *out, const unsigned char *in, size_t n)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[in[i] >> 4];
-        out[2 * i + 1] = d[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Sends m to the DLQ with the reason; 0 when the producer took it. */
 static int dead_letter(sent_pipeline *p, const rd_kafka_message_t *m, const char *reason)
 {
-    const char *topic = rd_kafka_topic_name(m->rkt);
-    json_t *d = json_pack("{s:s, s:s, s:i, s:I}", "reason", reason, "topic", topic,
-                          "partition", (int)m->partition, "offset", (json_int_t)m->offset);
-    if (d == NULL)                  /* the reason itself was unprintable */
-        d = json_pack("{s:s, s:s, s:i, s:I}", "reason", "malformed message", "topic", topic,
-                      "partition", (int)m->partition, "offset", (json_int_t)m->offset);
-    char *key = m->key ? strndup(m->key, m->key_len) : NULL;
-    json_t *payload = json_stringn(m->payload ? m->payload : "", m->len);
-    if (payload != NULL) {
-        json_object_set_new(d, "payload", payload);
-    } else {                        /* not UTF-8: keep the bytes anyway */
-        char *h = malloc(m->len * 2 + 1);
-        if (h != NULL)
-            hex(h, m->payload, m->len);
-        json_object_set_new(d, "payload_hex", h ? json_string(h) : json_null());
-        free(h);
-    }
-    if (key != NULL)
-        json_object_set_new(d, "key", json_string(key));   /* NULL if not UTF-8: skipped */
-    json_t *env = insite_envelope_new("dead_letter", p->o.service, NULL, d);
-    char *text = env ? insite_envelope_dumps(env) : NULL;
-    int rc = text && insite_kafka_produce(p->o.out, p->o.dlq_topic, key, text, strlen(text)) >= 0
-             ? 0 : -1;
-    if (rc == 0)
-        insite_log_warn("sentiment pipeline: %s[%d]@%lld to %s: %s", topic, (int)m->partition,
-                        (long long)m->offset, p->o.dlq_topic, reason);
-    else
-        insite_log_error("sentiment pipeline: cannot dead-letter %s[%d]@%lld (%s); will retry",
-                         topic, (int)m->partition, (long long)m->offset, reason);
-    free(text);
-    free(key);
-    json_decref(env);
-    return rc;
+    return insite_kafka_dead_letter(p->o.out, p->o.service, p->o.dlq_topic, m, reason);
 }
 
 /* The time a post counts at in the windows. */

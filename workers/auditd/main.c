@@ -17,6 +17,7 @@
 
 #include "auditd.h"
 #include "clock.h"
+#include "kafka_lag.h"
 #include "log.h"
 #include "pg.h"
 #include "runtime.h"
@@ -60,6 +61,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     auditd_checkpointer cp = { 0 };
     auditd_api api = { .lock = PTHREAD_MUTEX_INITIALIZER };
     insite_http *h = NULL;
+    insite_kafka_lag_view *lag = NULL;
+    int lag_failed = 0;
 
     gethostname(host, sizeof(host) - 1);
     s.dir = insite_config_string(cfg, "auditd.journal_dir");
@@ -92,6 +95,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         if ((s.kafka = insite_kafka_new(&ko)) == NULL)
             goto out;
     }
+    /* the lag view of groups it does not run (kafka_lag.h) lives here */
+    if ((lag = insite_kafka_lag_view_start(cfg, m, &lag_failed)) == NULL && lag_failed)
+        goto out;
     cp.key_path = insite_config_string(cfg, "auditd.signing_key");
     cp.digest_dir = insite_config_string(cfg, "auditd.digest_dir");
     cp.source = s.source;
@@ -134,6 +140,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
 out:
     if (h)
         insite_http_stop(h);
+    insite_kafka_lag_view_stop(lag);
     if (s.kafka)
         insite_kafka_close(s.kafka);
     auditd_checkpoint_close(&cp);
@@ -155,6 +162,8 @@ int main(int argc, char **argv)
     if (insite_config_schema_add(sc, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
         || insite_config_schema_add(sc, insite_pg_config_keys, insite_pg_config_nkeys) != 0
         || insite_config_schema_add(sc, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
+        || insite_config_schema_add(sc, insite_kafka_lag_config_keys,
+                                    insite_kafka_lag_config_nkeys) != 0
         || insite_config_schema_add(sc, auditd_keys, sizeof(auditd_keys) / sizeof(auditd_keys[0])) != 0)
         goto out;
     if ((rc = insite_runtime_common(&rt, sc, usage)) >= 0)

@@ -2,8 +2,13 @@
  * insite-kafka-mock: a Kafka cluster for tests, built on librdkafka's
  * in-process mock cluster (rdkafka_mock.h).
  *
- *   insite-kafka-mock [--brokers N] [--topic NAME:PARTITIONS]...
+ *   insite-kafka-mock [--brokers N] [--topic NAME:PARTITIONS]... [--catalog]
  *                     [--ready-file PATH]
+ *
+ * --catalog creates the topics of the catalog (workers/lib/kafka_topics.h)
+ * with their partition counts, after the --topic ones (a name given with
+ * --topic keeps its count).  The mock keeps no topic configs: retention
+ * and compression.type are applied on a real cluster only.
  *
  * Prints "bootstrap=<host:port,...>" on stdout once the brokers listen
  * (on 127.0.0.1, ephemeral ports), optionally writes the bootstrap list to
@@ -24,6 +29,8 @@
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+
+#include "kafka_topics.h"
 
 #define KMOCK_NAME         "insite-kafka-mock"
 #define KMOCK_MAX_TOPICS   64
@@ -46,6 +53,7 @@ typedef struct {
     const char    *ready_file;
     kmock_topic_t  topics[KMOCK_MAX_TOPICS];
     int            ntopics;
+    int            catalog;    /* --catalog */
 } kmock_conf_t;
 
 
@@ -58,6 +66,8 @@ kmock_usage(FILE *out)
             "  --brokers N              number of mock brokers (default 1,"
             " max %d)\n"
             "  --topic NAME:PARTITIONS  create a topic up front (repeatable)\n"
+            "  --catalog                create the catalog's topics"
+            " (kafka_topics.h)\n"
             "  --ready-file PATH        write the bootstrap list there once"
             " up\n"
             "Prints bootstrap=<host:port,...> and runs until SIGTERM/SIGINT.\n",
@@ -118,6 +128,37 @@ kmock_parse_topic(kmock_conf_t *conf, char *arg)
 }
 
 
+/* The catalog's topics not named yet: conf->topics points at the
+ * catalog's static strings, like at argv's. */
+static int
+kmock_add_catalog(kmock_conf_t *conf)
+{
+    int     i;
+    size_t  c;
+
+    for (c = 0; c < insite_kafka_ntopics; c++) {
+        for (i = 0; i < conf->ntopics; i++) {
+            if (strcmp(conf->topics[i].name, insite_kafka_topics[c].name) == 0) {
+                break;
+            }
+        }
+        if (i < conf->ntopics) {
+            continue;
+        }
+        if (conf->ntopics == KMOCK_MAX_TOPICS) {
+            fprintf(stderr, KMOCK_NAME ": too many topics (max %d)\n",
+                    KMOCK_MAX_TOPICS);
+            return -1;
+        }
+        conf->topics[conf->ntopics].name = insite_kafka_topics[c].name;
+        conf->topics[conf->ntopics].partitions = insite_kafka_topics[c].partitions;
+        conf->ntopics++;
+    }
+
+    return 0;
+}
+
+
 static int
 kmock_parse_args(kmock_conf_t *conf, int argc, char **argv)
 {
@@ -126,6 +167,7 @@ kmock_parse_args(kmock_conf_t *conf, int argc, char **argv)
     static const struct option  opts[] = {
         { "brokers",    required_argument, NULL, 'b' },
         { "topic",      required_argument, NULL, 't' },
+        { "catalog",    no_argument,       NULL, 'c' },
         { "ready-file", required_argument, NULL, 'r' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -134,9 +176,14 @@ kmock_parse_args(kmock_conf_t *conf, int argc, char **argv)
     conf->brokers = 1;
     conf->ready_file = NULL;
     conf->ntopics = 0;
+    conf->catalog = 0;
 
-    while ((c = getopt_long(argc, argv, "b:t:r:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:t:r:ch", opts, NULL)) != -1) {
         switch (c) {
+
+        case 'c':
+            conf->catalog = 1;
+            break;
 
         case 'b':
             if (kmock_parse_int(optarg, 1, KMOCK_MAX_BROKERS, &conf->brokers)
@@ -176,6 +223,10 @@ kmock_parse_args(kmock_conf_t *conf, int argc, char **argv)
         fprintf(stderr, KMOCK_NAME ": unexpected argument \"%s\"\n",
                 argv[optind]);
         kmock_usage(stderr);
+        return -1;
+    }
+
+    if (conf->catalog && kmock_add_catalog(conf) != 0) {
         return -1;
     }
 

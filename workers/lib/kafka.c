@@ -19,16 +19,6 @@
 #define MAX_ATTEMPTS 5        /* app-level retries before spooling */
 #define SPOOL_NAME "kafka-spool.jsonl"
 
-const insite_kafka_topic insite_kafka_topics[] = {
-    { "stock_updates",     5, 24LL * 3600 * 1000 },
-    { "sentiment_updates", 5, 24LL * 3600 * 1000 },
-    { "alerts",            3, 7LL * 86400 * 1000 },
-    { "user_events",       5, 7LL * 86400 * 1000 },
-    { "system_events",     1, 30LL * 86400 * 1000 },
-    { "social_posts",      5, 7LL * 86400 * 1000 },
-};
-const size_t insite_kafka_ntopics =
-    sizeof(insite_kafka_topics) / sizeof(insite_kafka_topics[0]);
 
 const insite_config_key insite_kafka_config_keys[] = {
     { "kafka.bootstrap", INSITE_CFG_STRING, "127.0.0.1:9092", 0, 0,
@@ -559,9 +549,90 @@ const char *insite_kafka_compression(const insite_kafka *k)
 
 /* ---- topic admin ----------------------------------------------------- */
 
+static int admin_options(rd_kafka_AdminOptions_t *ao, int timeout_ms, char *err, size_t errlen)
+{
+    char buf[512];
+    if (rd_kafka_AdminOptions_set_request_timeout(ao, timeout_ms, buf, sizeof(buf))
+        != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        set_err(err, errlen, "admin options: %s", buf);
+        return -1;
+    }
+    return 0;
+}
+
+/* The catalog's retention.ms and compression.type on topics that existed
+ * before CreateTopics (AlterConfigs replaces the topic's explicit configs
+ * with these two: the catalog owns them). */
+static int alter_existing(insite_kafka *k, const char **names, size_t n, int timeout_ms,
+                          char *err, size_t errlen)
+{
+    rd_kafka_ConfigResource_t **cr = calloc(n, sizeof(*cr));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_event_t *ev = NULL;
+    char ms[32];
+    int rc = -1;
+
+    if (cr == NULL || q == NULL || ao == NULL) {
+        set_err(err, errlen, "out of memory");
+        goto out;
+    }
+    if (admin_options(ao, timeout_ms, err, errlen) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const insite_kafka_topic *t = insite_kafka_topic_find(names[i]);
+        snprintf(ms, sizeof(ms), "%lld", t->retention_ms);
+        if ((cr[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, t->name)) == NULL
+            || rd_kafka_ConfigResource_set_config(cr[i], "retention.ms", ms)
+               != RD_KAFKA_RESP_ERR_NO_ERROR
+            || rd_kafka_ConfigResource_set_config(cr[i], "compression.type", t->compression)
+               != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s: cannot build its configs", t->name);
+            goto out;
+        }
+    }
+    rd_kafka_AlterConfigs(k->rk, cr, n, ao, q);
+    if ((ev = rd_kafka_queue_poll(q, timeout_ms + 1000)) == NULL) {
+        set_err(err, errlen, "AlterConfigs: no answer within %d ms", timeout_ms);
+        goto out;
+    }
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        set_err(err, errlen, "AlterConfigs: %s", rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    size_t nres = 0;
+    const rd_kafka_ConfigResource_t **res =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &nres);
+    rc = 0;
+    for (size_t i = 0; i < nres && rc == 0; i++) {
+        if (rd_kafka_ConfigResource_error(res[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s: %s", rd_kafka_ConfigResource_name(res[i]),
+                    rd_kafka_ConfigResource_error_string(res[i]));
+            rc = -1;
+        } else {
+            insite_log_info("kafka: topic %s: retention.ms and compression.type from the catalog",
+                            rd_kafka_ConfigResource_name(res[i]));
+        }
+    }
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    for (size_t i = 0; cr != NULL && i < n; i++)
+        if (cr[i])
+            rd_kafka_ConfigResource_destroy(cr[i]);
+    free(cr);
+    if (ao)
+        rd_kafka_AdminOptions_destroy(ao);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    return rc;
+}
+
 int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_t errlen)
 {
-    rd_kafka_NewTopic_t *nt[16];
+    rd_kafka_NewTopic_t *nt[32];
+    const char *existing[32];
+    size_t nexisting = 0;
     size_t n = insite_kafka_ntopics;
     rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
     rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -570,6 +641,12 @@ int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_
     int rc = -1;
 
     memset(nt, 0, sizeof(nt));
+    if (n > sizeof(nt) / sizeof(nt[0])) {
+        set_err(err, errlen, "%zu topics in the catalog, at most %zu", n,
+                sizeof(nt) / sizeof(nt[0]));
+        n = 0;
+        goto out;
+    }
     if (q == NULL || ao == NULL) {
         set_err(err, errlen, "out of memory");
         goto out;
@@ -589,8 +666,10 @@ int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_
             goto out;
         }
         snprintf(ms, sizeof(ms), "%lld", t->retention_ms);
-        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            set_err(err, errlen, "topic %s: cannot set retention.ms", t->name);
+        if (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", ms) != RD_KAFKA_RESP_ERR_NO_ERROR
+            || rd_kafka_NewTopic_set_config(nt[i], "compression.type", t->compression)
+               != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            set_err(err, errlen, "topic %s: cannot set retention.ms/compression.type", t->name);
             goto out;
         }
     }
@@ -616,12 +695,16 @@ int insite_kafka_create_topics(insite_kafka *k, int timeout_ms, char *err, size_
             insite_log_info("kafka: created topic %s", name);
         } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             insite_log_debug("kafka: topic %s already exists", name);
+            existing[nexisting++] = name;
         } else if (rc == 0) {
             const char *msg = rd_kafka_topic_result_error_string(tr[i]);
             set_err(err, errlen, "topic %s: %s", name, msg ? msg : rd_kafka_err2str(e));
             rc = -1;
         }
     }
+    /* names point into ev: before it is destroyed */
+    if (rc == 0 && nexisting > 0)
+        rc = alter_existing(k, existing, nexisting, timeout_ms, err, errlen);
 out:
     if (ev)
         rd_kafka_event_destroy(ev);

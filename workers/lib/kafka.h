@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "kafka_topics.h"
 #include "metrics.h"
 
 typedef struct {
@@ -43,17 +44,6 @@ typedef struct {
     uint64_t delivered, failed, retried, spooled;
     size_t retry_queue;
 } insite_kafka_stats;
-
-typedef struct {
-    const char *name;
-    int partitions;
-    long long retention_ms;
-} insite_kafka_topic;
-
-/* The event bus topics (stock_updates, sentiment_updates, alerts,
- * user_events, system_events, social_posts). */
-extern const insite_kafka_topic insite_kafka_topics[];
-extern const size_t insite_kafka_ntopics;
 
 extern const insite_config_key insite_kafka_config_keys[];
 extern const size_t insite_kafka_config_nkeys;
@@ -86,9 +76,13 @@ void insite_kafka_get_stats(insite_kafka *k, insite_kafka_stats *st);
 /* The codec actually configured ("zstd", ...). */
 const char *insite_kafka_compression(const insite_kafka *k);
 
-/* Creates insite_kafka_topics with their partition counts and retention.
- * Idempotent: an existing topic counts as success.  0, or -1 with the
- * reason in err. */
+/* Applies the topic catalog (kafka_topics.h) to the cluster: CreateTopics
+ * with partitions, retention.ms and compression.type; the topics that
+ * existed already get the catalog's retention.ms and compression.type with
+ * AlterConfigs (their partition count is left alone).  Idempotent.  0, or
+ * -1 with the reason in err.  Needs a real cluster: librdkafka 2.0.2's mock
+ * has no controller for the Admin API (insite-kafka-mock --catalog makes
+ * the same topics through the mock's own API). */
 int insite_kafka_create_topics(insite_kafka *k, int timeout_ms,
                                char *err, size_t errlen);
 

@@ -208,9 +208,11 @@ int insite_kafka_consumer_metrics_stats(insite_kafka_consumer_metrics *cm,
     return 0;
 }
 
-static void set_lag(insite_kafka_consumer_metrics *cm, const char *topic, int32_t partition,
-                    int64_t lag)
+void insite_kafka_consumer_metrics_set_lag(insite_kafka_consumer_metrics *cm, const char *topic,
+                                           int32_t partition, int64_t lag)
 {
+    if (cm == NULL)
+        return;
     char id[16];
     snprintf(id, sizeof(id), "%d", (int)partition);
     insite_gauge *g = insite_gauge_vec_with(cm->lag, (const char *[]){ topic, id, cm->group });
@@ -245,7 +247,8 @@ int insite_kafka_consumer_metrics_refresh(insite_kafka_consumer_metrics *cm, rd_
             rc = -1;
             continue;
         }
-        set_lag(cm, p->topic, p->partition, hi - (p->offset >= 0 ? p->offset : lo));
+        insite_kafka_consumer_metrics_set_lag(cm, p->topic, p->partition,
+                                              hi - (p->offset >= 0 ? p->offset : lo));
     }
     rd_kafka_topic_partition_list_destroy(parts);
     return rc;

@@ -41,6 +41,7 @@
 #define INSITE_KAFKA_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -100,6 +101,11 @@ int insite_kafka_consumer_metrics_stats(insite_kafka_consumer_metrics *cm,
  * (logged). */
 int insite_kafka_consumer_metrics_refresh(insite_kafka_consumer_metrics *cm, rd_kafka_t *rk,
                                           int timeout_ms);
+
+/* Sets the lag gauge of one partition for cm's group (lag < 0 counts as
+ * 0): for a lag computed elsewhere (the lag view, kafka_lag.h). */
+void insite_kafka_consumer_metrics_set_lag(insite_kafka_consumer_metrics *cm, const char *topic,
+                                           int32_t partition, int64_t lag);
 
 /* A message returned by the consumer (errors and partition EOF ignored). */
 void insite_kafka_consumer_metrics_consumed(insite_kafka_consumer_metrics *cm,

@@ -8,6 +8,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_dlq.h"
 #include "log.h"
 #include "notify.h"
 
@@ -393,6 +394,11 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
         const char *currency = NULL;
         if (env == NULL || parse_update(a, env, &u, &currency) != 0) {
             nbad++;
+            /* dead letter (kafka_dlq.h): kept on <topic>.dlq, logged there */
+            if (a->kafka != NULL)
+                insite_kafka_dead_letter(a->kafka, a->service, NULL, m,
+                                         env == NULL ? "not JSON"
+                                                     : "not a stock or sentiment update");
             json_decref(env);
             continue;
         }
