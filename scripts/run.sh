@@ -53,11 +53,16 @@ ln -sfn "$root/build/web/vendor" "$ngx_dir/vendor"
 # this installation's own JWT secret (never the example's placeholder)
 [ -s "$INSITE_RUN_DIR/jwt-secret" ] ||
   (umask 077; openssl rand -hex 32 > "$INSITE_RUN_DIR/jwt-secret")
+# the journals hold pseudonyms, not user ids (docs/gdpr-rights.md): one key
+# for nginx, insite-auditd and insite-gdpr
+[ -s "$INSITE_RUN_DIR/gdpr-pseudonym.key" ] ||
+  (umask 077; openssl rand -out "$INSITE_RUN_DIR/gdpr-pseudonym.key" 32)
 # the journal directory is made by nginx's master for its (unprivileged)
 # workers; as root they run as `nobody`, who must be able to reach it
 sed -e "s/127\.0\.0\.1:6379/127.0.0.1:$INSITE_REDIS_PORT/" \
     -e "s|/var/lib/insite/audit|$INSITE_RUN_DIR/audit|" \
     -e "s|change-me-to-a-long-random-secret|$(cat "$INSITE_RUN_DIR/jwt-secret")|" \
+    -e "s|# insite_gdpr_pseudonym_key /etc/insite/gdpr-pseudonym.key;|insite_gdpr_pseudonym_key $INSITE_RUN_DIR/gdpr-pseudonym.key;|" \
     nginx.conf.example > "$ngx_dir/nginx.conf"
 chmod 600 "$ngx_dir/nginx.conf"
 nginx -p "$ngx_dir" -c "$ngx_dir/nginx.conf" -t -q
@@ -108,6 +113,7 @@ mkdir -p "$INSITE_RUN_DIR/audit-digests" "$INSITE_RUN_DIR/spool/auditd"
 INSITE_AUDITD_JOURNAL_DIR=$INSITE_RUN_DIR/audit \
   INSITE_AUDITD_DIGEST_DIR=$INSITE_RUN_DIR/audit-digests \
   INSITE_AUDITD_SIGNING_KEY=$INSITE_RUN_DIR/audit-signing.pem \
+  INSITE_AUDITD_PSEUDONYM_KEY=$INSITE_RUN_DIR/gdpr-pseudonym.key \
   INSITE_AUDITD_KAFKA=true \
   INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool/auditd \
   INSITE_KAFKA_CLIENT_ID=insite-auditd \
@@ -118,8 +124,6 @@ pids+=($!)
 say "starting insite-gdpr (consent, erasure, export on 8085)"
 [ -f "$INSITE_RUN_DIR/gdpr-receipts.pem" ] ||
   openssl genpkey -algorithm ed25519 -out "$INSITE_RUN_DIR/gdpr-receipts.pem"
-[ -f "$INSITE_RUN_DIR/gdpr-pseudonym.key" ] ||
-  openssl rand -out "$INSITE_RUN_DIR/gdpr-pseudonym.key" 32
 # no backend database here: its targets point at ours (absent tables = empty)
 sed "s|host=127.0.0.1 dbname=insitechart|$INSITE_PG_DSN|" workers/gdpr/datamap.json \
   > "$INSITE_RUN_DIR/gdpr-datamap.json"
