@@ -35,7 +35,7 @@ ls "$deb"/libnginx-mod-http-insite_*.deb "$deb"/insite-workers_*.deb >/dev/null
 
 # the packages' runtime libraries come with the root, so the test installs
 # only our two packages and needs no download (the cache key names them)
-runtime_libs=procps,libicu72,libstdc++6,libhiredis0.14,librdkafka1,libpq5,libjansson4,libcurl4,libmicrohttpd12,libconfig9,libxml2,libsystemd0,libssl3
+runtime_libs=procps,libicu72,libstdc++6,libcairo2,libpango-1.0-0,libpangocairo-1.0-0,fonts-dejavu-core,libhiredis0.14,librdkafka1,libpq5,libjansson4,libcurl4,libmicrohttpd12,libconfig9,libxml2,libsystemd0,libssl3
 tarball=$cache/bookworm-nginx-$(echo "$runtime_libs" | md5sum | cut -c1-8).tar
 mkdir -p "$cache"
 if [ ! -s "$tarball" ]; then

@@ -35,7 +35,8 @@ my $tag = "cfeed$$";
 my $tmp = File::Temp::tempdir("insite-collector-XXXXXX", TMPDIR => 1, CLEANUP => 1);
 my $rport = $ENV{INSITE_REDIS_PORT};
 
-sub slurp { local (@ARGV, $/) = @_; my $d = <>; $d // '' }
+# '' until the file exists (the waits below read logs the collector has yet to open)
+sub slurp { open(my $f, '<', $_[0]) or return ''; local $/; my $d = <$f>; $d // '' }
 sub redis { my ($o) = run_cmd(5, 'redis-cli', '-p', $rport, @_); chomp $o; $o }
 sub psql {
     my ($o, $r) = run_cmd(10, 'psql', $ENV{INSITE_PG_DSN}, '-X', '-qtA', '-c', $_[0]);
