@@ -82,6 +82,7 @@ async function startGdpr() {
   const d = stack.dir;
   const map = JSON.parse(fs.readFileSync(path.join(ROOT, 'workers/gdpr/datamap.json'), 'utf8'));
   map.postgresql = map.postgresql.filter((t) => t.database !== 'backend');
+  map.retention = (map.retention || []).filter((t) => t.database !== 'backend');
   delete map.databases.backend;
   delete map.kafka;
   fs.writeFileSync(path.join(d, 'map.json'), JSON.stringify(map));
