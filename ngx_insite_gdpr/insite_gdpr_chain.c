@@ -35,17 +35,25 @@ insite_gdpr_hash(const char *prev_hash, const char *body, size_t len,
     unsigned char   md[EVP_MAX_MD_SIZE];
     int             ok;
 
-    /* one context per thread, reused: this runs once per audited request */
+    /* One context and one fetched SHA-256 per thread, reused: this runs
+     * once per audited request, and EVP_sha256() would look the
+     * implementation up in the provider at every EVP_DigestInit_ex(). */
     static __thread EVP_MD_CTX  *ctx;
+    static __thread EVP_MD      *sha256;
 
     if (ctx == NULL) {
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
         ctx = EVP_MD_CTX_new();
-        if (ctx == NULL) {
+        if (sha256 == NULL || ctx == NULL) {
+            EVP_MD_free(sha256);
+            EVP_MD_CTX_free(ctx);
+            sha256 = NULL;
+            ctx = NULL;
             return -1;
         }
     }
 
-    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)
+    ok = EVP_DigestInit_ex(ctx, sha256, NULL)
          && EVP_DigestUpdate(ctx, prev_hash, INSITE_GDPR_HASH_LEN)
          && EVP_DigestUpdate(ctx, body, len)
          && EVP_DigestFinal_ex(ctx, md, &n);

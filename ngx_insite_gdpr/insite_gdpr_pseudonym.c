@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -12,13 +13,26 @@
 #include "insite_gdpr_pseudonym.h"
 
 
+#define INSITE_GDPR_SHA256_BLOCK  64
+
+
+struct insite_gdpr_psn_key_s {
+    EVP_MD         *md;         /* fetched once: no lookup per digest */
+    EVP_MD_CTX     *inner;      /* SHA-256 after key ^ ipad */
+    EVP_MD_CTX     *outer;      /* SHA-256 after key ^ opad */
+    EVP_MD_CTX     *work;
+};
+
+
+static void insite_gdpr_psn_hex(const unsigned char *md, char *out);
+
+
 int
 insite_gdpr_pseudonym(const unsigned char *key, size_t key_len,
     const char *user, size_t user_len, char *out)
 {
-    unsigned int    n, i;
+    unsigned int    n;
     unsigned char   md[EVP_MAX_MD_SIZE];
-    static const char  hex[] = "0123456789abcdef";
 
     if (HMAC(EVP_sha256(), key, (int) key_len, (const unsigned char *) user,
              user_len, md, &n) == NULL || n < 16)
@@ -26,12 +40,132 @@ insite_gdpr_pseudonym(const unsigned char *key, size_t key_len,
         return -1;
     }
 
+    insite_gdpr_psn_hex(md, out);
+
+    return 0;
+}
+
+
+static void
+insite_gdpr_psn_hex(const unsigned char *md, char *out)
+{
+    unsigned int       i;
+    static const char  hex[] = "0123456789abcdef";
+
     out[0] = 'p'; out[1] = 's'; out[2] = 'n'; out[3] = ':';
 
     for (i = 0; i < 16; i++) {
         out[4 + 2 * i] = hex[md[i] >> 4];
         out[4 + 2 * i + 1] = hex[md[i] & 0x0f];
     }
+}
+
+
+insite_gdpr_psn_key_t *
+insite_gdpr_psn_key_new(const unsigned char *key, size_t key_len)
+{
+    size_t                  i;
+    unsigned int            n;
+    unsigned char           k[INSITE_GDPR_SHA256_BLOCK], pad[sizeof(k)];
+    insite_gdpr_psn_key_t  *pk;
+
+    pk = OPENSSL_zalloc(sizeof(insite_gdpr_psn_key_t));
+    if (pk == NULL) {
+        return NULL;
+    }
+
+    pk->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    pk->inner = EVP_MD_CTX_new();
+    pk->outer = EVP_MD_CTX_new();
+    pk->work = EVP_MD_CTX_new();
+
+    if (pk->md == NULL || pk->inner == NULL || pk->outer == NULL
+        || pk->work == NULL)
+    {
+        goto failed;
+    }
+
+    /* RFC 2104: a key longer than a block is hashed first */
+    memset(k, 0, sizeof(k));
+
+    if (key_len > sizeof(k)) {
+        if (EVP_Digest(key, key_len, k, &n, pk->md, NULL) != 1) {
+            goto failed;
+        }
+
+    } else {
+        memcpy(k, key, key_len);
+    }
+
+    for (i = 0; i < sizeof(k); i++) {
+        pad[i] = k[i] ^ 0x36;
+    }
+
+    if (EVP_DigestInit_ex(pk->inner, pk->md, NULL) != 1
+        || EVP_DigestUpdate(pk->inner, pad, sizeof(pad)) != 1)
+    {
+        goto failed;
+    }
+
+    for (i = 0; i < sizeof(k); i++) {
+        pad[i] = k[i] ^ 0x5c;
+    }
+
+    if (EVP_DigestInit_ex(pk->outer, pk->md, NULL) != 1
+        || EVP_DigestUpdate(pk->outer, pad, sizeof(pad)) != 1)
+    {
+        goto failed;
+    }
+
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+
+    return pk;
+
+failed:
+
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    insite_gdpr_psn_key_free(pk);
+
+    return NULL;
+}
+
+
+void
+insite_gdpr_psn_key_free(insite_gdpr_psn_key_t *pk)
+{
+    if (pk == NULL) {
+        return;
+    }
+
+    EVP_MD_CTX_free(pk->inner);
+    EVP_MD_CTX_free(pk->outer);
+    EVP_MD_CTX_free(pk->work);
+    EVP_MD_free(pk->md);
+    OPENSSL_free(pk);
+}
+
+
+int
+insite_gdpr_psn_key_pseudonym(insite_gdpr_psn_key_t *pk, const char *user,
+    size_t user_len, char *out)
+{
+    unsigned int   n;
+    unsigned char  ih[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+
+    if (EVP_MD_CTX_copy_ex(pk->work, pk->inner) != 1
+        || EVP_DigestUpdate(pk->work, user, user_len) != 1
+        || EVP_DigestFinal_ex(pk->work, ih, &n) != 1
+        || EVP_MD_CTX_copy_ex(pk->work, pk->outer) != 1
+        || EVP_DigestUpdate(pk->work, ih, n) != 1
+        || EVP_DigestFinal_ex(pk->work, md, &n) != 1
+        || n < 16)
+    {
+        return -1;
+    }
+
+    insite_gdpr_psn_hex(md, out);
 
     return 0;
 }

@@ -43,6 +43,7 @@ static char *ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_insite_gdpr_rotate_time(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static void ngx_http_insite_gdpr_pseudonym_free(void *data);
 static char *ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_insite_gdpr_init_module(ngx_cycle_t *cycle);
@@ -394,8 +395,10 @@ ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_insite_gdpr_main_conf_t  *mcf = conf;
 
-    int         n;
-    ngx_str_t  *value, path;
+    int                  n;
+    u_char               key[INSITE_GDPR_PSN_KEY_MAX];
+    ngx_str_t           *value, path;
+    ngx_pool_cleanup_t  *cln;
 
     if (mcf->pseudonym_key_file.data) {
         return "is duplicate";
@@ -409,8 +412,7 @@ ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     /* path is NUL-terminated by ngx_conf_full_name() */
-    n = insite_gdpr_pseudonym_key_read((char *) path.data, mcf->pseudonym_key,
-                                       sizeof(mcf->pseudonym_key));
+    n = insite_gdpr_pseudonym_key_read((char *) path.data, key, sizeof(key));
     if (n < 0) {
         if (ngx_errno == NGX_EINVAL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -425,10 +427,36 @@ ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_explicit_memzero(key, sizeof(key));
+        return NGX_CONF_ERROR;
+    }
+
+    /* prepared once: a pseudonym then costs two short digests */
+    mcf->pseudonym = insite_gdpr_psn_key_new(key, n);
+    ngx_explicit_memzero(key, sizeof(key));
+
+    if (mcf->pseudonym == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "insite_gdpr_pseudonym_key \"%V\": OpenSSL "
+                           "cannot prepare HMAC-SHA256", &path);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_insite_gdpr_pseudonym_free;
+    cln->data = mcf->pseudonym;
+
     mcf->pseudonym_key_file = path;
-    mcf->pseudonym_key_len = n;
 
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_insite_gdpr_pseudonym_free(void *data)
+{
+    insite_gdpr_psn_key_free(data);
 }
 
 

@@ -59,8 +59,7 @@ typedef struct {
     time_t                      rotate_time;
     ngx_flag_t                  used;       /* some location audits */
     ngx_str_t                   pseudonym_key_file;  /* empty: clear ids */
-    u_char                      pseudonym_key[INSITE_GDPR_PSN_KEY_MAX];
-    size_t                      pseudonym_key_len;
+    insite_gdpr_psn_key_t      *pseudonym;  /* the key, prepared */
     ngx_insite_gdpr_metrics_t   metrics;
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;  /* fdatasync() off the loop */

@@ -71,13 +71,18 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
 
     who = *user;
 
-    if (j->conf->pseudonym_key_len) {
+    if (j->conf->pseudonym) {
         if (ngx_insite_gdpr_pseudonymize(r, j->conf, &who) != NGX_OK) {
             return NULL;
         }
 
-        if (subject.data == user->data && subject.len == user->len) {
-            subject = who;              /* the default: one HMAC */
+        /* the default, or the same id from another variable: one HMAC */
+        if (subject.len == user->len
+            && (subject.data == user->data
+                || user->len == 0
+                || ngx_memcmp(subject.data, user->data, user->len) == 0))
+        {
+            subject = who;
 
         } else if (ngx_insite_gdpr_pseudonymize(r, j->conf, &subject)
                    != NGX_OK)
@@ -390,9 +395,8 @@ ngx_insite_gdpr_pseudonymize(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (insite_gdpr_pseudonym(mcf->pseudonym_key, mcf->pseudonym_key_len,
-                              (char *) id->data,
-                              id->len, (char *) p)
+    if (insite_gdpr_psn_key_pseudonym(mcf->pseudonym, (char *) id->data,
+                                      id->len, (char *) p)
         != 0)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

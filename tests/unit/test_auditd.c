@@ -215,6 +215,31 @@ static void test_pseudonym(void **state)
     assert_int_equal(insite_gdpr_pseudonym(key, sizeof(key) - 1, "alice", 5, out), 0);
     assert_string_equal(out, "psn:710aa3fbcb49980f7666626948eaac0e");
 
+    /* the prepared key (nginx's per-request path) gives the same ids, for
+     * keys shorter than, as long as and longer than SHA-256's block */
+    insite_gdpr_psn_key_t *pk = insite_gdpr_psn_key_new(key, sizeof(key) - 1);
+    assert_non_null(pk);
+    memset(out, 0, sizeof(out));
+    assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "alice", 5, out), 0);
+    assert_string_equal(out, "psn:710aa3fbcb49980f7666626948eaac0e");
+    assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "alice", 5, out), 0);
+    assert_string_equal(out, "psn:710aa3fbcb49980f7666626948eaac0e");
+    insite_gdpr_psn_key_free(pk);
+    unsigned char lk[100];
+    for (size_t kl = 16; kl <= sizeof(lk); kl += 12) {
+        char a[INSITE_GDPR_PSN_LEN], b[INSITE_GDPR_PSN_LEN];
+        for (size_t i = 0; i < kl; i++) lk[i] = (unsigned char)(i * 7 + kl);
+        pk = insite_gdpr_psn_key_new(lk, kl);
+        assert_non_null(pk);
+        assert_int_equal(insite_gdpr_pseudonym(lk, kl, "user-42", 7, a), 0);
+        assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "user-42", 7, b), 0);
+        assert_memory_equal(a, b, sizeof(a));
+        assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "", 0, b), 0);
+        assert_int_equal(insite_gdpr_pseudonym(lk, kl, "", 0, a), 0);
+        assert_memory_equal(a, b, sizeof(a));
+        insite_gdpr_psn_key_free(pk);
+    }
+
     char path[] = "/tmp/insite-psn-XXXXXX";
     unsigned char k[INSITE_GDPR_PSN_KEY_MAX];
     int fd = mkstemp(path);
