@@ -5,6 +5,8 @@
 #   then insite-auditd shipping the journal into PostgreSQL: rows/s.
 #
 #   bench/gdpr/run.sh            SECS=10 CONNS=64 THREADS=2 MODES="off 1s always"
+#                                PSEUDONYM=1: journal pseudonyms (a key file)
+#                                SHIP=0: skip the shipper part
 # Needs wrk, the modules (make modules) and insite-auditd (make workers);
 # uses INSITE_PG_DSN if set, else starts its own PostgreSQL (services.sh).
 set -euo pipefail
@@ -24,11 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "ok" > "$work/ok.txt"
+head -c 32 /dev/urandom > "$work/psn.key"
 mkdir -p "$work/logs"
 result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
 rps() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1" | awk '/Requests\/sec/ {print $2}'; }
 
-echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers"
+echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers; pseudonyms ${PSEUDONYM:-0}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $MODES; do
   rm -rf "$work/journal"
   {
@@ -46,6 +49,7 @@ http {
     insite_gdpr_journal $work/journal;
     insite_gdpr_fsync $mode;
     insite_gdpr_rotate_size 256m;
+    $( [ "${PSEUDONYM:-0}" = 1 ] && echo "insite_gdpr_pseudonym_key $work/psn.key;" )
     server {
         listen 127.0.0.1:$port;
         root $work;
@@ -77,6 +81,9 @@ CONF
   kill -QUIT "$(cat "$work/logs/nginx.pid")"
   sleep 1
 done
+
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "${SHIP:-1}" = 0 ] && exit 0
 
 # ---- shipper throughput on the last journal
 lines=$(cat "$work"/journal/audit-*.jsonl | wc -l)
