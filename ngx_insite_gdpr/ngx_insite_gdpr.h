@@ -90,16 +90,8 @@ typedef struct {
 
     ngx_fd_t                           fd;
     ngx_str_t                          path;       /* current file */
-    off_t                              size;       /* of its records */
+    off_t                              size;
     time_t                             opened;
-
-    /* records are copied into a shared mapping of the file's allocated
-     * tail (ngx_insite_gdpr_journal.c); NULL: write() */
-    u_char                            *map;
-    off_t                              map_off;    /* file offset of map */
-    size_t                             map_len;
-    off_t                              alloc;      /* file size on disk */
-    unsigned                           no_map:1;   /* this file: write() */
 
     uint64_t                           seq;        /* last written */
     char                               hash[INSITE_GDPR_HASH_LEN];

@@ -10,29 +10,16 @@
  * "<n>.<pid>" instead: one writer per chain, always.
  *
  * At worker start the chain state (last seq and hash) is recovered from the
- * tail of the chain's newest non-empty file; its unwritten tail (zero bytes,
- * see below) and a partial last line (a copy or write cut short by a crash)
- * are truncated.  Records are then appended to a new file named after the
- * next seq; the file rotates after insite_gdpr_rotate_size bytes or
- * insite_gdpr_rotate_time, and after a failed write (so a repaired disk or
- * directory is picked up).  A record is only counted in the chain (seq,
- * hash advance) when its whole line is in the file.
- *
- * Appending: the file is grown in posix_fallocate()d chunks and the chunk is
- * mapped (MAP_SHARED); a record is one memcpy() into the page cache, its
- * LF stored last, so a reader of the live file sees whole lines followed by
- * zero bytes, never half a record.  A worker killed with -9 loses nothing
- * already copied: the pages belong to the file, not to the process, as for
- * a write().  No system call per record: the write() per record was the
- * largest cost of auditing (docs/gdpr.md).  The zero tail is truncated at
- * rotation, at exit, and by the recovery after a crash.  When the chunk
- * cannot be allocated or mapped (disk full, no address space) the file's
- * remaining records go through one write() each (O_APPEND), as before;
- * a failed write() then fails as it always did.
+ * tail of the chain's newest non-empty file; a partial last line (a write
+ * cut short by a crash) is truncated.  Records are then appended with one
+ * write() each (O_APPEND) to a new file named after the next seq; the file
+ * rotates after insite_gdpr_rotate_size bytes or insite_gdpr_rotate_time,
+ * and after a failed write (so a repaired disk or directory is picked up).
+ * A record is only counted in the chain (seq, hash advance) when its whole
+ * line was written; a short write is truncated away.
  */
 
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <grp.h>
 #include <pwd.h>
@@ -41,7 +28,6 @@
 
 
 #define NGX_INSITE_GDPR_TAIL_READ   65536
-#define NGX_INSITE_GDPR_MAP_CHUNK   (256 * 1024)    /* a multiple of pages */
 
 
 #if (NGX_THREADS)
@@ -66,11 +52,6 @@ static ngx_int_t ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j,
     u_char *path);
 static ngx_int_t ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j);
 static void ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j);
-static ngx_int_t ngx_insite_gdpr_journal_map(ngx_insite_gdpr_journal_t *j,
-    size_t len);
-static ngx_int_t ngx_insite_gdpr_journal_unmap(ngx_insite_gdpr_journal_t *j);
-static off_t ngx_insite_gdpr_journal_data_end(ngx_insite_gdpr_journal_t *j,
-    ngx_fd_t fd, u_char *buf, off_t size);
 static void ngx_insite_gdpr_journal_fail(ngx_insite_gdpr_journal_t *j,
     ngx_err_t err, const char *what);
 static void ngx_insite_gdpr_journal_timer(ngx_event_t *ev);
@@ -178,10 +159,9 @@ ngx_int_t
 ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
     size_t len)
 {
-    u_char                     *p, *dst;
+    u_char                     *p;
     ssize_t                     n;
     size_t                      body;
-    ngx_int_t                   rc;
     ngx_err_t                   err;
     ngx_insite_gdpr_metrics_t  *m = &j->conf->metrics;
 
@@ -207,27 +187,7 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
         return NGX_ERROR;
     }
 
-    rc = ngx_insite_gdpr_journal_map(j, len);
-
-    if (rc == NGX_OK) {
-        dst = j->map + (j->size - j->map_off);
-        ngx_memcpy(dst, fields, len - 1);
-
-        /* the LF last: a reader of the live file sees the line whole */
-        ngx_memory_barrier();
-        dst[len - 1] = LF;
-
-        n = len;
-
-    } else if (rc == NGX_DECLINED) {
-        n = write(j->fd, fields, len);
-
-    } else {
-        ngx_insite_gdpr_journal_close(j);
-        ngx_insite_gdpr_journal_fail(j, ngx_errno, "ftruncate");
-        ngx_insite_metric_inc(m->failed);
-        return NGX_ERROR;
-    }
+    n = write(j->fd, fields, len);
 
     if (n != (ssize_t) len) {
         err = (n == -1) ? ngx_errno : NGX_ENOSPC;
@@ -524,7 +484,7 @@ static ngx_int_t
 ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j, u_char *path)
 {
     u_char              *buf, *end, *nl, *start;
-    off_t                off, keep, size;
+    off_t                off, keep;
     ssize_t              n;
     ngx_fd_t             fd;
     ngx_int_t            rc;
@@ -554,35 +514,10 @@ ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j, u_char *path)
         return NGX_ERROR;
     }
 
+    off = ngx_max(0, ngx_file_size(&fi) - NGX_INSITE_GDPR_TAIL_READ);
+    n = pread(fd, buf, ngx_file_size(&fi) - off, off);
+
     rc = NGX_DECLINED;
-
-    /* the unwritten tail of a mapped file whose writer died */
-    size = ngx_insite_gdpr_journal_data_end(j, fd, buf, ngx_file_size(&fi));
-
-    if (size == -1) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    if (size < ngx_file_size(&fi)) {
-        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
-                      "insite gdpr: \"%s\": unwritten tail of %O bytes "
-                      "truncated", path, ngx_file_size(&fi) - size);
-
-        if (ftruncate(fd, size) == -1) {
-            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
-                          "ftruncate(\"%s\") failed", path);
-            rc = NGX_ERROR;
-            goto done;
-        }
-    }
-
-    if (size == 0) {
-        goto done;
-    }
-
-    off = ngx_max(0, size - NGX_INSITE_GDPR_TAIL_READ);
-    n = pread(fd, buf, size - off, off);
 
     if (n <= 0) {
         rc = NGX_ERROR;
@@ -644,40 +579,6 @@ done:
 }
 
 
-/* where the file's bytes end before its zero tail; -1 on a read error
- * (records never hold a zero byte: NUL is escaped) */
-static off_t
-ngx_insite_gdpr_journal_data_end(ngx_insite_gdpr_journal_t *j, ngx_fd_t fd,
-    u_char *buf, off_t size)
-{
-    off_t    off;
-    ssize_t  n;
-
-    while (size > 0) {
-        off = ngx_max(0, size - NGX_INSITE_GDPR_TAIL_READ);
-
-        n = pread(fd, buf, size - off, off);
-        if (n != size - off) {
-            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
-                          "insite gdpr: pread() of a journal tail failed");
-            return -1;
-        }
-
-        while (n > 0 && buf[n - 1] == '\0') {
-            n--;
-        }
-
-        if (n > 0) {
-            return off + n;
-        }
-
-        size = off;
-    }
-
-    return 0;
-}
-
-
 static ngx_int_t
 ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j)
 {
@@ -688,9 +589,8 @@ ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j)
     j->path.len = p - j->path.data;
     *p = '\0';
 
-    /* O_RDWR: a shared writable mapping needs it; O_APPEND: write() */
     j->fd = open((char *) j->path.data,
-                 O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 
     if (j->fd == NGX_INVALID_FILE) {
         ngx_insite_gdpr_journal_fail(j, ngx_errno, "open");
@@ -702,9 +602,6 @@ ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j)
         j->size = 0;
     }
 
-    j->alloc = j->size;
-    j->map = NULL;
-    j->no_map = 0;
     j->opened = ngx_time();
 
     return NGX_OK;
@@ -717,9 +614,6 @@ ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j)
     if (j->fd == NGX_INVALID_FILE) {
         return;
     }
-
-    /* a failure is logged; the zero tail stays, recovery trims it */
-    (void) ngx_insite_gdpr_journal_unmap(j);
 
     if (j->dirty && j->conf->fsync != NGX_INSITE_GDPR_FSYNC_OFF) {
 #if (NGX_THREADS)
@@ -737,119 +631,6 @@ ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j)
     (void) ngx_close_file(j->fd);
     j->fd = NGX_INVALID_FILE;
     j->dirty = 0;
-}
-
-
-/*
- * Room for len more bytes in the mapping: NGX_OK; NGX_DECLINED: append with
- * write() (this file could not be grown or mapped, and is trimmed to its
- * records for O_APPEND); NGX_ERROR: not even that (ftruncate failed).
- */
-static ngx_int_t
-ngx_insite_gdpr_journal_map(ngx_insite_gdpr_journal_t *j, size_t len)
-{
-    off_t        off, end;
-    size_t       size;
-    u_char      *map;
-    ngx_err_t    err;
-    const char  *what;
-
-    if (j->no_map) {
-        return NGX_DECLINED;
-    }
-
-    if (j->map != NULL && j->size + (off_t) len <= j->map_off
-                                                 + (off_t) j->map_len)
-    {
-        return NGX_OK;
-    }
-
-    if (j->map != NULL) {
-        (void) munmap(j->map, j->map_len);
-        j->map = NULL;
-    }
-
-    /* the next window starts at the page holding the end of the records */
-    off = j->size & ~((off_t) ngx_pagesize - 1);
-    size = ngx_max(NGX_INSITE_GDPR_MAP_CHUNK,
-                   ngx_align(j->size - off + len, ngx_pagesize));
-    end = off + size;
-
-    /* allocated blocks: a full disk is an error here, not a SIGBUS later */
-    if (end > j->alloc) {
-        err = posix_fallocate(j->fd, j->alloc, end - j->alloc);
-        if (err != 0) {
-            ngx_set_errno(err);
-            what = "posix_fallocate";
-            goto failed;
-        }
-        j->alloc = end;
-    }
-
-    map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, j->fd, off);
-    if (map == MAP_FAILED) {
-        what = "mmap";
-        goto failed;
-    }
-
-#ifdef MADV_POPULATE_WRITE
-    /* The window's pages writable in one call: else each first store into
-     * a page traps (a read fault with readahead, then page_mkwrite), which
-     * costs more than the write() per record this mapping replaces.  Older
-     * kernels refuse the advice: then the pages fault in one by one. */
-    (void) madvise(map, size, MADV_POPULATE_WRITE);
-#endif
-
-    j->map = map;
-    j->map_off = off;
-    j->map_len = size;
-
-    return NGX_OK;
-
-failed:
-
-    err = ngx_errno;
-
-    ngx_log_error(NGX_LOG_WARN, j->log, err,
-                  "insite gdpr: %s(\"%V\") failed, this file's records are "
-                  "written with write()", what, &j->path);
-
-    j->no_map = 1;
-
-    /* posix_fallocate() may have grown the file before failing */
-    j->alloc = end;
-
-    if (ngx_insite_gdpr_journal_unmap(j) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_set_errno(err);
-
-    return NGX_DECLINED;
-}
-
-
-/* the mapping gone and the file cut to its records */
-static ngx_int_t
-ngx_insite_gdpr_journal_unmap(ngx_insite_gdpr_journal_t *j)
-{
-    if (j->map != NULL) {
-        (void) munmap(j->map, j->map_len);
-        j->map = NULL;
-    }
-
-    if (j->alloc > j->size) {
-        if (ftruncate(j->fd, j->size) == -1) {
-            ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
-                          "insite gdpr: ftruncate(\"%V\", %O) failed",
-                          &j->path, j->size);
-            return NGX_ERROR;
-        }
-
-        j->alloc = j->size;
-    }
-
-    return NGX_OK;
 }
 
 

@@ -54,14 +54,6 @@ static long verify_file(const char *path, auditd_chainstate *st, int strict, tal
     while ((n = getline(&line, &cap, f)) > 0) {
         lineno++;
         if (line[n - 1] != '\n') {
-            /* zero bytes after the last line: the allocated, unwritten tail
-             * of a file nginx is writing (or of one whose writer died, until
-             * its successor's recovery truncates it) */
-            ssize_t z = 0;
-            while (z < n && line[z] == '\0')
-                z++;
-            if (z == n)
-                break;
             fprintf(out, "%s:%ld: partial last record (%zd bytes, no newline)\n", path, lineno, n);
             bad++;
             break;
