@@ -15,7 +15,8 @@
 # The variants are interleaved: each round runs every variant once, in an
 # order rotated by one per round, so that a burst of load from elsewhere on
 # a shared machine hits different variants in different rounds.  Each round
-# prints req/s, p50, p99, the load average and the ratios the issue sets:
+# prints req/s, p50, p99, the gateway workers' CPU time per request, the load
+# average and the ratios the issue sets:
 #   gw_local >= 0.9x plain req/s, gw_local p99 <= 1.1x limit_req p99,
 #   gw_redis >= 0.6x plain req/s.
 # Modules from build/modules (make modules); Redis from redis-server.
@@ -112,11 +113,23 @@ to_ms() {  # wrk latency "1.23ms" / "456.00us" / "1.01s" -> ms
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 workers() { pgrep -P "$(cat "$dir/gw/logs/nginx.pid")" | paste -sd,; }
+# CPU ticks (user + system) the gateway's workers used so far: per request,
+# the cost of a variant, which other load on a shared machine skews far
+# less than req/s or latency
+worker_ticks() {
+  local t=0 p u s
+  for p in $(pgrep -P "$(cat "$dir/gw/logs/nginx.pid")"); do
+    read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat")
+    t=$((t + u + s))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
 
 variants=(plain limit_req gw_local gw_redis)
 echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, upstream 1 worker, $rounds rounds"
 for ((round = 1; round <= rounds; round++)); do
-  declare -A rps=() p50=() p99=()
+  declare -A rps=() p50=() p99=() cpu=()
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   order=()
   for ((k = 0; k < ${#variants[@]}; k++)); do
@@ -127,23 +140,28 @@ for ((round = 1; round <= rounds; round++)); do
     if [ -n "${PERF:-}" ] && [ "$round" = "$rounds" ] && [ "$v" = "${PERF_VARIANT:-gw_local}" ]; then
       perf record -q -g -o "$dir/perf.data" -p "$(workers)" >/dev/null 2>&1 & perf_pid=$!
     fi
+    t0=$(worker_ticks)
     out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+    t1=$(worker_ticks)
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi
     rps[$v]=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
     p50[$v]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
     p99[$v]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+    n=$(echo "$out" | awk '/requests in/ { print $1 }')
+    cpu[$v]=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
   done
   echo
   echo "round $round (order: ${order[*]}; load average before: $load)"
-  printf '%-10s %12s %10s %10s\n' variant req/s p50_ms p99_ms
+  printf '%-10s %12s %10s %10s %12s\n' variant req/s p50_ms p99_ms cpu_us/req
   for v in "${variants[@]}"; do
-    printf '%-10s %12s %10s %10s\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}"
+    printf '%-10s %12s %10s %10s %12s\n' "$v" "${rps[$v]}" "${p50[$v]}" "${p99[$v]}" "${cpu[$v]}"
   done
   echo "gw_local / plain req/s      $(ratio "${rps[gw_local]}" "${rps[plain]}")   (target >= 0.90)"
   echo "gw_local / limit_req p99    $(ratio "${p99[gw_local]}" "${p99[limit_req]}")   (target <= 1.10)"
   echo "gw_redis / plain req/s      $(ratio "${rps[gw_redis]}" "${rps[plain]}")   (target >= 0.60)"
-  unset rps p50 p99
+  echo "gw_local / plain cpu/req    $(ratio "${cpu[gw_local]}" "${cpu[plain]}")   (worker CPU per request)"
+  unset rps p50 p99 cpu
 done
 
 if [ -n "${PERF:-}" ] && [ -f "$dir/perf.data" ]; then

@@ -29,7 +29,27 @@ echo "ok" > "$work/ok.txt"
 head -c 32 /dev/urandom > "$work/psn.key"
 mkdir -p "$work/logs"
 result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
-rps() { wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1" | awk '/Requests\/sec/ {print $2}'; }
+# CPU ticks (user + system) of nginx's workers: per request, the cost of a
+# location, which other load on a shared machine skews far less than req/s
+ticks() {
+  local t=0 p u s
+  for p in $(pgrep -P "$(cat "$work/logs/nginx.pid")"); do
+    read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat")
+    t=$((t + u + s))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
+# "req/s cpu_us_per_request"
+rps() {
+  local t0 t1 out
+  t0=$(ticks)
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1")
+  t1=$(ticks)
+  echo "$out" | awk -v t=$((t1 - t0)) -v hz="$hz" '/requests in/ {n = $1} /Requests\/sec/ {r = $2}
+    END {printf "%s %.2f\n", r, t * 1e6 / hz / n}'
+}
+avg() { echo "($1 + $2) / 2" | bc -l; }
 
 echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers; pseudonyms ${PSEUDONYM:-0}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $MODES; do
@@ -72,11 +92,15 @@ CONF
   rps /plain > /dev/null                                   # warm up
   for kind in static api; do
     pre=; [ "$kind" = api ] && pre=/api
-    a1=$(rps $pre/audited); p1=$(rps $pre/plain); a2=$(rps $pre/audited); p2=$(rps $pre/plain)
-    a=$(echo "($a1 + $a2) / 2" | bc -l); p=$(echo "($p1 + $p2) / 2" | bc -l)
+    read -r a1 ac1 < <(rps $pre/audited); read -r p1 pc1 < <(rps $pre/plain)
+    read -r a2 ac2 < <(rps $pre/audited); read -r p2 pc2 < <(rps $pre/plain)
+    a=$(avg "$a1" "$a2"); p=$(avg "$p1" "$p2")
+    ac=$(avg "$ac1" "$ac2"); pc=$(avg "$pc1" "$pc2")
     result "$mode" "$kind-audited" "$(printf %.0f "$a")"
     result "$mode" "$kind-plain" "$(printf %.0f "$p")"
     printf '%-8s %-14s %10.3f\n' "$mode" "$kind-ratio" "$(echo "$a / $p" | bc -l)"
+    printf '%-8s %-14s %10.3f  (worker CPU per request: audited %.1f us, plain %.1f us)\n' \
+      "$mode" "$kind-cpu-ratio" "$(echo "$pc / $ac" | bc -l)" "$ac" "$pc"
   done
   kill -QUIT "$(cat "$work/logs/nginx.pid")"
   sleep 1
