@@ -3,7 +3,8 @@
  * could have edited: format-1 and format-2 records (docs/gdpr.md).  A line
  * that checks must parse to a body inside the line, and re-hashing that
  * body with its prev_hash gives its hash; the same bytes pseudonymized
- * (insite_gdpr_pseudonym.c) always give one "psn:" + 32 hex. */
+ * (insite_gdpr_pseudonym.c) always give one "psn:" + 32 hex, the same with
+ * HMAC() and with the prepared key nginx uses. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,8 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             || memcmp(h, l.hash, INSITE_GDPR_HASH_LEN) != 0)
             __builtin_trap();
     }
+    static insite_gdpr_psn_key_t *pk;   /* nginx's prepared key: same ids */
+    if (pk == NULL && (pk = insite_gdpr_psn_key_new(key, sizeof(key) - 1)) == NULL)
+        __builtin_trap();
     if (insite_gdpr_pseudonym(key, sizeof(key) - 1, line, size, a) != 0
-        || insite_gdpr_pseudonym(key, sizeof(key) - 1, line, size, b) != 0
+        || insite_gdpr_psn_key_pseudonym(pk, line, size, b) != 0
         || memcmp(a, b, sizeof(a)) != 0 || memcmp(a, "psn:", 4) != 0)
         __builtin_trap();
     for (size_t i = 4; i < sizeof(a); i++)
