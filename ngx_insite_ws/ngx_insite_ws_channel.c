@@ -608,6 +608,8 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
     sent = 0;
     ch->last_seq = seq;
 
+    ngx_insite_ws_trace("deliver %V seq %uL read", &ch->node.str, seq);
+
     for (q = ngx_queue_head(&ch->subs);
          q != ngx_queue_sentinel(&ch->subs);
          q = next)
@@ -630,6 +632,9 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
             if (frame == NULL) {
                 return;
             }
+#if (INSITE_WS_TRACE)
+            frame->trace_seq = seq;
+#endif
         }
 
         sub->cursor = seq;
@@ -638,6 +643,9 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
             sent++;
         }
     }
+
+    ngx_insite_ws_trace("deliver %V seq %uL queued %ui", &ch->node.str, seq,
+                        sent);
 
     if (frame) {
         ngx_insite_ws_frame_release(frame);

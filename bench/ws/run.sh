@@ -202,7 +202,8 @@ write_nginx_conf() {  # name dir port workers
     echo "$affinity"
     echo "worker_rlimit_nofile 20000;"
     echo "pid $dir/nginx.pid;"
-    echo "error_log $dir/error.log warn;"
+    # BENCH_TRACE=1: the trace lines of modules built with INSITE_WS_TRACE=1
+    echo "error_log $dir/error.log $([ "${BENCH_TRACE:-0}" = 1 ] && echo notice || echo warn);"
     grep -v '^@' <<<"$conf"
     echo "events { worker_connections 19900; multi_accept on; }"
     echo "http {"
