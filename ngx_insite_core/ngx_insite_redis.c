@@ -1336,13 +1336,14 @@ ngx_insite_redis_timer_handler(ngx_event_t *ev)
         return;
     }
 
+    /* the expired commands fail with TIMEOUT either way */
+    if (ngx_insite_redis_expire(rd) != NGX_OK) {
+        return;                                   /* dropped meanwhile */
+    }
+
     if (ngx_insite_redis_stalled(rd)) {
         ngx_insite_redis_drop(rd, "command timed out");
         return;
-    }
-
-    if (ngx_insite_redis_expire(rd) != NGX_OK) {
-        return;                                   /* dropped meanwhile */
     }
 
     ngx_insite_redis_arm_timer(rd);
