@@ -55,18 +55,26 @@ my %published;                          # sample channel -> last seq accepted
 # --- one client follows N channels ----------------------------------------
 my $ws = Insite::WS->connect($port, path => '/ws');
 is($ws->status, 101, 'handshake');
-my $subscribed = 0;
-for (my $i = 0; $i < $N; $i += 500) {
+my ($subscribed, $refused) = (0, 0);
+my $sub_deadline = time + 120;
+for (my $i = 0; $i < $N && time < $sub_deadline; ) {
     my @names = map { "f:$_" } $i .. ($i + 499 < $N ? $i + 499 : $N - 1);
     my $m = $ws->subscribe(\@names, id => "s$i", timeout => 20);
     if ($m && ($m->{type} // '') eq 'subscribed') {
         $subscribed += scalar keys %{ $m->{channels} // {} };
+        $i += 500;
+    } elsif ($m && ($m->{code} // '') eq 'unavailable') {
+        $refused++;                     # "try again shortly": a client retries
+        sleep 0.2;
     } else {
-        diag "subscribe from $i: " . ($m ? Insite::WS->json->encode($m) : "no answer") . "\n" . join "\n", grep { /failed|lost|stopped/ } split /\n/, $ngx->error_log;
+        diag "subscribe from $i: " . ($m ? Insite::WS->json->encode($m) : "no answer");
         last;
     }
 }
 is($subscribed, $N, "one connection follows $N channels");
+# a subscribe is refused only while the command connection is re-made; a
+# storm refuses them again and again (a stall of the loaded machine, once)
+cmp_ok($refused, '<=', 1, "subscribes refused on the way: $refused");
 
 sub lost_lines {
     my @l = $ngx->error_log =~ /\((commands|pubsub)\): connection lost: ([^;]*);/g;
