@@ -17,8 +17,9 @@ Prints p50/p99/max of each step's wait over the messages that have all five.
 import re
 import sys
 
-LINE = re.compile(r"insite trace (\d+) (publish|deliver|frame) (\S+)"
-                  r"(?: seq (\d+))? ?(body|reply|read|queued|written)?")
+LINE = re.compile(r"insite trace (\d+) (publish|deliver) (\S+)"
+                  r"(?: seq (\d+))? (body|reply|read|queued)")
+FRAME = re.compile(r"insite trace (\d+) frame seq (\d+) written")
 
 
 def pct(v, p):
@@ -31,6 +32,12 @@ def main(path):
     t = {}             # (channel, seq) -> {step: us}
     last_ch = None
     for line in open(path, errors="replace"):
+        f = FRAME.search(line)
+        if f:
+            # the frame of a channel's seq; with one channel per run (the
+            # fixed-rate scenarios) the channel is the last one delivered
+            t.setdefault((last_ch, int(f[2])), {})["written"] = int(f[1])
+            continue
         m = LINE.search(line)
         if not m:
             continue
@@ -47,10 +54,6 @@ def main(path):
             key = (a, int(seq))
             t.setdefault(key, {})[step] = us
             last_ch = a
-        elif kind == "frame":
-            # "frame seq N written": the frame of a channel's seq; with one
-            # channel per run (the fixed-rate scenarios) the channel is known
-            t.setdefault((last_ch, int(a if seq is None else seq)), {})["written"] = us
     steps = [("body", "reply", "Redis round trip (script)"),
              ("reply", "read", "reply -> pub/sub message read"),
              ("body", "read", "body -> pub/sub message read"),
