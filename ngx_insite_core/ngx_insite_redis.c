@@ -6,10 +6,16 @@
  * per call, so with edge-triggered epoll the rest of a large reply would wait
  * for the next packet.
  *
- * Deadlines: Redis answers in order, so the oldest pending command is the
- * one to time.  One timer runs for the head of the pending queue; when it
- * fires, the connection is dropped, which fails every pending command at once
- * (TIMEOUT for the expired ones, LOST for the rest) and starts a reconnect.
+ * Deadlines: one timer per connection.  A command past its deadline fails
+ * to its caller with TIMEOUT at once; its record stays queued (Redis answers
+ * in order) and its late reply is dropped.  The connection itself is
+ * dropped only when it is stalled: commands are pending and nothing at all
+ * has come back for command_timeout (a frozen or unreachable Redis).  A
+ * Redis that is slow but answering (a bulk read of 10k positions on a busy
+ * machine) keeps its connection, so a slow read cannot turn into a
+ * reconnect that repeats the read (issue 18).  Dropping fails every pending
+ * command (TIMEOUT for the expired ones, LOST for the rest) and starts a
+ * reconnect.
  *
  * Teardown has one path: hiredis calls our cleanup hook whenever it frees
  * the context (error, EOF, or redisAsyncFree() by us), after it has failed
@@ -49,6 +55,8 @@ static void ngx_insite_redis_schedule_retry(ngx_insite_redis_t *rd);
 
 static void ngx_insite_redis_shard_read(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd);
+static ngx_uint_t ngx_insite_redis_stalled(ngx_insite_redis_t *rd);
+static ngx_int_t ngx_insite_redis_expire(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_insite_redis_cancel_cleanup(void *data);
@@ -944,6 +952,11 @@ ngx_insite_redis_cmd_sent(ngx_insite_redis_cmd_t *cmd, int rc)
         return NULL;
     }
 
+    /* an idle connection's clock starts with its first command */
+    if (ngx_queue_empty(&rd->pending)) {
+        rd->progress = ngx_current_msec;
+    }
+
     ngx_queue_insert_tail(&rd->pending, &cmd->queue);
     ngx_insite_redis_arm_timer(rd);
 
@@ -1180,8 +1193,10 @@ ngx_insite_redis_cmd_put(ngx_insite_redis_cmd_t *cmd)
 static void
 ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd)
 {
+    ngx_msec_t               at;
     ngx_msec_int_t           left;
-    ngx_insite_redis_cmd_t  *head;
+    ngx_queue_t             *q;
+    ngx_insite_redis_cmd_t  *cmd;
 
     if (ngx_queue_empty(&rd->pending)) {
         if (rd->timer.timer_set) {
@@ -1190,10 +1205,30 @@ ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd)
         return;
     }
 
-    head = ngx_queue_data(ngx_queue_head(&rd->pending),
-                          ngx_insite_redis_cmd_t, queue);
+    /* the first deadline not yet expired; once ready, also the stall's */
 
-    left = (ngx_msec_int_t) (head->deadline - ngx_current_msec);
+    at = rd->progress + rd->conf->command_timeout;
+
+    for (q = ngx_queue_head(&rd->pending);
+         q != ngx_queue_sentinel(&rd->pending);
+         q = ngx_queue_next(q))
+    {
+        cmd = ngx_queue_data(q, ngx_insite_redis_cmd_t, queue);
+
+        if (cmd->timed_out) {
+            continue;
+        }
+
+        if (rd->state != NGX_INSITE_REDIS_READY
+            || (ngx_msec_int_t) (cmd->deadline - at) < 0)
+        {
+            at = cmd->deadline;
+        }
+
+        break;
+    }
+
+    left = (ngx_msec_int_t) (at - ngx_current_msec);
 
     ngx_add_timer(&rd->timer, left > 0 ? (ngx_msec_t) left : 1);
 }
@@ -1213,6 +1248,10 @@ ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_queue_remove(&cmd->queue);
 
     if (r) {
+        rd->progress = ngx_current_msec;
+    }
+
+    if (r) {
         status = NGX_INSITE_REDIS_OK;
 
     } else if (cmd->timed_out) {
@@ -1222,7 +1261,8 @@ ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         status = NGX_INSITE_REDIS_LOST;
     }
 
-    if (rd->metrics && !cmd->internal) {
+    /* a command already failed by its deadline was counted then */
+    if (rd->metrics && !cmd->internal && !cmd->timed_out) {
         if (status == NGX_INSITE_REDIS_OK) {
             ngx_insite_metric_observe(rd->metrics->latency,
                                       (ngx_current_msec - cmd->start) / 1000.0);
@@ -1269,29 +1309,112 @@ ngx_insite_redis_timer_handler(ngx_event_t *ev)
     ngx_insite_redis_t      *rd = ev->data;
     ngx_insite_redis_cmd_t  *cmd;
 
-    expired = 0;
+    if (rd->state != NGX_INSITE_REDIS_READY) {
+        /* the handshake: any expired step means the connect failed */
+        expired = 0;
+
+        for (q = ngx_queue_head(&rd->pending);
+             q != ngx_queue_sentinel(&rd->pending);
+             q = ngx_queue_next(q))
+        {
+            cmd = ngx_queue_data(q, ngx_insite_redis_cmd_t, queue);
+
+            if ((ngx_msec_int_t) (cmd->deadline - ngx_current_msec) > 0) {
+                break;
+            }
+
+            cmd->timed_out = 1;
+            expired++;
+        }
+
+        if (expired) {
+            ngx_insite_redis_drop(rd, "connect timed out");
+            return;
+        }
+
+        ngx_insite_redis_arm_timer(rd);
+        return;
+    }
+
+    /* the expired commands fail with TIMEOUT either way */
+    if (ngx_insite_redis_expire(rd) != NGX_OK) {
+        return;                                   /* dropped meanwhile */
+    }
+
+    if (ngx_insite_redis_stalled(rd)) {
+        ngx_insite_redis_drop(rd, "command timed out");
+        return;
+    }
+
+    ngx_insite_redis_arm_timer(rd);
+}
+
+
+/* commands are waiting and nothing came back for command_timeout */
+
+static ngx_uint_t
+ngx_insite_redis_stalled(ngx_insite_redis_t *rd)
+{
+    return !ngx_queue_empty(&rd->pending)
+           && (ngx_msec_int_t) (ngx_current_msec - rd->progress)
+              >= (ngx_msec_int_t) rd->conf->command_timeout;
+}
+
+
+/*
+ * Fails the commands past their deadline to their callers, keeping their
+ * records queued for the replies still to come.  A handler may issue
+ * commands (queued at the tail) or drop the connection: NGX_DONE then.
+ */
+
+static ngx_int_t
+ngx_insite_redis_expire(ngx_insite_redis_t *rd)
+{
+    void                       *data;
+    ngx_queue_t                *q, *next;
+    redisAsyncContext          *ac;
+    ngx_insite_redis_cmd_t     *cmd;
+    ngx_insite_redis_reply_pt   handler;
+
+    ac = rd->ac;
 
     for (q = ngx_queue_head(&rd->pending);
          q != ngx_queue_sentinel(&rd->pending);
-         q = ngx_queue_next(q))
+         q = next)
     {
+        next = ngx_queue_next(q);
         cmd = ngx_queue_data(q, ngx_insite_redis_cmd_t, queue);
+
+        if (cmd->timed_out) {
+            continue;
+        }
 
         if ((ngx_msec_int_t) (cmd->deadline - ngx_current_msec) > 0) {
             break;
         }
 
         cmd->timed_out = 1;
-        expired++;
+
+        if (rd->metrics && !cmd->internal) {
+            ngx_insite_metric_inc(rd->metrics->timeouts);
+        }
+
+        handler = cmd->handler;
+        data = cmd->data;
+        ngx_insite_redis_cancel(cmd);
+
+        if (handler == NULL) {
+            continue;
+        }
+
+        handler(NGX_INSITE_REDIS_TIMEOUT, NULL, data);
+
+        if (rd->ac != ac) {
+            return NGX_DONE;
+        }
     }
 
-    if (expired == 0) {
-        ngx_insite_redis_arm_timer(rd);
-        return;
-    }
-
-    ngx_insite_redis_drop(rd, rd->state == NGX_INSITE_REDIS_READY
-                              ? "command timed out" : "connect timed out");
+    return NGX_OK;
 }
 
 

@@ -5,8 +5,11 @@
  * What callers can rely on:
  *  - nothing here blocks: connect, commands and replies are all events;
  *  - a command either gets its reply or fails: never a hang.  A command not
- *    answered within command_timeout fails with TIMEOUT and the connection is
- *    dropped (a frozen Redis must not stall requests queued behind it);
+ *    answered within command_timeout fails with TIMEOUT (its late reply is
+ *    dropped).  The connection is dropped when nothing at all has come back
+ *    for command_timeout while commands wait (a frozen Redis must not stall
+ *    requests queued behind it); a slow Redis that keeps answering keeps
+ *    its connection;
  *  - commands issued while the connection is not ready fail at once (NULL);
  *  - after a drop the connection is re-established with exponential backoff
  *    (1s, 2s, 4s ... 30s) and the "ready" hooks fire again, so subscribers can
@@ -122,6 +125,8 @@ struct ngx_insite_redis_s {
     ngx_insite_redis_state_e   state;
 
     ngx_event_t                timer;           /* connect + command deadlines */
+    ngx_msec_t                 progress;        /* last reply, or the first
+                                                   command of an idle spell */
     ngx_event_t                retry;           /* reconnect backoff */
     ngx_msec_t                 backoff;
     ngx_uint_t                 ever_ready;

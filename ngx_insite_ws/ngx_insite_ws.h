@@ -51,6 +51,32 @@ typedef struct ngx_insite_ws_sub_s      ngx_insite_ws_sub_t;
 
 
 /* A frame ready to send, shared by every subscriber it goes to. */
+/*
+ * Built with INSITE_WS_TRACE=1 (scripts/build-modules.sh), the module logs
+ * one NOTICE line per step of a message's way, "insite trace <us> <step>",
+ * us = CLOCK_REALTIME in microseconds: publish body read, script reply,
+ * pub/sub message read, frames queued, frame written to every subscriber.
+ * bench/ws/trace.py turns them into a per-step latency table.  Otherwise
+ * the macro is empty.
+ */
+#if (INSITE_WS_TRACE)
+#define ngx_insite_ws_trace(fmt, ...)                                         \
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0, "insite trace %uL " fmt, \
+                  ngx_insite_ws_trace_us(), __VA_ARGS__)
+
+static ngx_inline uint64_t
+ngx_insite_ws_trace_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+#else
+#define ngx_insite_ws_trace(fmt, ...)
+#endif
+
+
 typedef struct ngx_insite_ws_frame_s  ngx_insite_ws_frame_t;
 
 struct ngx_insite_ws_frame_s {
@@ -60,6 +86,9 @@ struct ngx_insite_ws_frame_s {
     ngx_insite_ws_frame_t      *deflated[8];      /* permessage-deflate, per
                                                      window bits - 8; owned */
     u_char                      plain_only;       /* bits - 8 not worth it */
+#if (INSITE_WS_TRACE)
+    uint64_t                    trace_seq;        /* a live message's seq */
+#endif
     u_char                      data[1];
 };
 

@@ -43,13 +43,48 @@ static void ngx_insite_ws_channel_check_reply(
     ngx_insite_redis_status_e status, redisReply *reply, void *data);
 
 
+/*
+ * A check round: the channels one periodic check (or a resubscribe) must
+ * compare with Redis, read NGX_INSITE_WS_CHECK_BATCH per script call with at
+ * most NGX_INSITE_WS_CHECK_INFLIGHT calls outstanding; each answer sends the
+ * next batch.  One round at a time: a check that finds the previous round
+ * still reading starts none, and a batch that fails (timeout, lost
+ * connection) ends the round, its channels keeping their marks for the next
+ * one.  So after an outage with 10k channels the re-read is a steady trickle
+ * the command connection can carry, not 100 scripts at once that time out
+ * and are all sent again by the next check (issue 18).
+ */
 typedef struct {
-    ngx_uint_t                 n;
-    ngx_insite_ws_channel_t   *chs[1];
+    ngx_uint_t                 n;         /* channels */
+    ngx_uint_t                 next;      /* first not yet sent */
+    ngx_uint_t                 inflight;  /* batches sent, unanswered */
+    unsigned                   failed:1;
+    unsigned                   sending:1;
+    ngx_insite_ws_channel_t  **chs;       /* busy references until sent */
+} ngx_insite_ws_check_round_t;
+
+
+typedef struct {
+    ngx_insite_ws_check_round_t  *round;
+    ngx_uint_t                    first;
+    ngx_uint_t                    n;
 } ngx_insite_ws_check_t;
 
 
-#define NGX_INSITE_WS_CHECK_BATCH  100
+#define NGX_INSITE_WS_CHECK_BATCH     100
+#define NGX_INSITE_WS_CHECK_INFLIGHT  4
+
+
+/* the round in progress in this worker, if any */
+static ngx_insite_ws_check_round_t  *ngx_insite_ws_check_round;
+
+
+static void ngx_insite_ws_channel_check_next(
+    ngx_insite_ws_check_round_t *round);
+static ngx_int_t ngx_insite_ws_channel_check_add(
+    ngx_insite_ws_channel_t ***chs, ngx_uint_t n, ngx_insite_ws_channel_t *ch);
+static void ngx_insite_ws_channel_check_unbusy(ngx_insite_ws_channel_t **chs,
+    ngx_uint_t n);
 
 
 ngx_int_t
@@ -573,6 +608,8 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
     sent = 0;
     ch->last_seq = seq;
 
+    ngx_insite_ws_trace("deliver %V seq %uL read", &ch->node.str, seq);
+
     for (q = ngx_queue_head(&ch->subs);
          q != ngx_queue_sentinel(&ch->subs);
          q = next)
@@ -595,6 +632,9 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
             if (frame == NULL) {
                 return;
             }
+#if (INSITE_WS_TRACE)
+            frame->trace_seq = seq;
+#endif
         }
 
         sub->cursor = seq;
@@ -603,6 +643,9 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
             sent++;
         }
     }
+
+    ngx_insite_ws_trace("deliver %V seq %uL queued %ui", &ch->node.str, seq,
+                        sent);
 
     if (frame) {
         ngx_insite_ws_frame_release(frame);
@@ -898,12 +941,12 @@ ngx_insite_ws_channels_resubscribe(void)
 void
 ngx_insite_ws_channels_check(void)
 {
+    ngx_uint_t                       n;
     ngx_queue_t                     *q;
     ngx_rbtree_node_t               *node;
     ngx_insite_ws_sub_t             *sub;
-    ngx_insite_ws_check_t           *batch;
-    ngx_insite_ws_channel_t         *ch;
-    ngx_insite_redis_cmd_t          *cmd;
+    ngx_insite_ws_channel_t         *ch, **chs;
+    ngx_insite_ws_check_round_t     *round;
     ngx_http_insite_ws_main_conf_t  *wmcf;
 
     wmcf = ngx_insite_ws_main_conf();
@@ -912,7 +955,8 @@ ngx_insite_ws_channels_check(void)
         return;
     }
 
-    batch = NULL;
+    chs = NULL;
+    n = 0;
 
     for (node = ngx_rbtree_min(wmcf->channels.root, wmcf->channels.sentinel);
          node;
@@ -930,6 +974,10 @@ ngx_insite_ws_channels_check(void)
             if (sub->state == NGX_INSITE_WS_SUB_CATCHUP && sub->cmd == NULL) {
                 ngx_insite_ws_channel_catch_up(sub);
             }
+        }
+
+        if (ngx_insite_ws_check_round) {
+            continue;                   /* the last round is still reading */
         }
 
         if (ch->state != NGX_INSITE_WS_CH_LIVE
@@ -950,46 +998,146 @@ ngx_insite_ws_channels_check(void)
             continue;
         }
 
+        if (ngx_insite_ws_channel_check_add(&chs, n, ch) != NGX_OK) {
+            break;
+        }
+
+        n++;
+    }
+
+    if (n == 0) {
+        ngx_free(chs);
+        return;
+    }
+
+    round = ngx_calloc(sizeof(ngx_insite_ws_check_round_t), ngx_cycle->log);
+    if (round == NULL) {
+        ngx_insite_ws_channel_check_unbusy(chs, n);
+        ngx_free(chs);
+        return;
+    }
+
+    round->chs = chs;
+    round->n = n;
+    ngx_insite_ws_check_round = round;
+
+    ngx_insite_ws_channel_check_next(round);
+}
+
+
+/* appends ch, referenced, to a growing array of n channels */
+static ngx_int_t
+ngx_insite_ws_channel_check_add(ngx_insite_ws_channel_t ***chs, ngx_uint_t n,
+    ngx_insite_ws_channel_t *ch)
+{
+    ngx_insite_ws_channel_t  **more;
+
+    if (n % 256 == 0) {
+        more = ngx_alloc((n + 256) * sizeof(ngx_insite_ws_channel_t *),
+                         ngx_cycle->log);
+        if (more == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (*chs) {
+            ngx_memcpy(more, *chs, n * sizeof(ngx_insite_ws_channel_t *));
+            ngx_free(*chs);
+        }
+
+        *chs = more;
+    }
+
+    ch->busy++;
+    (*chs)[n] = ch;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_insite_ws_channel_check_unbusy(ngx_insite_ws_channel_t **chs,
+    ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        ngx_insite_ws_channel_unbusy(chs[i]);
+    }
+}
+
+
+/*
+ * Sends the round's next batches up to the in-flight bound; ends the round
+ * when everything is answered, or when a batch failed and the rest is
+ * given up (unsent channels keep their marks for the next round).
+ */
+
+static void
+ngx_insite_ws_channel_check_next(ngx_insite_ws_check_round_t *round)
+{
+    ngx_insite_ws_check_t   *batch;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    if (round->sending) {
+        return;                      /* an answer came while sending */
+    }
+
+    round->sending = 1;
+
+    while (!round->failed && round->next < round->n
+           && round->inflight < NGX_INSITE_WS_CHECK_INFLIGHT)
+    {
+        batch = ngx_alloc(sizeof(ngx_insite_ws_check_t), ngx_cycle->log);
         if (batch == NULL) {
-            batch = ngx_alloc(sizeof(ngx_insite_ws_check_t)
-                              + NGX_INSITE_WS_CHECK_BATCH
-                                * sizeof(ngx_insite_ws_channel_t *),
-                              ngx_cycle->log);
-            if (batch == NULL) {
-                return;
-            }
-            batch->n = 0;
+            round->failed = 1;
+            break;
         }
 
-        batch->chs[batch->n++] = ch;
+        batch->round = round;
+        batch->first = round->next;
+        batch->n = ngx_min(NGX_INSITE_WS_CHECK_BATCH, round->n - round->next);
+        round->inflight++;
 
-        if (batch->n == NGX_INSITE_WS_CHECK_BATCH) {
-            goto send;
-        }
-
-        continue;
-
-    send:
-
-        if (ngx_insite_ws_redis_positions(batch->chs, batch->n,
+        if (ngx_insite_ws_redis_positions(&round->chs[batch->first], batch->n,
                                           ngx_insite_ws_channel_check_reply,
                                           batch, &cmd)
             != NGX_OK)
         {
+            round->inflight--;
             ngx_free(batch);
-            return;
+            round->failed = 1;
+            break;
         }
 
-        batch = NULL;
+        /* the read holds its own references now */
+        ngx_insite_ws_channel_check_unbusy(&round->chs[batch->first],
+                                           batch->n);
+        round->next += batch->n;
     }
 
-    if (batch
-        && ngx_insite_ws_redis_positions(batch->chs, batch->n,
-                                         ngx_insite_ws_channel_check_reply,
-                                         batch, &cmd)
-           != NGX_OK)
-    {
-        ngx_free(batch);
+    round->sending = 0;
+
+    if (round->inflight) {
+        return;
+    }
+
+    /* the channels never sent: their round references */
+    ngx_insite_ws_channel_check_unbusy(&round->chs[round->next],
+                                       round->n - round->next);
+
+    if (round->failed && round->next < round->n) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "insite ws: position check of %ui channels stopped "
+                      "after %ui: Redis did not answer in time; the rest "
+                      "are checked next interval",
+                      round->n, round->next);
+    }
+
+    ngx_free(round->chs);
+    ngx_free(round);
+
+    if (ngx_insite_ws_check_round == round) {
+        ngx_insite_ws_check_round = NULL;
     }
 }
 
@@ -1000,16 +1148,23 @@ ngx_insite_ws_channel_check_reply(ngx_insite_redis_status_e status,
 {
     ngx_insite_ws_check_t *batch = data;
 
-    uint64_t                  top;
-    ngx_str_t                 epoch;
-    ngx_uint_t                i, ok;
-    ngx_insite_ws_channel_t  *ch;
+    uint64_t                      top;
+    ngx_str_t                     epoch;
+    ngx_uint_t                    i, ok;
+    ngx_insite_ws_channel_t      *ch;
+    ngx_insite_ws_check_round_t  *round;
+
+    round = batch->round;
 
     ok = status == NGX_INSITE_REDIS_OK && reply->type == REDIS_REPLY_ARRAY
          && reply->elements == 2 * batch->n;
 
+    if (!ok) {
+        round->failed = 1;
+    }
+
     for (i = 0; i < batch->n; i++) {
-        ch = batch->chs[i];
+        ch = round->chs[batch->first + i];
 
         if (ok && !ch->dead) {
             top = (uint64_t) reply->element[2 * i]->integer;
@@ -1052,4 +1207,7 @@ ngx_insite_ws_channel_check_reply(ngx_insite_redis_status_e status,
     }
 
     ngx_free(batch);
+
+    round->inflight--;
+    ngx_insite_ws_channel_check_next(round);
 }

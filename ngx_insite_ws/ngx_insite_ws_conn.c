@@ -680,6 +680,9 @@ ngx_insite_ws_frame_alloc(ngx_log_t *log, int opcode, u_char *payload,
 
     ngx_memzero(frame->deflated, sizeof(frame->deflated));
     frame->plain_only = 0;
+#if (INSITE_WS_TRACE)
+    frame->trace_seq = 0;
+#endif
 
     frame->refs = 1;
     frame->len = hlen + len;
@@ -701,6 +704,12 @@ ngx_insite_ws_frame_release(ngx_insite_ws_frame_t *frame)
     if (--frame->refs) {
         return;
     }
+
+#if (INSITE_WS_TRACE)
+    if (frame->trace_seq) {
+        ngx_insite_ws_trace("frame seq %uL written", frame->trace_seq);
+    }
+#endif
 
     for (i = 0; i < 8; i++) {
         if (frame->deflated[i]) {

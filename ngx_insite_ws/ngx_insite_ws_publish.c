@@ -241,6 +241,8 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
     wmcf = ngx_insite_ws_main_conf();
 
+    ngx_insite_ws_trace("publish %V body", &ctx->channel);
+
     /* the body's rules (JSON object, "type" not reserved, "data" verbatim)
        are the channel contract's, shared with the workers */
     if (insite_channel_payload_parse((char *) body, len, &pl, why,
@@ -369,6 +371,9 @@ ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
                                    "internal", &msg);
         goto done;
     }
+
+    ngx_insite_ws_trace("publish %V seq %L reply", &ctx->channel,
+                        reply->element[0]->integer);
 
     duplicate = reply->element[2]->integer != 0;
     epoch.data = (u_char *) reply->element[1]->str;

@@ -37,6 +37,12 @@ fi
 if [ "${COVERAGE:-}" = 1 ]; then
   conf+=(--with-cc-opt=--coverage --with-ld-opt=--coverage)
 fi
+# INSITE_WS_TRACE=1: the ws module logs each step of a message's path with
+# a microsecond clock (ngx_insite_ws.h); for latency breakdowns only, e.g.
+# make BUILD=build/trace INSITE_WS_TRACE=1 modules (bench/ws/trace.py)
+if [ "${INSITE_WS_TRACE:-}" = 1 ]; then
+  conf+=(--with-cc-opt=-DINSITE_WS_TRACE=1)
+fi
 
 cd "$src"
 stamp=objs/.insite-configured

@@ -58,10 +58,14 @@ PUB_QUOTES=()
 # keep-alive connections (nginx answers pipelined requests one by one)
 PUB_CONNS=${BENCH_PUB_CONNS:-4}
 PUB_CONNS_CH=${BENCH_PUB_CONNS_CHANNELS:-32}
+PUB_DEPTH_CH=${BENCH_PUB_DEPTH_CHANNELS:-64}   # requests pipelined per conn
 WIN_FAN=${BENCH_WINDOW_FANOUT:-20}
 WIN_CH=${BENCH_WINDOW_CHANNELS:-2000}
 OUT=${BENCH_OUT:-$root/build/bench-ws/run-$(date +%Y%m%d-%H%M%S)}
 BIN=$root/build/bench-ws
+# the modules ours loads: a copy elsewhere lets a run measure one build
+# while the tree is rebuilt (BENCH_MODULES=/tmp/base, with BENCH_NO_BUILD=1)
+MODDIR=${BENCH_MODULES:-$root/build/modules}
 RUNID=$(date +%s)
 
 mkdir -p "$OUT"
@@ -124,7 +128,7 @@ build() {
       fi
     fi
   fi
-  BUILD_NOTE="$BUILD_NOTE ($(stat -c %y "$root/build/modules/ngx_http_insite_ws_module.so" | cut -d. -f1))"
+  BUILD_NOTE="$BUILD_NOTE; ours from $MODDIR ($(stat -c %y "$MODDIR/ngx_http_insite_ws_module.so" | cut -d. -f1))"
   make -s -C bench/ws OUT="$BIN" >>"$OUT/build.log" 2>&1 || {
     cat "$OUT/build.log" >&2; exit 1; }
   [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || {
@@ -160,8 +164,8 @@ EOF
 server_conf() {  # name
   case $1 in
   ours)
-    echo "load_module $root/build/modules/ngx_http_insite_module.so;"
-    echo "load_module $root/build/modules/ngx_http_insite_ws_module.so;"
+    echo "load_module $MODDIR/ngx_http_insite_module.so;"
+    echo "load_module $MODDIR/ngx_http_insite_ws_module.so;"
     echo "@http insite_redis 127.0.0.1:$REDIS_PORT;"
     echo "@http insite_ws_max_connections 100000;"
     echo "@loc location /ws { insite_ws; insite_ws_send_buffer 1m; }"
@@ -198,7 +202,8 @@ write_nginx_conf() {  # name dir port workers
     echo "$affinity"
     echo "worker_rlimit_nofile 20000;"
     echo "pid $dir/nginx.pid;"
-    echo "error_log $dir/error.log warn;"
+    # BENCH_TRACE=1: the trace lines of modules built with INSITE_WS_TRACE=1
+    echo "error_log $dir/error.log $([ "${BENCH_TRACE:-0}" = 1 ] && echo notice || echo warn);"
     grep -v '^@' <<<"$conf"
     echo "events { worker_connections 19900; multi_accept on; }"
     echo "http {"
@@ -344,7 +349,7 @@ run_scenario() {  # scen server
   idle)     scenario "$2" idle     "$N_IDLE" 1       0   1 1  1 0 ;;
   fan1k)    scenario "$2" fan1k    "$N_FAN1" 1       0   "$PUB_CONNS" 16 1 "$WIN_FAN" ;;
   fan10k)   scenario "$2" fan10k   "$N_FAN2" 1       0   "$PUB_CONNS" 16 1 "$WIN_FAN" ;;
-  ch10k)    scenario "$2" ch10k    "$N_CH"   "$N_CH" 0   "$PUB_CONNS_CH" 64 1 "$WIN_CH" ;;
+  ch10k)    scenario "$2" ch10k    "$N_CH"   "$N_CH" 0   "$PUB_CONNS_CH" "$PUB_DEPTH_CH" 1 "$WIN_CH" ;;
   fixed1k)  scenario "$2" fixed1k  "$N_FIX1" 1       100 1 16 1 0 ;;
   fixed10k) scenario "$2" fixed10k "$N_FIX2" 1       5   1 16 1 0 ;;
   # 800-byte quote-like messages: what permessage-deflate saves
@@ -370,7 +375,7 @@ machine() {
     echo "nchan: $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
     echo "redis: $(redis-server --version | awk '{print $3}')"
     echo "workers: $WORKERS; seconds per scenario: $SECS; quick: $QUICK; ours published via: $OURS_PUB; permessage-deflate: $DEFLATE; conflation: $CONFLATE"
-    echo "max-rate publisher: $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels)"
+    echo "max-rate publisher: $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels, $PUB_DEPTH_CH requests pipelined on each), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels)"
     echo "build: $BUILD_NOTE; git: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet -- ngx_insite_ws ngx_insite_core lua || echo ' + uncommitted module changes')"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$OUT/machine.txt"
