@@ -74,9 +74,27 @@ my ($sun) = grep { $_->{time} eq '2024-11-03T04:00:00.000Z' } @{ $d->{bars} };
 is($sun && $sun->{minutes}, 1500, '2024-11-03 (America/New_York) is one bar of 25 h of minutes');
 my ($mon) = grep { $_->{time} eq '2024-11-04T05:00:00.000Z' } @{ $d->{bars} };
 ok($mon, 'the next local day starts at 05:00Z (EST)') or diag explain $d->{bars};
-# a part of a bucket: from inside the first hour clips it
+# a part of a bucket: from inside the first hour clips it (12:30Z..14:00Z
+# on 2024-11-02, EDT: the hours 08:30-09:30 and 09:30-10:30 local)
 my ($r2, $d2) = get_json("/api/v1/stocks/DSTX/bars?interval=1h&from=" . ($dst_from + 1800) . "&to=" . ($dst_from + 7200));
-is_deeply([ map { $_->{minutes} } @{ $d2->{bars} } ], [30, 60], 'buckets hold only minutes inside from..to');
+is_deeply([ map { $_->{minutes} } @{ $d2->{bars} } ], [60, 30], 'buckets hold only minutes inside from..to');
+
+# 1h bars start at the session open, 09:30 New York, as Yahoo's: the
+# recorded AAPL day (EDT) has 09:30, 10:30, ..., 15:30 (cut at 16:00)
+my (undef, $h1) = get_json("/api/v1/stocks/AAPL/bars?interval=1h&from=1727827200&to=1727913600");
+is_deeply([ map { $_->{time} } @{ $h1->{bars} } ],
+          [ map { sprintf('2024-10-02T%02d:30:00.000Z', $_) } 13 .. 19 ],
+          '1h (EDT): 13:30Z .. 19:30Z = 09:30 .. 15:30 New York');
+ok(($h1->{bars}[-1]{minutes} // 99) <= 30 && ($h1->{bars}[0]{minutes} // 0) >= 59,
+   'the first hour is whole, the last one holds 15:30-16:00 only');
+# across the DST change (2024-11-03 01:00 EST): :30 in UTC on both sides,
+# EDT's 09:30 = 13:30Z on Saturday, EST's 09:30 = 14:30Z on Sunday
+my (undef, $hd) = get_json("/api/v1/stocks/DSTX/bars?interval=1h&from=$dst_from&to=$dst_to");
+my %ht = map { $_->{time} => $_ } @{ $hd->{bars} };
+ok($ht{'2024-11-02T13:30:00.000Z'} && $ht{'2024-11-03T14:30:00.000Z'}
+   && !(grep { !/:30:00\.000Z$/ } keys %ht), '1h on the DST weekend: every bucket at :30 UTC');
+is(scalar(grep { /^2024-11-03T0[4-7]/ } keys %ht), 4,
+   'the repeated local hour 01:00-02:00 is two buckets (05:30Z and 06:30Z), not one');
 
 # ---- pagination: every bar once, in order, for several page sizes
 for my $case (['1m', 97], ['5m', 13], ['15m', 7], ['1h', 5], ['1d', 1]) {

@@ -79,10 +79,11 @@ my $upsert = "$ins VALUES ('RLX', to_timestamp($m), %s, %s, 1, 100, 5, '1m', 'ya
            . " ON CONFLICT (symbol, ts, interval) DO UPDATE SET open = EXCLUDED.open,"
            . " high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,"
            . " volume = EXCLUDED.volume, source = EXCLUDED.source";
-$s->psql(sprintf($upsert, 100, 500));
+# (each change waits for the worker's bars cache to have its notification)
+ok($s->psql_change(sprintf($upsert, 100, 500)), 'the worker is notified of the revision');
 $d = days_ok($from, $to, 'after a revision raising a high');
 ok((grep { $_->{high} == 500 } @{ $d->{bars} // [] }) == 1, 'the revised high shows in its day');
-$s->psql(sprintf($upsert, 100, 101));
+ok($s->psql_change(sprintf($upsert, 100, 101)), 'and of the second');
 $d = days_ok($from, $to, 'after a revision lowering it');
 ok(!(grep { $_->{high} == 500 } @{ $d->{bars} // [] }), 'the old high is gone (recomputed, not merged)');
 
@@ -90,7 +91,8 @@ ok(!(grep { $_->{high} == 500 } @{ $d->{bars} // [] }), 'the old high is gone (r
 my $first = $s->psql("SELECT extract(epoch FROM min(ts))::bigint FROM stock_prices"
                    . " WHERE symbol = 'RLX' AND interval = '1m' AND ts >= to_timestamp(1711339200)");
 $first =~ s/\s+//g;
-$s->psql("DELETE FROM stock_prices WHERE symbol = 'RLX' AND interval = '1m' AND ts = to_timestamp($first)");
+ok($s->psql_change("DELETE FROM stock_prices WHERE symbol = 'RLX' AND interval = '1m' AND ts = to_timestamp($first)"),
+   'and of the delete');
 days_ok($from, $to, 'after deleting a first minute');
 
 # pages of 1d over the rollup: every day once, as one page

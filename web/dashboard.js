@@ -239,8 +239,13 @@ const HISTORY = params.get('history') === '1' || /(?:^|;\s*)insite_token=/.test(
 let barInterval = '1m';
 let hist = null;
 
-function bucketOf(t, iv, tz) {
-  if (iv !== '1d') return t - (t % IV_SECONDS[iv]);
+// phase: a bucket start the API gave (intraday buckets are congruent to it:
+// 1h bars start at the session open, 09:30 New York = :30 UTC all year)
+function bucketOf(t, iv, tz, phase = 0) {
+  if (iv !== '1d') {
+    const w = IV_SECONDS[iv];
+    return t - ((((t - phase) % w) + w) % w);
+  }
   // local midnight of the exchange's day (off by the DST hour only on
   // the two switch days between midnight and the switch)
   const p = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
@@ -320,7 +325,7 @@ function histData(e) {
   const cur = new Map();
   for (const t of [...live.keys()].sort((a, b) => a - b)) {
     const m = live.get(t);
-    const k = bucketOf(t, h.iv, h.tz);
+    const k = bucketOf(t, h.iv, h.tz, h.curStart);
     const c = cur.get(k);
     if (!c) cur.set(k, { time: k, open: m.open, high: m.high, low: m.low, close: m.close });
     else { c.high = Math.max(c.high, m.high); c.low = Math.min(c.low, m.low); c.close = m.close; }

@@ -6,7 +6,9 @@
 //     history minutes 45..59 (published before the page opens), then 60..62
 //     arrive live: the 1m chart shows minutes 0..62, each once, no gap;
 //   - 5m: buckets each once, the current bucket = exactly its minutes
-//     (no minute counted twice at the seam).
+//     (no minute counted twice at the seam);
+//   - 1h: buckets start at the session open (:30 UTC for New York, as the
+//     API's), and the current one is built from its minutes on that phase.
 //
 //   node --test tests/browser/history.test.mjs   (after scripts/web-deps.sh, make modules)
 import { after, before, describe, it } from 'node:test';
@@ -22,10 +24,11 @@ const minute = (i) => {
 };
 const STORED = 50;                // minutes 0..49 are in the API
 
-function aggregate(mins, width) {
+// phase: 1h buckets start at :30 (09:30 New York in EST and EDT)
+function aggregate(mins, width, phase = 0) {
   const out = new Map();
   for (const m of mins) {
-    const k = m.time - (m.time % width);
+    const k = m.time - ((((m.time - phase) % width) + width) % width);
     const b = out.get(k);
     if (!b) out.set(k, { ...m, time: k });
     else { b.high = Math.max(b.high, m.high); b.low = Math.min(b.low, m.low); b.close = m.close; b.volume += m.volume; }
@@ -40,7 +43,7 @@ function apiAnswer(url) {
   const width = { '1m': 60, '5m': 300, '1h': 3600 }[iv];
   const mins = [];
   for (let i = 0; i < STORED; i++) if (minute(i).time >= from && minute(i).time < to) mins.push(minute(i));
-  const bars = aggregate(mins, width).map((b) => ({ ...b, time: new Date(b.time * 1000).toISOString() }));
+  const bars = aggregate(mins, width, iv === '1h' ? 1800 : 0).map((b) => ({ ...b, time: new Date(b.time * 1000).toISOString() }));
   return { symbol: 'SEAM', interval: iv, timezone: 'America/New_York', bars, next_cursor: null };
 }
 
@@ -96,6 +99,17 @@ describe('chart history + live bars', () => {
     assert.deepEqual(c.bars.map((b) => b.time), want.map((b) => b.time), 'every 5m bucket once');
     for (const k of ['open', 'high', 'low', 'close']) {
       assert.deepEqual(c.bars.map((b) => b[k]), want.map((b) => b[k]), `5m ${k}`);
+    }
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  });
+
+  it('1h: buckets from the session open, the current bucket from its minutes', async () => {
+    await page.click('#intervals button[data-iv="1h"]');
+    const want = aggregate(Array.from({ length: 63 }, (_, i) => minute(i)), 3600, 1800);
+    const c = await chartTimes(want.length);
+    assert.deepEqual(c.bars.map((b) => b.time), want.map((b) => b.time), 'every 1h bucket once, at :30');
+    for (const k of ['open', 'high', 'low', 'close']) {
+      assert.deepEqual(c.bars.map((b) => b[k]), want.map((b) => b[k]), `1h ${k}`);
     }
     assert.deepEqual(pageErrors, [], 'no page errors');
   });

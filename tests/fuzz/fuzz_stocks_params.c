@@ -4,6 +4,7 @@
  * encodes to the same text), and nothing may read or write out of bounds.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     (void) stocks_symbol_normalize(s, sym);
+    /* a change notification (NOTIFY insite_stock_bars): what it accepts is
+     * a valid symbol and an ordered range, and prints back to itself */
+    {
+        char    csym[STOCKS_SYMBOL_MAX], back[64];
+        int64_t first, last;
+        int     k = stocks_bars_change_parse(s, csym, &first, &last);
+        if (k == 0 && strcmp(s, "*") != 0) {
+            abort();
+        }
+        if (k == 1) {
+            snprintf(back, sizeof(back), "%s %lld %lld", csym, (long long) first,
+                     (long long) last);
+            if (first > last || strcmp(back, s) != 0) {
+                abort();
+            }
+        }
+    }
     (void) stocks_limit_parse(s, 500, 5000, &lim, err, sizeof(err));
     (void) stocks_range_resolve(stocks_interval_parse("1m"), s, NULL, 1700000000,
                                 &f, &to, err, sizeof(err));

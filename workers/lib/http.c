@@ -39,6 +39,7 @@ struct insite_http_reply_meta {
     char *names[REPLY_HEADERS_MAX], *values[REPLY_HEADERS_MAX];
     size_t n;
     int etag;
+    char etag_known[35];             /* insite_http_etag_known(), or "" */
     char *body_ctype;                /* insite_http_set_body() */
     void *body;
     size_t body_len;
@@ -52,6 +53,7 @@ static void reply_meta_clear(struct insite_http_reply_meta *m)
     }
     m->n = 0;
     m->etag = 0;
+    m->etag_known[0] = '\0';
     free(m->body_ctype);
     free(m->body);
     m->body_ctype = NULL;
@@ -118,8 +120,17 @@ void insite_http_etag(const insite_http_request *req)
         req->meta->etag = 1;
 }
 
+void insite_http_etag_known(const insite_http_request *req, const char tag[35])
+{
+    if (req->meta != NULL) {
+        req->meta->etag = 1;
+        memcpy(req->meta->etag_known, tag, sizeof(req->meta->etag_known));
+        req->meta->etag_known[34] = '\0';
+    }
+}
+
 /* "<32 hex digits>" with the quotes, from the body's SHA-256. */
-static int body_etag(const char *body, size_t len, char out[35])
+int insite_http_etag_of(const char *body, size_t len, char out[35])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
@@ -240,7 +251,11 @@ static enum MHD_Result send_text_meta(struct MHD_Connection *conn, int status,
     char etag[35] = "";
     size_t len = strlen(text);
 
-    if (meta != NULL && meta->etag && status == 200 && body_etag(text, len, etag) == 0) {
+    if (meta != NULL && meta->etag && status == 200 && meta->etag_known[0] != '\0')
+        memcpy(etag, meta->etag_known, sizeof(etag));
+    else if (meta != NULL && meta->etag && status == 200 && insite_http_etag_of(text, len, etag) != 0)
+        etag[0] = '\0';
+    if (etag[0] != '\0') {
         const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                       MHD_HTTP_HEADER_IF_NONE_MATCH);
         if (inm != NULL && etag_listed(inm, etag))

@@ -118,6 +118,12 @@ int insite_http_has_scope(const insite_http_request *req, const char *scope);
 int insite_http_set_header(const insite_http_request *req, const char *name,
                            const char *value);
 void insite_http_etag(const insite_http_request *req);
+/* The ETag insite_http_etag() gives a body, with its quotes; 0, or -1
+ * (OpenSSL failed).  For a handler that keeps bodies and their tags. */
+int insite_http_etag_of(const char *body, size_t len, char out[35]);
+/* insite_http_etag() with the tag already known (insite_http_etag_of() of
+ * the body the handler sets): the server does not hash the body again. */
+void insite_http_etag_known(const insite_http_request *req, const char tag[35]);
 
 /* The reply body as bytes the handler made itself; ownership of body
  * (malloc'd) passes to the server, which sends it instead of *reply with the

@@ -17,6 +17,7 @@
 typedef struct {
     char symbol[STOCKS_SYMBOL_MAX];
     char name[256], exchange[64], timezone[64], currency[16], calendar[32];
+    char session_open[16];         /* local "09:30:00": 1h buckets start here */
     int has_name, has_exchange, has_currency;
 } symbol_info;
 
@@ -96,7 +97,7 @@ static int lookup(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, int wi
         "SELECT s.name, s.exchange, coalesce(s.timezone, $2), s.currency,"
         " EXISTS (SELECT 1 FROM stock_prices p WHERE p.symbol = $1)"
         "  OR ($3 = '1' AND EXISTS (SELECT 1 FROM sentiment_data d WHERE d.symbol = $1)),"
-        " coalesce(s.calendar, 'US')"
+        " coalesce(s.calendar, 'US'), coalesce(s.session_open, '09:30')::text"
         " FROM (VALUES ($1::text)) q(sym) LEFT JOIN stock_symbols s ON s.symbol = q.sym";
     const char *p[3] = { symbol, ctx->default_tz, with_sentiment ? "1" : "0" };
     PGresult *r = stocks_query(ctx, conn, "symbol lookup", sql, 3, p, reply);
@@ -110,6 +111,7 @@ static int lookup(stocks_ctx *ctx, stocks_conn *conn, const char *symbol, int wi
         copy_col(r, 2, info->timezone, sizeof(info->timezone), NULL);
         copy_col(r, 3, info->currency, sizeof(info->currency), &info->has_currency);
         copy_col(r, 5, info->calendar, sizeof(info->calendar), NULL);
+        copy_col(r, 6, info->session_open, sizeof(info->session_open), NULL);
         if (!with_sentiment)           /* known by its prices */
             known_put(info, now);
     } else {
@@ -295,6 +297,14 @@ static const char bars_1m_sql[] =
     " GROUP BY b HAVING b > to_timestamp($4) ORDER BY b LIMIT $5::int"
 static const char bars_fixed_sql[] =
     AGG_SQL("date_bin($6::interval, ts, timestamptz '1970-01-01 00:00:00+00')");
+/* 1h: hours from the session open (09:30 New York: 09:30, 10:30, ..., the
+ * last one cut at 16:00 by the data), as Yahoo's 1h bars.  The origin is
+ * the open on the exchange-local day of $2 ($7 zone, $8 local open time);
+ * DST moves clocks by whole hours, so the opens of every day are the same
+ * modulo an hour and one origin aligns the whole range, DST days included. */
+static const char bars_session_sql[] =
+    AGG_SQL("date_bin($6::interval, ts, (date_trunc('day', to_timestamp($2) AT TIME ZONE $7)"
+            " + $8::time) AT TIME ZONE $7)");
 /* The exchange's local days (DST days have 23 or 25 hours): the day bounds
  * are computed once per day, then each day reads its minutes from the
  * 15-minute rollup (migration 031) where whole buckets lie inside the range
@@ -369,6 +379,22 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
         after = from - 3 * 86400;             /* below any bucket of the range */
     }
 
+    /* a closed page asked before: the bytes as they were (bars_cache.h) */
+    char ckey[160];
+    stocks_cached_page page;
+    uint64_t ticket;
+    snprintf(ckey, sizeof(ckey), "%s|%d|%" PRId64 "|%" PRId64 "|%" PRId64 "|%ld", symbol,
+             (int)iv->id, from, to, after, limit);
+    if (stocks_bars_cache_get(ctx->bars_cache, symbol, ckey, &page, &ticket)) {
+        insite_counter_inc(ctx->bars_cache_hits);
+        insite_counter_inc(ctx->req_bars);
+        insite_http_set_body(req, "application/json", page.body, page.len);
+        stocks_cache_headers(req, ctx->closed_max_age, page.last_modified);
+        insite_http_etag_known(req, page.etag);
+        return 200;
+    }
+    insite_counter_inc(ctx->bars_cache_misses);
+
     symbol_info info;
     stocks_conn *conn = stocks_acquire(ctx, reply);
     if (conn == NULL)
@@ -395,8 +421,13 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
     const char *p[8] = { symbol, s_scan, s_to, s_after, s_lim,
                          iv->id == STOCKS_1D ? info.timezone : iv->pg_interval, s_up, s_down };
     const char *sql = iv->id == STOCKS_1M ? bars_1m_sql
-                    : iv->id == STOCKS_1D ? bars_day_sql : bars_fixed_sql;
-    int np = iv->id == STOCKS_1M ? 5 : iv->id == STOCKS_1D ? 8 : 6;
+                    : iv->id == STOCKS_1D ? bars_day_sql
+                    : iv->id == STOCKS_1H ? bars_session_sql : bars_fixed_sql;
+    int np = iv->id == STOCKS_1M ? 5 : iv->id == STOCKS_5M || iv->id == STOCKS_15M ? 6 : 8;
+    if (iv->id == STOCKS_1H) {
+        p[6] = info.timezone;
+        p[7] = info.session_open;
+    }
     double t0 = insite_clock_mono_s();
     PGresult *r = stocks_query(ctx, conn, "bars", sql, np, p, reply);
     stocks_release(ctx, conn);
@@ -438,10 +469,17 @@ static int bars(stocks_ctx *ctx, const insite_http_request *req, const char *sym
         *reply = insite_http_error("internal", "out of memory");
         return 500;
     }
-    insite_http_set_body(req, "application/json", body, strlen(body));
+    page = (stocks_cached_page){ .body = body, .len = strlen(body),
+                                 .last_modified = lm > now ? now : lm };
+    int tagged = insite_http_etag_of(page.body, page.len, page.etag) == 0;
+    if (closed && tagged)   /* the minute rows this page read: [scan, to) */
+        stocks_bars_cache_put(ctx->bars_cache, symbol, ckey, scan, to, &page, ticket);
+    insite_http_set_body(req, "application/json", body, page.len);
     insite_counter_inc(ctx->req_bars);
     stocks_cache_headers(req, closed ? ctx->closed_max_age : ctx->open_max_age,
-                         lm > now ? now : lm);
+                         page.last_modified);
+    if (tagged)
+        insite_http_etag_known(req, page.etag);
     return 200;
 }
 

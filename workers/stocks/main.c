@@ -34,6 +34,8 @@ static const insite_config_key stocks_keys[] = {
       "Cache-Control max-age of bars that may still change (the current bucket)" },
     { "stocks.closed_max_age", INSITE_CFG_DURATION, "1d", 0, 31536000000.0,
       "Cache-Control max-age of bars that are final" },
+    { "stocks.bars_cache_mb", INSITE_CFG_INT, "64", 0, 65536,
+      "MiB of final bars pages kept in the worker, invalidated by PostgreSQL NOTIFY (0 = off)" },
 };
 
 static int health(json_t *checks, void *ud)
@@ -85,6 +87,10 @@ static int serve(insite_runtime *rt, insite_config *cfg, stocks_ctx *ctx)
                                                 "Sentiment series answered.");
     ctx->req_watchlists = insite_metrics_counter(metrics, "watchlist_requests",
                                                  "Authenticated watchlist requests.");
+    ctx->bars_cache_hits = insite_metrics_counter(metrics, "bars_cache_hits",
+                                                  "Bar pages answered from the worker's cache.");
+    ctx->bars_cache_misses = insite_metrics_counter(metrics, "bars_cache_misses",
+                                                    "Bar requests the worker's cache did not hold.");
     ctx->bars_seconds = insite_metrics_histogram(metrics, "bars_query_seconds",
                                                  "PostgreSQL time of a bars query.",
                                                  insite_metrics_latency_buckets,
@@ -100,18 +106,29 @@ static int serve(insite_runtime *rt, insite_config *cfg, stocks_ctx *ctx)
         .metrics = metrics, .health = health, .health_ud = ctx,
         .threads = (unsigned)insite_config_int(cfg, "stocks.http_threads"),
     };
-    insite_http *h = insite_http_start(&ho);
-    if (h == NULL) {
+    stocks_listener listener = {
+        .dsn = ctx->pg_dsn, .cache = ctx->bars_cache,
+        .applied = insite_metrics_counter(metrics, "bars_cache_invalidations",
+                                          "Change notifications (NOTIFY insite_stock_bars) applied "
+                                          "to the bars cache."),
+    };
+    int listening = ctx->bars_cache_bytes > 0;
+    if (listening && stocks_listener_start(&listener) != 0) {
         insite_metrics_free(metrics);
         return 1;
     }
-    while (!rt->draining)
-        if (insite_runtime_wait(rt, 1000, -1) < 0)
-            break;
-    insite_http_stop(h);           /* no handler runs past this */
+    insite_http *h = insite_http_start(&ho);
+    if (h != NULL) {
+        while (!rt->draining)
+            if (insite_runtime_wait(rt, 1000, -1) < 0)
+                break;
+        insite_http_stop(h);       /* no handler runs past this */
+    }
+    if (listening)
+        stocks_listener_stop(&listener);
     stocks_pool_free(ctx);
     insite_metrics_free(metrics);
-    return 0;
+    return h != NULL ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -162,6 +179,11 @@ int main(int argc, char **argv)
     ctx.quote_max_age = (long)(insite_config_duration_ms(cfg, "stocks.quote_max_age") / 1000);
     ctx.open_max_age = (long)(insite_config_duration_ms(cfg, "stocks.open_max_age") / 1000);
     ctx.closed_max_age = (long)(insite_config_duration_ms(cfg, "stocks.closed_max_age") / 1000);
+    ctx.bars_cache_bytes = (size_t)insite_config_int(cfg, "stocks.bars_cache_mb") << 20;
+    if ((ctx.bars_cache = stocks_bars_cache_new(ctx.bars_cache_bytes)) == NULL) {
+        insite_log_error("stocks: out of memory for the bars cache");
+        goto out;
+    }
     if (ctx.page_default > ctx.page_max) {
         insite_log_error("stocks.page_default (%ld) is larger than stocks.page_max (%ld)",
                          ctx.page_default, ctx.page_max);
@@ -172,6 +194,7 @@ int main(int argc, char **argv)
         goto out;
     rc = serve(&rt, cfg, &ctx);
 out:
+    stocks_bars_cache_free(ctx.bars_cache);
     insite_config_free(cfg);
     insite_config_schema_free(s);
     insite_runtime_close(&rt);

@@ -201,10 +201,13 @@ static int hexval(char c)
     return -1;
 }
 
-/* A non-negative decimal int64 field ending at sep; advances *p past sep. */
+/* A decimal int64 as printed by %PRId64 (optional '-', 1..12 digits, no
+ * leading zero, no "-0") ending at sep; advances *p past sep. */
 static int field(const char **p, char sep, int64_t *out)
 {
     const char *s = *p;
+    int neg = *s == '-';
+    s += neg;
     int64_t v = 0;
     size_t n = 0;
     for (; isdigit((unsigned char)s[n]); n++) {
@@ -212,10 +215,10 @@ static int field(const char **p, char sep, int64_t *out)
             return -1;
         v = v * 10 + (s[n] - '0');
     }
-    if (n == 0 || s[n] != sep)
+    if (n == 0 || s[n] != sep || (n > 1 && s[0] == '0') || (neg && v == 0))
         return -1;
     *p = s + n + (sep ? 1 : 0);
-    *out = v;
+    *out = neg ? -v : v;
     return 0;
 }
 
@@ -292,4 +295,24 @@ int stocks_json_number_ok(const char *s)
             s++;
     }
     return *s == '\0';
+}
+
+int stocks_bars_change_parse(const char *s, char symbol[STOCKS_SYMBOL_MAX], int64_t *first,
+                             int64_t *last)
+{
+    char sym[STOCKS_SYMBOL_MAX];
+    size_t n = strcspn(s, " ");
+
+    if (strcmp(s, "*") == 0)
+        return 0;
+    if (n == 0 || n >= STOCKS_SYMBOL_MAX || s[n] != ' ')
+        return -1;
+    memcpy(sym, s, n);
+    sym[n] = '\0';
+    const char *p = s + n + 1;
+    if (stocks_symbol_normalize(sym, symbol) != 0 || strcmp(sym, symbol) != 0
+        || field(&p, ' ', first) != 0 || field(&p, '\0', last) != 0
+        || *first > *last)
+        return -1;
+    return 1;
 }

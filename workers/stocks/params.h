@@ -67,4 +67,12 @@ void stocks_like_escape(const char *s, char *out);
  * numeric text goes into a bars page as is, and "NaN" must not. */
 int stocks_json_number_ok(const char *s);
 
+/* The payload of a NOTIFY insite_stock_bars (migration 033): "<symbol>
+ * <first> <last>", the epoch seconds of the first and last minute rows of
+ * the symbol a statement changed, or "*" when every row may have changed
+ * (TRUNCATE).  1 with symbol, first <= last filled; 0 for "*"; -1 for
+ * anything else. */
+int stocks_bars_change_parse(const char *s, char symbol[STOCKS_SYMBOL_MAX], int64_t *first,
+                             int64_t *last);
+
 #endif

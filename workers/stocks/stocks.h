@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "bars_cache.h"
 #include "http.h"
 #include "metrics.h"
 #include "params.h"
@@ -47,9 +48,26 @@ typedef struct {
     long watchlists_max, watchlist_symbols_max;
     long quote_max_age, open_max_age, closed_max_age;   /* Cache-Control, s */
 
+    stocks_bars_cache *bars_cache;  /* closed pages (bars_cache.h) */
+    size_t bars_cache_bytes;        /* its bound; 0 = off, no listener */
+
     insite_counter *req_quote, *req_bars, *req_search, *req_sentiment, *req_watchlists;
+    insite_counter *bars_cache_hits, *bars_cache_misses;
     insite_histogram *bars_seconds;
 } stocks_ctx;
+
+/* bars_listen.c: the thread that keeps bars_cache online and invalidated
+ * from PostgreSQL's NOTIFY insite_stock_bars. */
+typedef struct {
+    const char *dsn;
+    stocks_bars_cache *cache;
+    insite_counter *applied;       /* notifications applied */
+    pthread_t thread;
+    int stop;                      /* atomic */
+} stocks_listener;
+
+int stocks_listener_start(stocks_listener *l);   /* 0, or -1 (logged) */
+void stocks_listener_stop(stocks_listener *l);   /* joins the thread */
 
 /* GET /api/v1/stocks, /api/v1/stocks/{symbol}[/bars|/sentiment] */
 int stocks_api_market(const insite_http_request *req, json_t **reply, void *ud);

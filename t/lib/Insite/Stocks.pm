@@ -147,6 +147,17 @@ sub get {
     return http_request($self->{port}, 'GET', $path, headers => \%h, timeout => 20);
 }
 
+# Changes minute rows with $sql and waits until the worker has applied the
+# change notification to its bars cache (NOTIFY insite_stock_bars,
+# migration 033): from then on no cached page shows the old rows.  1 when
+# it has (within 10 s), else 0.
+sub psql_change {
+    my ($self, $sql) = @_;
+    my $before = $self->counter('bars_cache_invalidations');
+    $self->psql($sql);
+    return wait_for(10, sub { $self->counter('bars_cache_invalidations') > $before }) ? 1 : 0;
+}
+
 # a counter of the worker's /metrics (insite_stocks_<name>_total)
 sub counter {
     my ($self, $name) = @_;
@@ -194,10 +205,13 @@ sub minute_bars {
 }
 
 # OHLCV buckets of minute bars, computed here (not by the worker's SQL):
-# fixed widths from the Unix epoch, "1d" = local days of $tz.
+# 1m/5m/15m fixed widths from the Unix epoch, "1h" = hours of $tz's local
+# clock from the session open ($open, minutes after local midnight, default
+# 09:30: 09:30-10:30, ...), "1d" = local days of $tz.
 sub aggregate {
-    my ($bars, $interval, $tz) = @_;
-    my %w = ('1m' => 60, '5m' => 300, '15m' => 900, '1h' => 3600);
+    my ($bars, $interval, $tz, $open) = @_;
+    my %w = ('1m' => 60, '5m' => 300, '15m' => 900);
+    $open //= 9 * 60 + 30;
     my (%b, @order);
     local $ENV{TZ} = $tz // 'America/New_York';
     POSIX::tzset();
@@ -207,6 +221,13 @@ sub aggregate {
         if ($interval eq '1d') {
             my @lt = localtime($ts);
             $k = POSIX::mktime(0, 0, 0, $lt[3], $lt[4], $lt[5], 0, 0, -1);
+        } elsif ($interval eq '1h') {
+            # the local clock's minutes since the bucket's start, taken back
+            # from the instant itself (so DST nights need no local mktime)
+            my @lt = localtime($ts);
+            my $m = $lt[2] * 60 + $lt[1];
+            my $start = $open + POSIX::floor(($m - $open) / 60) * 60;
+            $k = $ts - ($m - $start) * 60 - $lt[0];
         } else {
             $k = $ts - $ts % $w{$interval};
         }
