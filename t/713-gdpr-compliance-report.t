@@ -13,20 +13,14 @@ use JSON::PP ();
 use Test::More;
 
 use Insite::GDPRWorker qw(psql wait_for slurp spew);
-use Insite::Services qw(free_port wait_port http_request run_cmd);
+use Insite::Services qw(http_request run_cmd);
 
 plan skip_all => 'INSITE_KAFKA_BOOTSTRAP not set (run under scripts/test.sh)' unless $ENV{INSITE_KAFKA_BOOTSTRAP};
 my $w = Insite::GDPRWorker::setup();
 plan skip_all => "$w->{bin} not built" unless -x $w->{bin};
 my $json = JSON::PP->new->utf8->canonical;
 
-Insite::GDPRWorker::retention_now($w, 1);          # migrations
-Insite::GDPRWorker::seed_report($w);
-my $api = free_port();
-my $pid = Insite::Services::spawn($w->{bin}, { %{ $w->{env} }, INSITE_GDPR_HTTP_PORT => $api,
-                                  INSITE_GDPR_AUDIT_PUBLIC_KEY => "$w->{tmp}/audit.pub" }, "$w->{tmp}/gdpr.log");
-END { kill 'KILL', $pid if $pid }
-ok(wait_port($api, 20), 'insite-gdpr listens') or diag(slurp("$w->{tmp}/gdpr.log"));
+my $api = Insite::GDPRWorker::report_api($w);
 
 sub report {
     my ($q, @h) = @_;

@@ -13,7 +13,7 @@ use JSON::PP ();
 use Test::More;
 
 use Insite::GDPRWorker qw(psql slurp spew);
-use Insite::Services qw(free_port wait_port http_request run_cmd);
+use Insite::Services qw(http_request run_cmd);
 
 plan skip_all => 'INSITE_KAFKA_BOOTSTRAP not set (run under scripts/test.sh)' unless $ENV{INSITE_KAFKA_BOOTSTRAP};
 plan skip_all => 'pdftotext not installed (scripts/deps.sh: poppler-utils)' unless -x '/usr/bin/pdftotext';
@@ -22,13 +22,7 @@ plan skip_all => "$w->{bin} not built" unless -x $w->{bin};
 my $json = JSON::PP->new->utf8->canonical;
 my $tmp = $w->{tmp};
 
-Insite::GDPRWorker::retention_now($w, 1);          # migrations
-Insite::GDPRWorker::seed_report($w);
-my $api = free_port();
-my $pid = Insite::Services::spawn($w->{bin}, { %{ $w->{env} }, INSITE_GDPR_HTTP_PORT => $api,
-                                  INSITE_GDPR_AUDIT_PUBLIC_KEY => "$tmp/audit.pub" }, "$tmp/gdpr.log");
-END { kill 'KILL', $pid if $pid }
-ok(wait_port($api, 20), 'insite-gdpr listens') or diag(slurp("$tmp/gdpr.log"));
+my $api = Insite::GDPRWorker::report_api($w);
 my %op = ('X-User-Id' => 'dpo', 'X-User-Scopes' => 'gdpr:admin');
 my $q = '/api/v1/gdpr/compliance-report?start_date=2025-03-01&end_date=2025-03-31';
 

@@ -22,6 +22,8 @@
 static const insite_config_key gdpr_keys[] = {
     { "gdpr.http_port", INSITE_CFG_INT, "8085", 0, 65535,
       "HTTP API port on 127.0.0.1 (0 = any free port)" },
+    { "gdpr.http_threads", INSITE_CFG_INT, "4", 1, 64,
+      "HTTP threads: a compliance report being built holds one, the other requests go on in the others" },
     { "gdpr.consent_types", INSITE_CFG_STRING_LIST,
       "analytics=1,marketing=1,data_sharing=1,cookies=1,profiling=1", 0, 0,
       "consent types with their current policy version, \"type=version\"" },
@@ -225,6 +227,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         .body_max_status = 400,     /* issue #14: an oversized body is bad input */
         .routes = routes, .nroutes = sizeof(routes) / sizeof(routes[0]), .metrics = m,
         .health = health, .health_ud = &consent,
+        /* handlers share the store under its lock; the report has its own
+         * connections, so it holds neither the lock nor the other threads */
+        .threads = (unsigned)insite_config_int(cfg, "gdpr.http_threads"),
     };
     if ((h = insite_http_start(&ho)) == NULL)
         goto out;

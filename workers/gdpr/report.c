@@ -4,11 +4,13 @@
  *
  * gdpr:admin only.  Every figure is an aggregate PostgreSQL computes over
  * the period, inside one REPEATABLE READ READ ONLY transaction (a snapshot:
- * the sections agree with each other); the per-day series, the only result
- * that grows with the period, is read in single-row mode.  No audit row is
- * ever held in memory, however long the period.  The report has its own
- * connection: a long report does not hold the store lock the other
- * endpoints share. */
+ * the sections agree with each other).  The audit trail, the only large
+ * table, is read in two single passes that run concurrently on two more
+ * connections sharing that snapshot (see ACTIVITY_SQL); their aggregates
+ * are read in single-row mode, so no audit row is ever held in memory,
+ * however long the period.  The report has its own connections: a long
+ * report does not hold the store lock the other endpoints share, and with
+ * gdpr.http_threads > 1 it does not hold up their requests either. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,47 +71,107 @@ static PGresult *one(PGconn *c, const char *sql, const char *const *p, int n)
 
 #define PERIOD " BETWEEN to_timestamp($1::bigint) AND to_timestamp($2::bigint) - interval '1 microsecond'"
 
-static int processing(PGconn *c, const char *const *p, gdpr_report *r)
-{
-    PGresult *res = one(c, "SELECT count(DISTINCT user_id), count(*),"
-        " count(*) FILTER (WHERE access_type = 'read'), count(*) FILTER (WHERE access_type = 'write'),"
-        " count(*) FILTER (WHERE access_type = 'delete'), count(*) FILTER (WHERE access_type = 'export'),"
-        " count(*) FILTER (WHERE access_type NOT IN ('read', 'write', 'delete', 'export'))"
-        " FROM gdpr_audit_trail WHERE ts" PERIOD, p, 2);
-    if (res == NULL)
-        return -1;
-    r->processing.users = ll(res, 0, 0);
-    r->processing.operations = ll(res, 0, 1);
-    for (int i = 0; i < GDPR_ACCESS_N; i++)
-        r->processing.by_access[i] = ll(res, 0, 2 + i);
-    PQclear(res);
+/* ---- the audit trail, in two single passes on connections of their own ----
+ *
+ * Every figure over gdpr_audit_trail comes from two queries, each one scan
+ * of the period, sent at once on two connections that share the report's
+ * snapshot (pg_export_snapshot): the other sections run meanwhile on the
+ * first connection.  Both results are aggregates (a row per day and access
+ * type, a row per chain), read in single-row mode: no audit row is ever
+ * held in memory, however long the period.
+ *
+ *   activity  GROUPING SETS ((day, access_type), (user_id)), both hashed
+ *             in one scan (the planner knows there are few days from the
+ *             statistics on DAY, migration 062): the series per day, the
+ *             operations by access type and the distinct users
+ *   chains    per (source, worker): records, first and last seq, distinct
+ *             seqs, read in index order (gdpr_audit_trail_chain_seq_idx,
+ *             migration 062) so nothing is sorted */
+#define DAY "(ts AT TIME ZONE 'UTC')::date"
+#define ACTIVITY_SQL \
+    "WITH g AS (SELECT GROUPING(user_id) AS by_day, " DAY " AS day, access_type, user_id, count(*) AS n" \
+    "   FROM gdpr_audit_trail WHERE ts" PERIOD \
+    "   GROUP BY GROUPING SETS ((" DAY ", access_type), (user_id)))" \
+    " SELECT day - $3::date, access_type, n FROM g WHERE by_day = 1" \
+    " UNION ALL SELECT NULL, NULL, count(user_id) FROM g WHERE by_day = 0"
 
-    /* one row per day of the period, in single-row mode */
-    size_t cap = (size_t)((r->period.end_s - r->period.start_s) / 86400);
-    if ((r->processing.days = calloc(cap ? cap : 1, sizeof(gdpr_report_day))) == NULL)
+#define CHAINS_SQL \
+    "SELECT coalesce(sum(n), 0), count(*), coalesce(sum(hi - lo + 1), 0), coalesce(sum(seqs), 0)" \
+    " FROM (SELECT sum(n) n, min(seq) lo, max(seq) hi, count(*) seqs" \
+    "   FROM (SELECT source, worker, seq, count(*) n FROM gdpr_audit_trail WHERE ts" PERIOD \
+    "     GROUP BY source, worker, seq) s GROUP BY source, worker) ch"
+
+static int access_index(const char *name)
+{
+    for (int i = 0; i < GDPR_ACCESS_OTHER; i++)
+        if (strcmp(name, gdpr_access_names[i]) == 0)
+            return i;
+    return GDPR_ACCESS_OTHER;
+}
+
+/* The days of the period, every one, operations 0. */
+static int days_init(gdpr_report *r)
+{
+    size_t n = (size_t)((r->period.end_s - r->period.start_s) / 86400);
+    if ((r->processing.days = calloc(n ? n : 1, sizeof(gdpr_report_day))) == NULL)
         return -1;
-    if (!PQsendQueryParams(c, "SELECT to_char(d, 'YYYY-MM-DD'), (SELECT count(*) FROM gdpr_audit_trail"
-                           "   WHERE ts >= d AND ts < d + interval '1 day')"
-                           " FROM generate_series(to_timestamp($1::bigint) AT TIME ZONE 'UTC',"
-                           "   to_timestamp($2::bigint - 86400) AT TIME ZONE 'UTC', interval '1 day') d",
-                           2, NULL, p, NULL, NULL, 0)
-        || !PQsetSingleRowMode(c)) {
-        insite_log_warn("report: %s", PQerrorMessage(c));
+    for (size_t i = 0; i < n; i++) {
+        time_t t = (time_t)(r->period.start_s + (int64_t)i * 86400);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(r->processing.days[i].date, sizeof(r->processing.days[i].date), "%Y-%m-%d", &tm);
+    }
+    r->processing.ndays = n;
+    return 0;
+}
+
+/* Sends sql in single-row mode.  0 or -1 (logged). */
+static int send_rows(PGconn *c, const char *what, const char *sql, const char *const *p, int n)
+{
+    if (!PQsendQueryParams(c, sql, n, NULL, p, NULL, NULL, 0) || !PQsetSingleRowMode(c)) {
+        insite_log_warn("report: %s: %s", what, PQerrorMessage(c));
         return -1;
     }
+    return 0;
+}
+
+/* Reads the rows of send_rows()'s query, one at a time, into fn.  0 or -1. */
+static int read_rows(PGconn *c, const char *what, void (*fn)(PGresult *, gdpr_report *), gdpr_report *r)
+{
+    PGresult *res;
     int rc = 0;
+
     while ((res = PQgetResult(c)) != NULL) {
-        if (PQresultStatus(res) == PGRES_SINGLE_TUPLE && r->processing.ndays < cap) {
-            gdpr_report_day *d = &r->processing.days[r->processing.ndays++];
-            snprintf(d->date, sizeof(d->date), "%s", PQgetvalue(res, 0, 0));
-            d->operations = ll(res, 0, 1);
-        } else if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_SINGLE_TUPLE) {
-            insite_log_warn("report: per day: %s", PQresultErrorMessage(res));
+        if (PQresultStatus(res) == PGRES_SINGLE_TUPLE)
+            fn(res, r);
+        else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            insite_log_warn("report: %s: %s", what, PQresultErrorMessage(res));
             rc = -1;
         }
         PQclear(res);
     }
     return rc;
+}
+
+static void activity_row(PGresult *res, gdpr_report *r)
+{
+    if (PQgetisnull(res, 0, 0)) {               /* the distinct users */
+        r->processing.users = ll(res, 0, 2);
+        return;
+    }
+    long long day = ll(res, 0, 0), n = ll(res, 0, 2);
+    if (day >= 0 && (size_t)day < r->processing.ndays)
+        r->processing.days[day].operations += n;
+    r->processing.by_access[access_index(PQgetvalue(res, 0, 1))] += n;
+    r->processing.operations += n;
+}
+
+static void chains_row(PGresult *res, gdpr_report *r)
+{
+    r->audit.entries = ll(res, 0, 0);
+    r->audit.chains = ll(res, 0, 1);
+    r->audit.expected = ll(res, 0, 2);
+    r->audit.shipped = ll(res, 0, 3);
 }
 
 static int deletions(PGconn *c, const char *const *p, gdpr_report *r)
@@ -198,21 +260,11 @@ static int incidents(PGconn *c, const char *const *p, gdpr_report *r)
 
 /* Completeness, measured: in each chain (source, worker) the records of the
  * period must be every seq from its first to its last; shipped = distinct
- * seqs present, expected = last - first + 1. */
+ * seqs present, expected = last - first + 1 (CHAINS_SQL).  Here: the
+ * checkpoints. */
 static int audit(gdpr_reporter *rp, PGconn *c, const char *const *p, gdpr_report *r)
 {
-    PGresult *res = one(c, "SELECT coalesce(sum(n), 0), count(*), coalesce(sum(hi - lo + 1), 0),"
-        " coalesce(sum(seqs), 0)"
-        " FROM (SELECT count(*) n, min(seq) lo, max(seq) hi, count(DISTINCT seq) seqs FROM gdpr_audit_trail"
-        "   WHERE ts" PERIOD " GROUP BY source, worker) ch", p, 2);
-    if (res == NULL)
-        return -1;
-    r->audit.entries = ll(res, 0, 0);
-    r->audit.users = r->processing.users;       /* the same snapshot, counted once */
-    r->audit.chains = ll(res, 0, 1);
-    r->audit.expected = ll(res, 0, 2);
-    r->audit.shipped = ll(res, 0, 3);
-    PQclear(res);
+    PGresult *res;
 
     /* checkpoints of the period: signature, and the link to the one before */
     res = one(c, "SELECT c.payload, c.signature, b.id IS NOT NULL OR c.id = 1,"
@@ -262,12 +314,55 @@ static int retention(PGconn *c, const char *const *p, gdpr_report *r)
     return r->retention.types ? 0 : -1;
 }
 
+/* A connection in the report's snapshot: BEGIN REPEATABLE READ READ ONLY
+ * and SET TRANSACTION SNAPSHOT.  NULL (logged) when it cannot be had: the
+ * caller then runs that query on the first connection. */
+static PGconn *side(const gdpr_reporter *rp, const char *snapshot)
+{
+    char err[512], sql[128];
+    PGconn *c = insite_pg_connect(rp->dsn, err, sizeof(err));
+    PGresult *res;
+    int ok;
+
+    if (c == NULL) {
+        insite_log_warn("report: postgresql (second connection): %s", err);
+        return NULL;
+    }
+    snprintf(sql, sizeof(sql), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
+             " SET TRANSACTION SNAPSHOT '%s'", snapshot);       /* [0-9A-F-] from the server */
+    res = PQexec(c, sql);
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        insite_log_warn("report: snapshot %s: %s", snapshot, PQresultErrorMessage(res));
+    PQclear(res);
+    if (!ok) {
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The report's snapshot, exported from c's transaction; "" when it cannot
+ * be (then every query runs on c). */
+static void export_snapshot(PGconn *c, char *snap, size_t len)
+{
+    PGresult *res = PQexec(c, "SELECT pg_export_snapshot()");
+
+    snap[0] = '\0';
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+        && strspn(PQgetvalue(res, 0, 0), "0123456789ABCDEFabcdef-") == strlen(PQgetvalue(res, 0, 0)))
+        snprintf(snap, len, "%s", PQgetvalue(res, 0, 0));
+    else
+        insite_log_warn("report: pg_export_snapshot: %s", PQresultErrorMessage(res));
+    PQclear(res);
+}
+
 /* Fills r for its period.  0 or -1 (logged). */
 int gdpr_report_collect(gdpr_reporter *rp, gdpr_report *r)
 {
-    char err[512], s[32], e[32];
-    const char *p[2] = { s, e };
-    PGconn *c = insite_pg_connect(rp->dsn, err, sizeof(err));
+    char err[512], s[32], e[32], snap[64];
+    const char *p[3] = { s, e, r->period.start };
+    PGconn *c = insite_pg_connect(rp->dsn, err, sizeof(err)), *act = NULL, *ch = NULL;
     PGresult *res;
     int rc = -1;
 
@@ -279,11 +374,37 @@ int gdpr_report_collect(gdpr_reporter *rp, gdpr_report *r)
     snprintf(e, sizeof(e), "%lld", (long long)r->period.end_s);
     insite_clock_rfc3339(r->generated_at, sizeof(r->generated_at));
     res = PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    if (PQresultStatus(res) == PGRES_COMMAND_OK && processing(c, p, r) == 0 && deletions(c, p, r) == 0
-        && consents(c, p, r) == 0 && portability(c, p, r) == 0 && incidents(c, p, r) == 0
-        && audit(rp, c, p, r) == 0 && retention(c, p, r) == 0)
-        rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK || days_init(r) != 0) {
+        insite_log_warn("report: %s", PQresultErrorMessage(res));
+        goto done;
+    }
+    /* the two scans of the audit trail start at once, on their own
+     * connections when they can be had */
+    export_snapshot(c, snap, sizeof(snap));
+    if (snap[0] && (act = side(rp, snap)) != NULL)
+        ch = side(rp, snap);
+    if ((act && send_rows(act, "activity", ACTIVITY_SQL, p, 3) != 0)
+        || (ch && send_rows(ch, "chains", CHAINS_SQL, p, 2) != 0))
+        goto done;
+    if (deletions(c, p, r) != 0 || consents(c, p, r) != 0 || portability(c, p, r) != 0
+        || incidents(c, p, r) != 0 || audit(rp, c, p, r) != 0 || retention(c, p, r) != 0)
+        goto done;
+    if (act == NULL && send_rows(c, "activity", ACTIVITY_SQL, p, 3) != 0)
+        goto done;
+    if (read_rows(act ? act : c, "activity", activity_row, r) != 0)
+        goto done;
+    if (ch == NULL && send_rows(c, "chains", CHAINS_SQL, p, 2) != 0)
+        goto done;
+    if (read_rows(ch ? ch : c, "chains", chains_row, r) != 0)
+        goto done;
+    r->audit.users = r->processing.users;       /* the same snapshot, counted once */
+    rc = 0;
+done:
     PQclear(res);
+    if (ch)
+        PQfinish(ch);
+    if (act)
+        PQfinish(act);
     PQfinish(c);
     return rc;
 }

@@ -259,14 +259,103 @@ static int log_begin(PGconn *c, policy_run *pr, char *id, size_t idlen)
     return 0;
 }
 
-/* One batch: its rows, or -1.  With the target in our database the log row
- * moves in the same transaction, so it is exact after any crash. */
-static long long delete_batch(gdpr_retention *r, PGconn *tc, int same, const gdpr_retention_target *t,
-                              const char *const *p, const char *log_id, policy_run *pr)
+/* ---- a target in another database ----
+ *
+ * Its batch commits there, not in our transaction, so it is first written
+ * to gdpr_retention_pending (migration 063) with the other transaction's
+ * id, then that database commits, then settle() moves the rows into the
+ * log row and drops the pending one in a single statement of ours.  A run
+ * killed in between leaves the pending row; resolve() asks the other
+ * database whether that transaction committed (txid_status) and settles or
+ * drops it.  Only when the other database no longer knows (the id is past
+ * its commit-log horizon) or cannot say within 10 s is the log row marked
+ * "count_may_be_low" with the uncertain rows, instead of guessing. */
+
+static int pending_add(PGconn *c, const char *log_id, const char *db, const char *txid, long long rows,
+                       policy_run *pr)
 {
-    char where[512], sql[1200], n[32];
+    char n[32];
+    const char *p[4] = { log_id, db, txid, n };
+    PGresult *res;
+
+    snprintf(n, sizeof(n), "%lld", rows);
+    res = exec(c, "INSERT INTO gdpr_retention_pending (log_id, database, txid, rows)"
+               " VALUES ($1, $2, $3, $4)", 4, p, PGRES_COMMAND_OK, pr);
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* The pending batch of log_id: counted (committed), dropped (aborted) or
+ * counted as uncertain.  0 or -1. */
+static int settle(PGconn *c, const char *log_id, const char *how, policy_run *pr)
+{
+    const char *p[1] = { log_id };
+    const char *sql = strcmp(how, "committed") == 0
+        ? "WITH d AS (DELETE FROM gdpr_retention_pending WHERE log_id = $1 RETURNING rows)"
+          " UPDATE gdpr_audit_log l SET rows_affected = rows_affected + d.rows FROM d WHERE l.id = $1"
+        : strcmp(how, "aborted") == 0
+        ? "DELETE FROM gdpr_retention_pending WHERE log_id = $1"
+        : "WITH d AS (DELETE FROM gdpr_retention_pending WHERE log_id = $1 RETURNING rows)"
+          " UPDATE gdpr_audit_log l SET details = l.details || jsonb_build_object('count_may_be_low', true,"
+          "   'uncertain_rows', coalesce((l.details ->> 'uncertain_rows')::bigint, 0) + d.rows)"
+          " FROM d WHERE l.id = $1";
+    PGresult *res = exec(c, sql, 1, p, PGRES_COMMAND_OK, pr);
+
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+/* Settles the batches a killed run of this policy left pending in db.
+ * 0, or -1 (pr->error set: the rows stay pending for the next run). */
+static int resolve(gdpr_retention *r, PGconn *c, PGconn *tc, const char *db, policy_run *pr)
+{
+    const char *p[2] = { pr->data_type, db };
+    PGresult *res = exec(c, "SELECT p.log_id, p.txid, p.rows FROM gdpr_retention_pending p"
+                         " JOIN gdpr_audit_log l ON l.id = p.log_id WHERE l.data_type = $1 AND p.database = $2",
+                         2, p, PGRES_TUPLES_OK, pr);
+    int rc = 0;
+
+    for (int i = 0; res && rc == 0 && i < PQntuples(res); i++) {
+        const char *log_id = PQgetvalue(res, i, 0), *tp[1] = { PQgetvalue(res, i, 1) };
+        char how[32] = "";
+        for (int tries = 0; tries < 100; tries++) {          /* 'in progress': its backend is
+                                                               still noticing the kill */
+            PGresult *st = exec(tc, "SELECT coalesce(txid_status($1::bigint), 'unknown')", 1, tp,
+                                PGRES_TUPLES_OK, pr);
+            if (st == NULL) {
+                rc = -1;
+                break;
+            }
+            snprintf(how, sizeof(how), "%s", PQgetvalue(st, 0, 0));
+            PQclear(st);
+            if (strcmp(how, "in progress") != 0 || nap(r, 100))
+                break;
+        }
+        if (rc == 0 && settle(c, log_id, how, pr) != 0)
+            rc = -1;
+        if (rc == 0)
+            insite_log_info("retention %s: a batch of %s rows left pending by an interrupted run in %s: %s%s",
+                            pr->data_type, PQgetvalue(res, i, 2), db, how,
+                            strcmp(how, "committed") && strcmp(how, "aborted")
+                                ? " (the run's count is marked count_may_be_low)" : "");
+    }
+    if (res == NULL)
+        rc = -1;
+    PQclear(res);
+    return rc;
+}
+
+/* One batch: its rows, or -1.  With the target in our database the log row
+ * moves in the same transaction, so it is exact after any crash; in another
+ * database (tc != c) the batch goes through gdpr_retention_pending. */
+static long long delete_batch(gdpr_retention *r, PGconn *c, PGconn *tc, const char *db,
+                              const gdpr_retention_target *t, const char *const *p, const char *log_id,
+                              policy_run *pr)
+{
+    char where[512], sql[1200], n[32], txid[32];
     PGresult *res;
     long long rows;
+    int same = tc == c;
 
     if (where_sql(t, where, sizeof(where)) != 0)
         return -1;
@@ -291,27 +380,46 @@ static long long delete_batch(gdpr_retention *r, PGconn *tc, int same, const gdp
         goto rollback;
     if (same)
         PQclear(res);
+    if (!same && rows > 0) {
+        if ((res = exec(tc, "SELECT txid_current()", 0, NULL, PGRES_TUPLES_OK, pr)) == NULL)
+            goto rollback;
+        snprintf(txid, sizeof(txid), "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        if (pending_add(c, log_id, db, txid, rows, pr) != 0)
+            goto rollback;
+    }
     if ((res = exec(tc, "COMMIT", 0, NULL, PGRES_COMMAND_OK, pr)) == NULL)
-        return -1;
+        return -1;                      /* pending, if any: the next run asks */
     PQclear(res);
+    if (!same && rows > 0 && settle(c, log_id, "committed", pr) != 0)
+        return -1;                      /* deleted and pending: the next run counts it */
     return rows;
 rollback:
     PQclear(PQexec(tc, "ROLLBACK"));
     return -1;
 }
 
-static void log_end(PGconn *c, const char *id, policy_run *pr, long long extra)
+static void log_end(PGconn *c, const char *id, policy_run *pr)
 {
-    char n[32];
-    const char *p[4] = { id, pr->error[0] ? "failed" : "completed", pr->error[0] ? pr->error : NULL, n };
+    const char *p[3] = { id, pr->error[0] ? "failed" : "completed", pr->error[0] ? pr->error : NULL };
 
-    snprintf(n, sizeof(n), "%lld", extra);
-    PGresult *res = exec(c, "UPDATE gdpr_audit_log SET status = $2, error = $3, finished_at = now(),"
-                         " rows_affected = rows_affected + $4::bigint WHERE id = $1", 4, p,
-                         PGRES_COMMAND_OK, NULL);
+    PGresult *res = exec(c, "UPDATE gdpr_audit_log SET status = $2, error = $3, finished_at = now()"
+                         " WHERE id = $1", 3, p, PGRES_COMMAND_OK, NULL);
     if (res == NULL)
         insite_log_warn("retention %s: cannot close log row %s (it is resumed next run)",
                         pr->data_type, id);
+    PQclear(res);
+}
+
+/* pr->rows from the log row (after resolve() settled a pending batch). */
+static void log_rows(PGconn *c, const char *log_id, policy_run *pr)
+{
+    const char *p[1] = { log_id };
+    PGresult *res = exec(c, "SELECT rows_affected FROM gdpr_audit_log WHERE id = $1", 1, p,
+                         PGRES_TUPLES_OK, NULL);
+
+    if (res && PQntuples(res) == 1)
+        pr->rows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
 }
 
@@ -321,7 +429,6 @@ static void run_policy(gdpr_retention *r, PGconn *c, const gdpr_datamap *m, poli
     const gdpr_retention_target *t = gdpr_datamap_retention_find(m, pr->target);
     char log_id[32] = "", *filter = NULL;
     const char *p[2];
-    long long other = 0;      /* rows of another database, logged at the end */
     PGconn *tc = NULL;
 
     if (dry) {
@@ -348,13 +455,15 @@ static void run_policy(gdpr_retention *r, PGconn *c, const gdpr_datamap *m, poli
         dry_count(tc, t, p, pr);
         goto out;
     }
+    if (tc != c && resolve(r, c, tc, m->dbs[t->db].name, pr) != 0)
+        goto out;
+    if (pr->resumed && tc != c)         /* the count may have grown in resolve() */
+        log_rows(c, log_id, pr);
     for (;;) {
-        long long n = delete_batch(r, tc, tc == c, t, p, log_id, pr);
+        long long n = delete_batch(r, c, tc, m->dbs[t->db].name, t, p, log_id, pr);
         if (n < 0)
             break;
         pr->rows += n;
-        if (tc != c)
-            other += n;
         count(r->rows, n);
         if (n < r->batch)
             break;
@@ -370,7 +479,7 @@ static void run_policy(gdpr_retention *r, PGconn *c, const gdpr_datamap *m, poli
     }
 out:
     if (!dry) {
-        log_end(c, log_id, pr, other);
+        log_end(c, log_id, pr);
         count(r->runs, 1);
         if (pr->error[0])
             count(r->failures, 1);

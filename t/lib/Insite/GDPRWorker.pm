@@ -95,6 +95,23 @@ sub retention_now {
     return (eval { $json->decode($out) }, $rc, slurp("$w->{tmp}/now.err"));
 }
 
+# The compliance report's tests: migrations, seed_report, then the worker's
+# API with auditd's checkpoint key; returns its port (the worker is killed
+# at exit).  Dies when it does not listen.
+our @api_pids;
+sub report_api {
+    my ($w) = @_;
+    retention_now($w, 1);                          # migrations
+    seed_report($w);
+    my $api = Insite::Services::free_port();
+    push @api_pids, Insite::Services::spawn($w->{bin}, { %{ $w->{env} }, INSITE_GDPR_HTTP_PORT => $api,
+                                            INSITE_GDPR_AUDIT_PUBLIC_KEY => "$w->{tmp}/audit.pub" },
+                                            "$w->{tmp}/gdpr.log");
+    Insite::Services::wait_port($api, 20) or die "insite-gdpr does not listen:\n" . slurp("$w->{tmp}/gdpr.log");
+    return $api;
+}
+END { kill 'KILL', $_ for @api_pids }
+
 1;
 
 package Insite::GDPRWorker;
