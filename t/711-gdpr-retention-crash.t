@@ -99,4 +99,34 @@ is(psql($dsn, "SELECT count(*) FROM stock_prices WHERE source = 'old'"), 10, 'it
 kill 'TERM', $holder; waitpid $holder, 0;
 psql($dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()");
 
+# ---- SIGTERM stops a --retention-now run between batches: exit 1, the row
+# stays 'running' with exactly what went, and the next run finishes it
+psql($dsn, "INSERT INTO stock_prices (symbol, ts, interval, source) SELECT 'AAPL', now() - interval '800 days' - g * interval '1 minute', '1m', 'old' FROM generate_series(1, $N) g");
+my $old = psql($dsn, "SELECT count(*) FROM stock_prices WHERE source = 'old'");   # with the 10 the lock kept
+my $last = "SELECT rows_affected || '|' || status FROM gdpr_audit_log WHERE data_type = 'price_history' ORDER BY id DESC LIMIT 1";
+%env = (%{ $w->{env} }, INSITE_GDPR_RETENTION_BATCH => 200, INSITE_GDPR_RETENTION_PAUSE => '200ms');
+$pid = fork // die;
+if (!$pid) {
+    $ENV{$_} = $env{$_} for keys %env;
+    open STDOUT, '>', "$w->{tmp}/run2.out"; open STDERR, '>', "$w->{tmp}/run2.log";
+    exec $w->{bin}, '--retention-now'
+        or POSIX::_exit(127);
+}
+ok(wait_for(60, sub { psql($dsn, $last) =~ /^(\d+)\|running$/ && $1 >= 400 }), 'a second run is under way')
+    or diag(slurp("$w->{tmp}/run2.log"));
+kill 'TERM', $pid;
+ok(wait_for(60, sub { waitpid($pid, POSIX::WNOHANG()) == $pid }), 'SIGTERM: the run exits (between batches)')
+    or kill 'KILL', $pid;
+is($? >> 8, 1, 'exit status 1: the run did not finish');
+like(slurp("$w->{tmp}/run2.log"), qr/retention: stopping between batches \(signal\)/, 'the signal is logged');
+($logged, $status) = split /\|/, psql($dsn, $last);
+$gone = $old - psql($dsn, "SELECT count(*) FROM stock_prices WHERE source = 'old'");
+is($status, 'running', 'SIGTERM: the log row is left running, to be resumed');
+ok($gone > 0 && $gone < $old, "SIGTERM: part of the rows went ($gone of $old)");
+is($logged, $gone, 'SIGTERM: rows_affected is exactly what went');
+($sum, $rc) = Insite::GDPRWorker::retention_now($w, 0);
+is($rc, 0, 'the run after SIGTERM exits 0');
+is(psql($dsn, $last), "$old|completed", 'and completes the same row with every row counted once');
+is(psql($dsn, "SELECT count(*) FROM stock_prices WHERE source = 'old'"), 0, 'no expired bar left');
+
 done_testing();

@@ -96,10 +96,10 @@ wpid=$!
 t0=$(date +%s.%N)
 "$bin" --retention-now > "$work/run.json" 2>"$work/run.log" &
 rpid=$!
-# RUN_SECS > 0: kill -9 after that long (--retention-now does not stop on
-# SIGTERM; the log row counts every committed batch exactly, kill -9 or
-# not); rows/s is then over that window
-[ "$RUN_SECS" -gt 0 ] && (sleep "$RUN_SECS"; kill -KILL "$rpid" 2>/dev/null) &
+# RUN_SECS > 0: SIGTERM after that long (the run stops between batches;
+# the log row counts every committed batch exactly); rows/s is then over
+# that window
+[ "$RUN_SECS" -gt 0 ] && (sleep "$RUN_SECS"; kill -TERM "$rpid" 2>/dev/null) &
 wait "$rpid" || true
 t1=$(date +%s.%N)
 wait "$wpid"

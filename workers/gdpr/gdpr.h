@@ -142,8 +142,11 @@ int gdpr_retention_time_parse(const char *s, int *minute);
 gdpr_retention *gdpr_retention_new(const gdpr_retention_options *o, char *err, size_t errlen);
 /* The daily schedule on a thread of its own (none when no time is set). */
 int gdpr_retention_start(gdpr_retention *r);
-/* Stops the schedule between batches; a policy cut short is resumed by the
- * next run. */
+/* Asks a run (scheduled or gdpr_retention_run() on another thread) to stop
+ * between batches; a policy cut short stays 'running' and is resumed by the
+ * next run.  Safe from any thread. */
+void gdpr_retention_stop(gdpr_retention *r);
+/* Stops the schedule (as above), joins its thread and frees. */
 void gdpr_retention_free(gdpr_retention *r);
 /* One run over every active policy (dry: count only, write nothing):
  * {"policies":[{data_type,target,retention_days,cutoff,rows,status,resumed[,error]}],

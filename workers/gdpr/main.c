@@ -7,9 +7,12 @@
  *
  * docs/gdpr-rights.md: the API, the Redis contract with nginx's
  * insite_gdpr_consent, operations. */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "gdpr.h"
@@ -93,8 +96,57 @@ static gdpr_retention *retention_new(insite_config *cfg, gdpr_store *st, insite_
     return r;
 }
 
-/* --retention-now [--dry-run]: exit 0 when every policy ran, 1 otherwise */
-static int retention_now(insite_config *cfg, int dry)
+/* --retention-now runs on a thread so the main thread can read SIGTERM from
+ * the signalfd (signals are blocked everywhere) and stop it between batches;
+ * `done` wakes the main thread when the run returns. */
+typedef struct {
+    gdpr_retention *r;
+    int dry;
+    json_t *sum;
+    int done[2];
+} retention_once;
+
+static void *retention_once_run(void *arg)
+{
+    retention_once *o = arg;
+
+    o->sum = gdpr_retention_run(o->r, o->dry);
+    if (write(o->done[1], "x", 1) != 1)
+        insite_log_error("retention: cannot wake the main thread: %s", strerror(errno));
+    return NULL;
+}
+
+/* Waits for the run, stopping it on SIGTERM/SIGINT; NULL when it failed. */
+static json_t *retention_once_wait(insite_runtime *rt, gdpr_retention *r, int dry)
+{
+    retention_once o = { .r = r, .dry = dry };
+    pthread_t t;
+    int stopped = 0;
+
+    if (pipe(o.done) != 0) {
+        insite_log_error("retention: pipe: %s", strerror(errno));
+        return NULL;
+    }
+    if (pthread_create(&t, NULL, retention_once_run, &o) != 0) {
+        insite_log_error("retention: cannot start its thread");
+        close(o.done[0]), close(o.done[1]);
+        return NULL;
+    }
+    while (insite_runtime_wait(rt, -1, o.done[0]) != 1) {
+        if (rt->draining && !stopped) {
+            insite_log_info("retention: stopping between batches (signal)");
+            gdpr_retention_stop(r);
+            stopped = 1;
+        }
+    }
+    pthread_join(t, NULL);
+    close(o.done[0]), close(o.done[1]);
+    return o.sum;
+}
+
+/* --retention-now [--dry-run]: exit 0 when every policy ran, 1 otherwise
+ * (also when a signal cut the run short: its policies resume next run) */
+static int retention_now(insite_runtime *rt, insite_config *cfg, int dry)
 {
     char err[512];
     gdpr_store st = { .lock = PTHREAD_MUTEX_INITIALIZER, .dsn = insite_config_string(cfg, "pg.dsn") };
@@ -106,12 +158,12 @@ static int retention_now(insite_config *cfg, int dry)
         insite_log_error("postgresql: %s", err);
     else if (!insite_config_string(cfg, "gdpr.data_map")[0])
         insite_log_error("gdpr.data_map is empty: no retention targets");
-    else if ((r = retention_new(cfg, &st, NULL)) != NULL && (sum = gdpr_retention_run(r, dry)) != NULL)
+    else if ((r = retention_new(cfg, &st, NULL)) != NULL && (sum = retention_once_wait(rt, r, dry)) != NULL)
         json_dumpf(sum, stdout, JSON_INDENT(2)), putchar('\n');
     if (pg)
         PQfinish(pg);
     gdpr_retention_free(r);
-    int rc = sum && json_integer_value(json_object_get(sum, "failed")) == 0 ? 0 : 1;
+    int rc = sum && json_integer_value(json_object_get(sum, "failed")) == 0 && !rt->draining ? 0 : 1;
     json_decref(sum);
     return rc;
 }
@@ -291,7 +343,7 @@ int main(int argc, char **argv)
     }
     if (rt.argc > 1 && strcmp(rt.argv[1], "--retention-now") == 0
         && (rt.argc == 2 || (rt.argc == 3 && strcmp(rt.argv[2], "--dry-run") == 0))) {
-        rc = (cfg = insite_runtime_load_config(&rt, sc)) ? retention_now(cfg, rt.argc == 3) : 1;
+        rc = (cfg = insite_runtime_load_config(&rt, sc)) ? retention_now(&rt, cfg, rt.argc == 3) : 1;
         goto out;
     }
     if (rt.argc > 1) {

@@ -623,14 +623,19 @@ int gdpr_retention_start(gdpr_retention *r)
     return 0;
 }
 
-void gdpr_retention_free(gdpr_retention *r)
+void gdpr_retention_stop(gdpr_retention *r)
 {
-    if (r == NULL)
-        return;
     pthread_mutex_lock(&r->lock);
     r->stop = 1;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
+}
+
+void gdpr_retention_free(gdpr_retention *r)
+{
+    if (r == NULL)
+        return;
+    gdpr_retention_stop(r);
     if (r->started)
         pthread_join(r->thread, NULL);
     pthread_mutex_destroy(&r->lock);
