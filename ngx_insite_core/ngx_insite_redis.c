@@ -26,6 +26,10 @@
 #define NGX_INSITE_REDIS_BACKOFF_MAX  30000
 
 
+/* the connection whose reply is being handled, for ngx_insite_redis_wait() */
+static ngx_insite_redis_t  *ngx_insite_redis_replying;
+
+
 
 
 
@@ -1203,7 +1207,7 @@ static void
 ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     void                       *data;
-    ngx_insite_redis_t         *rd;
+    ngx_insite_redis_t         *rd, *prev;
     ngx_insite_redis_cmd_t     *cmd = privdata;
     ngx_insite_redis_status_e   status;
     ngx_insite_redis_reply_pt   handler;
@@ -1256,8 +1260,44 @@ ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (handler) {
+        /* a handler may drop a connection, which fails other commands
+           (this function again) before it returns: restore, not clear */
+        prev = ngx_insite_redis_replying;
+        ngx_insite_redis_replying = (r && rd->ac) ? rd : NULL;
+
         handler(status, r, data);
+
+        ngx_insite_redis_replying = prev;
     }
+}
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_wait(ngx_insite_redis_reply_pt handler, void *data,
+    ngx_uint_t replicas, ngx_msec_t timeout)
+{
+    int                      rc;
+    ngx_insite_redis_t      *rd;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    rd = ngx_insite_redis_replying;
+
+    if (rd == NULL || rd->ac == NULL || timeout == 0) {
+        return NULL;
+    }
+
+    cmd = ngx_insite_redis_cmd_start(rd, handler, data);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    /* Redis holds the reply for up to `timeout`: that is not a hang */
+    cmd->deadline += timeout;
+
+    rc = redisAsyncCommand(rd->ac, ngx_insite_redis_reply, cmd, "WAIT %u %u",
+                           (unsigned) replicas, (unsigned) timeout);
+
+    return ngx_insite_redis_cmd_sent(cmd, rc);
 }
 
 
