@@ -29,6 +29,10 @@ const insite_config_key insite_redis_config_keys[] = {
       "messages kept per channel for resume (0 = none)" },
     { "redis.idempotency_ttl", INSITE_CFG_DURATION, "24h", 1000, 30 * 86400000.0,
       "how long an idempotency key is remembered" },
+    { "redis.publish_replicas", INSITE_CFG_INT, "0", 0, 100,
+      "replicas that must hold a publish before it counts as done (WAIT); 0 = off" },
+    { "redis.publish_replicas_timeout", INSITE_CFG_DURATION, "100ms", 1, 60000,
+      "how long a publish waits for them; below redis.command_timeout" },
 };
 const size_t insite_redis_config_nkeys =
     sizeof(insite_redis_config_keys) / sizeof(insite_redis_config_keys[0]);
@@ -40,6 +44,7 @@ struct insite_redis {
     int port;
     int connect_timeout_ms, command_timeout_ms;
     long history, idem_ttl_s;
+    int replicas, replicas_timeout_ms;   /* WAIT after a publish; 0: off */
     char sha[41];          /* SHA1 of the script, for EVALSHA */
 };
 
@@ -54,6 +59,9 @@ void insite_redis_options_from_config(const insite_config *cfg,
     o->prefix = insite_config_string(cfg, "redis.prefix");
     o->history = (long)insite_config_int(cfg, "redis.history");
     o->idempotency_ttl_s = (long)(insite_config_duration_ms(cfg, "redis.idempotency_ttl") / 1000);
+    o->publish_replicas = (int)insite_config_int(cfg, "redis.publish_replicas");
+    o->publish_replicas_timeout_ms =
+        (int)insite_config_duration_ms(cfg, "redis.publish_replicas_timeout");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -112,6 +120,17 @@ insite_redis *insite_redis_new(const insite_redis_options *o)
     r->command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 2000;
     r->history = o->history;
     r->idem_ttl_s = o->idempotency_ttl_s > 0 ? o->idempotency_ttl_s : 86400;
+    r->replicas = o->publish_replicas > 0 ? o->publish_replicas : 0;
+    r->replicas_timeout_ms = o->publish_replicas_timeout_ms > 0
+                             ? o->publish_replicas_timeout_ms : 100;
+    if (r->replicas > 0 && r->replicas_timeout_ms >= r->command_timeout_ms) {
+        /* the socket would time out while Redis still waits */
+        insite_log_error("redis: redis.publish_replicas_timeout (%d ms) must be below "
+                         "redis.command_timeout (%d ms)", r->replicas_timeout_ms,
+                         r->command_timeout_ms);
+        insite_redis_free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -198,6 +217,38 @@ static int parse_reply(const redisReply *rep, insite_publish_result *res,
         snprintf(res->epoch, sizeof(res->epoch), "%lld", rep->element[1]->integer);
     res->duplicate = rep->element[2]->integer != 0;
     return 0;
+}
+
+/* redis.publish_replicas: WAIT on the connection the publishes ran on.
+ * 0 when enough replicas hold every write made on it so far; -1 when too
+ * few (the publishes ran: they may be delivered, and lost if the master
+ * fails); -2 when the connection broke (r->c freed). */
+static int wait_replicas(insite_redis *r, char *err, size_t errlen)
+{
+    if (r->replicas == 0)
+        return 0;
+
+    redisReply *rep = redisCommand(r->c, "WAIT %d %d", r->replicas, r->replicas_timeout_ms);
+
+    if (rep == NULL) {
+        set_err(err, errlen, "WAIT on %s:%d: %s (published, replication unknown)",
+                r->host, r->port, r->c->errstr);
+        disconnect(r);
+        return -2;
+    }
+    int rc = 0;
+    if (rep->type != REDIS_REPLY_INTEGER) {
+        set_err(err, errlen, "WAIT on %s:%d: %s (published, replication unknown)", r->host,
+                r->port, rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        rc = -1;
+    } else if (rep->integer < r->replicas) {
+        set_err(err, errlen, "published, but %lld of %d replicas acknowledged it within %d ms: "
+                "it may be lost if the master fails; retry with the same idempotency key",
+                rep->integer, r->replicas, r->replicas_timeout_ms);
+        rc = -1;
+    }
+    freeReplyObject(rep);
+    return rc;
 }
 
 /* One EVALSHA (EVAL on NOSCRIPT) on the current connection.  Returns 0,
@@ -321,6 +372,8 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
         if (connect_redis(r, err, errlen) != 0)
             break;
         rc = run_script(r, a.argv, a.lens, a.argc, res, &eof, err, errlen);
+        if (rc == 0 && wait_replicas(r, err, errlen) != 0)
+            rc = -1;
         if (rc != -2)
             break;
         /* Stale connection (server restarted) or idempotent: safe to retry. */
@@ -417,6 +470,14 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
     for (; i < n; i++)
         if (rcs[i] == 1)
             rcs[i] = -2;     /* the connection broke before its reply */
+    if (rc == 0 && published > 0 && wait_replicas(r, err, errlen) != 0) {
+        /* published, but not (known to be) on enough replicas */
+        for (i = 0; i < n; i++)
+            if (rcs[i] == 0)
+                rcs[i] = -2;
+        published = 0;
+        rc = -1;
+    }
     pthread_mutex_unlock(&r->lock);
     return rc == 0 ? (int) published : -1;
 }
