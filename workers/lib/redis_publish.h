@@ -20,6 +20,8 @@
 typedef struct {
     const char *host;
     int port;
+    const char *cluster;         /* Redis Cluster seeds "h1:p1,h2:p2"; ""
+                                    or NULL: host:port is a single Redis */
     const char *password;        /* "" or NULL = no AUTH */
     int connect_timeout_ms;
     int command_timeout_ms;
