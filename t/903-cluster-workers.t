@@ -25,7 +25,8 @@ plan skip_all => "$bin not built" unless -x $bin;
 my $json = JSON::PP->new->utf8;
 my $cl = Insite::RedisCluster->new(masters => 3, replicas => 1);
 my $ngx = Insite::Nginx->new(
-    http   => "    insite_redis_cluster " . $cl->seeds . ";",
+    # no position check within the test: delivery is by sharded pub/sub
+    http   => "    insite_redis_cluster " . $cl->seeds . ";\n    insite_ws_check_interval 60s;",
     server => "        location /ws { insite_ws; }\n"
             . "        location /pub { insite_ws_publish; }\n"
             . "        location /status { insite_ws_status; }",
@@ -52,24 +53,22 @@ is(scalar(keys %{ { reverse %owner } }), 3, 'the channels live on all 3 masters'
 my $ws = Insite::WS->connect($ngx->port);
 $ws->subscribe(\@ch);
 
+# each message is read before the next is published: a gap would be
+# repaired from history, but a message alone arrives only by pub/sub
 for my $c (@ch) {
     my ($rc, $o, $out) = cli({ INSITE_REDIS_PUBLISH_REPLICAS => 1 },
                              '--channel', $c, '--type', 'tick', '--data', '{"n":1}');
     is($rc, 0, "$c (on :$owner{$c}): insite-publish exit 0 with WAIT 1") or diag $out;
     is($o && $o->{seq}, 1, "$c: seq 1");
+    my $m = $ws->recv_json(timeout => 5);
+    is($m && "$m->{channel} $m->{seq}:$m->{data}{n}", "$c 1:1", "$c: the WebSocket client got it");
     my $r = Insite::WS->publish($ngx->port, $c, { type => 'tick', data => { n => 2 } });
     is($r->{json}{seq}, 2, "$c: nginx's publish takes seq 2: one sequence");
+    $m = $ws->recv_json(timeout => 5);
+    is($m && "$m->{channel} $m->{seq}:$m->{data}{n}", "$c 2:2", "$c: and then nginx's");
     is($cl->node_by_port($owner{$c})->cli('HGET', "insite:{$c}:seq", 'seq'), 2,
        "$c: the keys are on the channel's master");
 }
-
-my %got;
-for (1 .. 2 * @ch) {
-    my $m = $ws->recv_json(timeout => 10) or last;
-    push @{ $got{ $m->{channel} } }, "$m->{seq}:$m->{data}{n}";
-}
-is_deeply(\%got, { map { $_ => ['1:1', '2:2'] } @ch },
-          'the WebSocket client got both messages of every channel, in order, the worker\'s first');
 
 my ($rc, $o, $out) = cli({ INSITE_REDIS_PUBLISH_REPLICAS => 2, INSITE_REDIS_PUBLISH_REPLICAS_TIMEOUT => '100ms' },
                          '--channel', $ch[0], '--type', 'tick', '--data', '{"n":3}',
