@@ -20,25 +20,7 @@ use Insite::ClusterFeed;
 
 my $cl = Insite::RedisCluster->new(masters => 3, replicas => 1, node_timeout => 1500);
 
-my %conf = (
-    http   => "    insite_redis_cluster " . $cl->seeds . " connect_timeout=300ms command_timeout=300ms;\n"
-            . "    insite_ws_check_interval 300ms;",
-    server => "        location /ws { insite_ws; }\n"
-            . "        location /pub { insite_ws_publish; }\n"
-            . "        location /status { insite_ws_status; }",
-);
-my $A = Insite::Nginx->new(%conf);
-my $B = Insite::Nginx->new(%conf);
-
-END {
-    for my $n (grep { $_ && $_->pid } $A, $B) {
-        diag "error log of nginx on " . $n->port . ":\n" . Insite::WS->log_tail($n, 60)
-            unless Test::More->builder->is_passing;
-    }
-}
-
-ok(Insite::WS->wait_ready($A->port, timeout => 20), 'nginx A: cluster connected');
-ok(Insite::WS->wait_ready($B->port, timeout => 20), 'nginx B: cluster connected');
+my ($A, $B) = Insite::ClusterFeed->start_servers($cl);
 
 my $feed = Insite::ClusterFeed->new(cluster => $cl, servers => [$A, $B]);
 

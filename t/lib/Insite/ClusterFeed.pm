@@ -22,7 +22,36 @@ use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use Insite::Nginx;
 use Insite::WS;
+
+my @Servers;
+
+END {
+    for my $n (grep { $_ && $_->pid } @Servers) {
+        Test::More::diag("error log of nginx on " . $n->port . ":\n" . Insite::WS->log_tail($n, 60))
+            unless Test::More->builder->is_passing;
+    }
+}
+
+# $count nginx (2 workers each) on the cluster $cl, with /ws, /pub and
+# /status, command_timeout 300ms, position checks every 300ms, plus the
+# http and server lines given; each waited for until every worker is
+# connected to every shard
+sub start_servers {
+    my ($class, $cl, %o) = @_;
+    my %conf = (
+        http   => "    insite_redis_cluster " . $cl->seeds . " connect_timeout=300ms command_timeout=300ms;\n"
+                . "    insite_ws_check_interval 300ms;\n" . ($o{http} // ''),
+        server => "        location /ws { insite_ws; }\n"
+                . "        location /pub { insite_ws_publish; }\n"
+                . "        location /status { insite_ws_status; }\n" . ($o{server} // ''),
+    );
+    my @n = map { Insite::Nginx->new(%conf) } 1 .. ($o{count} // 2);
+    push @Servers, @n;
+    ok(Insite::WS->wait_ready($_->port, timeout => 20), 'nginx on ' . $_->port . ': cluster connected') for @n;
+    return @n;
+}
 
 sub new {
     my ($class, %o) = @_;
