@@ -629,6 +629,50 @@ test_workers_publish_follows_redirects(void **state)
     insite_redis_free(rp);
 }
 
+static int
+seed_collect(const char *host, int port, void *data)
+{
+    char  *out = data;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 256 - n, "%s[%s]%d", n ? " " : "", host, port);
+    return 0;
+}
+
+
+static void
+test_seed_lists(void **state)
+{
+    char  out[256], err[128];
+
+#define OK(list, want)                                                       \
+    out[0] = '\0';                                                           \
+    assert_int_equal(insite_cluster_parse_seeds(list, seed_collect, out,     \
+                                                err, sizeof(err)), 0);       \
+    assert_string_equal(out, want)
+#define BAD(list, why)                                                       \
+    out[0] = '\0';                                                           \
+    assert_int_equal(insite_cluster_parse_seeds(list, seed_collect, out,     \
+                                                err, sizeof(err)), -1);      \
+    assert_string_equal(err, why)
+
+    OK("127.0.0.1:7000", "[127.0.0.1]7000");
+    OK(" 10.0.0.5:7000 ,redis-2:65535,\t::1:7001 ",
+       "[10.0.0.5]7000 [redis-2]65535 [::1]7001");
+    OK("a:1,", "[a]1");
+    BAD("", "no node address");
+    BAD("a:1,,b:2", "an empty or over-long node address");
+    BAD("127.0.0.1", "\"127.0.0.1\" is not host:port");
+    BAD(":7000", "\":7000\" is not host:port");
+    BAD("a:", "\"a:\" is not host:port");
+    BAD("a:0", "\"a:0\" is not host:port");
+    BAD("a:65536", "\"a:65536\" is not host:port");
+    BAD("a:1x", "\"a:1x\" is not host:port");
+    BAD("a:-1", "\"a:-1\" is not host:port");
+#undef OK
+#undef BAD
+}
+
 
 int
 main(void)
@@ -636,6 +680,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc16_vectors),
         cmocka_unit_test(test_error_texts),
+        cmocka_unit_test(test_seed_lists),
         cmocka_unit_test(test_command_key),
         cmocka_unit_test(test_keyslot_agrees_with_redis),
         cmocka_unit_test(test_map_from_real_cluster),

@@ -133,46 +133,9 @@ static int add_node(insite_redis *r, const char *host, int port)
     return r->nnodes++;
 }
 
-/* "h1:p1,h2:p2" (white space allowed around the commas) */
-static int add_seeds(insite_redis *r, const char *list, char *err, size_t errlen)
+static int add_seed(const char *host, int port, void *data)
 {
-    const char *p = list;
-
-    while (*p != '\0') {
-        char item[INSITE_CLUSTER_HOST_MAX + 8];
-        size_t n = strcspn(p, ",");
-        const char *b = p, *e = p + n;
-        while (b < e && (*b == ' ' || *b == '\t'))
-            b++;
-        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        if (e == b || (size_t) (e - b) >= sizeof(item)) {
-            set_err(err, errlen, "an empty or over-long node address");
-            return -1;
-        }
-        memcpy(item, b, (size_t) (e - b));
-        item[e - b] = '\0';
-        char *colon = strrchr(item, ':'), *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        if (colon == NULL || colon == item || colon[1] == '\0' || *end != '\0'
-            || port < 1 || port > 65535) {
-            set_err(err, errlen, "\"%s\" is not host:port", item);
-            return -1;
-        }
-        *colon = '\0';
-        if (add_node(r, item, (int) port) < 0) {
-            set_err(err, errlen, "out of memory");
-            return -1;
-        }
-        p += n;
-        if (*p == ',')
-            p++;
-    }
-    if (r->nnodes == 0) {
-        set_err(err, errlen, "no node address");
-        return -1;
-    }
-    return 0;
+    return add_node(data, host, port) < 0 ? -1 : 0;
 }
 
 insite_redis *insite_redis_new(const insite_redis_options *o)
@@ -187,7 +150,7 @@ insite_redis *insite_redis_new(const insite_redis_options *o)
     if (r != NULL && o->cluster != NULL && o->cluster[0] != '\0') {
         char why[256];
         r->cluster = 1;
-        if (add_seeds(r, o->cluster, why, sizeof(why)) != 0) {
+        if (insite_cluster_parse_seeds(o->cluster, add_seed, r, why, sizeof(why)) != 0) {
             insite_log_error("redis: redis.cluster \"%s\": %s", o->cluster, why);
             insite_redis_free(r);
             return NULL;
