@@ -1,7 +1,8 @@
 # ngx_http_insite_ws_module on a real Redis Cluster (3 masters + 3
 # replicas), two nginx with 2 workers each, subscribers of every channel on
 # both, a publisher retrying with Idempotency-Key through both servers, while
-#   (a) a master is killed (kill -9) and its replica promoted,
+#   (a) a master is killed (kill -9) and its replica promoted, with 501
+#       channels spread over all shards,
 #   (b) a slot range holding channels is resharded live (redis-cli --cluster
 #       reshard),
 #   (c) a master is frozen (SIGSTOP) past command_timeout until its replica
@@ -31,12 +32,15 @@ sub run_phase { my ($tag, $rounds, $event, @ch) = @_; $feed->run_phase($tag, $ro
 # --- (a) a master killed, its replica promoted -------------------------------------------
 
 {
-    my @ch = channels('fa', 4);
+    # the issue's scale: 500 channels over all shards (167 a master), 50 a
+    # WebSocket, 4 rounds
+    my $wide = Insite::ClusterFeed->new(cluster => $cl, servers => [$A, $B], per_follower => 50, pause => 0);
+    my @ch = $wide->channels('fa', 167);
     my $victim = $cl->master_of_slot(slot_of_channel($ch[0]));
-    run_phase('kill -9', 30, sub {
+    $wide->run_phase('kill -9, ' . scalar(@ch) . ' channels', 4, sub {
         ok($cl->failover_kill9($victim, 30), 'master :' . $victim->port
            . ' killed, its slots served by the promoted replica');
-    }, @ch);
+    }, \@ch);
     # back, as a replica of the promoted one (its nodes.conf is kept)
     $victim->restart;
     ok($cl->wait_ok(30), 'the killed node rejoined');
