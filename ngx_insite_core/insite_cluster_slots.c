@@ -701,3 +701,71 @@ insite_cluster_command_key(const char *cmd, size_t len, const char **key,
     *keylen = alen[1];
     return 1;
 }
+
+
+int
+insite_cluster_parse_seeds(const char *list,
+    int (*add)(const char *host, int port, void *data), void *data,
+    char *err, size_t errlen)
+{
+    char         item[INSITE_CLUSTER_HOST_MAX + 8], *colon, *end;
+    long         port;
+    size_t       n;
+    unsigned     count;
+    const char  *p, *b, *e;
+
+    count = 0;
+
+    for (p = list; *p != '\0'; p += n + (p[n] == ',')) {
+        n = strcspn(p, ",");
+        b = p;
+        e = p + n;
+
+        while (b < e && (*b == ' ' || *b == '\t')) {
+            b++;
+        }
+
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t')) {
+            e--;
+        }
+
+        if (e == b || (size_t) (e - b) >= sizeof(item)) {
+            snprintf(err, errlen, "an empty or over-long node address");
+            return -1;
+        }
+
+        memcpy(item, b, (size_t) (e - b));
+        item[e - b] = '\0';
+
+        colon = strrchr(item, ':');
+        end = NULL;
+        port = 0;
+
+        if (colon != NULL && colon != item && colon[1] >= '0'
+            && colon[1] <= '9')
+        {
+            port = strtol(colon + 1, &end, 10);
+        }
+
+        if (end == NULL || *end != '\0' || port < 1 || port > 65535) {
+            snprintf(err, errlen, "\"%s\" is not host:port", item);
+            return -1;
+        }
+
+        *colon = '\0';
+
+        if (add(item, (int) port, data) != 0) {
+            snprintf(err, errlen, "cannot add node %s:%ld", item, port);
+            return -1;
+        }
+
+        count++;
+    }
+
+    if (count == 0) {
+        snprintf(err, errlen, "no node address");
+        return -1;
+    }
+
+    return 0;
+}

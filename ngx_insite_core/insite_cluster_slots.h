@@ -9,6 +9,7 @@
  *  - slot map from a CLUSTER SHARDS reply (Redis 7) or CLUSTER SLOTS (older);
  *  - redirect and retryable errors: MOVED <slot> <host>:<port>,
  *    ASK <slot> <host>:<port>, TRYAGAIN, CLUSTERDOWN;
+ *  - a seed list "h1:p1,h2:p2" (the workers' redis.cluster);
  *  - the key a command is routed by, read from the command as hiredis
  *    formats it (RESP array of bulk strings).
  *
@@ -114,6 +115,19 @@ insite_cluster_err_e insite_cluster_error(const char *str, size_t len,
  */
 int insite_cluster_command_key(const char *cmd, size_t len,
     const char **key, size_t *keylen);
+
+
+/*
+ * A seed list "h1:p1,h2:p2" (white space around the commas ignored; the
+ * last ':' separates the port, so "::1:7000" is ::1 port 7000): add() is
+ * called with each host (NUL-terminated, not empty) and port (1..65535) in
+ * order; a non-zero return from it stops the walk.  Returns 0, or -1 with
+ * the reason in err (an empty or over-long item, a missing or bad port, no
+ * item at all, or add() failing).
+ */
+int insite_cluster_parse_seeds(const char *list,
+    int (*add)(const char *host, int port, void *data), void *data,
+    char *err, size_t errlen);
 
 
 #endif /* INSITE_CLUSTER_SLOTS_H */

@@ -32,6 +32,10 @@
 #define NGX_INSITE_REDIS_BACKOFF_MAX  30000
 
 
+/* the connection whose reply is being handled, for ngx_insite_redis_wait() */
+static ngx_insite_redis_t  *ngx_insite_redis_replying;
+
+
 
 
 
@@ -80,11 +84,10 @@ static void ngx_insite_redis_cleanup(void *privdata);
 char *
 ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc)
 {
-    u_char      *p, text[NGX_SOCKADDR_STRLEN];
-    size_t       len;
-    ngx_str_t   *value, s;
-    ngx_url_t    u;
-    ngx_uint_t   i, db;
+    u_char                   *p;
+    ngx_str_t                *value, s;
+    ngx_uint_t                i, db;
+    ngx_insite_redis_addr_t   addr;
 
     value = cf->args->elts;
 
@@ -102,29 +105,15 @@ ngx_insite_redis_parse_conf(ngx_conf_t *cf, ngx_insite_redis_conf_t *rc)
                     rc->unix_path.len + 1);
 
     } else {
-        ngx_memzero(&u, sizeof(ngx_url_t));
-
-        u.url = value[1];
-        u.default_port = 6379;
-
-        /* resolved here, once: hiredis would resolve with a blocking call */
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "insite_redis: %s in \"%V\"",
-                               u.err ? u.err : "host not found", &u.url);
+        if (ngx_insite_redis_parse_addr(cf, "insite_redis", &value[1], 6379,
+                                        &addr)
+            != NGX_CONF_OK)
+        {
             return NGX_CONF_ERROR;
         }
 
-        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
-                            NGX_SOCKADDR_STRLEN, 0);
-
-        rc->host.data = ngx_pnalloc(cf->pool, len + 1);
-        if (rc->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-        ngx_cpystrn(rc->host.data, text, len + 1);
-        rc->host.len = len;
-        rc->port = u.port ? u.port : 6379;
+        rc->host = addr.host;
+        rc->port = addr.port;
     }
 
     rc->name = value[1];
@@ -192,6 +181,48 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "insite_redis: invalid parameter \"%V\"", &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_insite_redis_parse_addr(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *text, in_port_t default_port, ngx_insite_redis_addr_t *a)
+{
+    u_char     buf[NGX_SOCKADDR_STRLEN];
+    size_t     len;
+    ngx_url_t  u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *text;
+    u.default_port = default_port;
+
+    /* resolved here, once: hiredis would resolve with a blocking call */
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
+        || (u.port == 0 && default_port == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s: %s in \"%V\"",
+                           directive,
+                           u.err ? u.err
+                           : u.naddrs == 0 ? "host not found" : "no port",
+                           &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, buf,
+                        NGX_SOCKADDR_STRLEN, 0);
+
+    a->host.data = ngx_pnalloc(cf->pool, len + 1);
+    if (a->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(a->host.data, buf, len + 1);
+    a->host.len = len;
+    a->port = u.port ? u.port : default_port;
+    a->name = *text;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1238,7 +1269,7 @@ static void
 ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     void                       *data;
-    ngx_insite_redis_t         *rd;
+    ngx_insite_redis_t         *rd, *prev;
     ngx_insite_redis_cmd_t     *cmd = privdata;
     ngx_insite_redis_status_e   status;
     ngx_insite_redis_reply_pt   handler;
@@ -1296,8 +1327,44 @@ ngx_insite_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (handler) {
+        /* a handler may drop a connection, which fails other commands
+           (this function again) before it returns: restore, not clear */
+        prev = ngx_insite_redis_replying;
+        ngx_insite_redis_replying = (r && rd->ac) ? rd : NULL;
+
         handler(status, r, data);
+
+        ngx_insite_redis_replying = prev;
     }
+}
+
+
+ngx_insite_redis_cmd_t *
+ngx_insite_redis_wait(ngx_insite_redis_reply_pt handler, void *data,
+    ngx_uint_t replicas, ngx_msec_t timeout)
+{
+    int                      rc;
+    ngx_insite_redis_t      *rd;
+    ngx_insite_redis_cmd_t  *cmd;
+
+    rd = ngx_insite_redis_replying;
+
+    if (rd == NULL || rd->ac == NULL || timeout == 0) {
+        return NULL;
+    }
+
+    cmd = ngx_insite_redis_cmd_start(rd, handler, data);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    /* Redis holds the reply for up to `timeout`: that is not a hang */
+    cmd->deadline += timeout;
+
+    rc = redisAsyncCommand(rd->ac, ngx_insite_redis_reply, cmd, "WAIT %u %u",
+                           (unsigned) replicas, (unsigned) timeout);
+
+    return ngx_insite_redis_cmd_sent(cmd, rc);
 }
 
 

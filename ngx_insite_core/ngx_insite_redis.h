@@ -245,6 +245,20 @@ ngx_insite_redis_cmd_t *ngx_insite_redis_group(ngx_insite_redis_t *rd,
 void ngx_insite_redis_group_done(ngx_insite_redis_cmd_t *cmd,
     ngx_insite_redis_status_e status, redisReply *reply);
 
+/*
+ * Durability of a write: WAIT replicas timeout (milliseconds, >= 1) on the
+ * connection whose reply is being handled.  Call it only from a reply
+ * handler, before it returns: on a cluster that connection is the shard
+ * that ran the command (after any MOVED or ASK), so the count is about this
+ * write.  The handler gets WAIT's integer reply: how many replicas hold
+ * every write made on that connection so far.  Commands sent after it on
+ * the same connection wait behind it, up to `timeout`: keep it below
+ * command_timeout.  NULL when called elsewhere or that connection is gone.
+ */
+ngx_insite_redis_cmd_t *ngx_insite_redis_wait(
+    ngx_insite_redis_reply_pt handler, void *data, ngx_uint_t replicas,
+    ngx_msec_t timeout);
+
 /* The handler will not be called; use when the caller goes away first. */
 void ngx_insite_redis_cancel(ngx_insite_redis_cmd_t *cmd);
 

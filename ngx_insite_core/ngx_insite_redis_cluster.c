@@ -153,10 +153,8 @@ char *
 ngx_insite_redis_cluster_parse_conf(ngx_conf_t *cf,
     ngx_insite_redis_conf_t *rc)
 {
-    u_char                   *p, text[NGX_SOCKADDR_STRLEN];
-    size_t                    len;
+    u_char                   *p;
     ngx_str_t                *value, s;
-    ngx_url_t                 u;
     ngx_uint_t                i;
     ngx_insite_redis_addr_t  *a;
 
@@ -232,38 +230,17 @@ ngx_insite_redis_cluster_parse_conf(ngx_conf_t *cf,
             return NGX_CONF_ERROR;
         }
 
-        ngx_memzero(&u, sizeof(ngx_url_t));
-        u.url = value[i];
-        u.no_resolve = 0;
-
-        /* resolved here, once: hiredis would resolve with a blocking call */
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
-            || u.port == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "insite_redis_cluster: %s in \"%V\"",
-                               u.err ? u.err
-                               : u.naddrs == 0 ? "host not found"
-                                               : "no port", &u.url);
-            return NGX_CONF_ERROR;
-        }
-
         a = ngx_array_push(rc->seeds);
         if (a == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, text,
-                            NGX_SOCKADDR_STRLEN, 0);
-
-        a->host.data = ngx_pnalloc(cf->pool, len + 1);
-        if (a->host.data == NULL) {
+        if (ngx_insite_redis_parse_addr(cf, "insite_redis_cluster", &value[i],
+                                        0, a)
+            != NGX_CONF_OK)
+        {
             return NGX_CONF_ERROR;
         }
-        ngx_cpystrn(a->host.data, text, len + 1);
-        a->host.len = len;
-        a->port = u.port;
-        a->name = value[i];
     }
 
     if (rc->seeds->nelts == 0) {

@@ -30,6 +30,12 @@ struct ngx_insite_redis_cmd_s {
 };
 
 
+/* host:port of an insite_redis* directive, resolved at configuration time
+ * (hiredis would resolve with a blocking call) into numeric address text;
+ * default_port 0: the port is required */
+char *ngx_insite_redis_parse_addr(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *text, in_port_t default_port, ngx_insite_redis_addr_t *a);
+
 /* a command record of rd (any handle, connected or not) */
 ngx_insite_redis_cmd_t *ngx_insite_redis_cmd_get(ngx_insite_redis_t *rd,
     ngx_insite_redis_reply_pt handler, void *data, ngx_msec_t timeout);

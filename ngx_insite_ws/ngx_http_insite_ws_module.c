@@ -254,6 +254,13 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       offsetof(ngx_http_insite_ws_loc_conf_t, conflate_after),
       &ngx_insite_ws_conflate_after_bounds },
 
+    { ngx_string("insite_ws_publish_replicas"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_insite_ws_publish_replicas,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("insite_ws_subscribe_rate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_insite_ws_subscribe_rate,
@@ -376,6 +383,8 @@ ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf)
     conf->conflate_after = NGX_CONF_UNSET_SIZE;
     conf->subscribe_rate = NGX_CONF_UNSET_UINT;
     conf->subscribe_burst = NGX_CONF_UNSET_UINT;
+    conf->publish_replicas = NGX_CONF_UNSET_UINT;
+    conf->publish_replicas_timeout = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -416,6 +425,10 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->conflate, prev->conflate, NULL);
     ngx_conf_merge_size_value(conf->conflate_after, prev->conflate_after,
                               16 * 1024);
+    ngx_conf_merge_uint_value(conf->publish_replicas, prev->publish_replicas,
+                              0);
+    ngx_conf_merge_msec_value(conf->publish_replicas_timeout,
+                              prev->publish_replicas_timeout, 0);
 
     if (conf->subscribe_rate == NGX_CONF_UNSET_UINT) {
         conf->subscribe_rate = prev->subscribe_rate == NGX_CONF_UNSET_UINT
@@ -771,6 +784,12 @@ ngx_http_insite_ws_postconfiguration(ngx_conf_t *cf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "insite_ws and insite_ws_publish need "
                            "\"insite_redis\" in the http block");
+        return NGX_ERROR;
+    }
+
+    if (ngx_insite_ws_publish_replicas_check(cf, wmcf, imcf->redis_conf)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -15,6 +15,7 @@
  *   ngx_insite_ws_redis.c         Redis: pub/sub subscriber connection,
  *                                 positions, history, the publish script
  *   ngx_insite_ws_publish.c       the insite_ws_publish HTTP endpoint
+ *   ngx_insite_ws_publish_replicas.c  WAIT for replicas before its answer
  *   ngx_insite_ws_status.c        the insite_ws_status JSON endpoint
  *   insite_ws_frame.c             RFC 6455 framing, plain C (fuzzed)
  *   insite_ws_conflate.c          conflation runs and the conflated
@@ -141,6 +142,7 @@ typedef struct {
     ngx_msec_t                  shutdown_spread;
     time_t                      idempotency_ttl;
     ngx_uint_t                  used;             /* ws or publish somewhere */
+    ngx_msec_t                  publish_replicas_timeout;  /* the largest */
     ngx_shm_zone_t             *limit_zone;       /* connection counts */
     ngx_array_t                 ws_locations;     /* ngx_insite_ws_location_t */
 
@@ -182,6 +184,8 @@ struct ngx_http_insite_ws_loc_conf_s {
     size_t                      deflate_min_size;
     ngx_array_t                *conflate;         /* ngx_str_t patterns */
     size_t                      conflate_after;
+    ngx_uint_t                  publish_replicas; /* WAIT N; 0: off */
+    ngx_msec_t                  publish_replicas_timeout;  /* 0: default */
 };
 
 
@@ -385,6 +389,16 @@ void ngx_insite_ws_redis_check_soon(void);
 
 /* endpoints */
 ngx_int_t ngx_insite_ws_publish_handler(ngx_http_request_t *r);
+
+/* ngx_insite_ws_publish_replicas.c: WAIT before acknowledging a publish */
+char *ngx_http_insite_ws_publish_replicas(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_insite_ws_publish_replicas_check(ngx_conf_t *cf,
+    ngx_http_insite_ws_main_conf_t *wmcf, ngx_insite_redis_conf_t *rc);
+/* from the publish's reply handler: sends the answer (status, body) once
+ * enough replicas hold the write, or an error; NGX_DONE while waiting */
+ngx_int_t ngx_insite_ws_publish_replicas_wait(ngx_http_request_t *r,
+    ngx_str_t *channel, ngx_uint_t status, ngx_buf_t *body);
 ngx_int_t ngx_insite_ws_status_handler(ngx_http_request_t *r);
 
 ngx_http_insite_ws_main_conf_t *ngx_insite_ws_main_conf(void);

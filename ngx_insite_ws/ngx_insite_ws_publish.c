@@ -399,7 +399,14 @@ ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
     b->last = ngx_sprintf(b->last, ",\"duplicate\":%s}\n",
                           duplicate ? "true" : "false");
 
-    rc = ngx_insite_json_send(r, duplicate ? NGX_HTTP_OK : NGX_HTTP_CREATED, b);
+    /* the answer, once insite_ws_publish_replicas are satisfied */
+    rc = ngx_insite_ws_publish_replicas_wait(r, &ctx->channel,
+                                             duplicate ? NGX_HTTP_OK
+                                                       : NGX_HTTP_CREATED,
+                                             b);
+    if (rc == NGX_DONE) {
+        return;
+    }
 
 done:
 

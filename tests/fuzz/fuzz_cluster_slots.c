@@ -45,6 +45,20 @@ counts_plausible(const uint8_t *data, size_t size)
 }
 
 
+
+/* a seed the parser accepts is a non-empty host and a port in range */
+static int
+seed_check(const char *host, int port, void *data)
+{
+    (void) data;
+
+    if (host[0] == '\0' || port < 1 || port > 65535) {
+        __builtin_trap();
+    }
+
+    return 0;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -58,6 +72,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     insite_cluster_redirect_t  rd;
 
     (void) insite_cluster_key_slot((const char *) data, size);
+
+    if (size < 4096) {
+        char  list[4096], why[128];
+
+        memcpy(list, data, size);
+        list[size] = '\0';
+        (void) insite_cluster_parse_seeds(list, seed_check, NULL, why,
+                                          sizeof(why));
+    }
     (void) insite_cluster_error((const char *) data, size, &rd);
 
     if (insite_cluster_command_key((const char *) data, size, &key, &klen)

@@ -29,6 +29,8 @@
 #include <hiredis/hiredis.h>
 
 #include "../../ngx_insite_core/insite_cluster_slots.h"
+#include "log.h"
+#include "redis_publish.h"
 
 
 #define NODES 3
@@ -514,6 +516,163 @@ test_command_key(void **state)
     assert_int_equal(insite_cluster_command_key("*0\r\n", 4, NULL, NULL), -1);
 }
 
+/* the seq of channel ch as node n holds it (-1: not there) */
+static long long
+seq_on(int n, const char *ch)
+{
+    long long   v;
+    redisReply *r;
+
+    freeReplyObject(cmd(n, "ASKING"));     /* the node may be importing */
+    r = cmd(n, "HGET wk:{%s}:seq seq", ch);
+    v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+
+/*
+ * The workers' publish path with redis.cluster (workers/lib/redis_publish.c)
+ * on the real cluster, given one seed only: it reads the slot map, publishes
+ * on the channel's owner; with the channel's slot mid-migration and its keys
+ * moved, it follows ASK (ASKING on the target); once the slot is handed
+ * over, its stale map meets MOVED and it follows that.  Every publish lands
+ * once, in order, on the node that owns the keys.
+ */
+static void
+test_workers_publish_follows_redirects(void **state)
+{
+    int                    src, dst, n;
+    char                   seed[32], err[256] = "", id_src[64], id_dst[64];
+    unsigned               slot;
+    redisReply            *r;
+    insite_redis          *rp;
+    insite_publish_result  res;
+    const char            *ch = "wmig";
+
+    insite_log_set_level(INSITE_LOG_ERROR);
+    snprintf(seed, sizeof(seed), " 127.0.0.1:%d ", ports[1]);
+    insite_redis_options o = {
+        .cluster = seed, .connect_timeout_ms = 1000, .command_timeout_ms = 2000,
+        .prefix = "wk:", .history = 10, .idempotency_ttl_s = 60,
+    };
+
+    /* bad seed lists are refused */
+    o.cluster = "127.0.0.1";
+    assert_null(insite_redis_new(&o));
+    o.cluster = "127.0.0.1:1,,";
+    assert_null(insite_redis_new(&o));
+    o.cluster = "127.0.0.1:70000";
+    assert_null(insite_redis_new(&o));
+    o.cluster = seed;
+
+    rp = insite_redis_new(&o);
+    assert_non_null(rp);
+
+    slot = insite_cluster_key_slot(ch, strlen(ch));
+    src = slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+    dst = (src + 1) % NODES;
+
+    if (insite_redis_publish(rp, ch, "t", "1", NULL, &res, err, sizeof(err)) != 0)
+        fail_msg("publish on the owner: %s", err);
+    assert_int_equal(res.seq, 1);
+    assert_int_equal(seq_on(src, ch), 1);
+
+    r = cmd(src, "CLUSTER MYID");
+    snprintf(id_src, sizeof(id_src), "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(dst, "CLUSTER MYID");
+    snprintf(id_dst, sizeof(id_dst), "%s", r->str);
+    freeReplyObject(r);
+
+    freeReplyObject(cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, id_src));
+    freeReplyObject(cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, id_dst));
+    r = cmd(src, "CLUSTER GETKEYSINSLOT %u 100", slot);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(r->elements >= 2);                /* seq, history */
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *m = cmd(src, "MIGRATE 127.0.0.1 %d %s 0 5000", ports[dst],
+                            r->element[i]->str);
+        assert_int_equal(m->type, REDIS_REPLY_STATUS);
+        freeReplyObject(m);
+    }
+    freeReplyObject(r);
+
+    /* mid-migration, keys on the target: ASK */
+    if (insite_redis_publish(rp, ch, "t", "2", NULL, &res, err, sizeof(err)) != 0)
+        fail_msg("publish during the migration: %s", err);
+    assert_int_equal(res.seq, 2);
+    assert_int_equal(seq_on(dst, ch), 2);
+    assert_int_equal(seq_on(src, ch), -1);
+
+    for (n = 0; n < NODES; n++)
+        freeReplyObject(cmd(n, "CLUSTER SETSLOT %u NODE %s", slot, id_dst));
+
+    /* handed over: the stale map meets MOVED */
+    if (insite_redis_publish(rp, ch, "t", "3", "k3", &res, err, sizeof(err)) != 0)
+        fail_msg("publish after the move: %s", err);
+    assert_int_equal(res.seq, 3);
+    assert_int_equal(seq_on(dst, ch), 3);
+
+    /* a batch, one of whose channels lives on each master */
+    insite_publish_msg m[3] = { { ch, "t", "4", NULL }, { "wa", "t", "1", NULL },
+                                { "wb", "t", "1", NULL } };
+    insite_publish_result br[3];
+    int rcs[3];
+    assert_int_equal(insite_redis_publish_batch(rp, m, 3, br, rcs, err, sizeof(err)), 3);
+    assert_int_equal(br[0].seq, 4);
+    assert_int_equal(seq_on(dst, ch), 4);
+    assert_int_equal(rcs[1], 0);
+    assert_int_equal(rcs[2], 0);
+
+    assert_int_equal(insite_redis_ping(rp, err, sizeof(err)), 0);
+    insite_redis_free(rp);
+}
+
+static int
+seed_collect(const char *host, int port, void *data)
+{
+    char  *out = data;
+    size_t n = strlen(out);
+
+    snprintf(out + n, 256 - n, "%s[%s]%d", n ? " " : "", host, port);
+    return 0;
+}
+
+
+static void
+test_seed_lists(void **state)
+{
+    char  out[256], err[128];
+
+#define OK(list, want)                                                       \
+    out[0] = '\0';                                                           \
+    assert_int_equal(insite_cluster_parse_seeds(list, seed_collect, out,     \
+                                                err, sizeof(err)), 0);       \
+    assert_string_equal(out, want)
+#define BAD(list, why)                                                       \
+    out[0] = '\0';                                                           \
+    assert_int_equal(insite_cluster_parse_seeds(list, seed_collect, out,     \
+                                                err, sizeof(err)), -1);      \
+    assert_string_equal(err, why)
+
+    OK("127.0.0.1:7000", "[127.0.0.1]7000");
+    OK(" 10.0.0.5:7000 ,redis-2:65535,\t::1:7001 ",
+       "[10.0.0.5]7000 [redis-2]65535 [::1]7001");
+    OK("a:1,", "[a]1");
+    BAD("", "no node address");
+    BAD("a:1,,b:2", "an empty or over-long node address");
+    BAD("127.0.0.1", "\"127.0.0.1\" is not host:port");
+    BAD(":7000", "\":7000\" is not host:port");
+    BAD("a:", "\"a:\" is not host:port");
+    BAD("a:0", "\"a:0\" is not host:port");
+    BAD("a:65536", "\"a:65536\" is not host:port");
+    BAD("a:1x", "\"a:1x\" is not host:port");
+    BAD("a:-1", "\"a:-1\" is not host:port");
+#undef OK
+#undef BAD
+}
+
 
 int
 main(void)
@@ -521,10 +680,12 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc16_vectors),
         cmocka_unit_test(test_error_texts),
+        cmocka_unit_test(test_seed_lists),
         cmocka_unit_test(test_command_key),
         cmocka_unit_test(test_keyslot_agrees_with_redis),
         cmocka_unit_test(test_map_from_real_cluster),
         cmocka_unit_test(test_moved_and_ask_mid_migration),
+        cmocka_unit_test(test_workers_publish_follows_redirects),
     };
 
     return cmocka_run_group_tests_name("cluster_slots", tests, start_cluster,

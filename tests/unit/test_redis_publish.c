@@ -364,6 +364,97 @@ static void test_unreachable(void **state)
     insite_redis_free(r);
 }
 
+/* redis.publish_replicas: with no replica, WAIT 1 cannot be met: the
+ * publish ran (its seq is taken) but is reported as not done; once a real
+ * replica (a redis-server started here with --replicaof) is in sync, the
+ * retry with the same key is acknowledged, as the duplicate of that seq. */
+static void test_publish_replicas(void **state)
+{
+    insite_redis_options o = {
+        .host = "127.0.0.1", .port = port, .connect_timeout_ms = 1000,
+        .command_timeout_ms = 3000, .prefix = prefix, .history = 10,
+        .idempotency_ttl_s = 60, .publish_replicas = 1, .publish_replicas_timeout_ms = 1000,
+    };
+    insite_publish_result res;
+    char ch[64], err[256] = "", dir[64], portstr[16], master[16];
+
+    /* a timeout not below command_timeout is refused */
+    o.publish_replicas_timeout_ms = 3000;
+    assert_null(insite_redis_new(&o));
+    o.publish_replicas_timeout_ms = 1000;
+
+    insite_redis *r = insite_redis_new(&o);
+    assert_non_null(r);
+    redisContext *c = connect_plain();
+    assert_non_null(c);
+    redisReply *rep = redisCommand(c, "INFO replication");
+    int has_replicas = rep && rep->type == REDIS_REPLY_STRING
+                       && strstr(rep->str, "connected_slaves:0") == NULL;
+    freeReplyObject(rep);
+    if (has_replicas) {                 /* a shared server with replicas */
+        redisFree(c);
+        insite_redis_free(r);
+        skip();
+    }
+
+    new_channel(ch, sizeof(ch));
+    assert_int_equal(insite_redis_publish(r, ch, "t", "1", "k1", &res, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "published, but 0 of 1 replicas acknowledged it within 1000 ms"));
+
+    insite_publish_msg m[2] = { { ch, "t", "2", NULL }, { ch, "t", "3", NULL } };
+    insite_publish_result br[2];
+    int rcs[2];
+    assert_int_equal(insite_redis_publish_batch(r, m, 2, br, rcs, err, sizeof(err)), -1);
+    assert_int_equal(rcs[0], -2);
+    assert_int_equal(rcs[1], -2);
+    assert_non_null(strstr(err, "0 of 1 replicas"));
+
+    /* a replica of the test server */
+    snprintf(dir, sizeof(dir), "/tmp/insite-replica.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    int rport = free_port();
+    snprintf(portstr, sizeof(portstr), "%d", rport);
+    snprintf(master, sizeof(master), "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
+               "--dir", dir, "--save", "", "--appendonly", "no", "--logfile", "redis.log",
+               "--replicaof", "127.0.0.1", master, (char *)NULL);
+        _exit(127);
+    }
+    int synced = 0;
+    for (int i = 0; i < 200 && !synced; i++) {      /* up to 10 s */
+        rep = redisCommand(c, "INFO replication");
+        synced = rep && rep->type == REDIS_REPLY_STRING
+                 && strstr(rep->str, "connected_slaves:1") && strstr(rep->str, "state=online");
+        freeReplyObject(rep);
+        if (!synced)
+            usleep(50000);
+    }
+    redisFree(c);
+
+    int rc = synced ? insite_redis_publish(r, ch, "t", "1", "k1", &res, err, sizeof(err)) : -9;
+    int brc = synced ? insite_redis_publish_batch(r, m, 2, br, rcs, err, sizeof(err)) : -9;
+
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    insite_redis_free(r);
+
+    assert_true(synced);
+    if (rc != 0)
+        fail_msg("publish with a replica: %s", err);
+    assert_true(res.duplicate);
+    assert_int_equal(res.seq, 1);
+    if (brc != 2)
+        fail_msg("batch with a replica: %d: %s", brc, err);
+    assert_int_equal(rcs[0], 0);
+    assert_int_equal(br[1].seq, 5);     /* 2 and 3 went out unacknowledged */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_pubsub_payload),
         cmocka_unit_test(test_script_flush_and_reconnect),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_publish_replicas),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -15,11 +16,14 @@
 #include "log.h"
 #include "random.h"
 #include "redis_publish.h"
+#include "../../ngx_insite_core/insite_cluster_slots.h"
 
 
 const insite_config_key insite_redis_config_keys[] = {
     { "redis.host", INSITE_CFG_STRING, "127.0.0.1", 0, 0, "Redis server address" },
     { "redis.port", INSITE_CFG_INT, "6379", 1, 65535, "Redis server port" },
+    { "redis.cluster", INSITE_CFG_STRING, "", 0, 0,
+      "Redis Cluster seed nodes \"h1:p1,h2:p2\"; set, it replaces redis.host/port" },
     { "redis.password", INSITE_CFG_STRING, "", 0, 0, "AUTH password, empty for none" },
     { "redis.connect_timeout", INSITE_CFG_DURATION, "1s", 1, 60000, "connect timeout" },
     { "redis.command_timeout", INSITE_CFG_DURATION, "2s", 1, 60000, "per-command timeout" },
@@ -29,17 +33,35 @@ const insite_config_key insite_redis_config_keys[] = {
       "messages kept per channel for resume (0 = none)" },
     { "redis.idempotency_ttl", INSITE_CFG_DURATION, "24h", 1000, 30 * 86400000.0,
       "how long an idempotency key is remembered" },
+    { "redis.publish_replicas", INSITE_CFG_INT, "0", 0, 100,
+      "replicas that must hold a publish before it counts as done (WAIT); 0 = off" },
+    { "redis.publish_replicas_timeout", INSITE_CFG_DURATION, "100ms", 1, 60000,
+      "how long a publish waits for them; below redis.command_timeout" },
 };
 const size_t insite_redis_config_nkeys =
     sizeof(insite_redis_config_keys) / sizeof(insite_redis_config_keys[0]);
 
+/* a server: the one Redis, or a cluster node (seed, or learnt from the
+ * slot map or a redirect) */
+typedef struct {
+    char *host;
+    int port;
+    redisContext *c;
+    int loaded;                      /* the script is in its cache */
+} insite_redis_node;
+
 struct insite_redis {
     pthread_mutex_t lock;
-    redisContext *c;
-    char *host, *password, *prefix;
-    int port;
+    insite_redis_node *cur;          /* the node commands go to */
+    insite_redis_node nodes[INSITE_CLUSTER_NODES_MAX];
+    int nnodes;
+    int cluster;                     /* redis.cluster: route by slot */
+    int have_map;
+    int16_t route[INSITE_CLUSTER_SLOTS];   /* node index, -1: unknown */
+    char *password, *prefix;
     int connect_timeout_ms, command_timeout_ms;
     long history, idem_ttl_s;
+    int replicas, replicas_timeout_ms;   /* WAIT after a publish; 0: off */
     char sha[41];          /* SHA1 of the script, for EVALSHA */
 };
 
@@ -47,6 +69,7 @@ void insite_redis_options_from_config(const insite_config *cfg,
                                       insite_redis_options *o)
 {
     o->host = insite_config_string(cfg, "redis.host");
+    o->cluster = insite_config_string(cfg, "redis.cluster");
     o->port = (int)insite_config_int(cfg, "redis.port");
     o->password = insite_config_string(cfg, "redis.password");
     o->connect_timeout_ms = (int)insite_config_duration_ms(cfg, "redis.connect_timeout");
@@ -54,6 +77,9 @@ void insite_redis_options_from_config(const insite_config *cfg,
     o->prefix = insite_config_string(cfg, "redis.prefix");
     o->history = (long)insite_config_int(cfg, "redis.history");
     o->idempotency_ttl_s = (long)(insite_config_duration_ms(cfg, "redis.idempotency_ttl") / 1000);
+    o->publish_replicas = (int)insite_config_int(cfg, "redis.publish_replicas");
+    o->publish_replicas_timeout_ms =
+        (int)insite_config_duration_ms(cfg, "redis.publish_replicas_timeout");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -82,14 +108,56 @@ static int script_sha1(char out[41])
     return 0;
 }
 
+static void disconnect(insite_redis *r)
+{
+    if (r->cur->c != NULL)
+        redisFree(r->cur->c);
+    r->cur->c = NULL;
+    r->cur->loaded = 0;
+}
+
+/* the node index of host:port, added if new; -1 when the table is full */
+static int add_node(insite_redis *r, const char *host, int port)
+{
+    for (int i = 0; i < r->nnodes; i++)
+        if (r->nodes[i].port == port && strcmp(r->nodes[i].host, host) == 0)
+            return i;
+    if (r->nnodes == INSITE_CLUSTER_NODES_MAX)
+        return -1;
+    char *h = strdup(host);
+    if (h == NULL)
+        return -1;
+    r->nodes[r->nnodes].host = h;
+    r->nodes[r->nnodes].port = port;
+    r->nodes[r->nnodes].c = NULL;
+    return r->nnodes++;
+}
+
+static int add_seed(const char *host, int port, void *data)
+{
+    return add_node(data, host, port) < 0 ? -1 : 0;
+}
+
 insite_redis *insite_redis_new(const insite_redis_options *o)
 {
     insite_redis *r = calloc(1, sizeof(*r));
 
-    if (r != NULL)
+    if (r != NULL) {
         pthread_mutex_init(&r->lock, NULL);
+        r->cur = &r->nodes[0];
+        memset(r->route, 0xff, sizeof(r->route));
+    }
+    if (r != NULL && o->cluster != NULL && o->cluster[0] != '\0') {
+        char why[256];
+        r->cluster = 1;
+        if (insite_cluster_parse_seeds(o->cluster, add_seed, r, why, sizeof(why)) != 0) {
+            insite_log_error("redis: redis.cluster \"%s\": %s", o->cluster, why);
+            insite_redis_free(r);
+            return NULL;
+        }
+    }
     if (r == NULL
-        || (r->host = strdup(o->host ? o->host : "127.0.0.1")) == NULL
+        || (!r->cluster && add_node(r, o->host ? o->host : "127.0.0.1", o->port) < 0)
         || (r->password = strdup(o->password ? o->password : "")) == NULL
         || (r->prefix = strdup(o->prefix ? o->prefix : "insite:")) == NULL) {
         insite_log_error("redis: out of memory");
@@ -107,28 +175,35 @@ insite_redis *insite_redis_new(const insite_redis_options *o)
         insite_redis_free(r);
         return NULL;
     }
-    r->port = o->port;
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 1000;
     r->command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 2000;
     r->history = o->history;
     r->idem_ttl_s = o->idempotency_ttl_s > 0 ? o->idempotency_ttl_s : 86400;
+    r->replicas = o->publish_replicas > 0 ? o->publish_replicas : 0;
+    r->replicas_timeout_ms = o->publish_replicas_timeout_ms > 0
+                             ? o->publish_replicas_timeout_ms : 100;
+    if (r->replicas > 0 && r->replicas_timeout_ms >= r->command_timeout_ms) {
+        /* the socket would time out while Redis still waits */
+        insite_log_error("redis: redis.publish_replicas_timeout (%d ms) must be below "
+                         "redis.command_timeout (%d ms)", r->replicas_timeout_ms,
+                         r->command_timeout_ms);
+        insite_redis_free(r);
+        return NULL;
+    }
     return r;
 }
 
-static void disconnect(insite_redis *r)
-{
-    if (r->c != NULL)
-        redisFree(r->c);
-    r->c = NULL;
-}
 
 void insite_redis_free(insite_redis *r)
 {
     if (r == NULL)
         return;
-    disconnect(r);
+    for (int i = 0; i < r->nnodes; i++) {
+        r->cur = &r->nodes[i];
+        disconnect(r);
+        free(r->nodes[i].host);
+    }
     pthread_mutex_destroy(&r->lock);
-    free(r->host);
     free(r->password);
     free(r->prefix);
     free(r);
@@ -142,25 +217,25 @@ static struct timeval ms_tv(int ms)
 
 static int connect_redis(insite_redis *r, char *err, size_t errlen)
 {
-    if (r->c != NULL)
+    if (r->cur->c != NULL)
         return 0;
-    r->c = redisConnectWithTimeout(r->host, r->port, ms_tv(r->connect_timeout_ms));
-    if (r->c == NULL || r->c->err) {
-        set_err(err, errlen, "connect %s:%d: %s", r->host, r->port,
-                r->c ? r->c->errstr : "out of memory");
+    r->cur->c = redisConnectWithTimeout(r->cur->host, r->cur->port, ms_tv(r->connect_timeout_ms));
+    if (r->cur->c == NULL || r->cur->c->err) {
+        set_err(err, errlen, "connect %s:%d: %s", r->cur->host, r->cur->port,
+                r->cur->c ? r->cur->c->errstr : "out of memory");
         disconnect(r);
         return -1;
     }
-    if (redisSetTimeout(r->c, ms_tv(r->command_timeout_ms)) != REDIS_OK) {
-        set_err(err, errlen, "set timeout on %s:%d: %s", r->host, r->port, r->c->errstr);
+    if (redisSetTimeout(r->cur->c, ms_tv(r->command_timeout_ms)) != REDIS_OK) {
+        set_err(err, errlen, "set timeout on %s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
         disconnect(r);
         return -1;
     }
     if (r->password[0] != '\0') {
-        redisReply *rep = redisCommand(r->c, "AUTH %s", r->password);
+        redisReply *rep = redisCommand(r->cur->c, "AUTH %s", r->password);
         int ok = rep && rep->type != REDIS_REPLY_ERROR;
-        set_err(err, errlen, "AUTH on %s:%d: %s", r->host, r->port,
-                rep ? (rep->type == REDIS_REPLY_ERROR ? rep->str : "ok") : r->c->errstr);
+        set_err(err, errlen, "AUTH on %s:%d: %s", r->cur->host, r->cur->port,
+                rep ? (rep->type == REDIS_REPLY_ERROR ? rep->str : "ok") : r->cur->c->errstr);
         if (rep)
             freeReplyObject(rep);
         if (!ok) {
@@ -200,17 +275,50 @@ static int parse_reply(const redisReply *rep, insite_publish_result *res,
     return 0;
 }
 
+/* redis.publish_replicas: WAIT on the connection the publishes ran on.
+ * 0 when enough replicas hold every write made on it so far; -1 when too
+ * few (the publishes ran: they may be delivered, and lost if the master
+ * fails); -2 when the connection broke (r->cur->c freed). */
+static int wait_replicas(insite_redis *r, char *err, size_t errlen)
+{
+    if (r->replicas == 0)
+        return 0;
+
+    redisReply *rep = redisCommand(r->cur->c, "WAIT %d %d", r->replicas, r->replicas_timeout_ms);
+
+    if (rep == NULL) {
+        set_err(err, errlen, "WAIT on %s:%d: %s (published, replication unknown)",
+                r->cur->host, r->cur->port, r->cur->c->errstr);
+        disconnect(r);
+        return -2;
+    }
+    int rc = 0;
+    if (rep->type != REDIS_REPLY_INTEGER) {
+        set_err(err, errlen, "WAIT on %s:%d: %s (published, replication unknown)", r->cur->host,
+                r->cur->port, rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        rc = -1;
+    } else if (rep->integer < r->replicas) {
+        set_err(err, errlen, "published, but %lld of %d replicas acknowledged it within %d ms: "
+                "it may be lost if the master fails; retry with the same idempotency key",
+                rep->integer, r->replicas, r->replicas_timeout_ms);
+        rc = -1;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
 /* One EVALSHA (EVAL on NOSCRIPT) on the current connection.  Returns 0,
- * -1 for a definite failure, -2 when the connection broke (r->c freed);
+ * -1 for a definite failure, -2 when the connection broke (r->cur->c freed);
  * *eof tells whether the server closed it (the command did not run). */
 static int run_script(insite_redis *r, const char **argv, size_t *lens, int argc,
-                      insite_publish_result *res, int *eof, char *err, size_t errlen)
+                      insite_publish_result *res, int *eof, insite_cluster_redirect_t *to,
+                      char *err, size_t errlen)
 {
     argv[0] = "EVALSHA";
     argv[1] = r->sha;
     lens[0] = 7;
     lens[1] = strlen(r->sha);
-    redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+    redisReply *rep = redisCommandArgv(r->cur->c, argc, argv, lens);
 
     if (rep != NULL && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* First use on this server, or after SCRIPT FLUSH: EVAL also caches it. */
@@ -219,13 +327,19 @@ static int run_script(insite_redis *r, const char **argv, size_t *lens, int argc
         argv[1] = INSITE_LUA_PUBLISH;
         lens[0] = 4;
         lens[1] = strlen(INSITE_LUA_PUBLISH);
-        rep = redisCommandArgv(r->c, argc, argv, lens);
+        rep = redisCommandArgv(r->cur->c, argc, argv, lens);
     }
     if (rep == NULL) {
-        *eof = r->c->err == REDIS_ERR_EOF;
-        set_err(err, errlen, "%s:%d: %s", r->host, r->port, r->c->errstr);
+        *eof = r->cur->c->err == REDIS_ERR_EOF;
+        set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
         disconnect(r);   /* a context with err set is unusable */
         return -2;
+    }
+    if (to != NULL && rep->type == REDIS_REPLY_ERROR
+        && insite_cluster_error(rep->str, rep->len, to) != INSITE_CLUSTER_ERR_NONE) {
+        set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, rep->str);
+        freeReplyObject(rep);
+        return -3;
     }
     int rc = parse_reply(rep, res, err, errlen);
     freeReplyObject(rep);
@@ -285,6 +399,7 @@ static int build_args(insite_redis *r, const insite_publish_msg *m, publish_args
     cm.epoch_len = strlen(a->epoch);
     cm.history = r->history < 0 ? 0 : (unsigned long) r->history;
     cm.idem_ttl = (unsigned long) r->idem_ttl_s;
+    cm.sharded = r->cluster;
 
     if (insite_channel_publish_args(&a->ca, r->prefix, strlen(r->prefix), &cm, err, errlen) != 0)
         return -1;
@@ -304,6 +419,171 @@ static int build_args(insite_redis *r, const insite_publish_msg *m, publish_args
     return 0;
 }
 
+/* Redis Cluster (redis.cluster) */
+
+static int load_script(insite_redis *r, char *err, size_t errlen);
+
+#define CLUSTER_REDIRECTS   5
+#define CLUSTER_BACKOFF_MIN 10      /* ms, doubling */
+#define CLUSTER_BACKOFF_MAX 100
+
+/* The slot map from the first node that gives one (CLUSTER SHARDS, or
+ * CLUSTER SLOTS before Redis 7), parsed by the slot core shared with nginx. */
+static int refresh_map(insite_redis *r, char *err, size_t errlen)
+{
+    insite_redis_node *keep = r->cur;
+    insite_cluster_map_t *map = malloc(sizeof(*map));
+    int found = 0;
+
+    if (map == NULL) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < r->nnodes && !found; i++) {
+        r->cur = &r->nodes[i];
+        if (connect_redis(r, err, errlen) != 0)
+            continue;
+        int slots = 0;
+        redisReply *rep = redisCommand(r->cur->c, "CLUSTER SHARDS");
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(rep);
+            rep = redisCommand(r->cur->c, "CLUSTER SLOTS");
+            slots = 1;
+        }
+        if (rep == NULL) {
+            set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
+            disconnect(r);
+            continue;
+        }
+        int rc = slots ? insite_cluster_map_from_slots(map, rep, err, errlen)
+                       : insite_cluster_map_from_shards(map, rep, err, errlen);
+        freeReplyObject(rep);
+        if (rc != 0)
+            continue;
+        int idx[INSITE_CLUSTER_NODES_MAX];
+        for (unsigned n = 0; n < map->nnodes; n++)
+            idx[n] = map->nodes[n].host[0] == '\0' ? -1
+                     : add_node(r, map->nodes[n].host, map->nodes[n].port);
+        for (unsigned s = 0; s < INSITE_CLUSTER_SLOTS; s++)
+            r->route[s] = map->owner[s] < 0 ? -1 : (int16_t) idx[map->owner[s]];
+        found = 1;
+    }
+    free(map);
+    r->cur = keep;
+    r->have_map = found;
+    if (!found)
+        insite_log_warn("redis: no cluster node gave its slot map: %s", err);
+    return found ? 0 : -1;
+}
+
+/* One publish routed by its channel's slot: MOVED re-routes and resends,
+ * ASK resends once with ASKING, TRYAGAIN / CLUSTERDOWN / a node that cannot
+ * be reached wait (10 ms doubling to 100 ms) and resend, all within
+ * command_timeout.  A command whose connection broke after it was sent is
+ * resent only with an idempotency key (or when the server closed the
+ * connection first).  Returns 0, -1 (refused, or no node could take it) or
+ * -2 (sent, outcome unknown; or published but too few replicas). */
+static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_key,
+                           insite_publish_result *res, char *err, size_t errlen)
+{
+    unsigned slot = insite_cluster_key_slot(a->argv[3], a->lens[3]);
+    int64_t deadline = insite_clock_mono_ms() + r->command_timeout_ms;
+    int ask = -1, redirects = 0, backoff = CLUSTER_BACKOFF_MIN, moved = 0;
+    insite_cluster_redirect_t to;
+
+    for (;;) {
+        int idx = -1;
+        if (ask < 0 && !r->have_map)
+            (void) refresh_map(r, err, errlen);
+        idx = ask >= 0 ? ask : r->route[slot];
+        if (idx < 0) {
+            if (r->have_map)
+                set_err(err, errlen, "slot %u has no master in the cluster's map", slot);
+            r->have_map = 0;
+            goto wait;
+        }
+        r->cur = &r->nodes[idx];
+        /* loaded before ASKING, which holds for one command only: EVALSHA
+           must not meet NOSCRIPT there */
+        if (connect_redis(r, err, errlen) != 0
+            || (!r->cur->loaded && load_script(r, err, errlen) != 0)) {
+            r->have_map = 0;
+            goto wait;
+        }
+        if (ask >= 0) {
+            redisReply *x = redisCommand(r->cur->c, "ASKING");
+            ask = -1;
+            if (x == NULL) {
+                set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
+                disconnect(r);
+                goto wait;
+            }
+            freeReplyObject(x);
+        }
+
+        int eof = 0;
+        a->argv[0] = "EVALSHA";
+        a->argv[1] = r->sha;
+        a->lens[0] = 7;
+        a->lens[1] = strlen(r->sha);
+        int rc = run_script(r, a->argv, a->lens, a->argc, res, &eof, &to, err, errlen);
+
+        if (rc == 0) {
+            if (moved)
+                (void) refresh_map(r, err, errlen);   /* other slots moved too */
+            rc = wait_replicas(r, err, errlen);
+            return rc == 0 ? 0 : -2;
+        }
+        if (rc == -1)
+            return -1;
+        if (rc == -2) {
+            r->have_map = 0;
+            if (!eof && idem_key == NULL) {
+                size_t n = strlen(err);
+                set_err(err + n, errlen - n,
+                        " (outcome unknown: the message may have been published)");
+                return -2;
+            }
+            goto wait;
+        }
+
+        /* rc == -3: a redirect or a retryable cluster error */
+        switch (to.kind) {
+        case INSITE_CLUSTER_ERR_MOVED:
+        case INSITE_CLUSTER_ERR_ASK:
+            if (++redirects > CLUSTER_REDIRECTS) {
+                size_t n = strlen(err);
+                set_err(err + n, errlen - n, " (%d redirects, giving up)", redirects - 1);
+                return -1;
+            }
+            idx = add_node(r, to.host[0] ? to.host : r->cur->host, to.port);
+            if (idx < 0)
+                return -1;
+            if (to.kind == INSITE_CLUSTER_ERR_MOVED) {
+                r->route[to.slot] = (int16_t) idx;
+                moved = 1;
+            } else {
+                ask = idx;
+            }
+            continue;
+        case INSITE_CLUSTER_ERR_CLUSTERDOWN:
+            r->have_map = 0;
+            break;
+        default:                    /* TRYAGAIN */
+            break;
+        }
+
+    wait:
+        if (insite_clock_mono_ms() + backoff > deadline) {
+            size_t n = strlen(err);
+            set_err(err + n, errlen - n, " (cluster: gave up after redis.command_timeout)");
+            return -1;
+        }
+        usleep((useconds_t) backoff * 1000);
+        backoff = backoff * 2 > CLUSTER_BACKOFF_MAX ? CLUSTER_BACKOFF_MAX : backoff * 2;
+    }
+}
+
 int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
                          const char *data_json, const char *idem_key,
                          insite_publish_result *res, char *err, size_t errlen)
@@ -316,11 +596,18 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
         return -1;
 
     pthread_mutex_lock(&r->lock);
+    if (r->cluster) {
+        rc = cluster_publish(r, &a, idem_key, res, err, errlen);
+        pthread_mutex_unlock(&r->lock);
+        return rc == 0 ? 0 : -1;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         int eof = 0;
         if (connect_redis(r, err, errlen) != 0)
             break;
-        rc = run_script(r, a.argv, a.lens, a.argc, res, &eof, err, errlen);
+        rc = run_script(r, a.argv, a.lens, a.argc, res, &eof, NULL, err, errlen);
+        if (rc == 0 && wait_replicas(r, err, errlen) != 0)
+            rc = -1;
         if (rc != -2)
             break;
         /* Stale connection (server restarted) or idempotent: safe to retry. */
@@ -346,16 +633,17 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
  * meet NOSCRIPT halfway (short of a SCRIPT FLUSH in between). */
 static int load_script(insite_redis *r, char *err, size_t errlen)
 {
-    redisReply *rep = redisCommand(r->c, "SCRIPT LOAD %s", INSITE_LUA_PUBLISH);
+    redisReply *rep = redisCommand(r->cur->c, "SCRIPT LOAD %s", INSITE_LUA_PUBLISH);
 
     if (rep == NULL) {
-        set_err(err, errlen, "SCRIPT LOAD on %s:%d: %s", r->host, r->port, r->c->errstr);
+        set_err(err, errlen, "SCRIPT LOAD on %s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
         disconnect(r);
         return -1;
     }
     int ok = rep->type == REDIS_REPLY_STRING && strcmp(rep->str, r->sha) == 0;
+    r->cur->loaded = ok;
     if (!ok)
-        set_err(err, errlen, "SCRIPT LOAD on %s:%d: %s", r->host, r->port,
+        set_err(err, errlen, "SCRIPT LOAD on %s:%d: %s", r->cur->host, r->cur->port,
                 rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected digest");
     freeReplyObject(rep);
     return ok ? 0 : -1;
@@ -369,6 +657,23 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
     int rc = 0;
 
     pthread_mutex_lock(&r->lock);
+    if (r->cluster) {
+        /* one at a time, each to its channel's shard */
+        for (i = 0; i < n; i++) {
+            char why[256];
+            rcs[i] = -1;
+            if (build_args(r, &msgs[i], &a, why, sizeof(why)) != 0
+                || (rcs[i] = cluster_publish(r, &a, msgs[i].idem_key, &res[i], why,
+                                             sizeof(why))) != 0) {
+                insite_log_warn("redis: publish to %s failed: %s",
+                                msgs[i].channel ? msgs[i].channel : "(null)", why);
+                continue;
+            }
+            published++;
+        }
+        pthread_mutex_unlock(&r->lock);
+        return (int) published;
+    }
     if (connect_redis(r, err, errlen) != 0 || load_script(r, err, errlen) != 0) {
         for (i = 0; i < n; i++)
             rcs[i] = -1;
@@ -385,7 +690,7 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
             continue;
         }
         /* hiredis formats the command now: the buffers can be reused */
-        if (redisAppendCommandArgv(r->c, a.argc, a.argv, a.lens) != REDIS_OK) {
+        if (redisAppendCommandArgv(r->cur->c, a.argc, a.argv, a.lens) != REDIS_OK) {
             set_err(err, errlen, "out of memory");
             rc = -1;
             break;
@@ -398,9 +703,9 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
         redisReply *rep;
         if (rcs[i] != 1)
             continue;
-        if (redisGetReply(r->c, (void **) &rep) != REDIS_OK || rep == NULL) {
+        if (redisGetReply(r->cur->c, (void **) &rep) != REDIS_OK || rep == NULL) {
             set_err(err, errlen, "%s:%d: %s (outcome unknown for the rest of the batch)",
-                    r->host, r->port, r->c->errstr);
+                    r->cur->host, r->cur->port, r->cur->c->errstr);
             disconnect(r);
             rc = -1;
             break;
@@ -417,6 +722,14 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
     for (; i < n; i++)
         if (rcs[i] == 1)
             rcs[i] = -2;     /* the connection broke before its reply */
+    if (rc == 0 && published > 0 && wait_replicas(r, err, errlen) != 0) {
+        /* published, but not (known to be) on enough replicas */
+        for (i = 0; i < n; i++)
+            if (rcs[i] == 0)
+                rcs[i] = -2;
+        published = 0;
+        rc = -1;
+    }
     pthread_mutex_unlock(&r->lock);
     return rc == 0 ? (int) published : -1;
 }
@@ -426,15 +739,21 @@ int insite_redis_ping(insite_redis *r, char *err, size_t errlen)
     int rc = -1;
 
     pthread_mutex_lock(&r->lock);
+    for (int i = 0; r->cluster && i < r->nnodes; i++) {
+        /* any node: the cluster answers when one of them does */
+        r->cur = &r->nodes[i];
+        if (connect_redis(r, err, errlen) == 0)
+            break;
+    }
     if (connect_redis(r, err, errlen) == 0) {
-        redisReply *rep = redisCommand(r->c, "PING");
+        redisReply *rep = redisCommand(r->cur->c, "PING");
         if (rep == NULL) {
-            set_err(err, errlen, "%s:%d: %s", r->host, r->port, r->c->errstr);
+            set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
             disconnect(r);
         } else {
             rc = rep->type == REDIS_REPLY_ERROR ? -1 : 0;
             if (rc != 0)
-                set_err(err, errlen, "%s:%d: %s", r->host, r->port, rep->str);
+                set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, rep->str);
             freeReplyObject(rep);
         }
     }

@@ -20,12 +20,17 @@
 typedef struct {
     const char *host;
     int port;
+    const char *cluster;         /* Redis Cluster seeds "h1:p1,h2:p2"; ""
+                                    or NULL: host:port is a single Redis */
     const char *password;        /* "" or NULL = no AUTH */
     int connect_timeout_ms;
     int command_timeout_ms;
     const char *prefix;          /* key prefix, "insite:" */
     long history;                /* messages kept per channel, 0 = none */
     long idempotency_ttl_s;
+    int publish_replicas;        /* WAIT for this many replicas after a
+                                    publish (redis.publish_replicas); 0: off */
+    int publish_replicas_timeout_ms;   /* below command_timeout_ms */
 } insite_redis_options;
 
 typedef struct {
@@ -57,6 +62,11 @@ int insite_channel_valid(const char *channel);
  * be NULL.  Returns 0 and fills *res, or -1 with the reason in err (the
  * caller decides how to log it).
  *
+ * With publish_replicas, a publish counts as done only once that many
+ * replicas hold it (WAIT on the same connection); fewer within the timeout
+ * is -1 with "published, but K of N replicas ..." in err: the message ran
+ * and may be delivered; retry with the same idempotency key.
+ *
  * After a lost connection the command is retried once on a new connection
  * only when that cannot publish twice: the server closed the connection
  * before the command ran, or an idempotency key was given.  A timeout
@@ -73,7 +83,9 @@ typedef struct {
  * order.  rcs[i] is 0 (res[i] filled), -1 (refused: invalid, or the script
  * failed; logged) or -2 (sent, but the connection broke before its reply:
  * outcome unknown, safe to retry only with an idempotency key).  Returns
- * how many were published, or -1 when the connection failed (err). */
+ * how many were published, or -1 when the connection failed (err).  With
+ * publish_replicas, one WAIT follows the batch: too few replicas turns
+ * every 0 into -2 and returns -1 (err says why). */
 int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, size_t n,
                                insite_publish_result *res, int *rcs, char *err, size_t errlen);
 
