@@ -6,9 +6,9 @@
 # USERS users with one price_above rule each over SYMBOLS symbols.  The
 # generator (bench/notify/generator.py) hands crossings to Kafka (kcat,
 # linger 5 ms, librdkafka's default) evenly spread, RATE alerts per second
-# for SECONDS seconds, each update's market_time = the wall clock at its send.  The client
-# (bench/notify/ws_client.mjs, one connection subscribed to every user's
-# channel) subtracts the alert's fired_at (that market_time) from the
+# for SECONDS seconds, each update's market_time = the wall clock at its
+# send.  The client (bench/notify/ws_client.mjs, one connection subscribed
+# to every user's channel) subtracts the alert's fired_at (that market_time) from the
 # frame's arrival: update produced -> frame received, which contains the
 # fire -> delivery path.  The worker runs with log.level = debug, and
 # bench/notify/stages.py prints from its stage lines where an alert waits.
@@ -19,7 +19,8 @@
 # binary.
 #
 # With BASELINE=<git revision>, that revision's insite-notify is built in a
-# temp dir and measured first under the same load, and the ratios printed.
+# temp dir and measured first under the same load, and the ratios printed
+# (BASELINE_BIN=<its binary, already built> skips the build).
 #
 #   [BASELINE=rev] bench/notify/latency.sh [USERS=1000] [SYMBOLS=1000] [SECONDS=10] [RATE=1000]
 set -euo pipefail
@@ -133,10 +134,14 @@ measure() {
 client_json() { sed -n 's/^websocket client[^{]*//p' <<<"$1"; }
 
 if [ -n "${BASELINE:-}" ]; then
-  base_src=$(mktemp -d /tmp/insite-notify-base.XXXXXX)
-  git archive "$BASELINE" | tar -x -C "$base_src"
-  nice make -s -C "$base_src" -j2 build/bin/insite-notify >/dev/null
-  bin=$base_src/build/bin/insite-notify
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    bin=$BASELINE_BIN
+  else
+    base_src=$(mktemp -d /tmp/insite-notify-base.XXXXXX)
+    git archive "$BASELINE" | tar -x -C "$base_src"
+    nice make -s -C "$base_src" -j2 build/bin/insite-notify >/dev/null
+    bin=$base_src/build/bin/insite-notify
+  fi
   base=$(measure baseline)
   echo "== baseline $(git rev-parse --short "$BASELINE")"
   echo "$base"

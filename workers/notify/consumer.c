@@ -27,7 +27,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 }
 
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
-                                     const char *client_id, int session_timeout_ms, int fetch_wait_ms,
+                                     const char *client_id, int session_timeout_ms,
+                                     int fetch_wait_ms,
                                      char *const *topics, size_t ntopics,
                                      insite_metrics *metrics)
 {

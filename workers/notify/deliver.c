@@ -237,12 +237,13 @@ static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const due_alert *d
     }
     json_t *msg = message_new(id, d->event_id, tpl, prio, out.title, out.body, out.lang, count,
                               atoll(d->fired_ms), d->rule, json_incref(args));
-    json_array_append_new(pp->rows, json_pack("{s:I, s:s, s:s, s:s, s:i, s:O, s:b, s:b, s:b, s:s, s:s, s:o}",
-                                              "id", (json_int_t)atoll(id), "lang", out.lang,
-                                              "title", out.title, "body", out.body,
-                                              "count", count, "args", args, "ws", s->ws,
-                                              "webhook", s->webhook, "email", s->email,
-                                              "user", user, "event_id", d->event_id, "msg", msg));
+    json_array_append_new(pp->rows,
+                          json_pack("{s:I, s:s, s:s, s:s, s:i, s:O, s:b, s:b, s:b, s:s, s:s, s:o}",
+                                    "id", (json_int_t)atoll(id), "lang", out.lang,
+                                    "title", out.title, "body", out.body, "count", count,
+                                    "args", args, "ws", s->ws, "webhook", s->webhook,
+                                    "email", s->email, "user", user, "event_id", d->event_id,
+                                    "msg", msg));
     notify_rendered_free(&out);
 }
 
