@@ -74,6 +74,24 @@ class AlertsUi {
         if (tr) this.form.symbol.value = tr.dataset.symbol;
       });
     }
+    // a watchlist row's "alert me when…" button (web/dashboard.js)
+    document.addEventListener('insite:alert-me', (ev) => this.alertMe(ev.detail));
+  }
+
+  // Opens the editor on a symbol; with its current price, a price rule at it.
+  alertMe({ symbol, price }) {
+    const f = this.form;
+    f.symbol.value = symbol;
+    if (Number.isFinite(price) && price > 0) {
+      if (RULE_TYPES[f.type.value].field !== 'price') {
+        f.type.value = 'price_above';
+        f.type.dispatchEvent(new Event('change'));
+      }
+      f.value.value = String(price);
+    }
+    f.querySelector('#rule-error').textContent = '';
+    this.toggle(true);
+    f.value.focus();
   }
 
   renderAccount() {
@@ -275,7 +293,9 @@ if (account) {
     ui.start();
     window.__insiteAlerts = ui;  // tests and the console
   } else {
-    account.replaceChildren(el('a', { href: `/signin.html?next=${encodeURIComponent(location.pathname + location.search)}`,
-      id: 'signin-link' }, 'Sign in'), el('span', { class: 'hint' }, ' for alerts'));
+    const signin = `/signin.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+    account.replaceChildren(el('a', { href: signin, id: 'signin-link' }, 'Sign in'),
+      el('span', { class: 'hint' }, ' for alerts'));
+    document.addEventListener('insite:alert-me', () => location.assign(signin));
   }
 }

@@ -94,7 +94,8 @@ function makeRow(sym) {
   tr.dataset.symbol = sym;
   tr.className = 'empty';
   tr.innerHTML = `<td class="sym"><button class="rm" type="button" title="Remove ${sym} from the watchlist"`
-    + ` aria-label="Remove ${sym}">×</button>${sym}<span class="src"></span></td><td class="num price">—</td>`
+    + ` aria-label="Remove ${sym}">×</button>${sym}<span class="src"></span><button class="alert-me" type="button"`
+    + ` title="Alert me when ${sym}…" aria-label="Alert me when ${sym}…">🔔</button></td><td class="num price">—</td>`
     + '<td class="num change">—</td><td class="num pct">—</td><td class="num vol">—</td>'
     + '<td class="num sent">—</td><td class="age">—</td>';
   const td = tr.children;
@@ -104,6 +105,12 @@ function makeRow(sym) {
   td[0].querySelector('.rm').addEventListener('click', (ev) => {
     ev.stopPropagation();
     removeSymbol(sym);
+  });
+  // "alert me when…": web/alerts.js opens its rule editor on this symbol and price
+  td[0].querySelector('.alert-me').addEventListener('click', (ev) => {
+    ev.stopPropagation();
+    const price = e.quote ? num(e.quote.price) : NaN;
+    document.dispatchEvent(new CustomEvent('insite:alert-me', { detail: { symbol: sym, price } }));
   });
   rowsEl.appendChild(tr);
   return e;

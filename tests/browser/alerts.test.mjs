@@ -9,7 +9,10 @@
 //   b. the settings page switches the language to Arabic; after a reload the
 //      choice is still there (stored by the API); the next alert's toast is
 //      Arabic and right to left;
-//   c. deleting the rule in the editor removes it from the API's list.
+//   c. deleting the rule in the editor removes it from the API's list;
+//   d. a watchlist row's "alert me when…" button opens the editor on its
+//      symbol and current price; the rule created is in the API for this
+//      user and not for another.
 //
 //   node --test tests/browser/alerts.test.mjs   (after make modules workers, scripts/web-deps.sh)
 import { after, before, describe, it } from 'node:test';
@@ -117,6 +120,7 @@ http {
             insite_ws_allowed_origins http://127.0.0.1:${nginxPort};
             insite_ws_max_channels 200;
         }
+        location = /pub { allow 127.0.0.1; deny all; insite_ws_publish; }
     }
 }
 `;
@@ -271,6 +275,39 @@ describe('alerts on the page', () => {
     await page.waitForFunction(() => document.querySelectorAll('#rules-list li').length === 0, null, { timeout: 10000 });
     const rules = await page.evaluate(() => fetch('/api/v1/alerts/rules').then((r) => r.json()));
     assert.equal(rules.rules.length, 0, 'the API no longer has it');
+  });
+
+  it('a watchlist row\'s "alert me when…" button opens the editor on its symbol and price', async () => {
+    const base = `http://127.0.0.1:${nginxPort}`;
+    await page.goto(`${base}/?symbols=${SYM}`);
+    await page.waitForSelector('#account-user', { timeout: 10000 });
+    const row = `#rows tr[data-symbol="${SYM}"]`;
+    await page.waitForSelector(row, { timeout: 10000 });
+    // the row's current price, as insite-publish would publish it
+    await page.waitForFunction(() => window.__insiteAlerts && window.__insiteAlerts.subscribed, null,
+      { timeout: 15000 });
+    const pub = await fetch(`${base}/pub?channel=stock_updates:${SYM}`, { method: 'POST',
+      body: JSON.stringify({ type: 'stock_update', data: { symbol: SYM, price: 187.25, currency: 'USD',
+        change: 1.5, change_percent: 0.81, volume: 1000, market_time: new Date().toISOString() } }) });
+    assert.equal(pub.status, 201, 'quote published');
+    await page.waitForFunction((sel) => document.querySelector(`${sel} .price`).dataset.price === '187.25', row,
+      { timeout: 15000 });
+    assert.equal(await page.isHidden('#alerts-panel'), true, 'the editor is closed');
+    await page.click(`${row} .alert-me`);
+    assert.equal(await page.isVisible('#alerts-panel'), true, 'the button opens the editor');
+    assert.equal(await page.inputValue('#rule-form [name=symbol]'), SYM, '... on the row\'s symbol');
+    assert.equal(await page.inputValue('#rule-form [name=type]'), 'price_above', '... a price rule');
+    assert.equal(await page.inputValue('#rule-form [name=value]'), '187.25', '... at the current price');
+    await page.click('#rule-form button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('#rules-list li').length === 1, null, { timeout: 10000 });
+    const mine = await page.evaluate(() => fetch('/api/v1/alerts/rules').then((r) => r.json()));
+    assert.equal(mine.rules.length, 1, 'the API holds the rule');
+    assert.equal(mine.rules[0].symbol, SYM);
+    assert.equal(mine.rules[0].type, 'price_above');
+    assert.equal(mine.rules[0].price, 187.25);
+    const other = await fetch(`${base}/api/v1/alerts/rules`, { headers: { Cookie: `insite_token=${token(`${USER}x`)}` } });
+    assert.equal(other.status, 200);
+    assert.deepEqual((await other.json()).rules, [], 'another user does not see it');
     assert.deepEqual(pageErrors, [], 'no page errors');
   });
 });

@@ -28,6 +28,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
                                      const char *client_id, int session_timeout_ms,
+                                     int fetch_wait_ms,
                                      char *const *topics, size_t ntopics,
                                      insite_metrics *metrics)
 {
@@ -46,6 +47,12 @@ notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
         goto fail;
     snprintf(num, sizeof(num), "%d", session_timeout_ms);
     if (session_timeout_ms > 0 && set(conf, "session.timeout.ms", num))
+        goto fail;
+    /* A fetch that finds nothing waits at the broker up to this long;
+     * Kafka answers early when data arrives, librdkafka's mock cluster does
+     * not, and either way an alert waits no longer than this for it. */
+    snprintf(num, sizeof(num), "%d", fetch_wait_ms);
+    if (set(conf, "fetch.wait.max.ms", num))
         goto fail;
     rd_kafka_conf_set_log_cb(conf, on_log);
     if (metrics != NULL

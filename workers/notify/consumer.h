@@ -15,10 +15,12 @@
 
 typedef struct notify_consumer notify_consumer;
 
-/* metrics (may be NULL): the shared insite_kafka_* consumer series
+/* fetch_wait_ms: fetch.wait.max.ms (notify.fetch_wait).
+ * metrics (may be NULL): the shared insite_kafka_* consumer series
  * (workers/lib/kafka_metrics.h): consumed, lag, processing duration. */
 notify_consumer *notify_consumer_new(const char *bootstrap, const char *group,
                                      const char *client_id, int session_timeout_ms,
+                                     int fetch_wait_ms,
                                      char *const *topics, size_t ntopics,
                                      insite_metrics *metrics);
 /* The next message, or NULL after timeout_ms. */

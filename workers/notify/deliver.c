@@ -35,7 +35,10 @@
 #include "render.h"
 #include "templates.h"
 
-#define NOTIFY_PLAN_MAX "2000"        /* alerts planned per pass */
+#define NOTIFY_PLAN_MAX "500"         /* alerts planned and sent per pass: what
+                                         accumulated during the last pass, so a
+                                         pass costs a few statements, not a few
+                                         per alert */
 #define NOTIFY_ATTEMPT_MAX "5000"     /* websocket/kafka deliveries attempted per pass */
 #define NOTIFY_SLOW_MAX "50"          /* e-mail/webhook attempts per pass */
 
@@ -162,18 +165,42 @@ static void set_state(PGconn *c, const char *id, const char *state, int64_t due)
             3, p, "alert state");
 }
 
-/* Renders and creates the deliveries of one alert, in one transaction. */
 /* What one planning pass writes, in one statement at its end (a round trip
  * per alert is what limits a burst), and the users' hourly counts. */
 typedef struct {
-    json_t *rows;                     /* [{id, lang, title, body, count, args, ws, webhook, email}] */
+    json_t *rows;                     /* [{id, lang, title, body, count, args, ws, webhook, email,
+                                         user, event_id, msg: the message sent}] */
     json_t *sent;                     /* user -> alerts planned in the last hour */
+    int nslow;                        /* e-mail/webhook deliveries created */
 } plan_pass;
 
-static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const char *id, const char *user,
-                     const char *tpl, const char *prio, json_t *args, int count,
-                     const settings *s, int64_t now)
+/* What every channel sends (WebSocket data, Kafka envelope data, webhook
+ * body): {"id","event_id","template","priority","title","body","lang","dir",
+ * "count","fired_at","rule_id","args"}.  args is taken (NULL = {}). */
+static json_t *message_new(const char *id, const char *event_id, const char *tpl, const char *prio,
+                           const char *title, const char *body, const char *lang, int count,
+                           int64_t fired_ms, const char *rule_id, json_t *args)
 {
+    char ts[INSITE_RFC3339_LEN];
+    insite_clock_rfc3339_ms(ts, sizeof(ts), fired_ms);
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:o, s:o}",
+                     "id", (json_int_t)atoll(id), "event_id", event_id, "template", tpl,
+                     "priority", prio, "title", title, "body", body, "lang", lang,
+                     "dir", notify_lang_rtl(lang) ? "rtl" : "ltr", "count", count, "fired_at", ts,
+                     "rule_id", rule_id != NULL && rule_id[0] ? json_integer(atoll(rule_id))
+                                                              : json_null(),
+                     "args", args != NULL ? args : json_object());
+}
+
+/* The alert being planned: its row's fields as text (rule "" = none). */
+typedef struct {
+    const char *id, *event_id, *user, *rule, *tpl, *prio, *fired_ms;
+} due_alert;
+
+static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const due_alert *d, json_t *args,
+                     int count, const settings *s, int64_t now)
+{
+    const char *id = d->id, *user = d->user, *tpl = d->tpl, *prio = d->prio;
     json_t *sj = json_object_get(pp->sent, user);
     if (sj == NULL) {
         char hour[32];
@@ -208,48 +235,27 @@ static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const char *id, co
         out.body = strdup("");
         snprintf(out.lang, sizeof(out.lang), "en");
     }
-    json_array_append_new(pp->rows, json_pack("{s:I, s:s, s:s, s:s, s:i, s:O, s:b, s:b, s:b}",
-                                              "id", (json_int_t)atoll(id), "lang", out.lang,
-                                              "title", out.title, "body", out.body,
-                                              "count", count, "args", args, "ws", s->ws,
-                                              "webhook", s->webhook, "email", s->email));
+    json_t *msg = message_new(id, d->event_id, tpl, prio, out.title, out.body, out.lang, count,
+                              atoll(d->fired_ms), d->rule, json_incref(args));
+    json_array_append_new(pp->rows,
+                          json_pack("{s:I, s:s, s:s, s:s, s:i, s:O, s:b, s:b, s:b, s:s, s:s, s:o}",
+                                    "id", (json_int_t)atoll(id), "lang", out.lang,
+                                    "title", out.title, "body", out.body, "count", count,
+                                    "args", args, "ws", s->ws, "webhook", s->webhook,
+                                    "email", s->email, "user", user, "event_id", d->event_id,
+                                    "msg", msg));
     notify_rendered_free(&out);
 }
 
-/* The pass's plans: each alert planned and its deliveries created, in one
- * statement (atomic on its own). */
-static void plan_flush(PGconn *c, plan_pass *pp, int64_t now)
-{
-    if (json_array_size(pp->rows) == 0)
-        return;
-    char ns[32], *rows = json_dumps(pp->rows, JSON_COMPACT);
-    snprintf(ns, sizeof(ns), "%lld", (long long)now);
-    const char *p[2] = { rows, ns };
-    if (rows != NULL)
-        exec_ok(c,
-            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, lang text, "
-            "title text, body text, count integer, args jsonb, ws boolean, webhook boolean, "
-            "email boolean)), "
-            "u AS (UPDATE notifications n SET state = 'planned', planned_ms = $2::bigint, "
-            "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args "
-            "FROM x WHERE n.id = x.id AND n.state IN ('new', 'held') RETURNING n.id) "
-            "INSERT INTO notification_deliveries (notification_id, channel) "
-            "SELECT x.id, ch FROM x JOIN u ON u.id = x.id, unnest(ARRAY['kafka'] "
-            "|| CASE WHEN x.ws THEN ARRAY['websocket'] ELSE '{}'::text[] END "
-            "|| CASE WHEN x.webhook THEN ARRAY['webhook'] ELSE '{}'::text[] END "
-            "|| CASE WHEN x.email THEN ARRAY['email'] ELSE '{}'::text[] END) ch "
-            "ON CONFLICT DO NOTHING", 2, p, "plan");
-    free(rows);
-    json_array_clear(pp->rows);
-}
+static int plan_flush(notify_app *a, PGconn *c, plan_pass *pp, int64_t now);
 
 /* Quiet hours are over for these held alerts: LOW ones of the user become
  * one digest; HIGH/MEDIUM ones of a rule become one message with the count
  * (the newest carries it). */
-static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const char *id, const char *user,
-                         const char *rule, const char *prio, int64_t now,
-                         json_t *args, const settings *s, const char *tpl)
+static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const due_alert *d, int64_t now,
+                         json_t *args, const settings *s)
 {
+    const char *id = d->id, *user = d->user, *rule = d->rule, *prio = d->prio;
     char ns[32];
     snprintf(ns, sizeof(ns), "%lld", (long long)now);
     if (strcmp(prio, "LOW") == 0) {
@@ -276,24 +282,26 @@ static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const char *id
         "keep AS (SELECT max(id) AS id, count(*) AS n FROM h), "
         "c AS (UPDATE notifications SET state = 'collapsed' WHERE id IN (SELECT id FROM h) "
         "AND id <> (SELECT id FROM keep) RETURNING id) "
-        "SELECT keep.id, keep.n, n.args::text FROM keep JOIN notifications n ON n.id = keep.id",
+        "SELECT keep.id, keep.n, n.args::text, n.event_id, n.fired_ms "
+        "FROM keep JOIN notifications n ON n.id = keep.id",
         rule[0] ? 3 : 0, p);
     if (rule[0] == '\0') {                /* not from a rule: on its own */
         PQclear(r);
-        plan_one(a, c, pp, id, user, tpl, prio, args, 1, s, now);
+        plan_one(a, c, pp, d, args, 1, s, now);
         return;
     }
     if (!notify_pg_ok(r, "collapse"))
         return;
     if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
         json_t *kargs = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
-        char kid[32];
-        snprintf(kid, sizeof(kid), "%s", PQgetvalue(r, 0, 0));
-        int n = atoi(PQgetvalue(r, 0, 1));
-        PQclear(r);
+        due_alert k = *d;             /* the newest held alert carries the count */
+        k.id = PQgetvalue(r, 0, 0);
+        k.event_id = PQgetvalue(r, 0, 3);
+        k.fired_ms = PQgetvalue(r, 0, 4);
         if (kargs != NULL)
-            plan_one(a, c, pp, kid, user, tpl, prio, kargs, n, s, now);
+            plan_one(a, c, pp, &k, kargs, atoi(PQgetvalue(r, 0, 1)), s, now);
         json_decref(kargs);
+        PQclear(r);
         return;
     }
     PQclear(r);
@@ -386,25 +394,31 @@ static void pass_settings_free(pass_settings *ps)
     json_decref(ps->by_key);
 }
 
-static int plan(notify_app *a, PGconn *c, int64_t now)
+/* Plans up to NOTIFY_PLAN_MAX due alerts and sends their WebSocket and
+ * Kafka messages; *nslow = the e-mail/webhook deliveries it created. */
+static int plan(notify_app *a, PGconn *c, int64_t now, int *nslow)
 {
+    *nslow = 0;
     char ns[32];
     snprintf(ns, sizeof(ns), "%lld", (long long)now);
     const char *p[1] = { ns };
     PGresult *r = notify_pg(c, "SELECT id, user_id, coalesce(rule_id::text, ''), template_id, "
-                               "priority, args::text, state, collapsed FROM notifications "
+                               "priority, args::text, state, collapsed, event_id, fired_ms "
+                               "FROM notifications "
                                "WHERE state IN ('new', 'held') AND due_ms <= $1::bigint "
                                "ORDER BY id LIMIT " NOTIFY_PLAN_MAX, 1, p);
     if (!notify_pg_ok(r, "due alerts"))
         return -1;
     int n = PQntuples(r);
-    plan_pass pp = { json_array(), json_object() };
+    plan_pass pp = { json_array(), json_object(), 0 };
     pass_settings ps = { 0 };
     int ok = n > 0 && pass_settings_load(c, r, n, &ps, &pp, now) == 0;
     for (int i = 0; ok && i < n; i++) {
-        const char *id = PQgetvalue(r, i, 0), *user = PQgetvalue(r, i, 1),
-                   *rule = PQgetvalue(r, i, 2), *tpl = PQgetvalue(r, i, 3),
-                   *prio = PQgetvalue(r, i, 4), *state = PQgetvalue(r, i, 6);
+        const due_alert d = { PQgetvalue(r, i, 0), PQgetvalue(r, i, 8), PQgetvalue(r, i, 1),
+                              PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+                              PQgetvalue(r, i, 9) };
+        const char *id = d.id, *user = d.user, *tpl = d.tpl, *prio = d.prio,
+                   *state = PQgetvalue(r, i, 6);
         int64_t until = 0;
         const settings *s = pass_settings_get(&ps, user, tpl);
         json_t *args = json_loads(PQgetvalue(r, i, 5), 0, NULL);
@@ -417,14 +431,15 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
                 insite_counter_inc(a->m_held);
             set_state(c, id, "held", until);   /* or due again inside the next quiet hours */
         } else if (strcmp(state, "held") == 0) {
-            release_held(a, c, &pp, id, user, rule, prio, now, args, s, tpl);
-            plan_flush(c, &pp, now);  /* the kept alert leaves 'held' before the next row */
+            release_held(a, c, &pp, &d, now, args, s);
+            pp.nslow += plan_flush(a, c, &pp, now);  /* the kept alert leaves 'held' before the next row */
         } else
-            plan_one(a, c, &pp, id, user, tpl, prio, args, atoi(PQgetvalue(r, i, 7)), s, now);
+            plan_one(a, c, &pp, &d, args, atoi(PQgetvalue(r, i, 7)), s, now);
         json_decref(args);
     }
     pass_settings_free(&ps);
-    plan_flush(c, &pp, now);
+    pp.nslow += plan_flush(a, c, &pp, now);
+    *nslow = pp.nslow;
     json_decref(pp.rows);
     json_decref(pp.sent);
     PQclear(r);
@@ -433,20 +448,15 @@ static int plan(notify_app *a, PGconn *c, int64_t now)
 
 /* ---- channels */
 
+/* The message of a delivery row (ATTEMPT_COLUMNS). */
 static json_t *message_json(PGresult *r, int i)
 {
-    char ts[INSITE_RFC3339_LEN];
-    const char *lang = PQgetvalue(r, i, 10);
-    insite_clock_rfc3339_ms(ts, sizeof(ts), atoll(PQgetvalue(r, i, 12)));
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:o, s:o}",
-                     "id", (json_int_t)atoll(PQgetvalue(r, i, 3)), "event_id", PQgetvalue(r, i, 4),
-                     "template", PQgetvalue(r, i, 6), "priority", PQgetvalue(r, i, 7),
-                     "title", PQgetvalue(r, i, 8), "body", PQgetvalue(r, i, 9), "lang", lang,
-                     "dir", notify_lang_rtl(lang) ? "rtl" : "ltr",
-                     "count", atoi(PQgetvalue(r, i, 11)), "fired_at", ts,
-                     "rule_id", PQgetisnull(r, i, 14) ? json_null()
-                                                       : json_integer(atoll(PQgetvalue(r, i, 14))),
-                     "args", json_loads(PQgetvalue(r, i, 13), 0, NULL) ?: json_object());
+    return message_new(PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 6),
+                       PQgetvalue(r, i, 7), PQgetvalue(r, i, 8), PQgetvalue(r, i, 9),
+                       PQgetvalue(r, i, 10), atoi(PQgetvalue(r, i, 11)),
+                       atoll(PQgetvalue(r, i, 12)),
+                       PQgetisnull(r, i, 14) ? NULL : PQgetvalue(r, i, 14),
+                       json_loads(PQgetvalue(r, i, 13), 0, NULL));
 }
 
 static int send_kafka(notify_app *a, const char *user, const char *event_id, json_t *msg,
@@ -779,38 +789,38 @@ static void crash_hook(const notify_app *a, const char *ch)
 }
 
 
-/* The pass's WebSocket messages in one Redis pipeline (lua/publish.lua per
- * message, the alert's event_id as idempotency key).  rcs[i]: 0 published
- * (or recognised as published before), -1 failed/unknown (retried), -3 the
- * user id cannot form a channel name; untouched for other channels. */
-static void publish_websocket_batch(notify_app *a, PGresult *r, int n, int *rcs)
+/* WebSocket messages in one Redis pipeline (lua/publish.lua per message,
+ * the alert's event_id as idempotency key): msgs[i] to alert:<users[i]>,
+ * skipped where users[i] is NULL.  rcs[i]: 0 published (or recognised as
+ * published before), -1 failed/unknown (retried), -3 the user id cannot
+ * form a channel name; untouched where skipped. */
+static void publish_websocket_batch(notify_app *a, size_t n, const char *const *users,
+                                    json_t *const *msgs, const char *const *event_ids, int *rcs)
 {
-    insite_publish_msg *m = calloc((size_t)n + 1, sizeof(*m));
-    int *idx = calloc((size_t)n + 1, sizeof(int)), *brc = calloc((size_t)n + 1, sizeof(int));
-    char (*chans)[INSITE_CHANNEL_MAX + 16] = calloc((size_t)n + 1, sizeof(*chans));
-    char **datas = calloc((size_t)n + 1, sizeof(char *));
-    insite_publish_result *res = calloc((size_t)n + 1, sizeof(*res));
+    insite_publish_msg *m = calloc(n + 1, sizeof(*m));
+    int *idx = calloc(n + 1, sizeof(int)), *brc = calloc(n + 1, sizeof(int));
+    char (*chans)[INSITE_CHANNEL_MAX + 16] = calloc(n + 1, sizeof(*chans));
+    char **datas = calloc(n + 1, sizeof(char *));
+    insite_publish_result *res = calloc(n + 1, sizeof(*res));
     size_t k = 0;
     char err[256];
     if (m == NULL || idx == NULL || brc == NULL || chans == NULL || datas == NULL || res == NULL) {
-        for (int i = 0; i < n; i++)
-            rcs[i] = -1;
+        for (size_t i = 0; i < n; i++)
+            if (users[i] != NULL)
+                rcs[i] = -1;
         goto out;
     }
-    for (int i = 0; i < n; i++) {
-        if (strcmp(PQgetvalue(r, i, 1), "websocket") != 0)
+    for (size_t i = 0; i < n; i++) {
+        if (users[i] == NULL)
             continue;
-        snprintf(chans[k], sizeof(chans[k]), "alert:%s", PQgetvalue(r, i, 5));
+        snprintf(chans[k], sizeof(chans[k]), "alert:%s", users[i]);
         if (strlen(chans[k]) > INSITE_CHANNEL_MAX || !insite_channel_valid(chans[k])) {
             rcs[i] = -3;
             continue;
         }
-        json_t *msg = message_json(r, i);
-        datas[k] = json_dumps(msg, JSON_COMPACT);
-        json_decref(msg);
-        m[k] = (insite_publish_msg){ chans[k], "alert", datas[k] ? datas[k] : "{}",
-                                     PQgetvalue(r, i, 4) };
-        idx[k++] = i;
+        datas[k] = json_dumps(msgs[i], JSON_COMPACT);
+        m[k] = (insite_publish_msg){ chans[k], "alert", datas[k] ? datas[k] : "{}", event_ids[i] };
+        idx[k++] = (int)i;
     }
     if (k > 0) {
         int done = insite_redis_publish_batch(a->redis, m, k, res, brc, err, sizeof(err));
@@ -930,6 +940,41 @@ static int attempt_slow(notify_app *a, PGconn *c, PGresult *r, int i, const char
     return rc == 0 ? 0 : 1;
 }
 
+/* The outcome of one attempt for the record statement: {status, attempts,
+ * error, next} (the caller adds the keys of its row), counted, and logged
+ * when it failed. */
+static json_t *outcome_new(notify_app *a, int rc, int permanent, int attempts, const char *err,
+                           int64_t now, const char *alert_id, const char *ch)
+{
+    const char *status = rc == 0 ? "delivered"
+                         : (permanent || attempts >= a->max_attempts) ? "failed" : "pending";
+    int64_t backoff = a->backoff_ms << (attempts - 1 < 12 ? attempts - 1 : 12);
+    if (backoff > 600000)
+        backoff = 600000;
+    if (rc == 0)
+        insite_counter_inc(a->m_delivered);
+    else {
+        insite_counter_inc(a->m_failed);
+        insite_log_warn("alert %s via %s (attempt %d): %s", alert_id, ch, attempts, err);
+    }
+    return json_pack("{s:s, s:i, s:s?, s:I}", "status", status, "attempts", attempts, "error",
+                     rc == 0 ? NULL : err, "next", (json_int_t)(now + backoff));
+}
+
+static int slow_channel(const char *ch)
+{
+    return strcmp(ch, "email") == 0 || strcmp(ch, "webhook") == 0;
+}
+
+/* The columns attempt_rows() reads, in its order (d = the delivery, n =
+ * its alert). */
+#define ATTEMPT_COLUMNS(d, n) \
+    d ".id, " d ".channel, " d ".attempts, " n ".id, " n ".event_id, " n ".user_id, " \
+    n ".template_id, " n ".priority, " n ".title, " n ".body, " n ".lang, " n ".collapsed, " \
+    n ".fired_ms, " n ".args::text, " n ".rule_id"
+
+static int attempt_rows(notify_app *a, PGconn *c, PGresult *r, int64_t now, int slow);
+
 /* One pass over the pending deliveries of the fast channels (websocket,
  * kafka: in memory and one Redis pipeline, outcomes recorded in one
  * statement at the end) or the slow ones (e-mail, webhook: a network
@@ -943,29 +988,61 @@ static int attempt(notify_app *a, PGconn *c, int64_t now, int slow)
     const char *p[3] = { ns, slow ? "{email,webhook}" : "{websocket,kafka}",
                          slow ? NOTIFY_SLOW_MAX : NOTIFY_ATTEMPT_MAX };
     PGresult *r = notify_pg(c,
-        "SELECT d.id, d.channel, d.attempts, n.id, n.event_id, n.user_id, n.template_id, "
-        "n.priority, n.title, n.body, n.lang, n.collapsed, n.fired_ms, n.args::text, n.rule_id "
+        "SELECT " ATTEMPT_COLUMNS("d", "n") " "
         "FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id "
         "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint AND d.channel "
         "= ANY($2::text[]) ORDER BY d.id LIMIT $3::integer",
         3, p);
     if (!notify_pg_ok(r, "pending deliveries"))
         return -1;
+    int n = attempt_rows(a, c, r, now, slow);
+    PQclear(r);
+    return n;
+}
+
+/* Tries the deliveries of r (ATTEMPT_COLUMNS) of the fast channels
+ * (slow = 0; e-mail/webhook rows are left for the slow pass) or the slow
+ * ones, and records the outcomes.  Returns the rows tried. */
+static int attempt_rows(notify_app *a, PGconn *c, PGresult *r, int64_t now, int slow)
+{
     int n = PQntuples(r);
+    int64_t start_us = notify_wall_us(), published_us = 0;
     json_t *outcomes = json_array();
     int *ws_rc = calloc((size_t)n + 1, sizeof(int));
     if (ws_rc == NULL) {
-        PQclear(r);
         json_decref(outcomes);
         return -1;
     }
-    if (!slow)
-        publish_websocket_batch(a, r, n, ws_rc);
+    if (!slow) {
+        const char **users = calloc((size_t)n + 1, sizeof(char *)),
+                   **eids = calloc((size_t)n + 1, sizeof(char *));
+        json_t **msgs = calloc((size_t)n + 1, sizeof(json_t *));
+        for (int i = 0; users && eids && msgs && i < n; i++) {
+            if (strcmp(PQgetvalue(r, i, 1), "websocket") != 0)
+                continue;
+            users[i] = PQgetvalue(r, i, 5);
+            eids[i] = PQgetvalue(r, i, 4);
+            msgs[i] = message_json(r, i);
+        }
+        if (users && eids && msgs)
+            publish_websocket_batch(a, (size_t)n, users, msgs, eids, ws_rc);
+        else
+            for (int i = 0; i < n; i++)
+                ws_rc[i] = -1;
+        for (int i = 0; msgs && i < n; i++)
+            json_decref(msgs[i]);
+        free(users);
+        free(eids);
+        free(msgs);
+        published_us = notify_wall_us();
+    }
     for (int i = 0; i < n; i++) {
         const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
                    *event_id = PQgetvalue(r, i, 4), *user = PQgetvalue(r, i, 5);
         int attempts = atoi(PQgetvalue(r, i, 2)) + 1, permanent = 0, rc = -1;
         char err[512] = "";
+        if (slow != slow_channel(ch))
+            continue;
         json_t *msg = message_json(r, i);
         char *data = json_dumps(msg, JSON_COMPACT);
         if (strcmp(ch, "websocket") == 0) {
@@ -989,33 +1066,108 @@ static int attempt(notify_app *a, PGconn *c, int64_t now, int slow)
         }
         free(data);
         json_decref(msg);
-        const char *status = rc == 0 ? "delivered"
-                             : (permanent || attempts >= a->max_attempts) ? "failed" : "pending";
-        int64_t backoff = a->backoff_ms << (attempts - 1 < 12 ? attempts - 1 : 12);
-        if (backoff > 600000)
-            backoff = 600000;
-        json_array_append_new(outcomes, json_pack("{s:I, s:s, s:i, s:s?, s:I}", "id",
-                                                  (json_int_t)atoll(did), "status", status,
-                                                  "attempts", attempts, "error",
-                                                  rc == 0 ? NULL : err, "next",
-                                                  (json_int_t)(now + backoff)));
-        if (rc == 0)
-            insite_counter_inc(a->m_delivered);
-        else {
-            insite_counter_inc(a->m_failed);
-            insite_log_warn("alert %s via %s (attempt %d): %s", PQgetvalue(r, i, 3), ch,
-                            attempts, err);
-        }
+        json_t *o = outcome_new(a, rc, permanent, attempts, err, now, PQgetvalue(r, i, 3), ch);
+        json_object_set_new(o, "id", json_integer(atoll(did)));
+        json_array_append_new(outcomes, o);
         if (slow)
             record_outcomes(c, outcomes);   /* right after the send: the window stays short */
     }
-    PQclear(r);
     /* the fast channels' outcomes in one statement; a crash before it
      * repeats the pass's sends (idempotent on WebSocket and Kafka) */
     record_outcomes(c, outcomes);
+    if (!slow && n > 0)
+        insite_log_debug("stage send n=%d start_us=%lld published_us=%lld recorded_us=%lld",
+                         n, (long long)start_us, (long long)published_us,
+                         (long long)notify_wall_us());
     json_decref(outcomes);
     free(ws_rc);
     return n;
+}
+
+/* The pass's plans go out, then are recorded: the WebSocket messages in one
+ * Redis pipeline and the Kafka messages queued, straight from the rendered
+ * rows; then one statement (atomic on its own) marks the alerts planned and
+ * creates their delivery rows with those outcomes (e-mail and webhooks
+ * pending, for the slow pass).  A crash between the sends and the
+ * statement leaves the alerts 'new': they are planned and sent again with
+ * the same event_id, which lua/publish.lua recognises (and Kafka consumers
+ * dedupe on).  Returns the number of e-mail/webhook deliveries created. */
+static int plan_flush(notify_app *a, PGconn *c, plan_pass *pp, int64_t now)
+{
+    size_t n = json_array_size(pp->rows), i;
+    if (n == 0)
+        return 0;
+    int64_t start_us = notify_wall_us(), published_us;
+    const char **users = calloc(n, sizeof(char *)), **eids = calloc(n, sizeof(char *));
+    json_t **msgs = calloc(n, sizeof(json_t *)), *row, *deliveries = json_array();
+    int *ws_rc = calloc(n, sizeof(int)), nslow = 0;
+    if (users == NULL || eids == NULL || msgs == NULL || ws_rc == NULL)
+        goto out;                     /* the alerts stay due: the next pass tries again */
+    json_array_foreach(pp->rows, i, row) {
+        msgs[i] = json_object_get(row, "msg");
+        eids[i] = json_string_value(json_object_get(row, "event_id"));
+        if (json_is_true(json_object_get(row, "ws")))
+            users[i] = json_string_value(json_object_get(row, "user"));
+    }
+    publish_websocket_batch(a, n, users, msgs, eids, ws_rc);
+    published_us = notify_wall_us();
+    json_array_foreach(pp->rows, i, row) {
+        const char *user = json_string_value(json_object_get(row, "user"));
+        json_int_t nid = json_integer_value(json_object_get(row, "id"));
+        char err[512] = "", id[32];
+        snprintf(id, sizeof(id), "%lld", (long long)nid);
+        json_t *o;
+        if (users[i] != NULL) {
+            snprintf(err, sizeof(err), "%s", ws_rc[i] == -3 ? "the user id cannot form a channel name"
+                                             : "redis: the publish failed or its outcome is unknown");
+            o = outcome_new(a, ws_rc[i] == 0 ? 0 : -1, ws_rc[i] == -3, 1, err, now, id, "websocket");
+            json_object_set_new(o, "id", json_integer(nid));
+            json_object_set_new(o, "channel", json_string("websocket"));
+            json_array_append_new(deliveries, o);
+        }
+        int rc = send_kafka(a, user, eids[i], msgs[i], err, sizeof(err));
+        o = outcome_new(a, rc, 0, 1, err, now, id, "kafka");
+        json_object_set_new(o, "id", json_integer(nid));
+        json_object_set_new(o, "channel", json_string("kafka"));
+        json_array_append_new(deliveries, o);
+        for (int k = 0; k < 2; k++) {
+            const char *ch = k ? "email" : "webhook";
+            if (!json_is_true(json_object_get(row, ch)))
+                continue;
+            json_array_append_new(deliveries, json_pack("{s:I, s:s, s:s, s:i, s:I}", "id", nid,
+                                                        "channel", ch, "status", "pending",
+                                                        "attempts", 0, "next", (json_int_t)0));
+            nslow++;
+        }
+        json_object_del(row, "msg");  /* not for PostgreSQL */
+    }
+    char ns[32], *rows = json_dumps(pp->rows, JSON_COMPACT), *dj = json_dumps(deliveries, JSON_COMPACT);
+    snprintf(ns, sizeof(ns), "%lld", (long long)now);
+    const char *p[3] = { rows, ns, dj };
+    if (rows != NULL && dj != NULL)
+        exec_ok(c,
+            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, lang text, "
+            "title text, body text, count integer, args jsonb)), "
+            "u AS (UPDATE notifications n SET state = 'planned', planned_ms = $2::bigint, "
+            "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args "
+            "FROM x WHERE n.id = x.id AND n.state IN ('new', 'held') RETURNING n.id) "
+            "INSERT INTO notification_deliveries (notification_id, channel, status, attempts, "
+            "error, next_attempt_ms) SELECT d.id, d.channel, d.status, d.attempts, d.error, d.next "
+            "FROM json_to_recordset($3::json) AS d(id bigint, channel text, status text, "
+            "attempts integer, error text, next bigint) JOIN u ON u.id = d.id "
+            "ON CONFLICT DO NOTHING", 3, p, "plan");
+    free(rows);
+    free(dj);
+    insite_log_debug("stage send n=%zu start_us=%lld published_us=%lld recorded_us=%lld", n,
+                     (long long)start_us, (long long)published_us, (long long)notify_wall_us());
+out:
+    free(users);
+    free(eids);
+    free(msgs);
+    free(ws_rc);
+    json_decref(deliveries);
+    json_array_clear(pp->rows);
+    return nslow;
 }
 
 /* Sleeps until notify_deliver_wake() or ms pass (retries and the end of
@@ -1047,6 +1199,7 @@ static void *deliver_main(void *ud)
 {
     notify_app *a = ud;
     PGconn *c = NULL;
+    int64_t last_retry_us = 0;
     while (!a->stop) {
         if (c != NULL && PQstatus(c) != CONNECTION_OK) {
             PQfinish(c);
@@ -1068,10 +1221,20 @@ static void *deliver_main(void *ud)
             if (notify_pg_ok(r, "synchronous_commit"))
                 PQclear(r);
         }
-        int64_t now = notify_now_ms(a);
-        int busy = plan(a, c, now) > 0;
-        busy |= attempt(a, c, now, 0) > 0;
-        busy |= attempt(a, c, now, 1) > 0;
+        int64_t now = notify_now_ms(a), woke_us = notify_wall_us();
+        int nslow = 0, planned = plan(a, c, now, &nslow), busy = planned > 0;
+        if (planned > 0)
+            insite_log_debug("stage plan n=%d woke_us=%lld planned_us=%lld", planned,
+                             (long long)woke_us, (long long)notify_wall_us());
+        /* Retries (and sends a crash interrupted) of the fast channels, and
+         * the slow channels: when nothing was planned, when e-mail/webhook
+         * deliveries were created, else every 100 ms, so that while alerts
+         * stream in a pass costs no extra read. */
+        if (planned == 0 || nslow > 0 || woke_us - last_retry_us > 100000) {
+            busy |= attempt(a, c, now, 0) > 0;
+            busy |= attempt(a, c, now, 1) > 0;
+            last_retry_us = woke_us;
+        }
         insite_kafka_poll(a->kafka, 0);
         if (!busy)
             wait_for_work(a, 100);

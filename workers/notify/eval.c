@@ -31,6 +31,13 @@ int64_t notify_now_ms(const notify_app *a)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t notify_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t notify_parse_time(const char *s)
 {
     struct tm tm = { 0 };
@@ -320,56 +327,49 @@ static void collect_state(const notify_rule *r, void *ud)
         json_array_append_new(c->disabled, json_integer(r->id));
 }
 
+/* The batch's effects in one statement (data-modifying CTEs: atomic on
+ * their own, one round trip instead of one per table): fired alerts, rule
+ * state, disabled one-shot rules, window samples and the offsets. */
 static int commit_batch(PGconn *c, const char *group, json_t *fires, json_t *states, json_t *disabled,
                         json_t *samples, json_t *offsets)
 {
-    char *p[5] = { json_dumps(fires, JSON_COMPACT), json_dumps(states, JSON_COMPACT),
+    char *p[6] = { json_dumps(fires, JSON_COMPACT), json_dumps(states, JSON_COMPACT),
                    json_dumps(disabled, JSON_COMPACT), json_dumps(samples, JSON_COMPACT),
-                   json_dumps(offsets, JSON_COMPACT) };
+                   json_dumps(offsets, JSON_COMPACT), (char *)group };
     int ok = p[0] && p[1] && p[2] && p[3] && p[4]
-        && exec_ok(c, "BEGIN", 0, NULL, "begin")
         && exec_ok(c,
-                   "INSERT INTO notifications (user_id, rule_id, template_id, priority, args, "
-                   "fired_ms, due_ms) SELECT user_id, rule_id, template_id, priority, args, "
+                   "WITH f AS (INSERT INTO notifications (user_id, rule_id, template_id, priority, "
+                   "args, fired_ms, due_ms) SELECT user_id, rule_id, template_id, priority, args, "
                    "fired_ms, 0 FROM json_to_recordset($1::json) AS x(user_id text, rule_id bigint, "
-                   "template_id text, priority text, args jsonb, fired_ms bigint)",
-                   1, (const char *const *)&p[0], "insert notifications")
-        && exec_ok(c,
-                   "INSERT INTO alert_rule_state (rule_id, side, last_fired_ms, fired_count) "
+                   "template_id text, priority text, args jsonb, fired_ms bigint)), "
+                   "s AS (INSERT INTO alert_rule_state (rule_id, side, last_fired_ms, fired_count) "
                    "SELECT x.rule_id, x.side, x.last_fired_ms, x.fired_count "
-                   "FROM json_to_recordset($1::json) AS x(rule_id bigint, side smallint, "
+                   "FROM json_to_recordset($2::json) AS x(rule_id bigint, side smallint, "
                    "last_fired_ms bigint, fired_count integer) "
                    "WHERE EXISTS (SELECT 1 FROM alert_rules r WHERE r.id = x.rule_id) "
                    "ON CONFLICT (rule_id) DO UPDATE SET side = EXCLUDED.side, "
                    "last_fired_ms = EXCLUDED.last_fired_ms, fired_count = EXCLUDED.fired_count, "
-                   "updated_at = now()",
-                   1, (const char *const *)&p[1], "rule state")
-        && exec_ok(c,
-                   "UPDATE alert_rules SET enabled = false, updated_at = now() WHERE id IN "
-                   "(SELECT value::bigint FROM json_array_elements_text($1::json))",
-                   1, (const char *const *)&p[2], "one-shot rules")
-        && exec_ok(c,
-                   "INSERT INTO notify_samples (symbol, metric, ts_ms, value, volume) "
-                   "SELECT * FROM json_to_recordset($1::json) AS x(symbol text, metric smallint, "
-                   "ts_ms bigint, value float8, volume float8)",
-                   1, (const char *const *)&p[3], "samples")
-        && exec_ok(c,
+                   "updated_at = now()), "
+                   "o AS (UPDATE alert_rules SET enabled = false, updated_at = now() WHERE id IN "
+                   "(SELECT value::bigint FROM json_array_elements_text($3::json))), "
+                   "w AS (INSERT INTO notify_samples (symbol, metric, ts_ms, value, volume) "
+                   "SELECT * FROM json_to_recordset($4::json) AS x(symbol text, metric smallint, "
+                   "ts_ms bigint, value float8, volume float8)) "
                    "INSERT INTO notify_offsets (grp, topic, partition, next_offset) "
-                   "SELECT $2, * FROM json_to_recordset($1::json) AS x(topic text, "
+                   "SELECT $6, * FROM json_to_recordset($5::json) AS x(topic text, "
                    "partition integer, next_offset bigint) ON CONFLICT (grp, topic, partition) "
                    "DO UPDATE SET next_offset = greatest(notify_offsets.next_offset, "
                    "EXCLUDED.next_offset)",
-                   2, (const char *const[]){ p[4], group }, "offsets")
-        && exec_ok(c, "COMMIT", 0, NULL, "commit");
-    if (!ok && PQstatus(c) == CONNECTION_OK)
-        PQclear(PQexec(c, "ROLLBACK"));
+                   6, (const char *const *)p, "commit the batch");
     for (int i = 0; i < 5; i++)
         free(p[i]);
     return ok ? 0 : -1;
 }
 
-int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_t n)
+int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_t n,
+                      int64_t polled_us)
 {
+    int64_t produced_ms = INT64_MAX;  /* the batch's oldest CreateTime */
     json_t *fires = json_array(), *samples = json_array(), *offsets = json_array();
     clean_ctx cc = { json_array(), json_array() };
     notify_offset *seen = NULL;
@@ -381,6 +381,10 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = msgs[i];
         const char *topic = rd_kafka_topic_name(m->rkt);
+        rd_kafka_timestamp_type_t tst;
+        int64_t ct = rd_kafka_message_timestamp(m, &tst);
+        if (ct >= 0 && ct < produced_ms)
+            produced_ms = ct;
         notify_offset *done = offset_slot(&a->offsets, &a->noffsets, topic, m->partition, 0);
         notify_offset *s = offset_slot(&seen, &nseen, topic, m->partition, 1);
         if (s != NULL && m->offset + 1 > s->next)
@@ -431,8 +435,15 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
         json_array_append_new(offsets, json_pack("{s:s, s:i, s:I}", "topic", seen[i].topic,
                                                  "partition", seen[i].partition, "next_offset",
                                                  (json_int_t)seen[i].next));
+    int64_t evaluated_us = notify_wall_us();
     int rc = commit_batch(c, a->group, fires, cc.states, cc.disabled, samples, offsets);
     if (rc == 0) {
+        int64_t committed_us = notify_wall_us();
+        if (produced_ms != INT64_MAX)
+            insite_log_debug("stage eval n=%zu fired=%zu produced_us=%lld polled_us=%lld "
+                             "evaluated_us=%lld committed_us=%lld", n, nfired,
+                             (long long)produced_ms * 1000, (long long)polled_us,
+                             (long long)evaluated_us, (long long)committed_us);
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < nseen; i++) {
             notify_offset *o = offset_slot(&a->offsets, &a->noffsets, seen[i].topic,

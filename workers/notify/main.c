@@ -27,6 +27,8 @@ static const insite_config_key notify_keys[] = {
       "topics evaluated (stock_update and sentiment_update envelopes)" },
     { "notify.session_timeout", INSITE_CFG_DURATION, "45s", 6000, 300000,
       "Kafka session.timeout.ms: how long a crashed member keeps its partitions" },
+    { "notify.fetch_wait", INSITE_CFG_DURATION, "10ms", 0, 500,
+      "Kafka fetch.wait.max.ms: how long a fetch that found nothing waits at the broker" },
     { "notify.alerts_topic", INSITE_CFG_STRING, "alerts", 0, 0,
       "fired alerts are produced here (key = user)" },
     { "notify.sentiment_window", INSITE_CFG_STRING, "1h", 0, 0,
@@ -113,13 +115,14 @@ static void run(insite_runtime *rt, notify_app *a, PGconn **db, notify_consumer 
         }
         size_t n = 0;
         rd_kafka_message_t *m = notify_consumer_poll(in, 100);
+        int64_t polled_us = notify_wall_us();
         while (m != NULL) {
             msgs[n++] = m;
             m = n < batch_max ? notify_consumer_poll(in, 0) : NULL;
         }
         if (n > 0) {
             double t0 = insite_clock_mono_s();
-            if (notify_eval_batch(a, *db, msgs, n) == 0) {
+            if (notify_eval_batch(a, *db, msgs, n, polled_us) == 0) {
                 notify_consumer_processed(in, msgs, n, insite_clock_mono_s() - t0);
                 notify_consumer_done(in, msgs, n);
             } else {
@@ -217,6 +220,7 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     if ((in = notify_consumer_new(ko.bootstrap, a.group,
                                   ko.client_id,
                                   (int)insite_config_duration_ms(cfg, "notify.session_timeout"),
+                                  (int)insite_config_duration_ms(cfg, "notify.fetch_wait"),
                                   topics, ntopics, a.metrics)) == NULL)
         goto out;
     run(rt, &a, &db, in, (size_t)insite_config_int(cfg, "notify.batch_max"));

@@ -88,7 +88,13 @@ int notify_load(notify_app *a, PGconn *c);
  * transaction.  Returns 0, or -1 when the transaction failed (nothing was
  * committed; the caller re-reads the batch after notify_load). */
 struct rd_kafka_message_s;
-int notify_eval_batch(notify_app *a, PGconn *c, struct rd_kafka_message_s **msgs, size_t n);
+int notify_eval_batch(notify_app *a, PGconn *c, struct rd_kafka_message_s **msgs, size_t n,
+                      int64_t polled_us);
+
+/* Wall-clock microseconds (the real clock, also under notify.clock_file):
+ * the stage times of log.level = debug ("stage eval", "stage deliver"),
+ * comparable with the Kafka messages' CreateTime and a client's clock. */
+int64_t notify_wall_us(void);
 
 /* A rule from its alert_rules row (fields as text). */
 int notify_rule_from_row(notify_rule *r, const char *id, const char *user, const char *symbol,
