@@ -77,23 +77,24 @@ wait_for() {  # deadline pattern command...
 # n = 1: `redis-cli --cluster create` wants 3 masters, so the one master
 # takes every slot itself and the other node is made its replica.
 start_cluster() {
-  local n=$1 i port dir id
-  ports=()
+  local n=$1 i port bus dir id
+  ports=(); buses=()
   for i in $(seq 1 $((2 * n))); do
-    port=$(free_port); dir=$tmp/c$n-$i; mkdir -p "$dir"
+    # the bus port is picked too: port + 10000 may be above 65535
+    port=$(free_port); bus=$(free_port); dir=$tmp/c$n-$i; mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
-      --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-port "$(free_port)" \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-port "$bus" \
       --cluster-node-timeout 5000 --logfile "$dir/redis.log" \
       --client-output-buffer-limit "pubsub 256mb 64mb 60" &
     pids+=($!)
-    ports+=("$port")
+    ports+=("$port"); buses+=("$bus")
   done
   for port in "${ports[@]}"; do
     wait_for 30 PONG cli "$port" PING || { log "redis on $port did not start"; exit 1; }
   done
   if [ "$n" = 1 ]; then
     cli "${ports[0]}" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
-    cli "${ports[1]}" CLUSTER MEET 127.0.0.1 "${ports[0]}" >/dev/null
+    cli "${ports[1]}" CLUSTER MEET 127.0.0.1 "${ports[0]}" "${buses[0]}" >/dev/null
     id=$(cli "${ports[0]}" CLUSTER MYID)
     # the replica can follow the master once it knows it (gossip)
     wait_for 60 "*$id*" cli "${ports[1]}" CLUSTER NODES || { log "MEET did not complete"; exit 1; }
