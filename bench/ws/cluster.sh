@@ -20,7 +20,8 @@
 # BENCH_CONNS / BENCH_DEPTH (publisher connections, requests in flight on
 # each: 8 / 16), BENCH_WINDOW (messages the publisher may be ahead of the
 # deliveries, 4000), BENCH_IDLE (idle subscribers for the memory figure,
-# 5000; 0 skips it).  Results: docs/redis-cluster.md, "Benchmark".
+# 5000; 0 skips it).  "wsubs": nginx workers subscribed to a channel (mean
+# of 20), the copies of each publish Redis sends.  Results: docs/redis-cluster.md, "Benchmark".
 # Everything started here is stopped on exit, error or Ctrl-C.
 set -euo pipefail
 
@@ -219,11 +220,25 @@ idle_memory() {  # port
   echo "$(( (r1 - r0) * 1024 / (ready > 0 ? ready : 1) ))" >"$tmp/per_conn_bytes"
 }
 
+# nginx workers subscribed to a channel (PUBSUB SHARDNUMSUB of the first 20
+# channels of a tag, on their owners): how many copies Redis sends a publish
+worker_subs() {  # tag
+  local i x v sum=0
+  for i in $(seq 0 19); do
+    for x in $mp; do          # only the owner counts its subscribers
+      v=$(cli "${x%:*}" PUBSUB SHARDNUMSUB "insite:{$1:$i}:pub" | tail -1)
+      case $v in ''|*[!0-9]*) ;; *) sum=$((sum + v)) ;; esac
+    done
+  done
+  awk -v s="$sum" 'BEGIN { printf "%.1f", s / 20 }'
+}
+
 # one measurement: shards mode round port; appends to $tmp/results
 measure() {
   local n=$1 mode=$2 r=$3 port=$4 tag x t1 cpus="" sum=0
   tag="s$n-$mode-$r"
   start_client "$tag" "$port" "$SUBS"
+  wsubs=$(worker_subs "$tag")
   declare -A t0=()
   for x in $mp; do t0[$x]=$(cpu_ticks "${x#*:}"); done
   "$BIN/publisher" -m insite-http -p "$port" -C "$CHANNELS" -n "$tag:" -r 0 -d "$SECS" \
@@ -235,14 +250,14 @@ measure() {
     cpus+=" $(awk -v a="${t0[$x]}" -v b="$t1" -v hz="$hz" -v s="$SECS" 'BEGIN{printf "%.0f", (b-a)/hz/s*100}')"
   done
   wait "$client_pid" || log "client $tag exited with $?"
-  python3 - "$tmp/$tag.pub.json" "$tmp/$tag.client.json" "$n" "$mode" "$r" "$cpus" <<'PY' | tee -a "$tmp/results"
+  python3 - "$tmp/$tag.pub.json" "$tmp/$tag.client.json" "$n" "$mode" "$r" "$cpus" "$wsubs" <<'PY' | tee -a "$tmp/results"
 import json, sys
 p = json.load(open(sys.argv[1])); c = json.load(open(sys.argv[2]))
-n, mode, r, cpus = sys.argv[3:7]
+n, mode, r, cpus, wsubs = sys.argv[3:8]
 cpu = [int(x) for x in cpus.split()]
-print("%-6s %-6s %-5s %12d %12d %9d %6d %6d %5d   %s (sum %d)" % (
+print("%-6s %-6s %-5s %12d %12d %9d %6d %6d %5d %5s   %s (sum %d)" % (
     n, mode, r, p["published_per_s"], c["deliveries_per_s"], p["rtt_us"]["p99"],
-    p.get("failed", 0), c["lost"], c["resets"], " ".join(map(str, cpu)), sum(cpu)))
+    p.get("failed", 0), c["lost"], c["resets"], wsubs, " ".join(map(str, cpu)), sum(cpu)))
 PY
 }
 
@@ -259,7 +274,7 @@ for n in $SHARDS; do
     idle_memory "$pa"
   fi
   [ "$n" = "$(echo $SHARDS | cut -d' ' -f1)" ] && \
-    printf '%-6s %-6s %-5s %12s %12s %9s %6s %6s %5s   %s\n' shards mode round publishes/s deliveries/s p99_us failed lost reset "master CPU % (each)"
+    printf '%-6s %-6s %-5s %12s %12s %9s %6s %6s %5s %5s   %s\n' shards mode round publishes/s deliveries/s p99_us failed lost reset wsubs "master CPU % (each)"
   for r in $(seq 1 "$ROUNDS"); do
     # alternate which mode goes first
     if [ $((r % 2)) = 1 ]; then order="plain wait1"; else order="wait1 plain"; fi
