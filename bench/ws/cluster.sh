@@ -68,6 +68,7 @@ cli() { local p=$1; shift; redis-cli -p "$p" "$@"; }
 wait_for() {  # deadline pattern command...
   local deadline=$(( $(date +%s) + $1 )) pat=$2; shift 2
   while [ "$(date +%s)" -lt "$deadline" ]; do
+    # shellcheck disable=SC2254   # $pat is a glob on purpose
     case "$("$@" 2>/dev/null)" in $pat) return 0 ;; esac
     sleep 0.1
   done
@@ -101,7 +102,9 @@ start_cluster() {
     wait_for 60 "*$id*" cli "${ports[1]}" CLUSTER NODES || { log "MEET did not complete"; exit 1; }
     wait_for 60 OK cli "${ports[1]}" CLUSTER REPLICATE "$id" || { log "REPLICATE failed"; exit 1; }
   else
-    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") \
+    local nodes=()
+    for port in "${ports[@]}"; do nodes+=("127.0.0.1:$port"); done
+    redis-cli --cluster create "${nodes[@]}" \
       --cluster-replicas 1 --cluster-yes >"$tmp/create-$n.log" 2>&1 \
       || { tail -5 "$tmp/create-$n.log" >&2; exit 1; }
   fi
@@ -197,7 +200,7 @@ start_client() {
     -R "$tmp/$tag.ready" -F "$tmp/$tag.final" -o "$tmp/$tag.client.json" \
     -M "$tmp/$tag.shm" -j 0 -D 2 -T $((SECS * 4 + 120)) -i "$tag" 2>"$tmp/$tag.client.log" &
   client_pid=$!
-  pids+=($client_pid)
+  pids+=("$client_pid")
   for _ in $(seq 1200); do
     [ -f "$tmp/$tag.ready" ] && return 0
     kill -0 "$client_pid" 2>/dev/null || break
