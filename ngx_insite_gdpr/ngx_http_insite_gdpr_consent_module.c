@@ -1047,7 +1047,8 @@ ngx_http_insite_consent_postconfiguration(ngx_conf_t *cf)
 
     if (imcf->redis_conf == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "insite_gdpr_consent needs insite_redis");
+                           "insite_gdpr_consent needs insite_redis or "
+                           "insite_redis_cluster");
         return NGX_ERROR;
     }
 

@@ -86,4 +86,6 @@ void gdpr_store_close(gdpr_store *s)
         PQfinish(s->pg);
     s->pg = NULL;
     gdpr_store_redis_reset(s);
+    insite_redis_free(s->consent_redis);
+    s->consent_redis = NULL;
 }
