@@ -14,13 +14,12 @@ use warnings;
 use lib 't/lib';
 
 use Cwd qw(getcwd);
-use Digest::SHA qw(hmac_sha256);
 use File::Temp ();
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64url);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use Insite::JWT;
 use Insite::Nginx;
 use Insite::RedisCluster;
 use Insite::Services qw(free_port wait_port http_request);
@@ -45,13 +44,6 @@ sub wait_for {
     while (time < $deadline) { return 1 if $cond->(); sleep 0.05 }
     return $cond->();
 }
-sub token {
-    my ($sub) = @_;
-    my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
-    my $p = encode_base64url($json->encode({ sub => $sub, exp => time + 3600 }));
-    return "$h.$p." . encode_base64url(hmac_sha256("$h.$p", 'consent-secret'));
-}
-
 my $cl = Insite::RedisCluster->new(masters => 3, replicas => 0);
 my $ranges = $cl->slot_ranges;
 my $master_of = sub { $cl->master_of_slot($cl->slot_of($_[0]), undef, $ranges) };
@@ -101,7 +93,7 @@ my $ngx = Insite::Nginx->new(
 CONF
 );
 
-my $tok = token($user);
+my $tok = Insite::JWT::hs256('consent-secret', { sub => $user, exp => time + 3600 });
 sub get {
     return http_request($port, 'GET', $_[0], headers => { Authorization => "Bearer $tok" }, timeout => 5);
 }

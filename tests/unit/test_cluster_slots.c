@@ -531,6 +531,24 @@ seq_on(int n, const char *ch)
 }
 
 
+/* slot starts moving from src to dst; their ids in id_src, id_dst */
+static void
+begin_migration(int src, int dst, unsigned slot, char *id_src, char *id_dst,
+    size_t len)
+{
+    redisReply *r;
+
+    r = cmd(src, "CLUSTER MYID");
+    snprintf(id_src, len, "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(dst, "CLUSTER MYID");
+    snprintf(id_dst, len, "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, id_src));
+    freeReplyObject(cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, id_dst));
+}
+
+
 /*
  * The workers' publish path with redis.cluster (workers/lib/redis_publish.c)
  * on the real cluster, given one seed only: it reads the slot map, publishes
@@ -578,15 +596,7 @@ test_workers_publish_follows_redirects(void **state)
     assert_int_equal(res.seq, 1);
     assert_int_equal(seq_on(src, ch), 1);
 
-    r = cmd(src, "CLUSTER MYID");
-    snprintf(id_src, sizeof(id_src), "%s", r->str);
-    freeReplyObject(r);
-    r = cmd(dst, "CLUSTER MYID");
-    snprintf(id_dst, sizeof(id_dst), "%s", r->str);
-    freeReplyObject(r);
-
-    freeReplyObject(cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, id_src));
-    freeReplyObject(cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, id_dst));
+    begin_migration(src, dst, slot, id_src, id_dst, sizeof(id_src));
     r = cmd(src, "CLUSTER GETKEYSINSLOT %u 100", slot);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_true(r->elements >= 2);                /* seq, history */
@@ -688,14 +698,7 @@ test_workers_run_follows_redirects(void **state)
     hget_on(src, key, "analytics", v, sizeof(v));
     assert_string_equal(v, "v1");
 
-    r = cmd(src, "CLUSTER MYID");
-    snprintf(id_src, sizeof(id_src), "%s", r->str);
-    freeReplyObject(r);
-    r = cmd(dst, "CLUSTER MYID");
-    snprintf(id_dst, sizeof(id_dst), "%s", r->str);
-    freeReplyObject(r);
-    freeReplyObject(cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, id_src));
-    freeReplyObject(cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, id_dst));
+    begin_migration(src, dst, slot, id_src, id_dst, sizeof(id_src));
     r = cmd(src, "MIGRATE 127.0.0.1 %d %s 0 5000", ports[dst], key);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
