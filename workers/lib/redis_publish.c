@@ -490,9 +490,10 @@ typedef int (*cluster_step_pt)(insite_redis *r, void *data, int *eof,
  * resend_lost (it can run twice) or the server closed the connection first.
  * script: load publish.lua on the node first.  Returns 0 (r->cur is the
  * node that ran it), -1 (refused, or no node could take it) or -2 (sent,
- * outcome unknown). */
+ * outcome unknown: err ends with " (outcome unknown: <unknown>)"). */
 static int cluster_route(insite_redis *r, unsigned slot, int script, int resend_lost,
-                         cluster_step_pt step, void *data, char *err, size_t errlen)
+                         const char *unknown, cluster_step_pt step, void *data,
+                         char *err, size_t errlen)
 {
     int64_t deadline = insite_clock_mono_ms() + r->command_timeout_ms;
     int ask = -1, redirects = 0, backoff = CLUSTER_BACKOFF_MIN, moved = 0;
@@ -542,7 +543,7 @@ static int cluster_route(insite_redis *r, unsigned slot, int script, int resend_
             r->have_map = 0;
             if (!eof && !resend_lost) {
                 size_t n = strlen(err);
-                set_err(err + n, errlen - n, " (outcome unknown: it may have run)");
+                set_err(err + n, errlen - n, " (outcome unknown: %s)", unknown);
                 return -2;
             }
             goto wait;
@@ -611,7 +612,9 @@ static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_ke
 {
     publish_step_ctx x = { a, res };
     unsigned slot = insite_cluster_key_slot(a->argv[3], a->lens[3]);
-    int rc = cluster_route(r, slot, 1, idem_key != NULL, publish_step, &x, err, errlen);
+    int rc = cluster_route(r, slot, 1, idem_key != NULL,
+                           "the message may have been published", publish_step, &x,
+                           err, errlen);
 
     if (rc != 0)
         return rc;
@@ -866,8 +869,8 @@ redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
     }
     pthread_mutex_lock(&r->lock);
     if (r->cluster) {
-        rc = cluster_route(r, insite_cluster_key_slot(key, keylen), 0, 1, cmds_step, &x,
-                           err, errlen);
+        rc = cluster_route(r, insite_cluster_key_slot(key, keylen), 0, 1,
+                           "it may have run", cmds_step, &x, err, errlen);
     } else {
         for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
             int eof = 0;

@@ -1,6 +1,8 @@
 /* The workers' publish path to Redis: runs lua/publish.lua (the same script
  * the nginx WebSocket module runs) so sequence numbers, history and pub/sub
- * fan-out stay consistent across every publisher.
+ * fan-out stay consistent across every publisher.  Other commands of the
+ * workers (insite-gdpr's consent state) go through insite_redis_run(), so a
+ * Redis Cluster is routed in one place.
  *
  * Synchronous hiredis on one connection guarded by a mutex: give the
  * publisher its own thread if the caller must not block.  Connects lazily,
