@@ -1,5 +1,7 @@
-/* The worker's connections: one PostgreSQL and one Redis connection, shared
- * by the API thread and the main loop under one lock, reconnected on demand. */
+/* The worker's connections: one PostgreSQL and one Redis connection (the
+ * erasure's keys), shared by the API thread and the main loop under one
+ * lock, reconnected on demand.  Consent state goes through consent_redis
+ * (workers/lib/redis_publish.h: routed by slot on a Redis Cluster). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
