@@ -777,6 +777,7 @@ ngx_http_insite_consent_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
     ngx_http_insite_consent_worker_t *w = data;
 
     u_char     buf[256];
+    ngx_int_t  rc;
     ngx_str_t  ch;
 
     w->subscribed = 0;
@@ -786,7 +787,16 @@ ngx_http_insite_consent_ready(ngx_insite_redis_t *rd, ngx_uint_t reconnected,
     ch.len = ngx_snprintf(buf, sizeof(buf), "%Vconsent:changed",
                           &w->conf->prefix) - buf;
 
-    if (ngx_insite_redis_subscribe(rd, &ch) != NGX_OK) {
+    rc = ngx_insite_redis_subscribe(rd, &ch);
+
+    if (rc == NGX_DECLINED) {
+        /* a cluster whose shard of the channel is not connected yet: the
+         * hook runs again when it is; until then nothing is cached */
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "insite gdpr consent: \"%V\": its shard is not "
+                      "connected yet", &ch);
+
+    } else if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
                       "insite gdpr consent: cannot subscribe to \"%V\"", &ch);
     }
@@ -1047,7 +1057,8 @@ ngx_http_insite_consent_postconfiguration(ngx_conf_t *cf)
 
     if (imcf->redis_conf == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "insite_gdpr_consent needs insite_redis");
+                           "insite_gdpr_consent needs insite_redis or "
+                           "insite_redis_cluster");
         return NGX_ERROR;
     }
 

@@ -531,6 +531,24 @@ seq_on(int n, const char *ch)
 }
 
 
+/* slot starts moving from src to dst; their ids in id_src, id_dst */
+static void
+begin_migration(int src, int dst, unsigned slot, char *id_src, char *id_dst,
+    size_t len)
+{
+    redisReply *r;
+
+    r = cmd(src, "CLUSTER MYID");
+    snprintf(id_src, len, "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(dst, "CLUSTER MYID");
+    snprintf(id_dst, len, "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, id_src));
+    freeReplyObject(cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, id_dst));
+}
+
+
 /*
  * The workers' publish path with redis.cluster (workers/lib/redis_publish.c)
  * on the real cluster, given one seed only: it reads the slot map, publishes
@@ -578,15 +596,7 @@ test_workers_publish_follows_redirects(void **state)
     assert_int_equal(res.seq, 1);
     assert_int_equal(seq_on(src, ch), 1);
 
-    r = cmd(src, "CLUSTER MYID");
-    snprintf(id_src, sizeof(id_src), "%s", r->str);
-    freeReplyObject(r);
-    r = cmd(dst, "CLUSTER MYID");
-    snprintf(id_dst, sizeof(id_dst), "%s", r->str);
-    freeReplyObject(r);
-
-    freeReplyObject(cmd(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, id_src));
-    freeReplyObject(cmd(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, id_dst));
+    begin_migration(src, dst, slot, id_src, id_dst, sizeof(id_src));
     r = cmd(src, "CLUSTER GETKEYSINSLOT %u 100", slot);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_true(r->elements >= 2);                /* seq, history */
@@ -626,6 +636,109 @@ test_workers_publish_follows_redirects(void **state)
     assert_int_equal(rcs[2], 0);
 
     assert_int_equal(insite_redis_ping(rp, err, sizeof(err)), 0);
+    insite_redis_free(rp);
+}
+
+/* a field of a hash on node n, "" when missing */
+static void
+hget_on(int n, const char *key, const char *field, char *out, size_t len)
+{
+    redisReply *r;
+
+    freeReplyObject(cmd(n, "ASKING"));     /* the node may be importing */
+    r = cmd(n, "HGET %s %s", key, field);
+    snprintf(out, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+
+/*
+ * insite_redis_run() (the consent path of insite-gdpr): a MULTI of DEL +
+ * HSET on one key's slot, routed like a publish: on the owner, mid-migration
+ * with the key moved (the queued DEL gets ASK, EXEC aborts, the whole
+ * transaction is sent again after ASKING on the target), after the
+ * hand-over with a stale map (MOVED); SPUBLISH named by its channel.
+ */
+static void
+test_workers_run_follows_redirects(void **state)
+{
+    int                src, dst, n;
+    char               seed[32], err[256] = "", id_src[64], id_dst[64], v[32];
+    unsigned           slot;
+    redisReply        *r;
+    insite_redis      *rp;
+    const char        *key = "wk:consent:{runmig}";
+    const char        *del[] = { "DEL", key };
+    const char        *hset[] = { "HSET", key, "analytics", NULL };
+    const char        *pub[] = { "SPUBLISH", "wk:consent:changed", "runmig" };
+    insite_redis_cmd   tx[2] = { { 2, del, NULL }, { 4, hset, NULL } };
+    insite_redis_cmd   one = { 3, pub, NULL };
+
+    insite_log_set_level(INSITE_LOG_ERROR);
+    snprintf(seed, sizeof(seed), "127.0.0.1:%d", ports[2]);
+    insite_redis_options o = {
+        .cluster = seed, .connect_timeout_ms = 1000, .command_timeout_ms = 2000,
+        .prefix = "wk:", .history = 10, .idempotency_ttl_s = 60,
+    };
+    rp = insite_redis_new(&o);
+    assert_non_null(rp);
+    assert_string_equal(insite_redis_publish_command(rp), "SPUBLISH");
+
+    slot = insite_cluster_key_slot(key, strlen(key));
+    src = slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+    dst = (src + 1) % NODES;
+
+    hset[3] = "v1";
+    r = insite_redis_run(rp, key, strlen(key), tx, 2, err, sizeof(err));
+    if (r == NULL)
+        fail_msg("transaction on the owner: %s", err);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);    /* EXEC's replies */
+    assert_int_equal(r->elements, 2);
+    freeReplyObject(r);
+    hget_on(src, key, "analytics", v, sizeof(v));
+    assert_string_equal(v, "v1");
+
+    begin_migration(src, dst, slot, id_src, id_dst, sizeof(id_src));
+    r = cmd(src, "MIGRATE 127.0.0.1 %d %s 0 5000", ports[dst], key);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    /* mid-migration, the key on the target: ASK, the transaction there */
+    hset[3] = "v2";
+    r = insite_redis_run(rp, key, strlen(key), tx, 2, err, sizeof(err));
+    if (r == NULL)
+        fail_msg("transaction during the migration: %s", err);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    hget_on(dst, key, "analytics", v, sizeof(v));
+    assert_string_equal(v, "v2");
+
+    for (n = 0; n < NODES; n++)
+        freeReplyObject(cmd(n, "CLUSTER SETSLOT %u NODE %s", slot, id_dst));
+
+    /* handed over: the stale map meets MOVED */
+    hset[3] = "v3";
+    r = insite_redis_run(rp, key, strlen(key), tx, 2, err, sizeof(err));
+    if (r == NULL)
+        fail_msg("transaction after the move: %s", err);
+    freeReplyObject(r);
+    hget_on(dst, key, "analytics", v, sizeof(v));
+    assert_string_equal(v, "v3");
+
+    /* one command, routed by the channel's slot: SPUBLISH is accepted
+       only by the shard that owns it (0 subscribers) */
+    r = insite_redis_run(rp, pub[1], strlen(pub[1]), &one, 1, err, sizeof(err));
+    if (r == NULL)
+        fail_msg("SPUBLISH: %s", err);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+
+    /* an error reply is a NULL with its text */
+    const char *bad[] = { "HSET", key };
+    insite_redis_cmd b = { 2, bad, NULL };
+    assert_null(insite_redis_run(rp, key, strlen(key), &b, 1, err, sizeof(err)));
+    assert_non_null(strstr(err, "wrong number of arguments"));
+
     insite_redis_free(rp);
 }
 
@@ -686,6 +799,7 @@ main(void)
         cmocka_unit_test(test_map_from_real_cluster),
         cmocka_unit_test(test_moved_and_ask_mid_migration),
         cmocka_unit_test(test_workers_publish_follows_redirects),
+        cmocka_unit_test(test_workers_run_follows_redirects),
     };
 
     return cmocka_run_group_tests_name("cluster_slots", tests, start_cluster,

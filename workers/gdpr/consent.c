@@ -7,9 +7,11 @@
  * PostgreSQL is the source of truth: a change is one statement that appends
  * to user_consent_events, updates user_consents and marks the user in
  * user_consent_sync.  Then the user's grants go to Redis (a hash
- * <prefix>consent:{<user>} type -> policy version, in MULTI with a PUBLISH
- * of the user id on <prefix>consent:changed, which nginx workers use to drop
- * cached decisions).  Only when Redis has it is the sync mark removed; the
+ * <prefix>consent:{<user>} type -> policy version, written in one MULTI),
+ * then the user id is announced on <prefix>consent:changed (PUBLISH, or
+ * SPUBLISH to the channel's shard on a Redis Cluster), which nginx workers
+ * use to drop cached decisions.  Only when Redis has both is the sync mark
+ * removed; the
  * main loop retries marked users, so a withdrawal made while Redis is down
  * reaches the edge when Redis is back. */
 #include <ctype.h>
@@ -85,19 +87,26 @@ int gdpr_consent_key(const gdpr_store *s, const char *user, char *out, size_t le
 
 /* ---- Redis ---- */
 
+/* The user's state first, one MULTI on the key's slot (DEL, HSET of the
+ * granted types), then the notice: PUBLISH, or SPUBLISH on the channel's
+ * shard on a cluster (key and channel are in different slots).  A reader
+ * that misses the notice (its subscription was down) drops its cache and
+ * reads the new state; a notice that fails leaves the user marked for the
+ * main loop, which writes and announces it again. */
 int gdpr_consent_publish(gdpr_consent *c, const char *user)
 {
     gdpr_store *s = c->store;
     const char *p[1] = { user };
     const char *argv[2 + 2 * GDPR_TYPES_MAX];
-    char key[1024], chan[256];
-    redisContext *rc;
-    redisReply *rep = NULL;
+    char key[1024], chan[256], err[512];
+    const char *del[2], *pub[3];
+    insite_redis_cmd cmds[2];
+    redisReply *rep;
     PGconn *pg;
     PGresult *r;
-    int argc = 2, ncmd, ok = 1;
+    int argc = 2;
 
-    if ((pg = gdpr_store_pg(s)) == NULL || (rc = gdpr_store_redis(s)) == NULL)
+    if ((pg = gdpr_store_pg(s)) == NULL || s->consent_redis == NULL)
         return -1;
     if (gdpr_consent_key(s, user, key, sizeof(key)) != 0)
         return -1;
@@ -119,31 +128,52 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
             argv[argc++] = t->version;
         }
     }
-    redisAppendCommand(rc, "MULTI");
-    redisAppendCommand(rc, "DEL %s", key);
-    ncmd = 2;
-    if (argc > 2) {
-        redisAppendCommandArgv(rc, argc, argv, NULL);
-        ncmd++;
+    del[0] = "DEL";
+    del[1] = key;
+    cmds[0] = (insite_redis_cmd) { 2, del, NULL };
+    cmds[1] = (insite_redis_cmd) { argc, argv, NULL };
+    rep = insite_redis_run(s->consent_redis, key, strlen(key), cmds, argc > 2 ? 2 : 1,
+                           err, sizeof(err));
+    PQclear(r);          /* argv pointed into it */
+    if (rep == NULL) {
+        insite_log_warn("consent publish: redis: %s", err);
+        return -1;
     }
-    redisAppendCommand(rc, "PUBLISH %s %s", chan, user);
-    redisAppendCommand(rc, "EXEC");
-    ncmd += 2;
-    PQclear(r);
-    for (int i = 0; i < ncmd; i++) {
-        if (redisGetReply(rc, (void **)&rep) != REDIS_OK) {
-            insite_log_warn("consent publish: redis: %s", rc->errstr);
-            gdpr_store_redis_reset(s);
-            return -1;
-        }
-        if (rep->type == REDIS_REPLY_ERROR || (i == ncmd - 1 && rep->type != REDIS_REPLY_ARRAY)) {
-            insite_log_warn("consent publish: redis: %s",
-                            rep->type == REDIS_REPLY_ERROR ? rep->str : "transaction aborted");
-            ok = 0;
-        }
-        freeReplyObject(rep);
+    freeReplyObject(rep);
+
+    pub[0] = insite_redis_publish_command(s->consent_redis);
+    pub[1] = chan;
+    pub[2] = user;
+    cmds[0] = (insite_redis_cmd) { 3, pub, NULL };
+    if ((rep = insite_redis_run(s->consent_redis, chan, strlen(chan), cmds, 1,
+                                err, sizeof(err))) == NULL) {
+        insite_log_warn("consent publish: redis: %s %s: %s", pub[0], chan, err);
+        return -1;
     }
-    return ok ? 0 : -1;
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* one command on key's slot: its reply's integer, or -1 (logged) */
+static long long consent_command(gdpr_store *s, const char *cmd, const char *key,
+                                 const char *value)
+{
+    const char *argv[3] = { cmd, key, value };
+    insite_redis_cmd one = { value ? 3 : 2, argv, NULL };
+    char err[512];
+    redisReply *rep;
+    long long n;
+
+    if (s->consent_redis == NULL)
+        return -1;
+    if ((rep = insite_redis_run(s->consent_redis, key, strlen(key), &one, 1,
+                                err, sizeof(err))) == NULL) {
+        insite_log_warn("consent: redis: %s %s: %s", cmd, key, err);
+        return -1;
+    }
+    n = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    freeReplyObject(rep);
+    return n;
 }
 
 static void sync_done(gdpr_store *s, const char *user)
@@ -162,39 +192,22 @@ static void sync_done(gdpr_store *s, const char *user)
 static int redis_lost_state(gdpr_store *s)
 {
     char key[128];
-    redisContext *rc = gdpr_store_redis(s);
-    redisReply *rep;
-    int lost;
+    long long n;
 
-    if (rc == NULL)
-        return -1;
     snprintf(key, sizeof(key), "%sconsent:synced", s->prefix);
-    if ((rep = redisCommand(rc, "EXISTS %s", key)) == NULL) {
-        gdpr_store_redis_reset(s);
+    if ((n = consent_command(s, "EXISTS", key, NULL)) < 0)
         return -1;
-    }
-    lost = rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
-    freeReplyObject(rep);
-    if (lost)
+    if (n == 0)
         insite_log_info("consent: Redis has no consent state: republishing every user");
-    return lost;
+    return n == 0;
 }
 
 static int mark_synced(gdpr_store *s)
 {
     char key[128];
-    redisContext *rc = gdpr_store_redis(s);
-    redisReply *rep;
 
-    if (rc == NULL)
-        return -1;
     snprintf(key, sizeof(key), "%sconsent:synced", s->prefix);
-    if ((rep = redisCommand(rc, "SET %s 1", key)) == NULL) {
-        gdpr_store_redis_reset(s);
-        return -1;
-    }
-    freeReplyObject(rep);
-    return 0;
+    return consent_command(s, "SET", key, "1") < 0 ? -1 : 0;
 }
 
 int gdpr_consent_sync(gdpr_consent *c, int all)

@@ -14,6 +14,8 @@
 #include <stdio.h>
 
 #include <hiredis/hiredis.h>
+
+#include "redis_publish.h"
 #include <jansson.h>
 #include <libpq-fe.h>
 
@@ -42,7 +44,9 @@ typedef struct {
 
     pthread_mutex_t lock;
     PGconn *pg;
-    redisContext *redis;
+    redisContext *redis;             /* erasure's keys: a single Redis */
+    insite_redis *consent_redis;     /* consent state and notices, routed
+                                        by slot on a cluster (redis.cluster) */
 } gdpr_store;
 
 /* Both return the connection (reconnecting when needed) or NULL (logged

@@ -201,6 +201,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     st.prefix = ro.prefix;
     st.connect_timeout_ms = ro.connect_timeout_ms;
     st.command_timeout_ms = ro.command_timeout_ms;
+    if ((st.consent_redis = insite_redis_new(&ro)) == NULL)
+        goto out;
 
     /* the schema first: the API must not answer before its tables exist */
     if ((pg = insite_pg_connect(st.dsn, err, sizeof(err))) == NULL) {

@@ -1,5 +1,7 @@
-/* The worker's connections: one PostgreSQL and one Redis connection, shared
- * by the API thread and the main loop under one lock, reconnected on demand. */
+/* The worker's connections: one PostgreSQL and one Redis connection (the
+ * erasure's keys), shared by the API thread and the main loop under one
+ * lock, reconnected on demand.  Consent state goes through consent_redis
+ * (workers/lib/redis_publish.h: routed by slot on a Redis Cluster). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -86,4 +88,6 @@ void gdpr_store_close(gdpr_store *s)
         PQfinish(s->pg);
     s->pg = NULL;
     gdpr_store_redis_reset(s);
+    insite_redis_free(s->consent_redis);
+    s->consent_redis = NULL;
 }

@@ -476,17 +476,25 @@ static int refresh_map(insite_redis *r, char *err, size_t errlen)
     return found ? 0 : -1;
 }
 
-/* One publish routed by its channel's slot: MOVED re-routes and resends,
- * ASK resends once with ASKING, TRYAGAIN / CLUSTERDOWN / a node that cannot
- * be reached wait (10 ms doubling to 100 ms) and resend, all within
- * command_timeout.  A command whose connection broke after it was sent is
- * resent only with an idempotency key (or when the server closed the
- * connection first).  Returns 0, -1 (refused, or no node could take it) or
- * -2 (sent, outcome unknown; or published but too few replicas). */
-static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_key,
-                           insite_publish_result *res, char *err, size_t errlen)
+/* One step on the node a command is routed to (r->cur, connected):
+ * 0 done, -1 refused (err), -2 the connection broke (r->cur->c freed; *eof:
+ * the server closed it, so the command did not run), -3 a redirect or a
+ * retryable cluster error (*to). */
+typedef int (*cluster_step_pt)(insite_redis *r, void *data, int *eof,
+                               insite_cluster_redirect_t *to, char *err, size_t errlen);
+
+/* Runs step on the owner of slot: MOVED re-routes and resends, ASK resends
+ * once with ASKING, TRYAGAIN / CLUSTERDOWN / a node that cannot be reached
+ * wait (10 ms doubling to 100 ms) and resend, all within command_timeout.
+ * A step whose connection broke after it was sent is resent only when
+ * resend_lost (it can run twice) or the server closed the connection first.
+ * script: load publish.lua on the node first.  Returns 0 (r->cur is the
+ * node that ran it), -1 (refused, or no node could take it) or -2 (sent,
+ * outcome unknown: err ends with " (outcome unknown: <unknown>)"). */
+static int cluster_route(insite_redis *r, unsigned slot, int script, int resend_lost,
+                         const char *unknown, cluster_step_pt step, void *data,
+                         char *err, size_t errlen)
 {
-    unsigned slot = insite_cluster_key_slot(a->argv[3], a->lens[3]);
     int64_t deadline = insite_clock_mono_ms() + r->command_timeout_ms;
     int ask = -1, redirects = 0, backoff = CLUSTER_BACKOFF_MIN, moved = 0;
     insite_cluster_redirect_t to;
@@ -506,7 +514,7 @@ static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_ke
         /* loaded before ASKING, which holds for one command only: EVALSHA
            must not meet NOSCRIPT there */
         if (connect_redis(r, err, errlen) != 0
-            || (!r->cur->loaded && load_script(r, err, errlen) != 0)) {
+            || (script && !r->cur->loaded && load_script(r, err, errlen) != 0)) {
             r->have_map = 0;
             goto wait;
         }
@@ -522,26 +530,20 @@ static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_ke
         }
 
         int eof = 0;
-        a->argv[0] = "EVALSHA";
-        a->argv[1] = r->sha;
-        a->lens[0] = 7;
-        a->lens[1] = strlen(r->sha);
-        int rc = run_script(r, a->argv, a->lens, a->argc, res, &eof, &to, err, errlen);
+        int rc = step(r, data, &eof, &to, err, errlen);
 
         if (rc == 0) {
             if (moved)
                 (void) refresh_map(r, err, errlen);   /* other slots moved too */
-            rc = wait_replicas(r, err, errlen);
-            return rc == 0 ? 0 : -2;
+            return 0;
         }
         if (rc == -1)
             return -1;
         if (rc == -2) {
             r->have_map = 0;
-            if (!eof && idem_key == NULL) {
+            if (!eof && !resend_lost) {
                 size_t n = strlen(err);
-                set_err(err + n, errlen - n,
-                        " (outcome unknown: the message may have been published)");
+                set_err(err + n, errlen - n, " (outcome unknown: %s)", unknown);
                 return -2;
             }
             goto wait;
@@ -582,6 +584,41 @@ static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_ke
         usleep((useconds_t) backoff * 1000);
         backoff = backoff * 2 > CLUSTER_BACKOFF_MAX ? CLUSTER_BACKOFF_MAX : backoff * 2;
     }
+}
+
+typedef struct {
+    publish_args *a;
+    insite_publish_result *res;
+} publish_step_ctx;
+
+static int publish_step(insite_redis *r, void *data, int *eof, insite_cluster_redirect_t *to,
+                        char *err, size_t errlen)
+{
+    publish_step_ctx *x = data;
+
+    x->a->argv[0] = "EVALSHA";
+    x->a->argv[1] = r->sha;
+    x->a->lens[0] = 7;
+    x->a->lens[1] = strlen(r->sha);
+    return run_script(r, x->a->argv, x->a->lens, x->a->argc, x->res, eof, to, err, errlen);
+}
+
+/* One publish routed by its channel's slot (cluster_route); resent after a
+ * lost connection only with an idempotency key.  Returns 0, -1 (refused, or
+ * no node could take it) or -2 (sent, outcome unknown; or published but too
+ * few replicas). */
+static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_key,
+                           insite_publish_result *res, char *err, size_t errlen)
+{
+    publish_step_ctx x = { a, res };
+    unsigned slot = insite_cluster_key_slot(a->argv[3], a->lens[3]);
+    int rc = cluster_route(r, slot, 1, idem_key != NULL,
+                           "the message may have been published", publish_step, &x,
+                           err, errlen);
+
+    if (rc != 0)
+        return rc;
+    return wait_replicas(r, err, errlen) == 0 ? 0 : -2;
 }
 
 int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
@@ -759,4 +796,100 @@ int insite_redis_ping(insite_redis *r, char *err, size_t errlen)
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+
+/* ---- other commands, routed like publishes ---- */
+
+typedef struct {
+    const insite_redis_cmd *cmds;
+    size_t n;
+    redisReply *reply;
+} cmds_step_ctx;
+
+/* cmds on r->cur: the one command, or MULTI cmds EXEC; keeps the last
+ * reply (the command's, or EXEC's) in x->reply */
+static int cmds_step(insite_redis *r, void *data, int *eof, insite_cluster_redirect_t *to,
+                     char *err, size_t errlen)
+{
+    cmds_step_ctx *x = data;
+    int multi = x->n > 1, rc = 0;
+    size_t nrep = x->n + (multi ? 2 : 0);
+
+    if (multi && redisAppendCommand(r->cur->c, "MULTI") != REDIS_OK)
+        goto oom;
+    for (size_t i = 0; i < x->n; i++)
+        if (redisAppendCommandArgv(r->cur->c, x->cmds[i].argc, x->cmds[i].argv,
+                                   x->cmds[i].lens) != REDIS_OK)
+            goto oom;
+    if (multi && redisAppendCommand(r->cur->c, "EXEC") != REDIS_OK)
+        goto oom;
+
+    for (size_t i = 0; i < nrep; i++) {
+        redisReply *rep;
+        if (redisGetReply(r->cur->c, (void **) &rep) != REDIS_OK || rep == NULL) {
+            *eof = r->cur->c->err == REDIS_ERR_EOF;
+            set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, r->cur->c->errstr);
+            disconnect(r);
+            return -2;
+        }
+        if (rc == 0 && rep->type == REDIS_REPLY_ERROR) {
+            /* a queued command redirected: EXEC will abort, resend all */
+            rc = to != NULL && insite_cluster_error(rep->str, rep->len, to)
+                               != INSITE_CLUSTER_ERR_NONE ? -3 : -1;
+            set_err(err, errlen, "%s:%d: %s", r->cur->host, r->cur->port, rep->str);
+        } else if (rc == 0 && i == nrep - 1 && multi && rep->type != REDIS_REPLY_ARRAY) {
+            set_err(err, errlen, "%s:%d: transaction aborted", r->cur->host, r->cur->port);
+            rc = -1;
+        }
+        if (rc == 0 && i == nrep - 1) {
+            x->reply = rep;
+            continue;
+        }
+        freeReplyObject(rep);
+    }
+    return rc;
+
+oom:
+    set_err(err, errlen, "out of memory");
+    disconnect(r);               /* half a command may be in its buffer */
+    return -1;
+}
+
+redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
+                             const insite_redis_cmd *cmds, size_t n,
+                             char *err, size_t errlen)
+{
+    cmds_step_ctx x = { cmds, n, NULL };
+    int rc = -1;
+
+    if (n == 0) {
+        set_err(err, errlen, "no command");
+        return NULL;
+    }
+    pthread_mutex_lock(&r->lock);
+    if (r->cluster) {
+        rc = cluster_route(r, insite_cluster_key_slot(key, keylen), 0, 1,
+                           "it may have run", cmds_step, &x, err, errlen);
+    } else {
+        for (int attempt = 0; attempt < 2 && rc != 0; attempt++) {
+            int eof = 0;
+            if (connect_redis(r, err, errlen) != 0)
+                break;
+            rc = cmds_step(r, &x, &eof, NULL, err, errlen);
+            if (rc != -2)
+                break;          /* resent once after a lost connection */
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (rc != 0 && x.reply != NULL) {
+        freeReplyObject(x.reply);
+        x.reply = NULL;
+    }
+    return x.reply;
+}
+
+const char *insite_redis_publish_command(const insite_redis *r)
+{
+    return r->cluster ? "SPUBLISH" : "PUBLISH";
 }

@@ -1,6 +1,8 @@
 /* The workers' publish path to Redis: runs lua/publish.lua (the same script
  * the nginx WebSocket module runs) so sequence numbers, history and pub/sub
- * fan-out stay consistent across every publisher.
+ * fan-out stay consistent across every publisher.  Other commands of the
+ * workers (insite-gdpr's consent state) go through insite_redis_run(), so a
+ * Redis Cluster is routed in one place.
  *
  * Synchronous hiredis on one connection guarded by a mutex: give the
  * publisher its own thread if the caller must not block.  Connects lazily,
@@ -9,6 +11,8 @@
 #define INSITE_REDIS_PUBLISH_H
 
 #include <stddef.h>
+
+#include <hiredis/hiredis.h>
 
 #include "config.h"
 #include "../../ngx_insite_ws/insite_channel.h"
@@ -88,6 +92,29 @@ typedef struct {
  * every 0 into -2 and returns -1 (err says why). */
 int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, size_t n,
                                insite_publish_result *res, int *rcs, char *err, size_t errlen);
+
+/* One command, argv[0] the command name (lens NULL: strlen of each). */
+typedef struct {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+} insite_redis_cmd;
+
+/* Runs n commands on the server that owns key's slot (on a single Redis,
+ * its one connection), routed as a publish is (MOVED, ASK, TRYAGAIN,
+ * CLUSTERDOWN within redis.command_timeout): one command as it is, several
+ * in one MULTI ... EXEC, so every key they name must share key's slot.
+ * They are resent after a lost connection, so use it only for commands that
+ * can run twice (overwrites, deletes, reads, change notices).  Returns the
+ * reply (the command's, or EXEC's array; the caller frees it), or NULL with
+ * the reason in err (an error reply is a NULL with its text in err). */
+redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
+                             const insite_redis_cmd *cmds, size_t n,
+                             char *err, size_t errlen);
+
+/* "PUBLISH", or "SPUBLISH" on a cluster (to the channel's shard: name the
+ * channel as insite_redis_run's key): what nginx's subscribers listen to. */
+const char *insite_redis_publish_command(const insite_redis *r);
 
 /* PING; 0 when reachable (for health checks). */
 int insite_redis_ping(insite_redis *r, char *err, size_t errlen);
