@@ -285,6 +285,7 @@ struct ngx_insite_ws_channel_s {
     size_t                      epoch_len;
     ngx_uint_t                  busy;             /* Redis reads in flight */
     uint64_t                    suspect;          /* top seen behind */
+    uint64_t                    check_seq;        /* last_seq when the check asked */
     ngx_msec_t                  last_live;        /* last pub/sub message */
     unsigned                    positioned:1;     /* last_seq is known */
     unsigned                    resubscribed:1;   /* after a Redis outage */

@@ -31,6 +31,9 @@ static void ngx_insite_ws_channel_lost(ngx_insite_ws_channel_t *ch,
     uint64_t first);
 static void ngx_insite_ws_channel_epoch(ngx_insite_ws_channel_t *ch,
     ngx_str_t *epoch);
+static void ngx_insite_ws_channel_regressed(ngx_insite_ws_channel_t *ch,
+    uint64_t top);
+static void ngx_insite_ws_channel_restart(ngx_insite_ws_channel_t *ch);
 static ngx_int_t ngx_insite_ws_channel_same_epoch(ngx_insite_ws_channel_t *ch,
     ngx_str_t *epoch);
 static void ngx_insite_ws_channel_set_epoch(ngx_insite_ws_channel_t *ch,
@@ -836,15 +839,44 @@ ngx_insite_ws_sub_history(ngx_insite_ws_channel_t *ch,
 static void
 ngx_insite_ws_channel_epoch(ngx_insite_ws_channel_t *ch, ngx_str_t *epoch)
 {
-    ngx_queue_t          *q;
-    ngx_insite_ws_sub_t  *sub;
-
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "insite ws: channel \"%V\": epoch changed to \"%V\" "
                   "(Redis lost its state); subscribers get a reset",
                   &ch->node.str, epoch);
 
     ngx_insite_ws_channel_set_epoch(ch, epoch);
+    ngx_insite_ws_channel_restart(ch);
+}
+
+
+/*
+ * Redis is behind what this worker delivered, in the same epoch: it lost
+ * the newest writes (a failover to a replica that had not received them,
+ * a restart from an older snapshot) and will give those seqs to other
+ * messages.  The seq alone cannot tell them from the ones delivered, so
+ * everyone starts over from Redis' history with a reset rather than
+ * silently skipping the reused seqs.  Seen only when the check runs before
+ * new publishes pass the old top again (docs/redis-cluster.md).
+ */
+
+static void
+ngx_insite_ws_channel_regressed(ngx_insite_ws_channel_t *ch, uint64_t top)
+{
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "insite ws: channel \"%V\": Redis is at seq %uL, behind "
+                  "the %uL delivered (it lost writes); subscribers get a "
+                  "reset", &ch->node.str, top, ch->check_seq);
+
+    ngx_insite_ws_channel_restart(ch);
+}
+
+
+static void
+ngx_insite_ws_channel_restart(ngx_insite_ws_channel_t *ch)
+{
+    ngx_queue_t          *q;
+    ngx_insite_ws_sub_t  *sub;
+
     ch->last_seq = 0;
     ch->max_seen = 0;
     ch->state = NGX_INSITE_WS_CH_LIVE;
@@ -1075,8 +1107,10 @@ ngx_insite_ws_channel_check_unbusy(ngx_insite_ws_channel_t **chs,
 static void
 ngx_insite_ws_channel_check_next(ngx_insite_ws_check_round_t *round)
 {
-    ngx_insite_ws_check_t   *batch;
-    ngx_insite_redis_cmd_t  *cmd;
+    ngx_uint_t                i;
+    ngx_insite_ws_check_t    *batch;
+    ngx_insite_redis_cmd_t   *cmd;
+    ngx_insite_ws_channel_t  *ch;
 
     if (round->sending) {
         return;                      /* an answer came while sending */
@@ -1097,6 +1131,11 @@ ngx_insite_ws_channel_check_next(ngx_insite_ws_check_round_t *round)
         batch->first = round->next;
         batch->n = ngx_min(NGX_INSITE_WS_CHECK_BATCH, round->n - round->next);
         round->inflight++;
+
+        for (i = 0; i < batch->n; i++) {
+            ch = round->chs[batch->first + i];
+            ch->check_seq = ch->last_seq;
+        }
 
         if (ngx_insite_ws_redis_positions(&round->chs[batch->first], batch->n,
                                           ngx_insite_ws_channel_check_reply,
@@ -1175,6 +1214,9 @@ ngx_insite_ws_channel_check_reply(ngx_insite_redis_status_e status,
                 || !ngx_insite_ws_channel_same_epoch(ch, &epoch))
             {
                 ngx_insite_ws_channel_position(ch, top, &epoch);
+
+            } else if (top < ch->check_seq) {
+                ngx_insite_ws_channel_regressed(ch, top);
 
             } else if (top > ch->last_seq
                        && ch->state == NGX_INSITE_WS_CH_LIVE)
