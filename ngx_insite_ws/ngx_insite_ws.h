@@ -274,6 +274,14 @@ struct ngx_insite_ws_sub_s {
 #define NGX_INSITE_WS_CH_REPAIRING     4   /* reading history to fill a gap */
 
 
+/*
+ * What a channel delivered last, by seq: a pub/sub message whose seq was
+ * delivered with other content means Redis reused that seq (it lost the
+ * newest writes in a failover), not a duplicate (ngx_insite_ws_channel.c).
+ */
+#define NGX_INSITE_WS_RECENT           16
+
+
 struct ngx_insite_ws_channel_s {
     ngx_str_node_t              node;             /* name, key of the rbtree */
     ngx_queue_t                 subs;
@@ -286,6 +294,10 @@ struct ngx_insite_ws_channel_s {
     ngx_uint_t                  busy;             /* Redis reads in flight */
     uint64_t                    suspect;          /* top seen behind */
     uint64_t                    check_seq;        /* last_seq when the check asked */
+    struct {
+        uint64_t                seq;
+        uint32_t                hash;             /* murmur2 of the message */
+    }                           recent[NGX_INSITE_WS_RECENT]; /* by seq % N */
     ngx_msec_t                  last_live;        /* last pub/sub message */
     unsigned                    positioned:1;     /* last_seq is known */
     unsigned                    resubscribed:1;   /* after a Redis outage */

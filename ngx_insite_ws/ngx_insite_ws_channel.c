@@ -34,6 +34,8 @@ static void ngx_insite_ws_channel_epoch(ngx_insite_ws_channel_t *ch,
 static void ngx_insite_ws_channel_regressed(ngx_insite_ws_channel_t *ch,
     uint64_t top);
 static void ngx_insite_ws_channel_restart(ngx_insite_ws_channel_t *ch);
+static ngx_int_t ngx_insite_ws_channel_reused(ngx_insite_ws_channel_t *ch,
+    uint64_t seq, u_char *msg, size_t len);
 static ngx_int_t ngx_insite_ws_channel_same_epoch(ngx_insite_ws_channel_t *ch,
     ngx_str_t *epoch);
 static void ngx_insite_ws_channel_set_epoch(ngx_insite_ws_channel_t *ch,
@@ -568,6 +570,18 @@ ngx_insite_ws_channel_message(ngx_str_t *name, u_char *payload, size_t len)
         }
     }
 
+    if (seq <= ch->last_seq
+        && ngx_insite_ws_channel_reused(ch, seq, p, last - p))
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "insite ws: channel \"%V\": seq %uL came again with "
+                      "other content after %uL were delivered (Redis lost "
+                      "writes); subscribers get a reset",
+                      &ch->node.str, seq, ch->last_seq);
+        ngx_insite_ws_channel_restart(ch);
+        return;
+    }
+
     ch->max_seen = ngx_max(ch->max_seen, seq);
 
     if (ch->state == NGX_INSITE_WS_CH_REPAIRING || seq <= ch->last_seq) {
@@ -610,6 +624,8 @@ ngx_insite_ws_channel_deliver(ngx_insite_ws_channel_t *ch, uint64_t seq,
     frame = NULL;
     sent = 0;
     ch->last_seq = seq;
+    ch->recent[seq % NGX_INSITE_WS_RECENT].seq = seq;
+    ch->recent[seq % NGX_INSITE_WS_RECENT].hash = ngx_murmur_hash2(msg, len);
 
     ngx_insite_ws_trace("deliver %V seq %uL read", &ch->node.str, seq);
 
@@ -855,8 +871,9 @@ ngx_insite_ws_channel_epoch(ngx_insite_ws_channel_t *ch, ngx_str_t *epoch)
  * a restart from an older snapshot) and will give those seqs to other
  * messages.  The seq alone cannot tell them from the ones delivered, so
  * everyone starts over from Redis' history with a reset rather than
- * silently skipping the reused seqs.  Seen only when the check runs before
- * new publishes pass the old top again (docs/redis-cluster.md).
+ * silently skipping the reused seqs.  This is the position check's view;
+ * when new publishes pass the old top before a check runs, the pub/sub
+ * path sees a reused seq by its content (ngx_insite_ws_channel_reused()).
  */
 
 static void
@@ -871,12 +888,35 @@ ngx_insite_ws_channel_regressed(ngx_insite_ws_channel_t *ch, uint64_t top)
 }
 
 
+/*
+ * A pub/sub message at a seq already delivered: a duplicate (history and
+ * pub/sub both brought it) has the same bytes; other bytes mean Redis gave
+ * the seq to a new message.  Seqs older than the ring are not known and
+ * taken as duplicates; reused seqs count up to the old top, so one of the
+ * last NGX_INSITE_WS_RECENT is always seen before the stream passes it.
+ */
+
+static ngx_int_t
+ngx_insite_ws_channel_reused(ngx_insite_ws_channel_t *ch, uint64_t seq,
+    u_char *msg, size_t len)
+{
+    ngx_uint_t  i;
+
+    i = seq % NGX_INSITE_WS_RECENT;
+
+    return ch->recent[i].seq == seq
+           && ch->recent[i].hash != ngx_murmur_hash2(msg, len);
+}
+
+
 static void
 ngx_insite_ws_channel_restart(ngx_insite_ws_channel_t *ch)
 {
     ngx_queue_t          *q;
     ngx_insite_ws_sub_t  *sub;
 
+    ngx_memzero(ch->recent, sizeof(ch->recent));
+    ch->check_seq = 0;
     ch->last_seq = 0;
     ch->max_seen = 0;
     ch->state = NGX_INSITE_WS_CH_LIVE;

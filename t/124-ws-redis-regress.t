@@ -7,7 +7,9 @@
 # so they would be skipped silently.  Here the loss is made by hand on one
 # Redis (seq set back from 5 to 3, history 4..5 removed); the periodic
 # position check sees Redis behind what was delivered, every client gets a
-# reset and then the new 4, 5, 6 — nothing reused is skipped.
+# reset and then the new 4, 5, 6 — nothing reused is skipped.  When new
+# publishes pass the old top before a check runs, the first reused seq that
+# comes by pub/sub with other content than was delivered gives the reset.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -76,5 +78,43 @@ is(scalar(grep { $_->resets != 1 } @f), 0, 'exactly one reset each');
 like($n->error_log, qr/channel "\Q$ch\E": Redis is at seq 3, behind the 5 delivered/,
      'the error log names the channel and the lost seqs');
 $n->stop;
+
+# --- the same loss, then publishes past the old top before any check runs ---
+# (check interval 60s): the reused seqs come by pub/sub with other content
+{
+    my $n2 = Insite::Nginx->new(
+        http   => "    insite_redis 127.0.0.1:$rport;\n"
+                . "    insite_ws_check_interval 60s;\n",
+        server => "        location /ws { insite_ws; }\n"
+                . "        location /pub { insite_ws_publish; }\n"
+                . "        location /status { insite_ws_status; }",
+    );
+    ok(Insite::WS->wait_ready($n2->port), 'second nginx: Redis connected in both workers');
+    my $ch2 = 'stock_updates:LOST2';
+    my @g = map { Insite::WS::Follower->new(port => $n2->port, channels => [$ch2], name => "d$_") } 1 .. 6;
+    Insite::WS::Follower->run_until(\@g, 5, sub { !grep { !$_->live } @g });
+    my $p2 = sub {
+        my ($i) = @_;
+        my $r = Insite::WS->publish($n2->port, $ch2, { type => 'tick', data => { i => $i } });
+        return ($r->{status} // 0) == 201 ? $r->{json}{seq} : -1;
+    };
+    $p2->($_) for 1 .. 5;
+    ok(Insite::WS::Follower->run_until(\@g, 10, sub { !grep { $_->last_seq($ch2) < 5 } @g }),
+       'before: 1..5 delivered');
+    $redis->cli('HSET', "insite:{$ch2}:seq", 'seq', 3);
+    $redis->cli('ZREMRANGEBYSCORE', "insite:{$ch2}:hist", 4, 5);
+    is(join(',', map { $p2->($_) } 104 .. 107), '4,5,6,7', 'new messages take seqs 4..7, past the old top');
+    ok(Insite::WS::Follower->run_until(\@g, 10, sub { !grep { $_->last_seq($ch2) < 7 || !$_->resets } @g }),
+       'every client gets a reset and reaches 7');
+    Insite::WS::Follower->run_until(\@g, 0.5, sub { 0 });
+    @bad = grep { join(',', @{ $_->seqs($ch2) }) !~ /^1,2,3,4,5,1,2,3,4,5,6,7$/ } @g;
+    is(scalar @bad, 0, 'each client: 1..5, a reset, then Redis\' 1..7 (the new 4 and 5 included)')
+        or diag(join "\n", map { $_->name . ': ' . join(',', @{ $_->seqs($ch2) }) } @bad);
+    is(scalar(grep { $_->resets != 1 } @g), 0, 'exactly one reset each');
+    like($n2->error_log, qr/channel "\Q$ch2\E": seq 4 came again with other content after 5 were delivered/,
+         'the error log names the reused seq');
+    $n2->check_log;
+    $n2->stop;
+}
 
 done_testing();

@@ -179,20 +179,23 @@ sub check {
             my $seqs = $f->seqs($c);
             my %got;
             my $order = '';
-            # a reset to a new epoch (the data was lost with its master before
-            # it reached the replica) starts the seqs again at its first_seq
+            # a reset (a new epoch: the data was lost with its master before
+            # it reached the replica; or the same epoch with seqs Redis gave
+            # again after losing writes) starts the seqs again at its first_seq
             my @restarts = map { $_->{first_seq} }
                            grep { ($_->{channel} // $c) eq $c && ($_->{first_seq} // 0) > 0 } @resets;
             for my $i (0 .. $#$seqs) {
+                my $restart;
                 if ($i && $seqs->[$i] <= $seqs->[$i - 1] && @restarts
                     && $restarts[0] == $seqs->[$i])
                 {
                     shift @restarts;
                     %got = ();
+                    $restart = 1;
                 }
                 $order ||= "duplicate $seqs->[$i]" if $got{ $seqs->[$i] }++;
                 $order ||= "$seqs->[$i] after $seqs->[$i - 1]"
-                    if $i && $seqs->[$i] < $seqs->[$i - 1];
+                    if $i && !$restart && $seqs->[$i] < $seqs->[$i - 1];
             }
             push @fail_order, "$c\@" . $f->name . ": $order" if $order;
             my @missing = grep { !$got{$_} } sort { $a <=> $b } values %{ $acked->{$c} };
