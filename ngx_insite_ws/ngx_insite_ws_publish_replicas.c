@@ -37,6 +37,7 @@ typedef struct {
 
 static void ngx_insite_ws_publish_replicas_reply(
     ngx_insite_redis_status_e status, redisReply *reply, void *data);
+static ngx_int_t ngx_insite_ws_replication_unknown(ngx_http_request_t *r);
 
 
 char *
@@ -160,12 +161,7 @@ ngx_insite_ws_publish_replicas_wait(ngx_http_request_t *r, ngx_str_t *channel,
                       "insite ws: publish to \"%V\" not acknowledged: "
                       "its Redis connection went away before WAIT",
                       channel);
-        return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "service_unavailable",
-                                    "published, but its replication is "
-                                    "unknown: retry with the same "
-                                    "Idempotency-Key",
-                                    "Retry-After", "1");
+        return ngx_insite_ws_replication_unknown(r);
     }
 
     if (ngx_insite_redis_cancel_with_pool(cmd, r->pool) != NGX_OK) {
@@ -202,12 +198,7 @@ ngx_insite_ws_publish_replicas_reply(ngx_insite_redis_status_e status,
                       ? ngx_insite_redis_status_name(status)
                       : (reply->type == REDIS_REPLY_ERROR ? reply->str
                                                           : "bad reply"));
-        rc = ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "service_unavailable",
-                                  "published, but its replication is "
-                                  "unknown: retry with the same "
-                                  "Idempotency-Key",
-                                  "Retry-After", "1");
+        rc = ngx_insite_ws_replication_unknown(r);
         goto done;
     }
 
@@ -241,4 +232,17 @@ done:
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* the connection went away before WAIT answered: published, maybe not kept */
+
+static ngx_int_t
+ngx_insite_ws_replication_unknown(ngx_http_request_t *r)
+{
+    return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "service_unavailable",
+                                "published, but its replication is unknown: "
+                                "retry with the same Idempotency-Key",
+                                "Retry-After", "1");
 }
