@@ -742,6 +742,131 @@ test_workers_run_follows_redirects(void **state)
     insite_redis_free(rp);
 }
 
+/*
+ * insite_redis_each_master(): one call per master, each with a connection
+ * to it and a hash tag of one of its slots; a SCAN on each finds every key
+ * once; insite_redis_master_run() of a key another master serves is
+ * rerouted (MOVED on the lent connection, then insite_redis_run()).
+ */
+typedef struct {
+    int     calls;
+    char    names[NODES][64];
+    long    found;
+    int     own_tags;         /* SET of "{tag}" accepted unrouted */
+    int     rerouted;         /* DEL of a key of another master: 1 */
+    insite_redis *rp;
+} each_ctx;
+
+static int
+each_cb(const insite_redis_master *m, void *arg, char *err, size_t errlen)
+{
+    each_ctx     *x = arg;
+    char          key[64], cursor[32] = "0";
+    redisReply   *r;
+
+    if (x->calls == NODES) {
+        snprintf(err, errlen, "more masters than nodes");
+        return -1;
+    }
+    snprintf(x->names[x->calls++], sizeof(x->names[0]), "%s", m->name);
+
+    /* the tag is one of this master's slots: no redirect */
+    snprintf(key, sizeof(key), "wk:each:{%s}", m->tag);
+    r = redisCommand(m->c, "SET %s 1", key);
+    if (r != NULL && r->type == REDIS_REPLY_STATUS) {
+        x->own_tags++;
+    }
+    freeReplyObject(r);
+
+    do {
+        r = redisCommand(m->c, "SCAN %s MATCH wk:em:* COUNT 100", cursor);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+            snprintf(err, errlen, "%s: SCAN: %s", m->name,
+                     r == NULL ? m->c->errstr : "not an array");
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        x->found += (long) r->element[1]->elements;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+
+    /* "wk:other:{<n>}" lives on some master; from every master's
+       connection the DEL lands (once) */
+    const char *argv[] = { "DEL", "wk:other:{1}" };
+    insite_redis_cmd  del = { 2, argv, NULL };
+    r = insite_redis_master_run(x->rp, m, argv[1], strlen(argv[1]), &del, err, errlen);
+    if (r == NULL) {
+        return -1;
+    }
+    x->rerouted += r->type == REDIS_REPLY_INTEGER ? (int) r->integer : 100;
+    freeReplyObject(r);
+    return 0;
+}
+
+static void
+test_workers_each_master(void **state)
+{
+    int                i, j;
+    char               seed[32], key[32], err[256] = "";
+    insite_redis      *rp;
+    redisReply        *r;
+    each_ctx           x;
+    const char        *set[] = { "SET", key, "1" };
+    insite_redis_cmd   one = { 3, set, NULL };
+
+    insite_log_set_level(INSITE_LOG_ERROR);
+    snprintf(seed, sizeof(seed), "127.0.0.1:%d", ports[1]);
+    insite_redis_options o = {
+        .cluster = seed, .connect_timeout_ms = 1000, .command_timeout_ms = 2000,
+        .prefix = "wk:", .history = 10, .idempotency_ttl_s = 60,
+    };
+    rp = insite_redis_new(&o);
+    assert_non_null(rp);
+
+    for (i = 0; i < 60; i++) {
+        snprintf(key, sizeof(key), "wk:em:%d", i);
+        r = insite_redis_run(rp, key, strlen(key), &one, 1, err, sizeof(err));
+        if (r == NULL)
+            fail_msg("SET %s: %s", key, err);
+        freeReplyObject(r);
+    }
+    snprintf(key, sizeof(key), "wk:other:{1}");
+    freeReplyObject(insite_redis_run(rp, key, strlen(key), &one, 1, err, sizeof(err)));
+
+    memset(&x, 0, sizeof(x));
+    x.rp = rp;
+    if (insite_redis_each_master(rp, each_cb, &x, err, sizeof(err)) != 0)
+        fail_msg("each_master: %s", err);
+    assert_int_equal(x.calls, NODES);
+    for (i = 0; i < NODES; i++)
+        for (j = i + 1; j < NODES; j++)
+            assert_string_not_equal(x.names[i], x.names[j]);
+    assert_int_equal(x.found, 60);          /* every key, once */
+    assert_int_equal(x.own_tags, NODES);
+    assert_int_equal(x.rerouted, 1);        /* deleted once, found 0 after */
+
+    /* a master that stops answering mid-walk (SIGSTOP): the callback's
+       -1 ends the walk; its timed-out connection is dropped, not lent
+       again */
+    kill(pids[2], SIGSTOP);
+    insite_redis_options o2 = o;
+    o2.command_timeout_ms = 300;
+    insite_redis *slow = insite_redis_new(&o2);
+    memset(&x, 0, sizeof(x));
+    x.rp = slow;
+    assert_int_equal(insite_redis_each_master(slow, each_cb, &x, err, sizeof(err)), -1);
+    kill(pids[2], SIGCONT);
+    assert_non_null(strstr(err, ": SCAN: "));
+    memset(&x, 0, sizeof(x));
+    x.rp = slow;
+    if (insite_redis_each_master(slow, each_cb, &x, err, sizeof(err)) != 0)
+        fail_msg("each_master after SIGCONT: %s", err);
+    assert_int_equal(x.found, 60);
+    insite_redis_free(slow);
+    insite_redis_free(rp);
+}
+
 static int
 seed_collect(const char *host, int port, void *data)
 {
@@ -800,6 +925,7 @@ main(void)
         cmocka_unit_test(test_moved_and_ask_mid_migration),
         cmocka_unit_test(test_workers_publish_follows_redirects),
         cmocka_unit_test(test_workers_run_follows_redirects),
+        cmocka_unit_test(test_workers_each_master),
     };
 
     return cmocka_run_group_tests_name("cluster_slots", tests, start_cluster,

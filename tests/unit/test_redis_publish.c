@@ -364,6 +364,43 @@ static void test_unreachable(void **state)
     insite_redis_free(r);
 }
 
+/* insite_redis_each_master() on a single Redis: one call, with its
+ * connection; insite_redis_master_run() sends on it */
+typedef struct {
+    insite_redis *r;
+    int calls;
+} each_single_ctx;
+
+static int each_single(const insite_redis_master *m, void *arg, char *err, size_t errlen)
+{
+    each_single_ctx *x = arg;
+    char key[96];
+    const char *argv[] = { "EXISTS", key };
+    insite_redis_cmd one = { 2, argv, NULL };
+    redisReply *r;
+
+    x->calls++;
+    snprintf(key, sizeof(key), "%seach:{%s}", prefix, m->tag);
+    if ((r = insite_redis_master_run(x->r, m, key, strlen(key), &one, err, errlen)) == NULL)
+        return -1;
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    assert_non_null(strstr(m->name, "127.0.0.1:"));
+    return 0;
+}
+
+static void test_each_master_single(void **state)
+{
+    insite_redis *r = open_pub(10);
+    char err[256] = "";
+    each_single_ctx x = { r, 0 };
+
+    if (insite_redis_each_master(r, each_single, &x, err, sizeof(err)) != 0)
+        fail_msg("each_master: %s", err);
+    assert_int_equal(x.calls, 1);
+    insite_redis_free(r);
+}
+
 /* redis.publish_replicas: with no replica, WAIT 1 cannot be met: the
  * publish ran (its seq is taken) but is reported as not done; once a real
  * replica (a redis-server started here with --replicaof) is in sync, the
@@ -466,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_pubsub_payload),
         cmocka_unit_test(test_script_flush_and_reconnect),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_each_master_single),
         cmocka_unit_test(test_publish_replicas),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);

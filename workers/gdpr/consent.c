@@ -106,7 +106,7 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
     PGresult *r;
     int argc = 2;
 
-    if ((pg = gdpr_store_pg(s)) == NULL || s->consent_redis == NULL)
+    if ((pg = gdpr_store_pg(s)) == NULL || s->redis == NULL)
         return -1;
     if (gdpr_consent_key(s, user, key, sizeof(key)) != 0)
         return -1;
@@ -132,7 +132,7 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
     del[1] = key;
     cmds[0] = (insite_redis_cmd) { 2, del, NULL };
     cmds[1] = (insite_redis_cmd) { argc, argv, NULL };
-    rep = insite_redis_run(s->consent_redis, key, strlen(key), cmds, argc > 2 ? 2 : 1,
+    rep = insite_redis_run(s->redis, key, strlen(key), cmds, argc > 2 ? 2 : 1,
                            err, sizeof(err));
     PQclear(r);          /* argv pointed into it */
     if (rep == NULL) {
@@ -141,39 +141,17 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
     }
     freeReplyObject(rep);
 
-    pub[0] = insite_redis_publish_command(s->consent_redis);
+    pub[0] = insite_redis_publish_command(s->redis);
     pub[1] = chan;
     pub[2] = user;
     cmds[0] = (insite_redis_cmd) { 3, pub, NULL };
-    if ((rep = insite_redis_run(s->consent_redis, chan, strlen(chan), cmds, 1,
+    if ((rep = insite_redis_run(s->redis, chan, strlen(chan), cmds, 1,
                                 err, sizeof(err))) == NULL) {
         insite_log_warn("consent publish: redis: %s %s: %s", pub[0], chan, err);
         return -1;
     }
     freeReplyObject(rep);
     return 0;
-}
-
-/* one command on key's slot: its reply's integer, or -1 (logged) */
-static long long consent_command(gdpr_store *s, const char *cmd, const char *key,
-                                 const char *value)
-{
-    const char *argv[3] = { cmd, key, value };
-    insite_redis_cmd one = { value ? 3 : 2, argv, NULL };
-    char err[512];
-    redisReply *rep;
-    long long n;
-
-    if (s->consent_redis == NULL)
-        return -1;
-    if ((rep = insite_redis_run(s->consent_redis, key, strlen(key), &one, 1,
-                                err, sizeof(err))) == NULL) {
-        insite_log_warn("consent: redis: %s %s: %s", cmd, key, err);
-        return -1;
-    }
-    n = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-    freeReplyObject(rep);
-    return n;
 }
 
 static void sync_done(gdpr_store *s, const char *user)
@@ -187,27 +165,53 @@ static void sync_done(gdpr_store *s, const char *user)
 }
 
 /* Redis keeps the consent hashes only as long as it keeps its data: a
- * restarted or flushed Redis has lost them, and every user would be refused.
- * A marker key written after a full republish tells: gone = republish all. */
-static int redis_lost_state(gdpr_store *s)
-{
-    char key[128];
-    long long n;
+ * restarted or flushed Redis has lost them, and its users would be refused.
+ * On a cluster that happens per master (one that restarts empty loses the
+ * hashes of its slots only), so every master holds a marker,
+ * <prefix>consent:synced:{<tag>} with the hash tag of one of its slots
+ * (insite_redis_each_master; a single Redis is the one master), written
+ * after a full republish: one missing = republish every user.  A reshard
+ * that moves the slot of a master's marker costs one more full republish. */
+typedef struct {
+    gdpr_store *s;
+    int set;                /* write the markers; else count missing ones */
+    int missing;
+} marker_walk;
 
-    snprintf(key, sizeof(key), "%sconsent:synced", s->prefix);
-    if ((n = consent_command(s, "EXISTS", key, NULL)) < 0)
+static int marker_on_master(const insite_redis_master *m, void *arg, char *err, size_t errlen)
+{
+    marker_walk *w = arg;
+    char key[128];
+    const char *argv[3] = { w->set ? "SET" : "EXISTS", key, "1" };
+    insite_redis_cmd one = { w->set ? 3 : 2, argv, NULL };
+    redisReply *rep;
+
+    snprintf(key, sizeof(key), "%sconsent:synced:{%s}", w->s->prefix, m->tag);
+    if ((rep = insite_redis_master_run(w->s->redis, m, key, strlen(key), &one,
+                                       err, errlen)) == NULL)
         return -1;
-    if (n == 0)
-        insite_log_info("consent: Redis has no consent state: republishing every user");
-    return n == 0;
+    if (!w->set && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
+        insite_log_info("consent: Redis %s has no consent state (%s missing): "
+                        "republishing every user", m->name, key);
+        w->missing++;
+    }
+    freeReplyObject(rep);
+    return 0;
 }
 
-static int mark_synced(gdpr_store *s)
+/* set: writes every master's marker (0); else 1 when one is missing, 0
+ * when none is; -1 when Redis failed (logged) */
+static int sync_markers(gdpr_store *s, int set)
 {
-    char key[128];
+    marker_walk w = { s, set, 0 };
+    char err[512];
 
-    snprintf(key, sizeof(key), "%sconsent:synced", s->prefix);
-    return consent_command(s, "SET", key, "1") < 0 ? -1 : 0;
+    if (insite_redis_each_master(s->redis, marker_on_master, &w, err, sizeof(err)) != 0) {
+        insite_log_warn("consent: redis: %s the sync markers: %s",
+                        set ? "writing" : "reading", err);
+        return -1;
+    }
+    return w.missing > 0;
 }
 
 int gdpr_consent_sync(gdpr_consent *c, int all)
@@ -218,7 +222,7 @@ int gdpr_consent_sync(gdpr_consent *c, int all)
 
     if (gdpr_store_pg(s) == NULL)
         return -1;
-    if (!all && (all = redis_lost_state(s)) < 0)
+    if (!all && (all = sync_markers(s, 0)) < 0)
         return -1;
     r = PQexec(s->pg, all ? "SELECT DISTINCT user_id FROM user_consents"
                           : "SELECT user_id FROM user_consent_sync ORDER BY since LIMIT 500");
@@ -237,7 +241,7 @@ int gdpr_consent_sync(gdpr_consent *c, int all)
             sync_done(s, PQgetvalue(r, i, 0));
     }
     PQclear(r);
-    if (left == 0 && all && mark_synced(s) != 0)
+    if (left == 0 && all && sync_markers(s, 1) != 0)
         left = 1;
     if (left == 0 && !all) {
         r = PQexec(s->pg, "SELECT count(*) FROM user_consent_sync");

@@ -286,18 +286,29 @@ static void redis_key(const target *x, const char *user, char *out, size_t len)
     snprintf(out + n, len - n, "%s", u + 2);
 }
 
-/* SCAN for a match target: counts the keys, and deletes them unless scan.
- * Call with the store lock held.  0, or -1 (connection reset). */
-static int run_redis_match(redisContext *rc, const char *pattern, long long *rows, int scan)
+/* a match target on one master: SCAN counts the keys, and DEL (on the
+ * same master, routed when the key's slot moved meanwhile) erases them
+ * unless w->scan */
+typedef struct {
+    gdpr_erasure *e;
+    const char *pattern;
+    int scan;
+    long long rows;
+} match_walk;
+
+static int match_on_master(const insite_redis_master *m, void *arg, char *err, size_t errlen)
 {
+    match_walk *w = arg;
     char cursor[32] = "0";
     redisReply *rep, *del;
 
-    *rows = 0;
     do {
-        rep = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        rep = redisCommand(m->c, "SCAN %s MATCH %s COUNT 1000", cursor, w->pattern);
         if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
             || rep->element[0]->type != REDIS_REPLY_STRING) {
+            snprintf(err, errlen, "%s: SCAN: %s", m->name,
+                     rep == NULL ? m->c->errstr
+                     : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
             if (rep)
                 freeReplyObject(rep);
             return -1;
@@ -305,50 +316,59 @@ static int run_redis_match(redisContext *rc, const char *pattern, long long *row
         snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
         redisReply *keys = rep->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
-            if (!scan) {
-                del = redisCommand(rc, "DEL %b", keys->element[i]->str, keys->element[i]->len);
-                if (del == NULL) {
+            const char *k = keys->element[i]->str;
+            size_t klen = keys->element[i]->len;
+            if (!w->scan) {
+                const char *argv[2] = { "DEL", k };
+                size_t lens[2] = { 3, klen };
+                insite_redis_cmd one = { 2, argv, lens };
+                if ((del = insite_redis_master_run(w->e->store->redis, m, k, klen, &one,
+                                                   err, errlen)) == NULL) {
                     freeReplyObject(rep);
                     return -1;
                 }
                 freeReplyObject(del);
             }
-            (*rows)++;
+            w->rows++;
         }
         freeReplyObject(rep);
     } while (strcmp(cursor, "0") != 0);
     return 0;
 }
 
+/* Runs a Redis target (scan: counts the keys instead): an exact key on its
+ * slot's owner, a match target on every master (a single Redis is the one
+ * master).  Keys found into *rows.  0, or -1 (logged). */
 static int run_redis(gdpr_erasure *e, target *x, const char *user, long long *rows, int scan)
 {
-    char key[1024];
-    redisContext *rc;
+    char key[1024], err[512];
+    insite_redis *r = e->store->redis;
     redisReply *rep;
-    int rcode = -1;
 
-    pthread_mutex_lock(&e->store->lock);
-    if ((rc = gdpr_store_redis(e->store)) != NULL) {
-        redis_key(x, user, key, sizeof(key));
-        if (x->match) {
-            if ((rcode = run_redis_match(rc, key, rows, scan)) != 0)
-                gdpr_store_redis_reset(e->store);
-            pthread_mutex_unlock(&e->store->lock);
-            return rcode;
+    *rows = 0;
+    redis_key(x, user, key, sizeof(key));
+    if (x->match) {
+        match_walk w = { e, key, scan, 0 };
+        if (insite_redis_each_master(r, match_on_master, &w, err, sizeof(err)) != 0) {
+            insite_log_warn("erasure: %s: %s", x->name, err);
+            return -1;
         }
-        rep = redisCommand(rc, scan ? "EXISTS %s" : "DEL %s", key);
-        if (rep == NULL)
-            gdpr_store_redis_reset(e->store);
-        else {
-            if (rep->type == REDIS_REPLY_INTEGER) {
-                *rows = rep->integer;
-                rcode = 0;
-            }
-            freeReplyObject(rep);
-        }
+        *rows = w.rows;
+        return 0;
     }
-    pthread_mutex_unlock(&e->store->lock);
-    return rcode;
+    const char *argv[2] = { scan ? "EXISTS" : "DEL", key };
+    insite_redis_cmd one = { 2, argv, NULL };
+    if ((rep = insite_redis_run(r, key, strlen(key), &one, 1, err, sizeof(err))) == NULL) {
+        insite_log_warn("erasure: %s: %s: %s", x->name, argv[0], err);
+        return -1;
+    }
+    int rc = rep->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (rc == 0)
+        *rows = rep->integer;
+    else
+        insite_log_warn("erasure: %s: %s: not an integer reply", x->name, argv[0]);
+    freeReplyObject(rep);
+    return rc;
 }
 
 static int run_kafka(gdpr_erasure *e, const char *id, const char *user, long long *rows)

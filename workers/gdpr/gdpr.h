@@ -5,7 +5,8 @@
  *
  * Threads: libmicrohttpd runs the handlers on its own thread, the main loop
  * republishes consent state Redis missed.  Both go through gdpr_store,
- * whose lock serialises every PostgreSQL and Redis round trip. */
+ * whose lock serialises every round trip on its PostgreSQL connection (its
+ * Redis handle has a lock of its own). */
 #ifndef GDPR_H
 #define GDPR_H
 
@@ -36,25 +37,18 @@ typedef struct {
 
 typedef struct {
     const char *dsn;
-    const char *redis_host;
-    const char *redis_password;
     const char *prefix;              /* "insite:" */
-    int redis_port;
-    int connect_timeout_ms, command_timeout_ms;
 
     pthread_mutex_t lock;
     PGconn *pg;
-    redisContext *redis;             /* erasure's keys: a single Redis */
-    insite_redis *consent_redis;     /* consent state and notices, routed
-                                        by slot on a cluster (redis.cluster) */
+    insite_redis *redis;             /* consent state and notices, erasure's
+                                        keys: routed by slot on a cluster
+                                        (redis.cluster), its own lock */
 } gdpr_store;
 
-/* Both return the connection (reconnecting when needed) or NULL (logged
+/* The PostgreSQL connection (reconnecting when needed) or NULL (logged
  * once per outage).  Call with the lock held. */
 PGconn *gdpr_store_pg(gdpr_store *s);
-redisContext *gdpr_store_redis(gdpr_store *s);
-/* Drops the Redis connection after an I/O error. */
-void gdpr_store_redis_reset(gdpr_store *s);
 void gdpr_store_close(gdpr_store *s);
 
 /* ---- consent.c ---- */

@@ -195,13 +195,8 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     }
     insite_redis_options_from_config(cfg, &ro);
     st.dsn = insite_config_string(cfg, "pg.dsn");
-    st.redis_host = ro.host;
-    st.redis_port = ro.port;
-    st.redis_password = ro.password;
     st.prefix = ro.prefix;
-    st.connect_timeout_ms = ro.connect_timeout_ms;
-    st.command_timeout_ms = ro.command_timeout_ms;
-    if ((st.consent_redis = insite_redis_new(&ro)) == NULL)
+    if ((st.redis = insite_redis_new(&ro)) == NULL)
         goto out;
 
     /* the schema first: the API must not answer before its tables exist */

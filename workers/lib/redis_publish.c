@@ -48,6 +48,8 @@ typedef struct {
     int port;
     redisContext *c;
     int loaded;                      /* the script is in its cache */
+    int tag_slot;                    /* tag is a hash tag of this slot; -1: none yet */
+    char tag[8];
 } insite_redis_node;
 
 struct insite_redis {
@@ -57,6 +59,7 @@ struct insite_redis {
     int nnodes;
     int cluster;                     /* redis.cluster: route by slot */
     int have_map;
+    int map_from;                    /* the node that gave the last map */
     int16_t route[INSITE_CLUSTER_SLOTS];   /* node index, -1: unknown */
     char *password, *prefix;
     int connect_timeout_ms, command_timeout_ms;
@@ -130,6 +133,8 @@ static int add_node(insite_redis *r, const char *host, int port)
     r->nodes[r->nnodes].host = h;
     r->nodes[r->nnodes].port = port;
     r->nodes[r->nnodes].c = NULL;
+    r->nodes[r->nnodes].loaded = 0;
+    r->nodes[r->nnodes].tag_slot = -1;
     return r->nnodes++;
 }
 
@@ -428,7 +433,9 @@ static int load_script(insite_redis *r, char *err, size_t errlen);
 #define CLUSTER_BACKOFF_MAX 100
 
 /* The slot map from the first node that gives one (CLUSTER SHARDS, or
- * CLUSTER SLOTS before Redis 7), parsed by the slot core shared with nginx. */
+ * CLUSTER SLOTS before Redis 7), parsed by the slot core shared with nginx;
+ * asked first: the node that gave the last one (a dead seed is not tried
+ * again on every refresh). */
 static int refresh_map(insite_redis *r, char *err, size_t errlen)
 {
     insite_redis_node *keep = r->cur;
@@ -439,7 +446,8 @@ static int refresh_map(insite_redis *r, char *err, size_t errlen)
         set_err(err, errlen, "out of memory");
         return -1;
     }
-    for (int i = 0; i < r->nnodes && !found; i++) {
+    for (int k = 0; k < r->nnodes && !found; k++) {
+        int i = (r->map_from + k) % r->nnodes;
         r->cur = &r->nodes[i];
         if (connect_redis(r, err, errlen) != 0)
             continue;
@@ -466,6 +474,7 @@ static int refresh_map(insite_redis *r, char *err, size_t errlen)
                      : add_node(r, map->nodes[n].host, map->nodes[n].port);
         for (unsigned s = 0; s < INSITE_CLUSTER_SLOTS; s++)
             r->route[s] = map->owner[s] < 0 ? -1 : (int16_t) idx[map->owner[s]];
+        r->map_from = i;
         found = 1;
     }
     free(map);
@@ -892,4 +901,128 @@ redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
 const char *insite_redis_publish_command(const insite_redis *r)
 {
     return r->cluster ? "SPUBLISH" : "PUBLISH";
+}
+
+
+/* ---- per master (SCAN, a marker on every shard) ---- */
+
+/* the smallest decimal hash tag of slot (tags below 110,000 cover every
+ * slot; 16,384 tries on average), kept on the node */
+static const char *slot_tag(insite_redis_node *n, unsigned slot)
+{
+    if (n->tag_slot == (int) slot)
+        return n->tag;
+    for (unsigned long i = 0; i < 1000000; i++) {
+        int len = snprintf(n->tag, sizeof(n->tag), "%lu", i);
+        if (insite_cluster_key_slot(n->tag, (size_t) len) == slot) {
+            n->tag_slot = (int) slot;
+            return n->tag;
+        }
+    }
+    n->tag_slot = -1;              /* not reached: see above */
+    snprintf(n->tag, sizeof(n->tag), "0");
+    return n->tag;
+}
+
+/* the masters (node indexes) with the lowest slot of each, from a map
+ * read now; the one node of a single Redis with slot 0.  Lock held. */
+static int list_masters(insite_redis *r, int *idx, unsigned *slot, int *n,
+                        char *err, size_t errlen)
+{
+    *n = 0;
+    if (!r->cluster) {
+        idx[0] = 0;
+        slot[0] = 0;
+        *n = 1;
+        return 0;
+    }
+    if (refresh_map(r, err, errlen) != 0)
+        return -1;
+    for (unsigned s = 0; s < INSITE_CLUSTER_SLOTS; s++) {
+        int k, m = r->route[s];
+        if (m < 0) {
+            set_err(err, errlen, "slot %u has no master in the cluster's map", s);
+            r->have_map = 0;
+            return -1;
+        }
+        for (k = 0; k < *n && idx[k] != m; k++)
+            ;
+        if (k == *n) {
+            idx[k] = m;
+            slot[k] = s;
+            (*n)++;
+        }
+    }
+    return 0;
+}
+
+int insite_redis_each_master(insite_redis *r, insite_redis_master_pt cb, void *arg,
+                             char *err, size_t errlen)
+{
+    int idx[INSITE_CLUSTER_NODES_MAX], n;
+    unsigned slot[INSITE_CLUSTER_NODES_MAX];
+
+    pthread_mutex_lock(&r->lock);
+    int rc = list_masters(r, idx, slot, &n, err, errlen);
+    pthread_mutex_unlock(&r->lock);
+    if (rc != 0)
+        return -1;
+
+    for (int k = 0; k < n; k++) {
+        insite_redis_node *node = &r->nodes[idx[k]];
+        char name[INSITE_CLUSTER_HOST_MAX + 16], tag[sizeof(node->tag)];
+        insite_redis_master m = { NULL, name, tag };
+
+        /* the node's connection is lent to cb: taken from the node, so
+           other callers open their own meanwhile */
+        pthread_mutex_lock(&r->lock);
+        insite_redis_node *keep = r->cur;
+        r->cur = node;
+        if (connect_redis(r, err, errlen) == 0) {
+            m.c = node->c;
+            node->c = NULL;
+            node->loaded = 0;
+        }
+        r->cur = keep;
+        snprintf(name, sizeof(name), "%s:%d", node->host, node->port);
+        snprintf(tag, sizeof(tag), "%s", slot_tag(node, slot[k]));
+        pthread_mutex_unlock(&r->lock);
+        if (m.c == NULL)
+            return -1;
+
+        rc = cb(&m, arg, err, errlen);
+
+        pthread_mutex_lock(&r->lock);
+        if (m.c->err == 0 && node->c == NULL)
+            node->c = m.c;         /* given back */
+        else
+            redisFree(m.c);
+        pthread_mutex_unlock(&r->lock);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+redisReply *insite_redis_master_run(insite_redis *r, const insite_redis_master *m,
+                                    const char *key, size_t keylen,
+                                    const insite_redis_cmd *cmd, char *err, size_t errlen)
+{
+    insite_cluster_redirect_t to;
+    redisReply *rep = redisCommandArgv(m->c, cmd->argc, cmd->argv, cmd->lens);
+
+    if (rep == NULL) {
+        set_err(err, errlen, "%s: %s", m->name, m->c->errstr);
+        return NULL;
+    }
+    if (rep->type != REDIS_REPLY_ERROR)
+        return rep;
+    if (r->cluster && insite_cluster_error(rep->str, rep->len, &to) != INSITE_CLUSTER_ERR_NONE) {
+        /* the key's slot is served elsewhere now: routed */
+        freeReplyObject(rep);
+        return insite_redis_run(r, key, keylen, cmd, 1, err, errlen);
+    }
+    set_err(err, errlen, "%s: %s", m->name, rep->str);
+    freeReplyObject(rep);
+    return NULL;
 }

@@ -1,8 +1,9 @@
 /* The workers' publish path to Redis: runs lua/publish.lua (the same script
  * the nginx WebSocket module runs) so sequence numbers, history and pub/sub
  * fan-out stay consistent across every publisher.  Other commands of the
- * workers (insite-gdpr's consent state) go through insite_redis_run(), so a
- * Redis Cluster is routed in one place.
+ * workers (insite-gdpr's consent state and erasure) go through
+ * insite_redis_run() and insite_redis_each_master(), so a Redis Cluster is
+ * routed in one place.
  *
  * Synchronous hiredis on one connection guarded by a mutex: give the
  * publisher its own thread if the caller must not block.  Connects lazily,
@@ -111,6 +112,47 @@ typedef struct {
 redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
                              const insite_redis_cmd *cmds, size_t n,
                              char *err, size_t errlen);
+
+/* A master as insite_redis_each_master() hands it to its callback. */
+typedef struct {
+    redisContext *c;             /* connected (AUTH, redis.command_timeout);
+                                    the callback's alone until it returns */
+    const char *name;            /* "host:port", for messages */
+    const char *tag;             /* a hash tag of a slot the master served
+                                    when the map was read: a key holding
+                                    "{tag}" is one of its keys */
+} insite_redis_master;
+
+/* 0: on to the next master; -1: stop, the reason in err. */
+typedef int (*insite_redis_master_pt)(const insite_redis_master *m, void *arg,
+                                      char *err, size_t errlen);
+
+/* Calls cb once for every master: on a cluster, every node that serves
+ * slots in a slot map read now (CLUSTER SHARDS); on a single Redis, once,
+ * with its connection.  For what is per node, not per key: SCAN, a marker
+ * key on every master.  The contract:
+ *  - A slot without a master, a map that cannot be read or a master that
+ *    cannot be reached is -1 (err): a walk that skipped a master would miss
+ *    its keys.  Masters are walked in turn, so cb may have run for some.
+ *  - The masters are those of that one map: a failover or a slot moved
+ *    during the walk is not followed.  Commands on m->c are not routed (a
+ *    keyed one can meet MOVED or ASK): send keyed commands through
+ *    insite_redis_master_run(), which reroutes those.
+ *  - No lock is held while cb runs: it may call any insite_redis_* function
+ *    (they use other connections).  It must read every reply it asks for on
+ *    m->c; a connection it leaves broken (m->c->err) is dropped.
+ * Returns 0 once cb has run for every master and returned 0, else -1. */
+int insite_redis_each_master(insite_redis *r, insite_redis_master_pt cb, void *arg,
+                             char *err, size_t errlen);
+
+/* One command naming key, on m->c (no new connection); when m no longer
+ * serves key's slot (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: a reshard or a
+ * failover since the map was read) sent again through insite_redis_run().
+ * The reply (the caller frees it), or NULL with the reason in err (an
+ * error reply, or m->c broken). */
+redisReply *insite_redis_master_run(insite_redis *r, const insite_redis_master *m,
+                                    const char *key, size_t keylen,
+                                    const insite_redis_cmd *cmd, char *err, size_t errlen);
 
 /* "PUBLISH", or "SPUBLISH" on a cluster (to the channel's shard: name the
  * channel as insite_redis_run's key): what nginx's subscribers listen to. */
