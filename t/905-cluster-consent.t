@@ -6,7 +6,10 @@
 # adapter and SSUBSCRIBEs the channel on its owner.  A withdrawal made
 # through the API is enforced on the next requests well before the cache's
 # 60 s lifetime (only the notice drops a cached decision that soon), and a
-# new grant restores access.
+# new grant restores access.  Then through two failovers (each master has a
+# replica): the key's master killed -9 (a withdrawal is written on the
+# promoted replica and enforced), then the channel's master (a new grant
+# announced on the new owner, where nginx subscribed again).
 #
 # Needs INSITE_PG_DSN (scripts/test.sh exports it).
 use strict;
@@ -44,7 +47,7 @@ sub wait_for {
     while (time < $deadline) { return 1 if $cond->(); sleep 0.05 }
     return $cond->();
 }
-my $cl = Insite::RedisCluster->new(masters => 3, replicas => 0);
+my $cl = Insite::RedisCluster->new(masters => 3, replicas => 1);
 my $ranges = $cl->slot_ranges;
 my $master_of = sub { $cl->master_of_slot($cl->slot_of($_[0]), undef, $ranges) };
 
@@ -155,6 +158,40 @@ ok(all_say(403), 'both workers: 403 again (cached)');
 $r = consent(1);
 is($r->{status}, 200, 'grant again: 200') or diag($r->{body});
 ok(wait_for(10, sub { all_say(200) }), 'granted again: 200 from both workers');
+
+# ---- failover of the key's master: the state is on the promoted replica
+my $now_master_of = sub { $cl->master_of_slot($cl->slot_of($_[0])) };
+ok($cl->failover_kill9($key_master, 30), "the key's master killed -9, its replica promoted");
+my $key_master2 = $now_master_of->("insite:consent:{$user}");
+ok($key_master2 && $key_master2->port != $key_master->port, 'the key has a new master');
+is($key_master2->cli('HGET', "insite:consent:{$user}", 'analytics'), '2026-01',
+   'the grant is on the promoted replica');
+$r = consent(0);
+is($r->{status}, 200, 'withdrawal after the failover: 200') or diag($r->{body});
+ok(eval { $json->decode($r->{body})->{enforced_at_edge} }, '... written to the new master')
+    or diag(slurp($log));
+is($key_master2->cli('HGET', "insite:consent:{$user}", 'analytics'), '',
+   'the withdrawal is in the hash on the new master');
+ok(wait_for(10, sub { all_say(403) }), 'withdrawn after the failover: 403 from both workers');
+
+# ---- failover of the channel's master: the notice goes to the new owner,
+# where both nginx workers subscribed again
+ok($cl->failover_kill9($chan_master, 30), "the channel's master killed -9, its replica promoted");
+my $chan_master2 = $now_master_of->('insite:consent:changed');
+ok($chan_master2 && $chan_master2->port != $chan_master->port, 'the channel has a new master');
+my $subs = sub { ((split /\n/, $chan_master2->cli('PUBSUB', 'SHARDNUMSUB', 'insite:consent:changed') // '')[1]) // 0 };
+ok(wait_for(20, sub { $subs->() == 2 }), 'both nginx workers subscribed on the new owner')
+    or diag('subscribers: ', $subs->());
+# the resubscription dropped the caches: fill them again, then only the
+# notice can drop them within the deadline
+ok(all_say(403), 'both workers: 403');
+$h0 = hits();
+ok(all_say(403), 'both workers: 403 again');
+cmp_ok(hits(), '>', $h0, 'decisions cached again');
+$r = consent(1);
+is($r->{status}, 200, 'grant after the second failover: 200') or diag($r->{body});
+ok(eval { $json->decode($r->{body})->{enforced_at_edge} }, '... announced') or diag(slurp($log));
+ok(wait_for(10, sub { all_say(200) }), 'granted after both failovers: 200 from both workers');
 
 unlike(slurp($log), qr/consent publish: redis/, 'the worker logged no Redis failure');
 $ngx->check_log('no alerts in nginx');
