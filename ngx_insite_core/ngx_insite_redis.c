@@ -230,14 +230,10 @@ ngx_insite_redis_parse_addr(ngx_conf_t *cf, const char *directive,
 
 
 ngx_insite_redis_t *
-ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
+ngx_insite_redis_alloc(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
     const char *role, ngx_insite_redis_metrics_t *metrics)
 {
     ngx_insite_redis_t  *rd;
-
-    if (rc->seeds) {
-        return ngx_insite_redis_cluster_create(cycle, rc, role, metrics);
-    }
 
     rd = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_redis_t));
     if (rd == NULL) {
@@ -255,10 +251,30 @@ ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
     rd->role = role;
     rd->log = cycle->log;
     rd->metrics = metrics;
-    rd->backoff = NGX_INSITE_REDIS_BACKOFF_MIN;
 
     ngx_queue_init(&rd->pending);
     ngx_queue_init(&rd->free);
+
+    return rd;
+}
+
+
+ngx_insite_redis_t *
+ngx_insite_redis_create(ngx_cycle_t *cycle, ngx_insite_redis_conf_t *rc,
+    const char *role, ngx_insite_redis_metrics_t *metrics)
+{
+    ngx_insite_redis_t  *rd;
+
+    if (rc->seeds) {
+        return ngx_insite_redis_cluster_create(cycle, rc, role, metrics);
+    }
+
+    rd = ngx_insite_redis_alloc(cycle, rc, role, metrics);
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    rd->backoff = NGX_INSITE_REDIS_BACKOFF_MIN;
 
     /*
      * Set only while commands are pending: a graceful shutdown waits for

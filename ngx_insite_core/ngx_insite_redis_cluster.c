@@ -282,29 +282,20 @@ ngx_insite_redis_cluster_create(ngx_cycle_t *cycle,
         return NULL;
     }
 
-    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_redis_t));
+    rd = ngx_insite_redis_alloc(cycle, rc, role, metrics);
     cl = ngx_pcalloc(cycle->pool, sizeof(ngx_insite_redis_cluster_t));
     if (rd == NULL || cl == NULL) {
         return NULL;
     }
 
-    if (ngx_array_init(&rd->hooks, cycle->pool, 4,
-                       sizeof(ngx_insite_redis_hook_t))
-        != NGX_OK
-        || ngx_array_init(&cl->shards, cycle->pool, 8,
-                          sizeof(ngx_insite_redis_t *))
-           != NGX_OK)
+    if (ngx_array_init(&cl->shards, cycle->pool, 8,
+                       sizeof(ngx_insite_redis_t *))
+        != NGX_OK)
     {
         return NULL;
     }
 
-    rd->conf = rc;
-    rd->role = role;
-    rd->log = cycle->log;
-    rd->metrics = metrics;
     rd->cluster = cl;
-    ngx_queue_init(&rd->pending);
-    ngx_queue_init(&rd->free);
 
     cl->rd = rd;
     cl->topo = t;

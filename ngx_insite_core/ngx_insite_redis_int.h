@@ -59,6 +59,13 @@ void ngx_insite_redis_deliver(ngx_insite_redis_t *rd, ngx_uint_t event,
 void ngx_insite_redis_run_hooks(ngx_insite_redis_t *rd,
     ngx_uint_t reconnected);
 
+/* a handle's fields common to a single Redis and a cluster's facade (its
+ * configuration, hooks and command queues), from cycle's pool; the caller
+ * adds what its kind needs */
+ngx_insite_redis_t *ngx_insite_redis_alloc(ngx_cycle_t *cycle,
+    ngx_insite_redis_conf_t *rc, const char *role,
+    ngx_insite_redis_metrics_t *metrics);
+
 
 /* the cluster side, called by ngx_insite_redis.c for a handle with cluster
  * set (or a conf with seeds) */

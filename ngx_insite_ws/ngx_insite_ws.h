@@ -143,6 +143,9 @@ typedef struct {
     time_t                      idempotency_ttl;
     ngx_uint_t                  used;             /* ws or publish somewhere */
     ngx_msec_t                  publish_replicas_timeout;  /* the largest */
+    ngx_msec_t                  publish_replicas_default;  /* half of the
+                                            Redis command_timeout, set by
+                                            ..._publish_replicas_check() */
     ngx_shm_zone_t             *limit_zone;       /* connection counts */
     ngx_array_t                 ws_locations;     /* ngx_insite_ws_location_t */
 

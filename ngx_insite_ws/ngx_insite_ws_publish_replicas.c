@@ -108,6 +108,10 @@ ngx_int_t
 ngx_insite_ws_publish_replicas_check(ngx_conf_t *cf,
     ngx_http_insite_ws_main_conf_t *wmcf, ngx_insite_redis_conf_t *rc)
 {
+    /* resolved here, from the Redis configuration's public struct, so a
+     * request never reads the adapter's state */
+    wmcf->publish_replicas_default = ngx_max(rc->command_timeout / 2, 1);
+
     if (wmcf->publish_replicas_timeout >= rc->command_timeout) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"insite_ws_publish_replicas\" timeout %Mms must "
@@ -126,10 +130,10 @@ ngx_int_t
 ngx_insite_ws_publish_replicas_wait(ngx_http_request_t *r, ngx_str_t *channel,
     ngx_uint_t status, ngx_buf_t *body)
 {
-    ngx_insite_redis_t              *rd;
     ngx_insite_redis_cmd_t          *cmd;
     ngx_insite_ws_replicas_ctx_t    *ctx;
     ngx_http_insite_ws_loc_conf_t   *wlcf;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
 
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_insite_ws_module);
 
@@ -142,7 +146,7 @@ ngx_insite_ws_publish_replicas_wait(ngx_http_request_t *r, ngx_str_t *channel,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rd = ngx_insite_redis_shared();
+    wmcf = ngx_http_get_module_main_conf(r, ngx_http_insite_ws_module);
 
     ctx->request = r;
     ctx->channel = *channel;
@@ -151,7 +155,7 @@ ngx_insite_ws_publish_replicas_wait(ngx_http_request_t *r, ngx_str_t *channel,
     ctx->replicas = wlcf->publish_replicas;
     ctx->timeout = wlcf->publish_replicas_timeout
                    ? wlcf->publish_replicas_timeout
-                   : ngx_max(rd->conf->command_timeout / 2, 1);
+                   : wmcf->publish_replicas_default;
 
     cmd = ngx_insite_redis_wait(ngx_insite_ws_publish_replicas_reply, ctx,
                                 ctx->replicas, ctx->timeout);

@@ -12,7 +12,8 @@
 #     symbol and another symbol's page stay cached;
 #   - a page that may still change (its range reaches now) is not cached;
 #   - with the listener's session killed, nothing stale is served and the
-#     cache works again once it is back.
+#     cache works again once it is back; its session has TCP keepalives, so
+#     a half-open connection ends too.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -75,6 +76,30 @@ sub change {
 }
 
 ok(Insite::Stocks::wait_for(10, sub { $s->log =~ /bars cache listener: online/ }), 'the cache is online');
+
+# the listener only reads, so only TCP keepalives tell it that a half-open
+# connection is gone, and libpq's default (keepalives on, the kernel's 2 h
+# idle time) would take hours: its socket's keepalive timer runs at most
+# 10 s; the worker's request sessions (which notice on their next query)
+# keep the kernel's
+sub keepalive_secs {
+    my ($where) = @_;
+    my $port = $s->psql("SELECT client_port FROM pg_stat_activity WHERE application_name = '$tag'"
+                      . " AND client_port > 0 AND $where LIMIT 1");
+    return -1 unless $port;
+    my $ss = `ss -tnoH state established '( sport = :$port )'`;
+    # ss prints the time left as e.g. "9.8sec", "4min33sec", "119min", "2.2ms"
+    my ($left) = $ss =~ /timer:\(keepalive,([^,]+),/ or return -2;
+    my %unit = (h => 3600, min => 60, sec => 1, ms => 0.001);
+    my $secs = 0;
+    $secs += $1 * $unit{$2} while $left =~ /([\d.]+)(h|min|sec|ms)/g;
+    return $secs;
+}
+my $ka = keepalive_secs("query = 'LISTEN insite_stock_bars'");
+ok($ka >= 0 && $ka <= 10, "the listener's session probes after at most 10 s idle ($ka s)");
+page('CCX', '1d', $d2);                  # a request session exists (a page no check counts)
+$ka = keepalive_secs("query <> 'LISTEN insite_stock_bars'");
+ok($ka > 600, "... a request session keeps the kernel's idle time ($ka s: the check can tell)");
 
 # ---- hits
 my %etag;

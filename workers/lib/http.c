@@ -363,6 +363,22 @@ static int prefix_match(const char *prefix, const char *path)
     return path[n] == '\0' || path[n] == '/' || (n > 0 && prefix[n - 1] == '/');
 }
 
+/* MHD_KeyValueIteratorN: stops at the first argument whose decoded value
+ * holds a NUL ("a%00b"), which C strings would silently cut short */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, size_t key_size,
+                                    const char *value, size_t value_size)
+{
+    const char **bad = cls;
+    (void)kind;
+    if ((value != NULL && memchr(value, '\0', value_size) != NULL)
+        || memchr(key, '\0', key_size) != NULL) {
+        *bad = key;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
                                 const char *method, const char *url,
                                 request_state *st)
@@ -402,6 +418,14 @@ static enum MHD_Result dispatch(insite_http *h, struct MHD_Connection *conn,
         char msg[96];
         snprintf(msg, sizeof(msg), "body larger than %zu bytes", h->body_max);
         return send_json(conn, h->body_max_status, insite_http_error("payload_too_large", msg), NULL);
+    }
+
+    const char *nul_arg = NULL;
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, find_nul_arg, &nul_arg);
+    if (nul_arg != NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "query argument \"%.64s\" holds a NUL byte (%%00)", nul_arg);
+        return send_json(conn, 400, insite_http_error("bad_request", msg), NULL);
     }
 
     struct insite_http_reply_meta meta = { .n = 0 };

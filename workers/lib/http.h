@@ -74,7 +74,10 @@ void insite_http_stop(insite_http *h);
 
 /* {"error": code, "message": message} */
 json_t *insite_http_error(const char *code, const char *message);
-/* Query-string argument, or NULL. */
+/* Query-string argument, or NULL.  Never cut short: a request with a
+ * decoded NUL in any argument ("?q=a%00b") is answered 400
+ * {"error":"bad_request","message":"query argument \"q\" holds a NUL byte
+ * (%00)"} before a handler runs. */
 const char *insite_http_query(const insite_http_request *req, const char *name);
 /* A query-string integer, parsed strictly: optional sign and decimal digits
  * only ("1abc", "", " 1", "0x10" are errors), within min..max; absent -> def.

@@ -57,10 +57,14 @@ static void on_notice(void *arg, const char *message)
     insite_log_debug("postgres: %s", pg_msg(message, buf, sizeof(buf)));
 }
 
-PGconn *insite_pg_connect(const char *dsn, char *err, size_t errlen)
+/* Connects with the parameters in keys/values (NULL-terminated; the last
+ * is "dbname" = dsn, expanded, so the caller's connection string overrides
+ * what comes before it) and checks the status. */
+static PGconn *connect_params(const char *const *keys, const char *const *values,
+                              char *err, size_t errlen)
 {
     char buf[512];
-    PGconn *c = PQconnectdb(dsn);
+    PGconn *c = PQconnectdbParams(keys, values, 1);
 
     if (c == NULL) {
         set_err(err, errlen, "postgres: out of memory");
@@ -73,6 +77,21 @@ PGconn *insite_pg_connect(const char *dsn, char *err, size_t errlen)
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
     return c;
+}
+
+PGconn *insite_pg_connect(const char *dsn, char *err, size_t errlen)
+{
+    const char *const keys[] = { "dbname", NULL };
+    const char *const values[] = { dsn, NULL };
+    return connect_params(keys, values, err, errlen);
+}
+
+PGconn *insite_pg_connect_waiting(const char *dsn, char *err, size_t errlen)
+{
+    const char *const keys[] = { "keepalives", "keepalives_idle", "keepalives_interval",
+                                 "keepalives_count", "dbname", NULL };
+    const char *const values[] = { "1", "10", "5", "3", dsn, NULL };
+    return connect_params(keys, values, err, errlen);
 }
 
 /* Runs sql; 0 if it succeeded (any non-error status). */

@@ -23,6 +23,12 @@ extern const size_t insite_pg_config_nkeys;
 /* Connects and checks the status.  NULL with the reason in err. */
 PGconn *insite_pg_connect(const char *dsn, char *err, size_t errlen);
 
+/* The same, for a session that only waits (LISTEN): a reader that never
+ * writes would not notice a half-open TCP connection, so TCP keepalives
+ * (idle 10 s, then 3 probes 5 s apart) end it within ~25 s.  Keepalive
+ * settings in dsn take precedence; a Unix socket ignores them. */
+PGconn *insite_pg_connect_waiting(const char *dsn, char *err, size_t errlen);
+
 /* Applies pending migrations from dir.  Returns the number applied (>= 0),
  * or -1 with "NNN_name.sql: <PostgreSQL message>" (or the I/O problem) in
  * err; the failing migration is rolled back, earlier ones stay applied. */

@@ -31,7 +31,7 @@ static void pause_ms(stocks_listener *l, int ms)
 static PGconn *listen_connect(stocks_listener *l)
 {
     char err[256];
-    PGconn *c = insite_pg_connect(l->dsn, err, sizeof(err));
+    PGconn *c = insite_pg_connect_waiting(l->dsn, err, sizeof(err));
     if (c == NULL) {
         insite_log_warn("stocks: bars cache listener: postgresql: %s", err);
         return NULL;
