@@ -8,6 +8,7 @@
 # one at a time, each for a different user (keys spread over the shards).
 # Prints per worker the latency of the answers (median, p90, p99, mean) and
 # the median difference; every answer must say "enforced_at_edge": true.
+# Its users are deleted from PostgreSQL afterwards (psql).
 #
 #   INSITE_PG_DSN=... perl bench/gdpr/consent_wait.pl      N=300 ROUNDS=3
 # Needs the worker (make workers), redis-server and PostgreSQL
@@ -33,7 +34,18 @@ die "$bin not built\n" unless -x $bin;
 my $tmp = File::Temp::tempdir('insite-bench-cwait-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $cl = Insite::RedisCluster->new(masters => 3, replicas => 1);
 my (%port, @pids);
-END { kill 'TERM', $_ for @pids }
+# the bench's users go again (their events too: allowed inside an erasure),
+# so the next worker's full republish at start does not meet them
+END {
+    kill 'TERM', $_ for @pids;
+    waitpid($_, 0) for @pids;
+    system('psql', '-q', $ENV{INSITE_PG_DSN}, '-c',
+           "BEGIN; SET LOCAL insite.erasure = 'on';"
+           . " DELETE FROM user_consent_events WHERE user_id LIKE 'bench-cw$$-%';"
+           . " DELETE FROM user_consents WHERE user_id LIKE 'bench-cw$$-%';"
+           . " DELETE FROM user_consent_sync WHERE user_id LIKE 'bench-cw$$-%'; COMMIT;") == 0
+        or warn "could not delete the bench's users (bench-cw$$-*)\n";
+}
 for my $wait (0, 1) {
     $port{$wait} = free_port();
     push @pids, Insite::Services::spawn($bin, {
