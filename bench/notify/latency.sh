@@ -117,12 +117,19 @@ measure() {
   wait "$client"
   echo "generator: $(cat "$INSITE_RUN_DIR/gen.json")"
   echo "websocket client (update produced -> frame received): $(cat "$INSITE_RUN_DIR/client.json")"
+  # where the WebSocket outcome is recorded: in the alert row since
+  # 042_notify_fast_outcomes (a baseline before it: its delivery row)
+  local rec="n.sent_at" from="notifications n WHERE n.websocket_status = 'delivered'"
+  if [ "$(psql -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notifications' AND column_name = 'sent_at'")" = 0 ]; then
+    rec="d.updated_at"
+    from="notification_deliveries d JOIN notifications n ON n.id = d.notification_id
+    WHERE d.channel = 'websocket' AND d.status = 'delivered'"
+  fi
   echo "alert row -> delivery record (PostgreSQL): $(psql -c "SELECT json_build_object('alerts', count(*),
-    'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.updated_at - n.created_at)) * 1000)::numeric, 1),
-    'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.updated_at - n.created_at)) * 1000)::numeric, 1),
-    'max_ms', round((max(extract(epoch FROM d.updated_at - n.created_at)) * 1000)::numeric, 1))
-    FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id
-    WHERE d.channel = 'websocket' AND d.status = 'delivered'")"
+    'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1),
+    'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1),
+    'max_ms', round((max(extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1))
+    FROM $from")"
   python3 bench/notify/stages.py "$INSITE_RUN_DIR/notify.log"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
