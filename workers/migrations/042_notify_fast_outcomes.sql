@@ -22,6 +22,11 @@ ALTER TABLE notifications
 CREATE INDEX notifications_sending_idx ON notifications (id)
     WHERE websocket_status = 'sending' OR kafka_status = 'sending';
 
+-- the rate cap's count (alerts planned in the user's last hour), read per
+-- batch that fires: bounded by that hour, not by the user's whole history
+CREATE INDEX notifications_planned_idx ON notifications (user_id, planned_ms)
+    WHERE state = 'planned';
+
 -- alerts planned before this migration: their delivery rows say how it went
 UPDATE notifications n SET websocket_status = CASE d.status WHEN 'pending' THEN 'retrying' ELSE d.status END,
                            sent_at = d.updated_at

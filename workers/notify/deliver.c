@@ -363,10 +363,10 @@ static int pass_settings_load(PGconn *c, json_t *users, size_t nalerts, pass_set
     ps->cache = calloc(nalerts + 1, sizeof(*ps->cache));
     ps->rows = notify_pg(c,
         "SELECT user_id, " SETTINGS_COLUMNS ", NULL::bigint FROM user_notification_settings "
-        "WHERE user_id IN (SELECT json_array_elements_text($1::json)) "
+        "WHERE user_id = ANY (ARRAY(SELECT json_array_elements_text($1::json))) "
         "UNION ALL SELECT user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-        "NULL, count(*) FROM notifications WHERE user_id IN "
-        "(SELECT json_array_elements_text($1::json)) AND state = 'planned' "
+        "NULL, count(*) FROM notifications WHERE user_id = ANY "
+        "(ARRAY(SELECT json_array_elements_text($1::json))) AND state = 'planned' "
         "AND planned_ms > $2::bigint GROUP BY user_id", 2, p);
     free(uj);
     if (!notify_pg_ok(ps->rows, "settings and hourly counts")) {
@@ -1056,19 +1056,23 @@ static void record_outcomes(PGconn *c, json_t *outcomes)
             "attempts integer, error text, next bigint)), "
             "t AS (UPDATE notification_attempts t SET finished_at = now(), error = x.error, "
             "outcome = CASE x.status WHEN 'delivered' THEN 'delivered' ELSE 'failed' END "
-            "FROM x WHERE t.delivery_id = x.id AND t.attempt = x.attempts AND t.outcome IS NULL), "
+            "FROM x WHERE t.delivery_id = x.id AND t.delivery_id = ANY (ARRAY(SELECT id FROM x)) "
+            "AND t.attempt = x.attempts AND t.outcome IS NULL), "
             /* a WebSocket/Kafka retry: its alert row's status follows */
             "f AS (SELECT d.notification_id AS id, "
             "max(CASE WHEN d.channel = 'websocket' THEN s END) AS ws, "
             "max(CASE WHEN d.channel = 'kafka' THEN s END) AS kafka "
             "FROM x JOIN notification_deliveries d ON d.id = x.id, "
             "LATERAL (SELECT CASE x.status WHEN 'pending' THEN 'retrying' ELSE x.status END AS s) l "
-            "WHERE d.channel IN ('websocket', 'kafka') GROUP BY d.notification_id), "
+            "WHERE d.id = ANY (ARRAY(SELECT id FROM x)) AND d.channel IN ('websocket', 'kafka') "
+            "GROUP BY d.notification_id), "
             "n AS (UPDATE notifications n SET websocket_status = coalesce(f.ws, n.websocket_status), "
-            "kafka_status = coalesce(f.kafka, n.kafka_status), sent_at = now() FROM f WHERE n.id = f.id) "
+            "kafka_status = coalesce(f.kafka, n.kafka_status), sent_at = now() FROM f WHERE n.id = f.id "
+            "AND n.id = ANY (ARRAY(SELECT id FROM f))) "
             "UPDATE notification_deliveries d SET status = x.status, attempts = x.attempts, "
             "error = x.error, next_attempt_ms = x.next, updated_at = now() "
-            "FROM x WHERE d.id = x.id", 1, p, "delivery outcomes");
+            "FROM x WHERE d.id = x.id AND d.id = ANY (ARRAY(SELECT id FROM x))", 1, p,
+            "delivery outcomes");
     free(oj);
     json_array_clear(outcomes);
 }
@@ -1358,7 +1362,7 @@ static int send_queued(notify_app *a, PGconn *c, json_t *q, int64_t now, int64_t
             "THEN x.websocket ELSE n.websocket_status END, "
             "kafka_status = CASE WHEN n.kafka_status = 'sending' AND x.kafka IS NOT NULL "
             "THEN x.kafka ELSE n.kafka_status END, sent_at = now() "
-            "FROM x WHERE n.id = x.id RETURNING n.id) "
+            "FROM x WHERE n.id = x.id AND n.id = ANY (ARRAY(SELECT id FROM x)) RETURNING n.id) "
             "INSERT INTO notification_deliveries (notification_id, channel, status, attempts, "
             "error, next_attempt_ms) SELECT d.id, d.channel, d.status, d.attempts, d.error, d.next "
             "FROM json_to_recordset($2::json) AS d(id bigint, channel text, status text, "
@@ -1466,7 +1470,8 @@ static int plan_flush(notify_app *a, PGconn *c, plan_pass *pp, int64_t now)
             "u AS (UPDATE notifications n SET state = 'planned', planned_ms = $2::bigint, "
             "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args, "
             "websocket_status = x.websocket, kafka_status = x.kafka, sent_at = now() "
-            "FROM x WHERE n.id = x.id AND n.state IN ('new', 'held') RETURNING n.id) "
+            "FROM x WHERE n.id = x.id AND n.id = ANY (ARRAY(SELECT id FROM x)) "
+            "AND n.state IN ('new', 'held') RETURNING n.id) "
             "INSERT INTO notification_deliveries (notification_id, channel, status, attempts, "
             "error, next_attempt_ms) SELECT d.id, d.channel, d.status, d.attempts, d.error, d.next "
             "FROM json_to_recordset($3::json) AS d(id bigint, channel text, status text, "
