@@ -16,7 +16,7 @@
 # received per second, and the alert row -> delivery record figures of the
 # earlier rounds (PostgreSQL's clock).  Starts its own Redis, PostgreSQL,
 # Kafka mock (scripts/services.sh) and nginx in a temp dir, fresh for each
-# binary.
+# binary.  KEEP_LOG=<file> keeps the current run's worker log.
 #
 # With BASELINE=<git revision>, that revision's insite-notify is built in a
 # temp dir and measured first under the same load, on its own migrations,
@@ -46,7 +46,7 @@ cleanup() {
     stop_nginx "$d"
     INSITE_RUN_DIR=$d scripts/services.sh stop >/dev/null 2>&1 || true
   done
-  rm -rf "$top"
+  [ -n "${KEEP_LOG:-}" ] && cp "$top"/current/notify.log "$KEEP_LOG" 2>/dev/null; rm -rf "$top"
   [ -n "$base_src" ] && rm -rf "$base_src"
   return 0
 }

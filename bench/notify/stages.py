@@ -15,6 +15,8 @@ batches and passes that carried alerts:
   record   -> Kafka messages queued, the outcomes written in the alert rows
            (one statement)
 
+and the worker's part per alert, polled -> published (below).
+
     stages.py notify.log
 """
 import bisect
@@ -22,7 +24,7 @@ import re
 import sys
 
 pat = re.compile(r"stage (\w+) (.*)")
-rows = {"eval": [], "send": []}
+rows = {"eval": [], "plan": [], "send": []}
 for ln in open(sys.argv[1], errors="replace"):
     m = pat.search(ln)
     if m and m.group(1) in rows:
@@ -58,6 +60,30 @@ for k, v in steps.items():
     v.sort()
     if v:
         print(f"| {k} | {len(v)} | {q(v, 0.5):.1f} | {q(v, 0.99):.1f} | {v[-1] / 1000:.1f} |")
+# The worker's own part, per alert: its update polled by the consumer -> its
+# WebSocket message answered by Redis (plan, commit, wake and publish; the
+# frame is on its way to the client then).  A batch's alerts leave with the
+# first send pass that starts after its commit (before round 5: the first
+# planning pass, "stage plan", and the send that follows it).
+passes = []
+plan_starts = sorted(r["woke_us"] for r in rows["plan"])
+for r in rows["send"]:
+    start = r.get("woke_us")
+    if start is None:
+        i = bisect.bisect_right(plan_starts, r["start_us"]) - 1
+        start = plan_starts[i] if i >= 0 else r["start_us"]
+    passes.append((start, r["published_us"]))
+passes.sort()
+pstarts = [p[0] for p in passes]
+worker = []
+for r in rows["eval"]:
+    j = bisect.bisect_left(pstarts, r["committed_us"])
+    if r["fired"] > 0 and j < len(passes):
+        worker.extend([passes[j][1] - r["polled_us"]] * r["fired"])
+worker.sort()
+if worker:
+    print(f"worker part per alert (polled -> published): alerts {len(worker)}, "
+          f"p50 {q(worker, 0.5):.1f} ms, p99 {q(worker, 0.99):.1f} ms, max {worker[-1] / 1000:.1f} ms")
 sizes = sorted(r["n"] for r in rows["send"])
 if sizes:
     print(f"alerts per send pass: p50 {sizes[len(sizes) // 2]}, max {sizes[-1]}; "
