@@ -368,7 +368,8 @@ static PGresult *commit_batch(PGconn *c, const char *group, json_t *fires, json_
                    7, (const char *const *)p);
         if (!notify_pg_ok(r, "commit the batch"))
             r = NULL;
-    }
+    } else
+        insite_log_error("commit the batch: out of memory building its parameters");
     for (int i = 0; i < 7; i++)
         if (i != 5)
             free(p[i]);
