@@ -43,10 +43,11 @@
 #include "render.h"
 #include "templates.h"
 
-#define NOTIFY_PLAN_MAX "500"         /* alerts planned and sent per pass: what
-                                         accumulated during the last pass, so a
-                                         pass costs a few statements, not a few
-                                         per alert */
+#define NOTIFY_PLAN_MAX "500"         /* held/unplanned alerts planned, and
+                                         unrecorded sends sent again, per pass
+                                         (a few statements a pass, not a few per
+                                         alert); the evaluation thread's queue
+                                         goes out whole */
 #define NOTIFY_ATTEMPT_MAX "5000"     /* websocket/kafka deliveries attempted per pass */
 #define NOTIFY_SLOW_MAX "50"          /* e-mail/webhook attempts per pass */
 
