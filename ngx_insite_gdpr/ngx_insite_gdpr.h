@@ -4,6 +4,7 @@
  *   ngx_http_insite_gdpr_module.c  directives, configuration, phase handlers
  *   ngx_insite_gdpr_record.c       one request -> the fields of one record
  *   ngx_insite_gdpr_journal.c      the per-worker append-only journal
+ *   insite_gdpr_ring.c             records between response and journal
  *   insite_gdpr_chain.c            the hash chain (shared with insite-auditd)
  *   insite_gdpr_fields.c           a line's members without a JSON library
  *                                  (insite-auditd only; not in the module)
@@ -20,6 +21,7 @@
 #endif
 #include "insite_gdpr_chain.h"
 #include "insite_gdpr_pseudonym.h"
+#include "insite_gdpr_ring.h"
 
 
 #define NGX_INSITE_GDPR_FSYNC_OFF     0
@@ -93,11 +95,23 @@ typedef struct {
     off_t                              size;
     time_t                             opened;
 
-    uint64_t                           seq;        /* last written */
+    /* the chain's last record: in the journal, or in the ring */
+    uint64_t                           seq;
     char                               hash[INSITE_GDPR_HASH_LEN];
+
+    /* the last record in the journal (the same without a ring) */
+    uint64_t                           written_seq;
+    char                               written_hash[INSITE_GDPR_HASH_LEN];
+
+    /* records between the response and the journal; base NULL: none,
+     * each record is written on its own (fsync always, a chain of its
+     * own, or no ring file) */
+    insite_gdpr_ring_t                 ring;
+    ngx_event_t                        flush;      /* posted: end of turn */
 
     unsigned                           failed:1;   /* journal unwritable */
     unsigned                           dirty:1;    /* written, not synced */
+    unsigned                           hold:1;     /* tests: no flush */
 
     ngx_event_t                        timer;
 

@@ -11,12 +11,25 @@
  *
  * At worker start the chain state (last seq and hash) is recovered from the
  * tail of the chain's newest non-empty file; a partial last line (a write
- * cut short by a crash) is truncated.  Records are then appended with one
- * write() each (O_APPEND) to a new file named after the next seq; the file
- * rotates after insite_gdpr_rotate_size bytes or insite_gdpr_rotate_time,
- * and after a failed write (so a repaired disk or directory is picked up).
- * A record is only counted in the chain (seq, hash advance) when its whole
- * line was written; a short write is truncated away.
+ * cut short by a crash) is truncated, and the records the previous worker
+ * left in its ring (below) are appended.  Records then go to a new file
+ * named after the next seq (O_APPEND); the file rotates after
+ * insite_gdpr_rotate_size bytes or insite_gdpr_rotate_time, and after a
+ * failed write (so a repaired disk or directory is picked up).  A record is
+ * only in the journal when its whole line was written; a short write is
+ * truncated away.
+ *
+ * The ring (insite_gdpr_ring.h, <dir>/audit-<n>.ring): with fsync off or
+ * 1s, a worker holding chain <n> copies each record into a small mapped
+ * file before the response leaves, and writes the records of an event-loop
+ * turn to the journal with one write() at the end of that turn (a posted
+ * event).  A kill -9 leaves them in the page cache, where the successor's
+ * recovery finds them.  When that write fails the turn's records are lost
+ * (counted) and the chain goes back to the last record in the journal, as a
+ * failed write of one record did before.  Without a ring (fsync always,
+ * whose promise is a synced record before the response; a chain of its own
+ * during a reload; a ring that could not be made) each record is written
+ * with a write() of its own.
  */
 
 #include <sys/file.h>
@@ -28,6 +41,10 @@
 
 
 #define NGX_INSITE_GDPR_TAIL_READ   65536
+
+/* a test-only switch (t/406): the ring is not flushed at the end of a turn
+ * nor by the timer, only when full or at exit; set with `env` in nginx.conf */
+#define NGX_INSITE_GDPR_HOLD_ENV    "INSITE_GDPR_TEST_HOLD_RING"
 
 
 #if (NGX_THREADS)
@@ -51,6 +68,14 @@ static ngx_int_t ngx_insite_gdpr_journal_recover(
 static ngx_int_t ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j,
     u_char *path);
 static ngx_int_t ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j);
+static ngx_int_t ngx_insite_gdpr_journal_write(ngx_insite_gdpr_journal_t *j,
+    u_char *buf, size_t len, ngx_uint_t records, uint64_t seq,
+    const char *hash);
+static ngx_int_t ngx_insite_gdpr_journal_flush(ngx_insite_gdpr_journal_t *j,
+    ngx_uint_t keep);
+static void ngx_insite_gdpr_journal_flush_handler(ngx_event_t *ev);
+static ngx_int_t ngx_insite_gdpr_ring_start(ngx_insite_gdpr_journal_t *j);
+static void ngx_insite_gdpr_journal_synced(ngx_insite_gdpr_journal_t *j);
 static void ngx_insite_gdpr_journal_close(ngx_insite_gdpr_journal_t *j);
 static void ngx_insite_gdpr_journal_fail(ngx_insite_gdpr_journal_t *j,
     ngx_err_t err, const char *what);
@@ -86,7 +111,14 @@ ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
     j->pool = conf->thread_pool;
 #endif
     j->lock_fd = NGX_INVALID_FILE;
+    j->ring.fd = -1;
     ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
+    ngx_insite_gdpr_journal_synced(j);
+
+    j->flush.handler = ngx_insite_gdpr_journal_flush_handler;
+    j->flush.data = j;
+    j->flush.log = cycle->log;
+    j->hold = (getenv(NGX_INSITE_GDPR_HOLD_ENV) != NULL);
 
     j->path.data = ngx_pnalloc(cycle->pool, conf->dir.len + NGX_INT_T_LEN * 3
                                             + 64);
@@ -99,12 +131,15 @@ ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
     ngx_insite_gdpr_current = j;
 
     if (ngx_insite_gdpr_journal_lock(j) != NGX_OK
-        || ngx_insite_gdpr_journal_recover(j) != NGX_OK)
+        || ngx_insite_gdpr_journal_recover(j) != NGX_OK
+        || (j->lock_fd != NGX_INVALID_FILE
+            && ngx_insite_gdpr_ring_start(j) != NGX_OK))
     {
         /* never guess a position in a chain: start one of our own */
         ngx_insite_gdpr_journal_own_chain(j);
         j->seq = 0;
         ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
+        ngx_insite_gdpr_journal_synced(j);
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "insite gdpr: cannot continue the chain of worker %ui "
                       "in \"%V\": writing chain \"%*s\" from its start",
@@ -114,11 +149,12 @@ ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
     /* the first file now: an unwritable journal is known before a request */
     ngx_insite_metric_add_value(conf->metrics.writable, 1);
 
-    if (ngx_insite_gdpr_journal_open(j) == NGX_OK) {
+    if (j->fd != NGX_INVALID_FILE || ngx_insite_gdpr_journal_open(j) == NGX_OK)
+    {
         ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
                       "insite gdpr: chain \"%*s\" continues at seq %uL in "
-                      "\"%V\"", j->chain_len, j->chain, j->seq + 1,
-                      &j->path);
+                      "\"%V\"%s", j->chain_len, j->chain, j->seq + 1,
+                      &j->path, j->ring.base ? " (ring)" : "");
     }
 
     j->timer.handler = ngx_insite_gdpr_journal_timer;
@@ -140,6 +176,14 @@ ngx_insite_gdpr_journal_exit(ngx_cycle_t *cycle)
         return;
     }
 
+    if (j->flush.posted) {
+        ngx_delete_posted_event(&j->flush);
+    }
+
+    /* what the journal does not take stays for the next worker */
+    (void) ngx_insite_gdpr_journal_flush(j, 1);
+    insite_gdpr_ring_close(&j->ring);
+
     ngx_insite_gdpr_journal_close(j);
 
     if (!j->failed) {
@@ -160,9 +204,7 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
     size_t len)
 {
     u_char                     *p;
-    ssize_t                     n;
     size_t                      body;
-    ngx_err_t                   err;
     ngx_insite_gdpr_metrics_t  *m = &j->conf->metrics;
 
     p = ngx_sprintf(fields + len, ",\"seq\":%uL,\"prev_hash\":\"%*s\"",
@@ -181,13 +223,62 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
     *p++ = '"'; *p++ = '}'; *p++ = LF;
     len = p - fields;
 
+    if (j->ring.base == NULL) {
+        if (ngx_insite_gdpr_journal_write(j, fields, len, 1, j->seq + 1,
+                                          (char *) p - 3 - INSITE_GDPR_HASH_LEN)
+            != NGX_OK)
+        {
+            ngx_insite_metric_inc(m->failed);
+            return NGX_ERROR;
+        }
+
+        j->seq = j->written_seq;
+        ngx_memcpy(j->hash, j->written_hash, INSITE_GDPR_HASH_LEN);
+        return NGX_OK;
+    }
+
+    if (insite_gdpr_ring_put(&j->ring, (char *) fields, len) != 0) {
+
+        /* the ring is full: this turn's records so far go now; the record
+         * continues the chain after them, so it is lost if they are */
+        if (ngx_insite_gdpr_journal_flush(j, 0) != NGX_OK
+            || insite_gdpr_ring_put(&j->ring, (char *) fields, len) != 0)
+        {
+            ngx_insite_metric_inc(m->failed);
+            return NGX_ERROR;
+        }
+    }
+
+    j->seq++;
+    ngx_memcpy(j->hash, p - 3 - INSITE_GDPR_HASH_LEN, INSITE_GDPR_HASH_LEN);
+
+    if (!j->flush.posted && !j->hold) {
+        ngx_post_event(&j->flush, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * One write() of whole records (one, or a turn's from the ring) ending with
+ * seq / hash.  On failure nothing of them stays in the file, the file is
+ * closed (the next attempt opens a new one) and the failure is reported.
+ */
+static ngx_int_t
+ngx_insite_gdpr_journal_write(ngx_insite_gdpr_journal_t *j, u_char *buf,
+    size_t len, ngx_uint_t records, uint64_t seq, const char *hash)
+{
+    ssize_t                     n;
+    ngx_err_t                   err;
+    ngx_insite_gdpr_metrics_t  *m = &j->conf->metrics;
+
     if (j->fd == NGX_INVALID_FILE && ngx_insite_gdpr_journal_open(j) != NGX_OK)
     {
-        ngx_insite_metric_inc(m->failed);
         return NGX_ERROR;
     }
 
-    n = write(j->fd, fields, len);
+    n = write(j->fd, buf, len);
 
     if (n != (ssize_t) len) {
         err = (n == -1) ? ngx_errno : NGX_ENOSPC;
@@ -200,16 +291,15 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
 
         ngx_insite_gdpr_journal_close(j);
         ngx_insite_gdpr_journal_fail(j, err, "write");
-        ngx_insite_metric_inc(m->failed);
         return NGX_ERROR;
     }
 
-    j->seq++;
-    ngx_memcpy(j->hash, p - 3 - INSITE_GDPR_HASH_LEN, INSITE_GDPR_HASH_LEN);
+    j->written_seq = seq;
+    ngx_memcpy(j->written_hash, hash, INSITE_GDPR_HASH_LEN);
     j->size += n;
     j->dirty = 1;
 
-    ngx_insite_metric_inc(m->records);
+    ngx_insite_metric_add_value(m->records, records);
     ngx_insite_metric_add_value(m->bytes, n);
 
     if (j->failed) {
@@ -231,6 +321,132 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
     if (j->size >= j->conf->rotate_size) {
         ngx_insite_gdpr_journal_close(j);
         ngx_insite_metric_inc(m->rotations);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The ring's records to the journal.  When the journal refuses them they
+ * are lost (counted) and the chain goes back to the journal's last record;
+ * keep (at exit): they stay in the ring for the next worker instead.
+ */
+static ngx_int_t
+ngx_insite_gdpr_journal_flush(ngx_insite_gdpr_journal_t *j, ngx_uint_t keep)
+{
+    if (j->ring.base == NULL || j->ring.used == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_insite_gdpr_journal_write(j, (u_char *) j->ring.base,
+                                      j->ring.used, j->ring.records, j->seq,
+                                      j->hash)
+        == NGX_OK)
+    {
+        insite_gdpr_ring_clear(&j->ring);
+        return NGX_OK;
+    }
+
+    if (keep) {
+        return NGX_ERROR;
+    }
+
+    ngx_insite_metric_add_value(j->conf->metrics.failed, j->ring.records);
+    insite_gdpr_ring_clear(&j->ring);
+
+    j->seq = j->written_seq;
+    ngx_memcpy(j->hash, j->written_hash, INSITE_GDPR_HASH_LEN);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_insite_gdpr_journal_flush_handler(ngx_event_t *ev)
+{
+    ngx_insite_gdpr_journal_t  *j = ev->data;
+
+    if (!j->hold) {
+        (void) ngx_insite_gdpr_journal_flush(j, 0);
+    }
+}
+
+
+/* the journal and the chain agree: nothing in a ring */
+static void
+ngx_insite_gdpr_journal_synced(ngx_insite_gdpr_journal_t *j)
+{
+    j->written_seq = j->seq;
+    ngx_memcpy(j->written_hash, j->hash, INSITE_GDPR_HASH_LEN);
+}
+
+
+/*
+ * With chain <n> locked and recovered from the journal: the ring
+ * <dir>/audit-<n>.ring.  The records a predecessor left in it are appended
+ * to the journal first (NGX_ERROR when they cannot be: the caller must not
+ * continue this chain, they would be lost between two of its records).
+ * Then the ring is kept for fsync off and 1s; without it (fsync always, or
+ * no ring file) records are written one by one.
+ */
+static ngx_int_t
+ngx_insite_gdpr_ring_start(ngx_insite_gdpr_journal_t *j)
+{
+    u_char    *p, name[NGX_MAX_PATH];
+    size_t     len, start;
+    uint64_t   seq;
+    unsigned   records;
+    char       hash[INSITE_GDPR_HASH_LEN];
+
+    p = ngx_snprintf(name, NGX_MAX_PATH - 1, "%V/audit-%ui.ring",
+                     &j->conf->dir, ngx_worker);
+    *p = '\0';
+
+    if (insite_gdpr_ring_open(&j->ring, (char *) name, INSITE_GDPR_RING_SIZE)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, j->log, ngx_errno,
+                      "insite gdpr: cannot map \"%s\": records left there "
+                      "by a killed worker are not recovered, records are "
+                      "written one by one", name);
+        j->ring.base = NULL;
+        return NGX_OK;
+    }
+
+    seq = j->seq;
+    ngx_memcpy(hash, j->hash, INSITE_GDPR_HASH_LEN);
+
+    len = insite_gdpr_ring_recover(&j->ring, &seq, hash, &records, &start);
+
+    if (len > 0) {
+        if (ngx_insite_gdpr_journal_write(j, (u_char *) j->ring.base + start,
+                                          len, records, seq, hash)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, j->log, 0,
+                          "insite gdpr: %ui records of chain \"%*s\" in "
+                          "\"%s\" cannot be appended to the journal",
+                          (ngx_uint_t) records, j->chain_len, j->chain, name);
+            insite_gdpr_ring_close(&j->ring);
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
+                      "insite gdpr: %ui records of chain \"%*s\" (seq %uL "
+                      "to %uL) recovered from \"%s\"", (ngx_uint_t) records,
+                      j->chain_len, j->chain, j->seq + 1, seq, name);
+
+        j->seq = seq;
+        ngx_memcpy(j->hash, hash, INSITE_GDPR_HASH_LEN);
+    }
+
+    /* every page present and writable before the first request */
+    insite_gdpr_ring_touch(&j->ring);
+
+    if (j->conf->fsync == NGX_INSITE_GDPR_FSYNC_ALWAYS) {
+        /* a synced record before the response: no ring */
+        insite_gdpr_ring_close(&j->ring);
     }
 
     return NGX_OK;
@@ -345,17 +561,19 @@ ngx_insite_gdpr_journal_adopt(ngx_insite_gdpr_journal_t *j)
     j->chain_len = p - j->chain;
     j->seq = 0;
     ngx_memcpy(j->hash, INSITE_GDPR_GENESIS, INSITE_GDPR_HASH_LEN);
+    ngx_insite_gdpr_journal_synced(j);
 
     if (ngx_insite_gdpr_journal_recover(j) != NGX_OK) {
-        ngx_memcpy(j->chain, chain, chain_len);
-        j->chain_len = chain_len;
-        j->seq = seq;
-        ngx_memcpy(j->hash, hash, INSITE_GDPR_HASH_LEN);
-        (void) ngx_close_file(fd);
-        return;
+        goto restore;
     }
 
+    /* our own chain's file ends (it has no ring: nothing pending) */
     ngx_insite_gdpr_journal_close(j);
+
+    if (ngx_insite_gdpr_ring_start(j) != NGX_OK) {
+        goto restore;
+    }
+
     j->lock_fd = fd;
 
     ngx_log_error(NGX_LOG_NOTICE, j->log, 0,
@@ -363,7 +581,20 @@ ngx_insite_gdpr_journal_adopt(ngx_insite_gdpr_journal_t *j)
                   "\"%*s\" continues at seq %uL", chain_len, chain, seq,
                   j->chain_len, j->chain, j->seq + 1);
 
-    (void) ngx_insite_gdpr_journal_open(j);
+    if (j->fd == NGX_INVALID_FILE) {
+        (void) ngx_insite_gdpr_journal_open(j);
+    }
+
+    return;
+
+restore:
+
+    ngx_memcpy(j->chain, chain, chain_len);
+    j->chain_len = chain_len;
+    j->seq = seq;
+    ngx_memcpy(j->hash, hash, INSITE_GDPR_HASH_LEN);
+    ngx_insite_gdpr_journal_synced(j);
+    (void) ngx_close_file(fd);
 }
 
 
@@ -568,6 +799,7 @@ ngx_insite_gdpr_journal_tail(ngx_insite_gdpr_journal_t *j, u_char *path)
 
     j->seq = line.seq;
     ngx_memcpy(j->hash, line.hash, INSITE_GDPR_HASH_LEN);
+    ngx_insite_gdpr_journal_synced(j);
     rc = NGX_OK;
 
 done:
@@ -585,7 +817,8 @@ ngx_insite_gdpr_journal_open(ngx_insite_gdpr_journal_t *j)
     u_char  *p;
 
     p = ngx_sprintf(j->path.data, "%V/audit-%*s-%020uL.jsonl",
-                    &j->conf->dir, j->chain_len, j->chain, j->seq + 1);
+                    &j->conf->dir, j->chain_len, j->chain,
+                    j->written_seq + 1);
     j->path.len = p - j->path.data;
     *p = '\0';
 
@@ -641,6 +874,11 @@ ngx_insite_gdpr_journal_timer(ngx_event_t *ev)
 
     if (j->lock_fd == NGX_INVALID_FILE && !ngx_exiting) {
         ngx_insite_gdpr_journal_adopt(j);
+    }
+
+    /* the ring's records into the file about to be synced or rotated */
+    if (!j->hold) {
+        (void) ngx_insite_gdpr_journal_flush(j, 0);
     }
 
     if (j->fd != NGX_INVALID_FILE) {

@@ -89,8 +89,28 @@ my %ids = map { (Insite::Notify::json()->decode((split /\t/, $_, 2)[1])->{event_
 is(scalar keys %ids, $total, "$total distinct alerts in the alerts topic under key $u");
 my %db = map { $_ => 1 } split /\n/, $n->sql("SELECT event_id FROM notifications WHERE user_id = '$u'");
 is_deeply(\%ids, \%db, "their event_ids are the alerts' ids");
+# the WebSocket and Kafka outcomes are kept in the alert's own row; a
+# delivery row exists only for e-mail, webhooks and failed sends
+ok(Insite::Notify::wait_for(20, sub {
+    $n->sql("SELECT count(*) FROM notifications WHERE user_id = '$u' AND websocket_status = 'delivered' "
+            . "AND kafka_status = 'delivered' AND sent_at IS NOT NULL") == $total }),
+   'every alert recorded as delivered over WebSocket and Kafka');
 is($n->sql("SELECT count(*) FROM notification_deliveries d JOIN notifications x ON x.id = d.notification_id "
-           . "WHERE x.user_id = '$u' AND d.status = 'delivered'"), 2 * $total, 'every delivery recorded as delivered');
+           . "WHERE x.user_id = '$u'"), 0, '... without delivery rows (none failed)');
+
+# a WebSocket send that fails (this user id is too long for a channel name,
+# alert:<125 characters>) gets a delivery row saying why, and its alert row
+# says failed; the Kafka message still goes out
+my $long = 'l' x 120 . sprintf('%05d', $$ % 100000);
+my ($lst, $lj) = $n->api(POST => '/api/v1/alerts/rules', $long, { type => 'price_above', symbol => "${S}L", price => 10 });
+is($lst, 201, 'rule of a user whose id cannot form a channel name') or diag explain $lj;
+$n->stock(["${S}L", 9, $t0], ["${S}L", 11, $t0 + 1]);
+ok(Insite::Notify::wait_for(30, sub {
+    $n->sql("SELECT websocket_status || ' ' || kafka_status FROM notifications WHERE user_id = '$long'")
+        eq 'failed delivered' }), 'WebSocket failed, Kafka delivered, in the alert row');
+is($n->sql("SELECT d.channel || ' ' || d.status || ' ' || d.attempts || ' ' || d.error FROM notification_deliveries d "
+           . "JOIN notifications x ON x.id = d.notification_id WHERE x.user_id = '$long'"),
+   'websocket failed 1 the user id cannot form a channel name', '... and one delivery row: the failed send and why');
 
 # the shared Kafka consumer series (workers/lib/kafka_metrics.h) on /metrics
 my (undef, undef, $mr) = $n->api('GET', '/metrics');

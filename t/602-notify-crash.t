@@ -48,14 +48,16 @@ $n->start(INSITE_NOTIFY_DELIVER => 'true', INSITE_NOTIFY_TEST_CRASH_AFTER => 'we
 $n->stock([$S, 47, $t0 + 5], [$S, 54, $t0 + 6]);
 ok($n->reap(60), 'the worker killed itself right after publishing (test hook)');
 my $nid = $n->sql("SELECT max(id) FROM notifications WHERE rule_id = $rid");
-# the sends of a plan are recorded together with the plan (deliver.c, plan_flush)
-is($n->sql("SELECT state || ' ' || (SELECT count(*) FROM notification_deliveries WHERE notification_id = $nid) "
-           . "FROM notifications WHERE id = $nid"), 'new 0', 'the publish was not recorded: the alert is still due');
+# the alert was planned in the evaluation transaction; its sends are
+# recorded in its row after them (deliver.c, send_queued)
+is($n->sql("SELECT state || ' ' || websocket_status || ' ' || kafka_status || ' ' || (sent_at IS NULL) "
+           . "FROM notifications WHERE id = $nid"), 'planned sending sending true',
+   'the publish was not recorded: the alert is still to send');
 is(scalar($n->history($u)), 3, 'the alert is in the channel');
 $n->start(INSITE_NOTIFY_DELIVER => 'true');
 ok(Insite::Notify::wait_for(60, sub {
-    $n->sql("SELECT status FROM notification_deliveries WHERE notification_id = $nid AND channel = 'websocket'")
-        eq 'delivered' }), 'after the restart it is planned and sent again, and recorded');
+    $n->sql("SELECT websocket_status || ' ' || kafka_status FROM notifications WHERE id = $nid")
+        eq 'delivered delivered' }), 'after the restart it is sent again, and recorded');
 @h = $n->history($u);
 is(scalar @h, 3, 'the retry did not publish it twice');
 is($n->sql("SELECT count(*) FROM notifications WHERE rule_id = $rid"), 3, '3 alerts in all');

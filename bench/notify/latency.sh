@@ -16,11 +16,12 @@
 # received per second, and the alert row -> delivery record figures of the
 # earlier rounds (PostgreSQL's clock).  Starts its own Redis, PostgreSQL,
 # Kafka mock (scripts/services.sh) and nginx in a temp dir, fresh for each
-# binary.
+# binary.  KEEP_LOG=<file> keeps the current run's worker log.
 #
 # With BASELINE=<git revision>, that revision's insite-notify is built in a
-# temp dir and measured first under the same load, and the ratios printed
-# (BASELINE_BIN=<its binary, already built> skips the build).
+# temp dir and measured first under the same load, on its own migrations,
+# and the ratios printed (BASELINE_BIN=<its binary, already built> skips
+# the build and uses this tree's migrations).
 #
 #   [BASELINE=rev] bench/notify/latency.sh [USERS=1000] [SYMBOLS=1000] [SECONDS=10] [RATE=1000]
 set -euo pipefail
@@ -45,7 +46,7 @@ cleanup() {
     stop_nginx "$d"
     INSITE_RUN_DIR=$d scripts/services.sh stop >/dev/null 2>&1 || true
   done
-  rm -rf "$top"
+  [ -n "${KEEP_LOG:-}" ] && cp "$top"/current/notify.log "$KEEP_LOG" 2>/dev/null; rm -rf "$top"
   [ -n "$base_src" ] && rm -rf "$base_src"
   return 0
 }
@@ -53,6 +54,7 @@ trap cleanup EXIT
 psql() { command psql "$INSITE_PG_DSN" -X -qtA -v ON_ERROR_STOP=1 "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 bin=$ROOT/build/bin/insite-notify
+migrations=$ROOT/workers/migrations   # the schema $bin was written for
 
 # nginx with the WebSocket module on port $1: the client's side of the path
 start_nginx() {
@@ -87,6 +89,7 @@ measure() {
   start_nginx "$wsport"
   start_worker() {
     INSITE_NOTIFY_HTTP_PORT=$port INSITE_KAFKA_SPOOL_DIR=$INSITE_RUN_DIR/spool \
+      INSITE_PG_MIGRATIONS_DIR=$migrations \
       INSITE_LOG_LEVEL=debug "$bin" > "$INSITE_RUN_DIR/notify.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do curl -fs "127.0.0.1:$port/healthz" >/dev/null && return; sleep 0.1; done
@@ -117,12 +120,20 @@ measure() {
   wait "$client"
   echo "generator: $(cat "$INSITE_RUN_DIR/gen.json")"
   echo "websocket client (update produced -> frame received): $(cat "$INSITE_RUN_DIR/client.json")"
+  # where the WebSocket outcome is recorded: in the alert row since
+  # 042_notify_fast_outcomes (a baseline before it: its delivery row)
+  local rec="n.sent_at" from="notifications n WHERE n.websocket_status = 'delivered'"
+  if [ "$(psql -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'notifications' AND column_name = 'sent_at'")" = 0 ] ||
+     [ "$(psql -c "SELECT count(*) FROM notifications WHERE sent_at IS NOT NULL")" = 0 ]; then
+    rec="d.updated_at"
+    from="notification_deliveries d JOIN notifications n ON n.id = d.notification_id
+    WHERE d.channel = 'websocket' AND d.status = 'delivered'"
+  fi
   echo "alert row -> delivery record (PostgreSQL): $(psql -c "SELECT json_build_object('alerts', count(*),
-    'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.updated_at - n.created_at)) * 1000)::numeric, 1),
-    'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.updated_at - n.created_at)) * 1000)::numeric, 1),
-    'max_ms', round((max(extract(epoch FROM d.updated_at - n.created_at)) * 1000)::numeric, 1))
-    FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id
-    WHERE d.channel = 'websocket' AND d.status = 'delivered'")"
+    'p50_ms', round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1),
+    'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1),
+    'max_ms', round((max(extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1))
+    FROM $from")"
   python3 bench/notify/stages.py "$INSITE_RUN_DIR/notify.log"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
@@ -141,12 +152,14 @@ if [ -n "${BASELINE:-}" ]; then
     git archive "$BASELINE" | tar -x -C "$base_src"
     nice make -s -C "$base_src" -j2 build/bin/insite-notify >/dev/null
     bin=$base_src/build/bin/insite-notify
+    migrations=$base_src/workers/migrations
   fi
   base=$(measure baseline)
   echo "== baseline $(git rev-parse --short "$BASELINE")"
   echo "$base"
   echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   bin=$ROOT/build/bin/insite-notify
+  migrations=$ROOT/workers/migrations
 fi
 cur=$(measure current)
 echo "== current $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- workers || echo +changes)"

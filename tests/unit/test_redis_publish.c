@@ -446,6 +446,26 @@ static void test_publish_replicas(void **state)
     assert_int_equal(rcs[1], -2);
     assert_non_null(strstr(err, "0 of 1 replicas"));
 
+    /* insite_redis_run_replicated() (insite-gdpr's consent writes): the
+     * same WAIT; too few replicas is a NULL that says the write ran */
+    char key[96];
+    snprintf(key, sizeof(key), "%srun-replicated", prefix);
+    const char *set1[3] = { "SET", key, "1" }, *set2[3] = { "SET", key, "2" };
+    insite_redis_cmd one = { 3, set1, NULL }, two = { 3, set2, NULL };
+    int unrep = -1;
+    assert_null(insite_redis_run_replicated(r, key, strlen(key), &one, 1, &unrep,
+                                            err, sizeof(err)));
+    assert_int_equal(unrep, 1);
+    assert_non_null(strstr(err, "written, but 0 of 1 replicas acknowledged it within 1000 ms"));
+    assert_null(strstr(err, "idempotency"));
+    rep = redisCommand(c, "GET %s", key);
+    assert_true(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "1") == 0);
+    freeReplyObject(rep);
+    /* insite_redis_run() does not wait */
+    rep = insite_redis_run(r, key, strlen(key), &two, 1, err, sizeof(err));
+    assert_non_null(rep);
+    freeReplyObject(rep);
+
     /* a replica of the test server */
     snprintf(dir, sizeof(dir), "/tmp/insite-replica.XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -472,6 +492,10 @@ static void test_publish_replicas(void **state)
 
     int rc = synced ? insite_redis_publish(r, ch, "t", "1", "k1", &res, err, sizeof(err)) : -9;
     int brc = synced ? insite_redis_publish_batch(r, m, 2, br, rcs, err, sizeof(err)) : -9;
+    char rerr[256] = "";
+    unrep = -1;
+    redisReply *rrep = synced ? insite_redis_run_replicated(r, key, strlen(key), &one, 1, &unrep,
+                                                            rerr, sizeof(rerr)) : NULL;
 
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -490,6 +514,10 @@ static void test_publish_replicas(void **state)
         fail_msg("batch with a replica: %d: %s", brc, err);
     assert_int_equal(rcs[0], 0);
     assert_int_equal(br[1].seq, 5);     /* 2 and 3 went out unacknowledged */
+    if (rrep == NULL)
+        fail_msg("run_replicated with a replica: %s", rerr);
+    assert_int_equal(unrep, 0);
+    freeReplyObject(rrep);
 }
 
 int main(void)

@@ -10,10 +10,10 @@
  * <prefix>consent:{<user>} type -> policy version, written in one MULTI),
  * then the user id is announced on <prefix>consent:changed (PUBLISH, or
  * SPUBLISH to the channel's shard on a Redis Cluster), which nginx workers
- * use to drop cached decisions.  Only when Redis has both is the sync mark
- * removed; the
- * main loop retries marked users, so a withdrawal made while Redis is down
- * reaches the edge when Redis is back. */
+ * use to drop cached decisions.  Only when Redis has both (and, with
+ * redis.publish_replicas, its replicas the hash) is the sync mark removed;
+ * the main loop retries marked users, so a withdrawal made while Redis is
+ * down reaches the edge when Redis is back. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +92,14 @@ int gdpr_consent_key(const gdpr_store *s, const char *user, char *out, size_t le
  * shard on a cluster (key and channel are in different slots).  A reader
  * that misses the notice (its subscription was down) drops its cache and
  * reads the new state; a notice that fails leaves the user marked for the
- * main loop, which writes and announces it again. */
+ * main loop, which writes and announces it again.
+ *
+ * With redis.publish_replicas N the state counts as written only once N
+ * replicas hold it (WAIT, insite_redis_run_replicated()), so a failover
+ * right after cannot lose it.  Fewer in time: the master has it, so the
+ * notice still goes out (a withdrawal is enforced now), but this is a
+ * failure (-1): the user stays marked and the main loop writes and waits
+ * again. */
 int gdpr_consent_publish(gdpr_consent *c, const char *user)
 {
     gdpr_store *s = c->store;
@@ -104,7 +111,7 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
     redisReply *rep;
     PGconn *pg;
     PGresult *r;
-    int argc = 2;
+    int argc = 2, unreplicated = 0;
 
     if ((pg = gdpr_store_pg(s)) == NULL || s->redis == NULL)
         return -1;
@@ -132,14 +139,17 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
     del[1] = key;
     cmds[0] = (insite_redis_cmd) { 2, del, NULL };
     cmds[1] = (insite_redis_cmd) { argc, argv, NULL };
-    rep = insite_redis_run(s->redis, key, strlen(key), cmds, argc > 2 ? 2 : 1,
-                           err, sizeof(err));
+    rep = insite_redis_run_replicated(s->redis, key, strlen(key), cmds, argc > 2 ? 2 : 1,
+                                      &unreplicated, err, sizeof(err));
     PQclear(r);          /* argv pointed into it */
-    if (rep == NULL) {
+    if (rep == NULL && !unreplicated) {
         insite_log_warn("consent publish: redis: %s", err);
         return -1;
     }
-    freeReplyObject(rep);
+    if (rep == NULL)     /* the master has it: announced, but kept marked */
+        insite_log_warn("consent publish: redis: %s: announcing it, and retrying", err);
+    else
+        freeReplyObject(rep);
 
     pub[0] = insite_redis_publish_command(s->redis);
     pub[1] = chan;
@@ -151,7 +161,7 @@ int gdpr_consent_publish(gdpr_consent *c, const char *user)
         return -1;
     }
     freeReplyObject(rep);
-    return 0;
+    return unreplicated ? -1 : 0;
 }
 
 static void sync_done(gdpr_store *s, const char *user)
@@ -342,7 +352,7 @@ static int edge_sync(gdpr_consent *c, const char *user)
     insite_counter_inc(c->changes);
     if (gdpr_consent_publish(c, user) != 0) {
         insite_counter_inc(c->sync_errors);
-        insite_log_warn("consent of a user recorded, Redis not updated yet: retried");
+        insite_log_warn("consent of a user recorded, not in Redis (or not on its replicas) yet: retried");
         return 0;
     }
     sync_done(c->store, user);

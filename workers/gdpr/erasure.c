@@ -54,7 +54,10 @@ struct gdpr_erasure {
 
 /* ---- test hook: INSITE_GDPR_TEST_CRASH_FILE names a file holding a step
  * name; the worker deletes the file and kills itself (-9) there, or, for
- * "pause:<step>", sleeps 4 s there (to stop a store under a running job). */
+ * "pause:<step>", sleeps 4 s there (to stop a store under a running job).
+ * Steps: a target's name (after its action), "walked:<target>" (a match
+ * target's action, after each master's SCAN), "before-verify",
+ * "before-complete". */
 static void crash_point(const char *step)
 {
     const char *f = getenv("INSITE_GDPR_TEST_CRASH_FILE");
@@ -291,6 +294,7 @@ static void redis_key(const target *x, const char *user, char *out, size_t len)
  * unless w->scan */
 typedef struct {
     gdpr_erasure *e;
+    const char *name;            /* the target's */
     const char *pattern;
     int scan;
     long long rows;
@@ -333,6 +337,11 @@ static int match_on_master(const insite_redis_master *m, void *arg, char *err, s
         }
         freeReplyObject(rep);
     } while (strcmp(cursor, "0") != 0);
+    if (!w->scan) {
+        char step[256];
+        snprintf(step, sizeof(step), "walked:%s", w->name);
+        crash_point(step);
+    }
     return 0;
 }
 
@@ -348,7 +357,7 @@ static int run_redis(gdpr_erasure *e, target *x, const char *user, long long *ro
     *rows = 0;
     redis_key(x, user, key, sizeof(key));
     if (x->match) {
-        match_walk w = { e, key, scan, 0 };
+        match_walk w = { e, x->name, key, scan, 0 };
         if (insite_redis_each_master(r, match_on_master, &w, err, sizeof(err)) != 0) {
             insite_log_warn("erasure: %s: %s", x->name, err);
             return -1;

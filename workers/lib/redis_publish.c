@@ -34,9 +34,10 @@ const insite_config_key insite_redis_config_keys[] = {
     { "redis.idempotency_ttl", INSITE_CFG_DURATION, "24h", 1000, 30 * 86400000.0,
       "how long an idempotency key is remembered" },
     { "redis.publish_replicas", INSITE_CFG_INT, "0", 0, 100,
-      "replicas that must hold a publish before it counts as done (WAIT); 0 = off" },
+      "replicas that must hold a publish (or a consent write) before it counts as done "
+      "(WAIT); 0 = off" },
     { "redis.publish_replicas_timeout", INSITE_CFG_DURATION, "100ms", 1, 60000,
-      "how long a publish waits for them; below redis.command_timeout" },
+      "how long a publish (or a consent write) waits for them; below redis.command_timeout" },
 };
 const size_t insite_redis_config_nkeys =
     sizeof(insite_redis_config_keys) / sizeof(insite_redis_config_keys[0]);
@@ -64,7 +65,8 @@ struct insite_redis {
     char *password, *prefix;
     int connect_timeout_ms, command_timeout_ms;
     long history, idem_ttl_s;
-    int replicas, replicas_timeout_ms;   /* WAIT after a publish; 0: off */
+    int replicas, replicas_timeout_ms;   /* WAIT after a publish or a
+                                            replicated run; 0: off */
     char sha[41];          /* SHA1 of the script, for EVALSHA */
 };
 
@@ -280,32 +282,38 @@ static int parse_reply(const redisReply *rep, insite_publish_result *res,
     return 0;
 }
 
-/* redis.publish_replicas: WAIT on the connection the publishes ran on.
- * 0 when enough replicas hold every write made on it so far; -1 when too
- * few (the publishes ran: they may be delivered, and lost if the master
- * fails); -2 when the connection broke (r->cur->c freed). */
-static int wait_replicas(insite_redis *r, char *err, size_t errlen)
+/* redis.publish_replicas: WAIT on the connection the publishes (or, for
+ * insite_redis_run_replicated(), the commands) ran on.  0 when enough
+ * replicas hold every write made on it so far; -1 when too few (the writes
+ * ran: a publish may be delivered, and either may be lost if the master
+ * fails); -2 when the connection broke (r->cur->c freed).  err says which
+ * with "published" or "written". */
+static int wait_replicas(insite_redis *r, int publish, char *err, size_t errlen)
 {
+    const char *done = publish ? "published" : "written";
+
     if (r->replicas == 0)
         return 0;
 
     redisReply *rep = redisCommand(r->cur->c, "WAIT %d %d", r->replicas, r->replicas_timeout_ms);
 
     if (rep == NULL) {
-        set_err(err, errlen, "WAIT on %s:%d: %s (published, replication unknown)",
-                r->cur->host, r->cur->port, r->cur->c->errstr);
+        set_err(err, errlen, "WAIT on %s:%d: %s (%s, replication unknown)",
+                r->cur->host, r->cur->port, r->cur->c->errstr, done);
         disconnect(r);
         return -2;
     }
     int rc = 0;
     if (rep->type != REDIS_REPLY_INTEGER) {
-        set_err(err, errlen, "WAIT on %s:%d: %s (published, replication unknown)", r->cur->host,
-                r->cur->port, rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        set_err(err, errlen, "WAIT on %s:%d: %s (%s, replication unknown)", r->cur->host,
+                r->cur->port, rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply",
+                done);
         rc = -1;
     } else if (rep->integer < r->replicas) {
-        set_err(err, errlen, "published, but %lld of %d replicas acknowledged it within %d ms: "
-                "it may be lost if the master fails; retry with the same idempotency key",
-                rep->integer, r->replicas, r->replicas_timeout_ms);
+        set_err(err, errlen, "%s, but %lld of %d replicas acknowledged it within %d ms: "
+                "it may be lost if the master fails%s", done,
+                rep->integer, r->replicas, r->replicas_timeout_ms,
+                publish ? "; retry with the same idempotency key" : "");
         rc = -1;
     }
     freeReplyObject(rep);
@@ -627,7 +635,7 @@ static int cluster_publish(insite_redis *r, publish_args *a, const char *idem_ke
 
     if (rc != 0)
         return rc;
-    return wait_replicas(r, err, errlen) == 0 ? 0 : -2;
+    return wait_replicas(r, 1, err, errlen) == 0 ? 0 : -2;
 }
 
 int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
@@ -652,7 +660,7 @@ int insite_redis_publish(insite_redis *r, const char *channel, const char *type,
         if (connect_redis(r, err, errlen) != 0)
             break;
         rc = run_script(r, a.argv, a.lens, a.argc, res, &eof, NULL, err, errlen);
-        if (rc == 0 && wait_replicas(r, err, errlen) != 0)
+        if (rc == 0 && wait_replicas(r, 1, err, errlen) != 0)
             rc = -1;
         if (rc != -2)
             break;
@@ -768,7 +776,7 @@ int insite_redis_publish_batch(insite_redis *r, const insite_publish_msg *msgs, 
     for (; i < n; i++)
         if (rcs[i] == 1)
             rcs[i] = -2;     /* the connection broke before its reply */
-    if (rc == 0 && published > 0 && wait_replicas(r, err, errlen) != 0) {
+    if (rc == 0 && published > 0 && wait_replicas(r, 1, err, errlen) != 0) {
         /* published, but not (known to be) on enough replicas */
         for (i = 0; i < n; i++)
             if (rcs[i] == 0)
@@ -813,11 +821,15 @@ int insite_redis_ping(insite_redis *r, char *err, size_t errlen)
 typedef struct {
     const insite_redis_cmd *cmds;
     size_t n;
+    int wait;                    /* WAIT for redis.publish_replicas after */
+    int unreplicated;            /* they ran, too few replicas have them */
     redisReply *reply;
 } cmds_step_ctx;
 
 /* cmds on r->cur: the one command, or MULTI cmds EXEC; keeps the last
- * reply (the command's, or EXEC's) in x->reply */
+ * reply (the command's, or EXEC's) in x->reply.  With x->wait, then WAIT
+ * on the same connection: too few replicas is -1 (x->unreplicated), the
+ * connection lost during it -2 like a lost command (they can run again). */
 static int cmds_step(insite_redis *r, void *data, int *eof, insite_cluster_redirect_t *to,
                      char *err, size_t errlen)
 {
@@ -857,6 +869,15 @@ static int cmds_step(insite_redis *r, void *data, int *eof, insite_cluster_redir
         }
         freeReplyObject(rep);
     }
+    if (rc != 0 || !x->wait)
+        return rc;
+    rc = wait_replicas(r, 0, err, errlen);
+    if (rc == -1)
+        x->unreplicated = 1;
+    if (rc != 0) {
+        freeReplyObject(x->reply);
+        x->reply = NULL;
+    }
     return rc;
 
 oom:
@@ -865,11 +886,11 @@ oom:
     return -1;
 }
 
-redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
-                             const insite_redis_cmd *cmds, size_t n,
-                             char *err, size_t errlen)
+static redisReply *run_cmds(insite_redis *r, const char *key, size_t keylen,
+                            const insite_redis_cmd *cmds, size_t n, int wait,
+                            int *unreplicated, char *err, size_t errlen)
 {
-    cmds_step_ctx x = { cmds, n, NULL };
+    cmds_step_ctx x = { cmds, n, wait, 0, NULL };
     int rc = -1;
 
     if (n == 0) {
@@ -895,7 +916,23 @@ redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
         freeReplyObject(x.reply);
         x.reply = NULL;
     }
+    if (unreplicated != NULL)
+        *unreplicated = x.reply == NULL && x.unreplicated;
     return x.reply;
+}
+
+redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
+                             const insite_redis_cmd *cmds, size_t n,
+                             char *err, size_t errlen)
+{
+    return run_cmds(r, key, keylen, cmds, n, 0, NULL, err, errlen);
+}
+
+redisReply *insite_redis_run_replicated(insite_redis *r, const char *key, size_t keylen,
+                                        const insite_redis_cmd *cmds, size_t n,
+                                        int *unreplicated, char *err, size_t errlen)
+{
+    return run_cmds(r, key, keylen, cmds, n, 1, unreplicated, err, errlen);
 }
 
 const char *insite_redis_publish_command(const insite_redis *r)

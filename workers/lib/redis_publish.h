@@ -2,8 +2,9 @@
  * the nginx WebSocket module runs) so sequence numbers, history and pub/sub
  * fan-out stay consistent across every publisher.  Other commands of the
  * workers (insite-gdpr's consent state and erasure) go through
- * insite_redis_run() and insite_redis_each_master(), so a Redis Cluster is
- * routed in one place.
+ * insite_redis_run(), insite_redis_run_replicated() and
+ * insite_redis_each_master(), so a Redis Cluster is routed, and WAIT for
+ * replicas is done, in one place.
  *
  * Synchronous hiredis on one connection guarded by a mutex: give the
  * publisher its own thread if the caller must not block.  Connects lazily,
@@ -34,7 +35,8 @@ typedef struct {
     long history;                /* messages kept per channel, 0 = none */
     long idempotency_ttl_s;
     int publish_replicas;        /* WAIT for this many replicas after a
-                                    publish (redis.publish_replicas); 0: off */
+                                    publish or insite_redis_run_replicated()
+                                    (redis.publish_replicas); 0: off */
     int publish_replicas_timeout_ms;   /* below command_timeout_ms */
 } insite_redis_options;
 
@@ -112,6 +114,19 @@ typedef struct {
 redisReply *insite_redis_run(insite_redis *r, const char *key, size_t keylen,
                              const insite_redis_cmd *cmds, size_t n,
                              char *err, size_t errlen);
+
+/* insite_redis_run() for writes that must survive a failover of their
+ * master: with redis.publish_replicas N (the setting of publishes), WAIT N
+ * redis.publish_replicas_timeout follows on the connection that ran them,
+ * and they count as done only once N replicas hold them (0: no WAIT, the
+ * same as insite_redis_run()).  NULL with *unreplicated = 1: they ran on
+ * the master (a reader of it sees them), but fewer replicas acknowledged
+ * them in time ("written, but K of N replicas ..." in err), so a failover
+ * may lose them: run them again later.  *unreplicated is 0 for every other
+ * NULL (not run, or outcome unknown) and for a reply. */
+redisReply *insite_redis_run_replicated(insite_redis *r, const char *key, size_t keylen,
+                                        const insite_redis_cmd *cmds, size_t n,
+                                        int *unreplicated, char *err, size_t errlen);
 
 /* A master as insite_redis_each_master() hands it to its callback. */
 typedef struct {

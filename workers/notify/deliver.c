@@ -1,14 +1,21 @@
 /* The delivery thread: the outbox of fired alerts (docs/notify.md).
  *
- * plan:    due alerts in state new/held -> the user's settings decide:
- *          suppressed, held for quiet hours, collapsed per rule or digested
- *          when quiet hours end, capped by the hourly rate, or planned: the
- *          text is rendered in the user's language and one
- *          notification_deliveries row is created per channel (plus kafka).
+ * plan:    the evaluation thread plans the alerts it fires before it
+ *          commits them (notify_plan_fires: the user's settings decide:
+ *          suppressed, held for quiet hours, capped by the hourly rate, or
+ *          planned: rendered in the user's language, WebSocket/Kafka
+ *          'sending' in the alert's row, a notification_deliveries row per
+ *          e-mail/webhook channel), then queues them here
+ *          (notify_deliver_enqueue).  This thread plans the rest the same
+ *          way: held alerts when quiet hours end (collapsed per rule,
+ *          digested), alerts fired while delivery was off.
+ * send:    the queued alerts' WebSocket messages in one Redis pipeline,
+ *          their Kafka messages queued, then one statement records the
+ *          outcomes in the alert rows; a failed send gets a delivery row.
  * attempt: every pending delivery row whose time has come is tried once;
  *          the outcome is written back (attempts, error, next try with
- *          exponential backoff).  Channels are independent rows, so a
- *          failing one never holds the others back.
+ *          exponential backoff).  Channels are independent, so a failing
+ *          one never holds the others back.
  * A crash anywhere re-runs the step from the rows: the WebSocket publish
  * carries the alert's event_id as idempotency key, Kafka consumers dedupe
  * by the envelope's event_id (= the alert's), so an alert is delivered
@@ -32,13 +39,15 @@
 #include "log.h"
 #include "notify.h"
 #include "pg.h"
+#include "random.h"
 #include "render.h"
 #include "templates.h"
 
-#define NOTIFY_PLAN_MAX "500"         /* alerts planned and sent per pass: what
-                                         accumulated during the last pass, so a
-                                         pass costs a few statements, not a few
-                                         per alert */
+#define NOTIFY_PLAN_MAX "500"         /* held/unplanned alerts planned, and
+                                         unrecorded sends sent again, per pass
+                                         (a few statements a pass, not a few per
+                                         alert); the evaluation thread's queue
+                                         goes out whole */
 #define NOTIFY_ATTEMPT_MAX "5000"     /* websocket/kafka deliveries attempted per pass */
 #define NOTIFY_SLOW_MAX "50"          /* e-mail/webhook attempts per pass */
 
@@ -197,12 +206,44 @@ typedef struct {
     const char *id, *event_id, *user, *rule, *tpl, *prio, *fired_ms;
 } due_alert;
 
+/* Over the user's hourly cap (sent: user -> alerts planned in the last
+ * hour)?  CRITICAL never is; an alert that is not counts. */
+static int over_cap(json_t *sent, const char *user, const settings *s, const char *prio)
+{
+    json_t *sj = json_object_get(sent, user);
+    if (json_integer_value(sj) >= s->rate && strcmp(prio, "CRITICAL") != 0)
+        return 1;
+    json_integer_set(sj, json_integer_value(sj) + 1);
+    return 0;
+}
+
+/* The alert's text in the user's language (args gets "count"); on a
+ * template error (logged, `what` names the alert) the template id as
+ * title.  The caller frees *out. */
+static void render_alert(notify_app *a, const char *what, const char *tpl, json_t *args, int count,
+                         const settings *s, notify_rendered *out)
+{
+    char err[512];
+    const char *langs[17];
+    json_object_set_new(args, "count", json_integer(count));
+    for (size_t i = 0; i < s->nlangs; i++)
+        langs[i] = s->langs[i];
+    pthread_mutex_lock(&a->tpl_lock);
+    int rc = notify_render(a->templates, tpl, langs, s->nlangs, s->tz, args, out, err, sizeof(err));
+    pthread_mutex_unlock(&a->tpl_lock);
+    if (rc != 0) {
+        insite_log_error("alert %s: %s", what, err);
+        out->title = strdup(tpl);
+        out->body = strdup("");
+        snprintf(out->lang, sizeof(out->lang), "en");
+    }
+}
+
 static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const due_alert *d, json_t *args,
                      int count, const settings *s, int64_t now)
 {
     const char *id = d->id, *user = d->user, *tpl = d->tpl, *prio = d->prio;
-    json_t *sj = json_object_get(pp->sent, user);
-    if (sj == NULL) {
+    if (json_object_get(pp->sent, user) == NULL) {
         char hour[32];
         snprintf(hour, sizeof(hour), "%lld", (long long)(now - 3600000));
         const char *pc[2] = { user, hour };
@@ -210,31 +251,16 @@ static void plan_one(notify_app *a, PGconn *c, plan_pass *pp, const due_alert *d
                                    "state = 'planned' AND planned_ms > $2::bigint", 2, pc);
         if (!notify_pg_ok(r, "rate"))
             return;
-        sj = json_integer(atoll(PQgetvalue(r, 0, 0)));
+        json_object_set_new(pp->sent, user, json_integer(atoll(PQgetvalue(r, 0, 0))));
         PQclear(r);
-        json_object_set_new(pp->sent, user, sj);
     }
-    if (json_integer_value(sj) >= s->rate && strcmp(prio, "CRITICAL") != 0) {
+    if (over_cap(pp->sent, user, s, prio)) {
         insite_log_info("alert %s for %s: over the rate cap (%d/h)", id, user, s->rate);
         set_state(c, id, "capped", 0);
         return;
     }
-    json_integer_set(sj, json_integer_value(sj) + 1);
-    json_object_set_new(args, "count", json_integer(count));
     notify_rendered out;
-    char err[512];
-    const char *langs[17];
-    for (size_t i = 0; i < s->nlangs; i++)
-        langs[i] = s->langs[i];
-    pthread_mutex_lock(&a->tpl_lock);
-    int rc = notify_render(a->templates, tpl, langs, s->nlangs, s->tz, args, &out, err, sizeof(err));
-    pthread_mutex_unlock(&a->tpl_lock);
-    if (rc != 0) {
-        insite_log_error("alert %s: %s", id, err);
-        out.title = strdup(tpl);
-        out.body = strdup("");
-        snprintf(out.lang, sizeof(out.lang), "en");
-    }
+    render_alert(a, id, tpl, args, count, s, &out);
     json_t *msg = message_new(id, d->event_id, tpl, prio, out.title, out.body, out.lang, count,
                               atoll(d->fired_ms), d->rule, json_incref(args));
     json_array_append_new(pp->rows,
@@ -308,56 +334,56 @@ static void release_held(notify_app *a, PGconn *c, plan_pass *pp, const due_aler
 }
 
 /* The settings rows and hourly counts of every user with a due alert, read
- * in two statements: a round trip per user is what made a burst slow. */
+ * in one statement: a round trip per user is what made a burst slow, and
+ * the evaluation thread pays this one per batch that fires. */
 typedef struct {
-    PGresult *rows;                   /* user_id, SETTINGS_COLUMNS */
+    PGresult *rows;                   /* user_id, SETTINGS_COLUMNS, planned count */
     json_t *by_user;                  /* user -> [row index] */
     json_t *by_key;                   /* user \1 template -> index in cache */
     settings *cache;
     size_t ncache;
 } pass_settings;
 
-static int pass_settings_load(PGconn *c, PGresult *due, int n, pass_settings *ps, plan_pass *pp,
-                              int64_t now)
+#define PASS_COUNT_COL 12             /* non-NULL: an hourly-count row */
+
+/* users: the user ids (JSON array, no repeats) of nalerts alerts (at most
+ * that many user/template pairs are looked up); sent gets each user's
+ * alerts planned in the last hour.  0, or -1 (logged). */
+static int pass_settings_load(PGconn *c, json_t *users, size_t nalerts, pass_settings *ps,
+                              json_t *sent, int64_t now)
 {
-    json_t *users = json_array();
-    for (int i = 0; i < n; i++) {
-        const char *u = PQgetvalue(due, i, 1);
-        if (json_object_get(pp->sent, u) == NULL) {
-            json_object_set_new(pp->sent, u, json_integer(0));
-            json_array_append_new(users, json_string(u));
-        }
-    }
+    size_t i;
+    json_t *u;
+    json_array_foreach(users, i, u)
+        json_object_set_new(sent, json_string_value(u), json_integer(0));
     char *uj = json_dumps(users, JSON_COMPACT), hour[32];
-    json_decref(users);
     snprintf(hour, sizeof(hour), "%lld", (long long)(now - 3600000));
     const char *p[2] = { uj ? uj : "[]", hour };
     ps->by_user = json_object();
     ps->by_key = json_object();
-    ps->cache = calloc((size_t)n + 1, sizeof(*ps->cache));
-    ps->rows = notify_pg(c, "SELECT user_id, " SETTINGS_COLUMNS " FROM user_notification_settings "
-                            "WHERE user_id IN (SELECT json_array_elements_text($1::json))", 1, p);
-    PGresult *r = notify_pg(c, "SELECT user_id, count(*) FROM notifications WHERE user_id IN "
-                               "(SELECT json_array_elements_text($1::json)) AND state = 'planned' "
-                               "AND planned_ms > $2::bigint GROUP BY user_id", 2, p);
+    ps->cache = calloc(nalerts + 1, sizeof(*ps->cache));
+    ps->rows = notify_pg(c,
+        "SELECT user_id, " SETTINGS_COLUMNS ", NULL::bigint FROM user_notification_settings "
+        "WHERE user_id = ANY (ARRAY(SELECT json_array_elements_text($1::json))) "
+        "UNION ALL SELECT user_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+        "NULL, count(*) FROM notifications WHERE user_id = ANY "
+        "(ARRAY(SELECT json_array_elements_text($1::json))) AND state = 'planned' "
+        "AND planned_ms > $2::bigint GROUP BY user_id", 2, p);
     free(uj);
-    if (!notify_pg_ok(ps->rows, "settings")) {
+    if (!notify_pg_ok(ps->rows, "settings and hourly counts")) {
         ps->rows = NULL;
-        if (notify_pg_ok(r, "rate"))
-            PQclear(r);
         return -1;
     }
-    if (!notify_pg_ok(r, "rate"))
-        return -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        json_object_set_new(pp->sent, PQgetvalue(r, i, 0), json_integer(atoll(PQgetvalue(r, i, 1))));
-    PQclear(r);
-    for (int i = 0; i < PQntuples(ps->rows); i++) {
-        const char *u = PQgetvalue(ps->rows, i, 0);
-        json_t *l = json_object_get(ps->by_user, u);
+    for (int k = 0; k < PQntuples(ps->rows); k++) {
+        const char *user = PQgetvalue(ps->rows, k, 0);
+        if (!PQgetisnull(ps->rows, k, PASS_COUNT_COL)) {
+            json_object_set_new(sent, user, json_integer(atoll(PQgetvalue(ps->rows, k, PASS_COUNT_COL))));
+            continue;
+        }
+        json_t *l = json_object_get(ps->by_user, user);
         if (l == NULL)
-            json_object_set_new(ps->by_user, u, l = json_array());
-        json_array_append_new(l, json_integer(i));
+            json_object_set_new(ps->by_user, user, l = json_array());
+        json_array_append_new(l, json_integer(k));
     }
     return ps->cache != NULL ? 0 : -1;
 }
@@ -394,8 +420,131 @@ static void pass_settings_free(pass_settings *ps)
     json_decref(ps->by_key);
 }
 
+int notify_plan_fires(notify_app *a, PGconn *c, json_t *fires, json_t *slow, int64_t now)
+{
+    size_t n = json_array_size(fires), i;
+    if (n == 0)
+        return 0;
+    json_t *sent = json_object(), *users = json_array(), *f;
+    json_array_foreach(fires, i, f) {
+        const char *u = json_string_value(json_object_get(f, "user_id"));
+        if (json_object_get(sent, u) == NULL) {
+            json_object_set_new(sent, u, json_integer(0));
+            json_array_append_new(users, json_string(u));
+        }
+    }
+    pass_settings ps = { 0 };
+    int rc = pass_settings_load(c, users, n, &ps, sent, now);
+    json_decref(users);
+    json_array_foreach(fires, i, f) {
+        if (rc != 0)
+            break;                    /* unplanned: state 'new', the delivery thread's pass */
+        const char *user = json_string_value(json_object_get(f, "user_id")),
+                   *tpl = json_string_value(json_object_get(f, "template_id")),
+                   *prio = json_string_value(json_object_get(f, "priority"));
+        json_t *args = json_object_get(f, "args");
+        char eid[INSITE_UUID_LEN];
+        int64_t until = 0;
+        if (user == NULL || tpl == NULL || prio == NULL || !json_is_object(args)
+            || insite_uuid_v4(eid) != 0)
+            continue;
+        const settings *s = pass_settings_get(&ps, user, tpl);
+        json_object_set_new(f, "event_id", json_string(eid));
+        if (!s->enabled || !s->tpl_enabled)
+            json_object_set_new(f, "state", json_string("suppressed"));
+        else if (strcmp(prio, "CRITICAL") != 0 && quiet(s, now, &until)) {
+            insite_counter_inc(a->m_held);
+            json_object_set_new(f, "state", json_string("held"));
+            json_object_set_new(f, "due_ms", json_integer((json_int_t)until));
+        } else if (over_cap(sent, user, s, prio)) {
+            insite_log_info("alert %s for %s: over the rate cap (%d/h)", eid, user, s->rate);
+            json_object_set_new(f, "state", json_string("capped"));
+        } else {
+            notify_rendered out;
+            render_alert(a, eid, tpl, args, 1, s, &out);
+            json_object_set_new(f, "state", json_string("planned"));
+            json_object_set_new(f, "planned_ms", json_integer((json_int_t)now));
+            json_object_set_new(f, "lang", json_string(out.lang));
+            json_object_set_new(f, "title", json_string(out.title));
+            json_object_set_new(f, "body", json_string(out.body));
+            json_object_set_new(f, "websocket_status", s->ws ? json_string("sending") : json_null());
+            json_object_set_new(f, "kafka_status", json_string("sending"));
+            notify_rendered_free(&out);
+            for (int k = 0; k < 2; k++) {
+                const char *ch = k ? "email" : "webhook";
+                if (!(k ? s->email : s->webhook))
+                    continue;
+                json_array_append_new(slow, json_pack("{s:s, s:s}", "event_id", eid, "channel", ch));
+                json_object_set_new(f, "slow", json_true());
+            }
+        }
+    }
+    pass_settings_free(&ps);
+    json_decref(sent);
+    return rc;
+}
+
+void notify_deliver_enqueue(notify_app *a, json_t *fires, PGresult *ids)
+{
+    json_t *by_eid = json_object(), *f, *q = json_array();
+    size_t i;
+    for (int k = 0; k < PQntuples(ids); k++)
+        json_object_set_new(by_eid, PQgetvalue(ids, k, 1), json_string(PQgetvalue(ids, k, 0)));
+    json_array_foreach(fires, i, f) {
+        const char *eid = json_string_value(json_object_get(f, "event_id"));
+        const char *id = json_string_value(json_object_get(by_eid, eid ? eid : ""));
+        if (id == NULL)
+            continue;                 /* not planned here */
+        char rule[32];
+        snprintf(rule, sizeof(rule), "%lld",
+                 (long long)json_integer_value(json_object_get(f, "rule_id")));
+        json_t *msg = message_new(id, eid, json_string_value(json_object_get(f, "template_id")),
+                                  json_string_value(json_object_get(f, "priority")),
+                                  json_string_value(json_object_get(f, "title")),
+                                  json_string_value(json_object_get(f, "body")),
+                                  json_string_value(json_object_get(f, "lang")), 1,
+                                  json_integer_value(json_object_get(f, "fired_ms")), rule,
+                                  json_incref(json_object_get(f, "args")));
+        json_array_append_new(q, json_pack("{s:I, s:O, s:s, s:b, s:b, s:b, s:o}",
+                                           "id", (json_int_t)atoll(id),
+                                           "user", json_object_get(f, "user_id"), "event_id", eid,
+                                           "ws", json_is_string(json_object_get(f, "websocket_status")),
+                                           "kafka", 1, "slow", json_is_true(json_object_get(f, "slow")),
+                                           "msg", msg));
+    }
+    json_decref(by_eid);
+    if (json_array_size(q) == 0) {
+        json_decref(q);
+        return;
+    }
+    pthread_mutex_lock(&a->wake_lock);
+    if (a->sendq == NULL)
+        a->sendq = q;
+    else {
+        json_array_extend(a->sendq, q);
+        json_decref(q);
+    }
+    a->wake_pending = 1;
+    pthread_cond_signal(&a->wake_cond);
+    pthread_mutex_unlock(&a->wake_lock);
+}
+
+/* The queue notify_deliver_enqueue() fills (NULL when empty). */
+static json_t *take_queue(notify_app *a)
+{
+    pthread_mutex_lock(&a->wake_lock);
+    json_t *q = a->sendq;
+    a->sendq = NULL;
+    pthread_mutex_unlock(&a->wake_lock);
+    return q;
+}
+
 /* Plans up to NOTIFY_PLAN_MAX due alerts and sends their WebSocket and
- * Kafka messages; *nslow = the e-mail/webhook deliveries it created. */
+ * Kafka messages; *nslow = the e-mail/webhook deliveries it created.  The
+ * alerts the evaluation thread fires are planned there (notify_plan_fires);
+ * this pass takes what it left: held alerts whose quiet hours ended, the
+ * digests it creates, and alerts fired while delivery was off or the
+ * settings could not be read. */
 static int plan(notify_app *a, PGconn *c, int64_t now, int *nslow)
 {
     *nslow = 0;
@@ -412,7 +561,16 @@ static int plan(notify_app *a, PGconn *c, int64_t now, int *nslow)
     int n = PQntuples(r);
     plan_pass pp = { json_array(), json_object(), 0 };
     pass_settings ps = { 0 };
-    int ok = n > 0 && pass_settings_load(c, r, n, &ps, &pp, now) == 0;
+    json_t *users = json_array();
+    for (int i = 0; i < n; i++) {
+        const char *u = PQgetvalue(r, i, 1);
+        if (json_object_get(pp.sent, u) == NULL) {
+            json_object_set_new(pp.sent, u, json_integer(0));
+            json_array_append_new(users, json_string(u));
+        }
+    }
+    int ok = n > 0 && pass_settings_load(c, users, (size_t)n, &ps, pp.sent, now) == 0;
+    json_decref(users);
     for (int i = 0; ok && i < n; i++) {
         const due_alert d = { PQgetvalue(r, i, 0), PQgetvalue(r, i, 8), PQgetvalue(r, i, 1),
                               PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
@@ -884,8 +1042,9 @@ static int attempt_begin(PGconn *c, const char *did, int *no, int *in_doubt)
     return 0;
 }
 
-/* The outcomes [{id, status, attempts, error, next}] of deliveries and
- * their attempt rows (slow channels), in one statement. */
+/* The outcomes [{id, status, attempts, error, next}] of deliveries, their
+ * attempt rows (slow channels) and, for WebSocket/Kafka retries, their
+ * alert rows' statuses, in one statement. */
 static void record_outcomes(PGconn *c, json_t *outcomes)
 {
     if (json_array_size(outcomes) == 0)
@@ -898,10 +1057,23 @@ static void record_outcomes(PGconn *c, json_t *outcomes)
             "attempts integer, error text, next bigint)), "
             "t AS (UPDATE notification_attempts t SET finished_at = now(), error = x.error, "
             "outcome = CASE x.status WHEN 'delivered' THEN 'delivered' ELSE 'failed' END "
-            "FROM x WHERE t.delivery_id = x.id AND t.attempt = x.attempts AND t.outcome IS NULL) "
+            "FROM x WHERE t.delivery_id = x.id AND t.delivery_id = ANY (ARRAY(SELECT id FROM x)) "
+            "AND t.attempt = x.attempts AND t.outcome IS NULL), "
+            /* a WebSocket/Kafka retry: its alert row's status follows */
+            "f AS (SELECT d.notification_id AS id, "
+            "max(CASE WHEN d.channel = 'websocket' THEN s END) AS ws, "
+            "max(CASE WHEN d.channel = 'kafka' THEN s END) AS kafka "
+            "FROM x JOIN notification_deliveries d ON d.id = x.id, "
+            "LATERAL (SELECT CASE x.status WHEN 'pending' THEN 'retrying' ELSE x.status END AS s) l "
+            "WHERE d.id = ANY (ARRAY(SELECT id FROM x)) AND d.channel IN ('websocket', 'kafka') "
+            "GROUP BY d.notification_id), "
+            "n AS (UPDATE notifications n SET websocket_status = coalesce(f.ws, n.websocket_status), "
+            "kafka_status = coalesce(f.kafka, n.kafka_status), sent_at = now() FROM f WHERE n.id = f.id "
+            "AND n.id = ANY (ARRAY(SELECT id FROM f))) "
             "UPDATE notification_deliveries d SET status = x.status, attempts = x.attempts, "
             "error = x.error, next_attempt_ms = x.next, updated_at = now() "
-            "FROM x WHERE d.id = x.id", 1, p, "delivery outcomes");
+            "FROM x WHERE d.id = x.id AND d.id = ANY (ARRAY(SELECT id FROM x))", 1, p,
+            "delivery outcomes");
     free(oj);
     json_array_clear(outcomes);
 }
@@ -1006,7 +1178,6 @@ static int attempt(notify_app *a, PGconn *c, int64_t now, int slow)
 static int attempt_rows(notify_app *a, PGconn *c, PGresult *r, int64_t now, int slow)
 {
     int n = PQntuples(r);
-    int64_t start_us = notify_wall_us(), published_us = 0;
     json_t *outcomes = json_array();
     int *ws_rc = calloc((size_t)n + 1, sizeof(int));
     if (ws_rc == NULL) {
@@ -1034,7 +1205,6 @@ static int attempt_rows(notify_app *a, PGconn *c, PGresult *r, int64_t now, int 
         free(users);
         free(eids);
         free(msgs);
-        published_us = notify_wall_us();
     }
     for (int i = 0; i < n; i++) {
         const char *did = PQgetvalue(r, i, 0), *ch = PQgetvalue(r, i, 1),
@@ -1075,61 +1245,211 @@ static int attempt_rows(notify_app *a, PGconn *c, PGresult *r, int64_t now, int 
     /* the fast channels' outcomes in one statement; a crash before it
      * repeats the pass's sends (idempotent on WebSocket and Kafka) */
     record_outcomes(c, outcomes);
-    if (!slow && n > 0)
-        insite_log_debug("stage send n=%d start_us=%lld published_us=%lld recorded_us=%lld",
-                         n, (long long)start_us, (long long)published_us,
-                         (long long)notify_wall_us());
     json_decref(outcomes);
     free(ws_rc);
     return n;
 }
 
-/* The pass's plans go out, then are recorded: the WebSocket messages in one
- * Redis pipeline and the Kafka messages queued, straight from the rendered
- * rows; then one statement (atomic on its own) marks the alerts planned and
- * creates their delivery rows with those outcomes (e-mail and webhooks
- * pending, for the slow pass).  A crash between the sends and the
- * statement leaves the alerts 'new': they are planned and sent again with
- * the same event_id, which lua/publish.lua recognises (and Kafka consumers
- * dedupe on).  Returns the number of e-mail/webhook deliveries created. */
+/* One alert's WebSocket and Kafka sends (fast_send). */
+typedef struct {
+    json_int_t id;
+    const char *user, *event_id;
+    json_t *msg;                      /* borrowed: what every channel sends */
+    int ws, kafka;                    /* send on this channel */
+    json_t *row;                      /* borrowed: gets "websocket" / "kafka" */
+} fast_item;
+
+/* The alert row's status for a send's outcome (outcome_new()). */
+static json_t *row_status(json_t *outcome)
+{
+    const char *st = json_string_value(json_object_get(outcome, "status"));
+    return json_string(st == NULL ? "retrying" : strcmp(st, "pending") == 0 ? "retrying" : st);
+}
+
+/* The WebSocket messages of `it` in one Redis pipeline (lua/publish.lua,
+ * the alert's event_id as idempotency key), the Kafka messages queued in
+ * librdkafka.  Each item's row gets the statuses of its alert row
+ * ("websocket", "kafka": delivered, retrying, failed; absent when not
+ * sent); a failed send also adds its notification_deliveries row
+ * ({id, channel, status, attempts, error, next}) to `fails`, from where
+ * attempt() retries it.  *published_us: when Redis answered. */
+static void fast_send(notify_app *a, const fast_item *it, size_t n, int64_t now, json_t *fails,
+                      int64_t *published_us)
+{
+    const char **users = calloc(n + 1, sizeof(char *)), **eids = calloc(n + 1, sizeof(char *));
+    json_t **msgs = calloc(n + 1, sizeof(json_t *));
+    int *ws_rc = calloc(n + 1, sizeof(int));
+    if (users == NULL || eids == NULL || msgs == NULL || ws_rc == NULL) {
+        *published_us = notify_wall_us();
+        goto out;                     /* left 'sending': sent again later */
+    }
+    for (size_t i = 0; i < n; i++) {
+        msgs[i] = it[i].msg;
+        eids[i] = it[i].event_id;
+        users[i] = it[i].ws ? it[i].user : NULL;
+    }
+    publish_websocket_batch(a, n, users, msgs, eids, ws_rc);
+    *published_us = notify_wall_us();
+    for (size_t i = 0; i < n; i++) {
+        char err[512] = "", id[32];
+        snprintf(id, sizeof(id), "%lld", (long long)it[i].id);
+        for (int k = 0; k < 2; k++) {
+            const char *ch = k ? "kafka" : "websocket";
+            int rc, permanent = 0;
+            if (!(k ? it[i].kafka : it[i].ws))
+                continue;
+            if (k)
+                rc = send_kafka(a, it[i].user, eids[i], msgs[i], err, sizeof(err));
+            else {
+                rc = ws_rc[i] == 0 ? 0 : -1;
+                permanent = ws_rc[i] == -3;
+                snprintf(err, sizeof(err), "%s", permanent ? "the user id cannot form a channel name"
+                                           : "redis: the publish failed or its outcome is unknown");
+            }
+            json_t *o = outcome_new(a, rc, permanent, 1, err, now, id, ch);
+            json_object_set_new(it[i].row, ch, row_status(o));
+            if (rc == 0) {
+                json_decref(o);
+                continue;
+            }
+            json_object_set_new(o, "id", json_integer(it[i].id));
+            json_object_set_new(o, "channel", json_string(ch));
+            json_array_append_new(fails, o);
+        }
+    }
+out:
+    free(users);
+    free(eids);
+    free(msgs);
+    free(ws_rc);
+}
+
+/* Alerts the evaluation thread planned (queue items {id, user, event_id,
+ * ws, kafka, slow, msg}, notify_deliver_enqueue(), or recover()): their
+ * WebSocket and Kafka messages go out, then one statement records the
+ * outcomes in their rows (failed sends also get a delivery row, retried by
+ * attempt()).  A crash before that statement leaves the rows 'sending':
+ * recover() sends them again with the same event_id, which
+ * lua/publish.lua recognises (and Kafka consumers dedupe on).  Returns 1
+ * when some of them have e-mail/webhook deliveries waiting. */
+static int send_queued(notify_app *a, PGconn *c, json_t *q, int64_t now, int64_t woke_us)
+{
+    size_t n = json_array_size(q), i;
+    fast_item *it = calloc(n + 1, sizeof(*it));
+    json_t *rows = json_array(), *fails = json_array(), *x;
+    int slow = 0;
+    int64_t published_us = 0;
+    if (it == NULL)
+        goto out;                     /* left 'sending': recover() sends them */
+    json_array_foreach(q, i, x) {
+        json_t *row = json_pack("{s:O}", "id", json_object_get(x, "id"));
+        json_array_append_new(rows, row);
+        it[i] = (fast_item){ json_integer_value(json_object_get(x, "id")),
+                             json_string_value(json_object_get(x, "user")),
+                             json_string_value(json_object_get(x, "event_id")),
+                             json_object_get(x, "msg"), json_is_true(json_object_get(x, "ws")),
+                             json_is_true(json_object_get(x, "kafka")), row };
+        slow |= json_is_true(json_object_get(x, "slow"));
+    }
+    fast_send(a, it, n, now, fails, &published_us);
+    char *rj = json_dumps(rows, JSON_COMPACT), *fj = json_dumps(fails, JSON_COMPACT);
+    const char *p[2] = { rj, fj };
+    if (rj != NULL && fj != NULL)
+        exec_ok(c,
+            "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, websocket text, "
+            "kafka text)), "
+            "u AS (UPDATE notifications n SET "
+            "websocket_status = CASE WHEN n.websocket_status = 'sending' AND x.websocket IS NOT NULL "
+            "THEN x.websocket ELSE n.websocket_status END, "
+            "kafka_status = CASE WHEN n.kafka_status = 'sending' AND x.kafka IS NOT NULL "
+            "THEN x.kafka ELSE n.kafka_status END, sent_at = now() "
+            "FROM x WHERE n.id = x.id AND n.id = ANY (ARRAY(SELECT id FROM x)) RETURNING n.id) "
+            "INSERT INTO notification_deliveries (notification_id, channel, status, attempts, "
+            "error, next_attempt_ms) SELECT d.id, d.channel, d.status, d.attempts, d.error, d.next "
+            "FROM json_to_recordset($2::json) AS d(id bigint, channel text, status text, "
+            "attempts integer, error text, next bigint) JOIN u ON u.id = d.id "
+            "ON CONFLICT DO NOTHING", 2, p, "record the sends");
+    free(rj);
+    free(fj);
+    insite_log_debug("stage send n=%zu woke_us=%lld published_us=%lld recorded_us=%lld", n,
+                     (long long)woke_us, (long long)published_us, (long long)notify_wall_us());
+out:
+    free(it);
+    json_decref(rows);
+    json_decref(fails);
+    return slow;
+}
+
+/* Planned alerts whose WebSocket/Kafka sends were never recorded: the
+ * worker died after committing them, or their record failed.  At start
+ * all of them; later those older than 5 s (younger ones are still in the
+ * queue; a repeat would be harmless, only wasted).  Sent again like queued
+ * ones.  Returns how many. */
+static int recover(notify_app *a, PGconn *c, int64_t now, int all)
+{
+    const char *p[1] = { all ? "t" : "f" };
+    PGresult *r = notify_pg(c,
+        "SELECT id, event_id, user_id, template_id, priority, coalesce(title, ''), "
+        "coalesce(body, ''), coalesce(lang, 'en'), collapsed, fired_ms, args::text, "
+        "coalesce(rule_id::text, ''), websocket_status = 'sending', kafka_status = 'sending' "
+        "FROM notifications WHERE (websocket_status = 'sending' OR kafka_status = 'sending') "
+        "AND ($1::boolean OR created_at < now() - interval '5 seconds') "
+        "ORDER BY id LIMIT " NOTIFY_PLAN_MAX, 1, p);
+    if (!notify_pg_ok(r, "unrecorded sends"))
+        return -1;
+    int n = PQntuples(r);
+    json_t *q = json_array();
+    for (int i = 0; i < n; i++) {
+        const char *rule = PQgetvalue(r, i, 11);
+        json_t *msg = message_new(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 3),
+                                  PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+                                  PQgetvalue(r, i, 7), atoi(PQgetvalue(r, i, 8)),
+                                  atoll(PQgetvalue(r, i, 9)), rule[0] ? rule : NULL,
+                                  json_loads(PQgetvalue(r, i, 10), 0, NULL));
+        json_array_append_new(q, json_pack("{s:I, s:s, s:s, s:b, s:b, s:b, s:o}",
+                                           "id", (json_int_t)atoll(PQgetvalue(r, i, 0)),
+                                           "user", PQgetvalue(r, i, 2), "event_id", PQgetvalue(r, i, 1),
+                                           "ws", PQgetvalue(r, i, 12)[0] == 't',
+                                           "kafka", PQgetvalue(r, i, 13)[0] == 't', "slow", 0,
+                                           "msg", msg));
+    }
+    if (n > 0) {
+        insite_log_info("sending %d planned alerts again whose sends were not recorded", n);
+        send_queued(a, c, q, now, notify_wall_us());
+    }
+    json_decref(q);
+    PQclear(r);
+    return n;
+}
+
+/* The pass's plans go out, then are recorded (fast_send): then one
+ * statement (atomic on its own) marks the alerts planned with the
+ * WebSocket/Kafka outcomes in their rows, and creates the delivery rows of
+ * failed sends and of e-mail and webhooks (pending, for the slow pass).  A
+ * crash between the sends and the statement leaves the alerts 'new': they
+ * are planned and sent again with the same event_id, which lua/publish.lua
+ * recognises (and Kafka consumers dedupe on).  Returns the number of
+ * e-mail/webhook deliveries created. */
 static int plan_flush(notify_app *a, PGconn *c, plan_pass *pp, int64_t now)
 {
     size_t n = json_array_size(pp->rows), i;
     if (n == 0)
         return 0;
-    int64_t start_us = notify_wall_us(), published_us;
-    const char **users = calloc(n, sizeof(char *)), **eids = calloc(n, sizeof(char *));
-    json_t **msgs = calloc(n, sizeof(json_t *)), *row, *deliveries = json_array();
-    int *ws_rc = calloc(n, sizeof(int)), nslow = 0;
-    if (users == NULL || eids == NULL || msgs == NULL || ws_rc == NULL)
+    int64_t published_us;
+    fast_item *it = calloc(n, sizeof(*it));
+    json_t *row, *deliveries = json_array();
+    int nslow = 0;
+    if (it == NULL)
         goto out;                     /* the alerts stay due: the next pass tries again */
+    json_array_foreach(pp->rows, i, row)
+        it[i] = (fast_item){ json_integer_value(json_object_get(row, "id")),
+                             json_string_value(json_object_get(row, "user")),
+                             json_string_value(json_object_get(row, "event_id")),
+                             json_object_get(row, "msg"), json_is_true(json_object_get(row, "ws")),
+                             1, row };
+    fast_send(a, it, n, now, deliveries, &published_us);
     json_array_foreach(pp->rows, i, row) {
-        msgs[i] = json_object_get(row, "msg");
-        eids[i] = json_string_value(json_object_get(row, "event_id"));
-        if (json_is_true(json_object_get(row, "ws")))
-            users[i] = json_string_value(json_object_get(row, "user"));
-    }
-    publish_websocket_batch(a, n, users, msgs, eids, ws_rc);
-    published_us = notify_wall_us();
-    json_array_foreach(pp->rows, i, row) {
-        const char *user = json_string_value(json_object_get(row, "user"));
         json_int_t nid = json_integer_value(json_object_get(row, "id"));
-        char err[512] = "", id[32];
-        snprintf(id, sizeof(id), "%lld", (long long)nid);
-        json_t *o;
-        if (users[i] != NULL) {
-            snprintf(err, sizeof(err), "%s", ws_rc[i] == -3 ? "the user id cannot form a channel name"
-                                             : "redis: the publish failed or its outcome is unknown");
-            o = outcome_new(a, ws_rc[i] == 0 ? 0 : -1, ws_rc[i] == -3, 1, err, now, id, "websocket");
-            json_object_set_new(o, "id", json_integer(nid));
-            json_object_set_new(o, "channel", json_string("websocket"));
-            json_array_append_new(deliveries, o);
-        }
-        int rc = send_kafka(a, user, eids[i], msgs[i], err, sizeof(err));
-        o = outcome_new(a, rc, 0, 1, err, now, id, "kafka");
-        json_object_set_new(o, "id", json_integer(nid));
-        json_object_set_new(o, "channel", json_string("kafka"));
-        json_array_append_new(deliveries, o);
         for (int k = 0; k < 2; k++) {
             const char *ch = k ? "email" : "webhook";
             if (!json_is_true(json_object_get(row, ch)))
@@ -1147,10 +1467,12 @@ static int plan_flush(notify_app *a, PGconn *c, plan_pass *pp, int64_t now)
     if (rows != NULL && dj != NULL)
         exec_ok(c,
             "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, lang text, "
-            "title text, body text, count integer, args jsonb)), "
+            "title text, body text, count integer, args jsonb, websocket text, kafka text)), "
             "u AS (UPDATE notifications n SET state = 'planned', planned_ms = $2::bigint, "
-            "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args "
-            "FROM x WHERE n.id = x.id AND n.state IN ('new', 'held') RETURNING n.id) "
+            "lang = x.lang, title = x.title, body = x.body, collapsed = x.count, args = x.args, "
+            "websocket_status = x.websocket, kafka_status = x.kafka, sent_at = now() "
+            "FROM x WHERE n.id = x.id AND n.id = ANY (ARRAY(SELECT id FROM x)) "
+            "AND n.state IN ('new', 'held') RETURNING n.id) "
             "INSERT INTO notification_deliveries (notification_id, channel, status, attempts, "
             "error, next_attempt_ms) SELECT d.id, d.channel, d.status, d.attempts, d.error, d.next "
             "FROM json_to_recordset($3::json) AS d(id bigint, channel text, status text, "
@@ -1158,13 +1480,8 @@ static int plan_flush(notify_app *a, PGconn *c, plan_pass *pp, int64_t now)
             "ON CONFLICT DO NOTHING", 3, p, "plan");
     free(rows);
     free(dj);
-    insite_log_debug("stage send n=%zu start_us=%lld published_us=%lld recorded_us=%lld", n,
-                     (long long)start_us, (long long)published_us, (long long)notify_wall_us());
 out:
-    free(users);
-    free(eids);
-    free(msgs);
-    free(ws_rc);
+    free(it);
     json_decref(deliveries);
     json_array_clear(pp->rows);
     return nslow;
@@ -1222,22 +1539,28 @@ static void *deliver_main(void *ud)
                 PQclear(r);
         }
         int64_t now = notify_now_ms(a), woke_us = notify_wall_us();
-        int nslow = 0, planned = plan(a, c, now, &nslow), busy = planned > 0;
-        if (planned > 0)
-            insite_log_debug("stage plan n=%d woke_us=%lld planned_us=%lld", planned,
-                             (long long)woke_us, (long long)notify_wall_us());
-        /* Retries (and sends a crash interrupted) of the fast channels, and
-         * the slow channels: when nothing was planned, when e-mail/webhook
-         * deliveries were created, else every 100 ms, so that while alerts
-         * stream in a pass costs no extra read. */
-        if (planned == 0 || nslow > 0 || woke_us - last_retry_us > 100000) {
+        /* the hot path: what the evaluation thread planned and committed */
+        json_t *q = take_queue(a);
+        int busy = q != NULL, slow = q != NULL && send_queued(a, c, q, now, woke_us);
+        json_decref(q);
+        /* The rest, when e-mail/webhook deliveries were created, else every
+         * 100 ms (so that while alerts stream in a pass costs no extra
+         * read): held alerts whose quiet hours ended and unplanned ones,
+         * sends never recorded (all of them at start), retries of the fast
+         * channels, then the slow channels. */
+        if (slow || woke_us - last_retry_us >= 100000) {
+            int nslow = 0;
+            busy |= plan(a, c, now, &nslow) > 0;
+            busy |= recover(a, c, now, last_retry_us == 0) > 0;
             busy |= attempt(a, c, now, 0) > 0;
             busy |= attempt(a, c, now, 1) > 0;
             last_retry_us = woke_us;
         }
         insite_kafka_poll(a->kafka, 0);
-        if (!busy)
-            wait_for_work(a, 100);
+        if (!busy) {
+            long left = 100 - (long)((notify_wall_us() - last_retry_us) / 1000);
+            wait_for_work(a, left < 1 ? 1 : left);
+        }
     }
     if (c != NULL)
         PQfinish(c);
@@ -1259,4 +1582,5 @@ void notify_deliver_stop(notify_app *a)
     a->stop = 1;
     notify_deliver_wake(a);
     pthread_join(a->deliver_thread, NULL);
+    json_decref(take_queue(a));       /* committed 'sending': the next start sends them */
 }

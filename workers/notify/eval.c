@@ -87,15 +87,6 @@ int notify_pg_ok(PGresult *r, const char *what)
     return 0;
 }
 
-static int exec_ok(PGconn *c, const char *sql, int n, const char *const *p, const char *what)
-{
-    PGresult *r = notify_pg(c, sql, n, p);
-    if (!notify_pg_ok(r, what))
-        return 0;
-    PQclear(r);
-    return 1;
-}
-
 int notify_rule_from_row(notify_rule *r, const char *id, const char *user, const char *symbol,
                          const char *kind, const char *params, const char *cooldown_s,
                          const char *recurring, const char *priority, const char *enabled)
@@ -328,42 +319,61 @@ static void collect_state(const notify_rule *r, void *ud)
 }
 
 /* The batch's effects in one statement (data-modifying CTEs: atomic on
- * their own, one round trip instead of one per table): fired alerts, rule
- * state, disabled one-shot rules, window samples and the offsets. */
-static int commit_batch(PGconn *c, const char *group, json_t *fires, json_t *states, json_t *disabled,
-                        json_t *samples, json_t *offsets)
+ * their own, one round trip instead of one per table): fired alerts (as
+ * notify_plan_fires() planned them, with their e-mail/webhook deliveries),
+ * rule state, disabled one-shot rules, window samples and the offsets.
+ * Returns the (id, event_id) of the alerts whose WebSocket/Kafka sends are
+ * due, or NULL when the transaction failed (logged). */
+static PGresult *commit_batch(PGconn *c, const char *group, json_t *fires, json_t *states,
+                              json_t *disabled, json_t *samples, json_t *offsets, json_t *slow)
 {
-    char *p[6] = { json_dumps(fires, JSON_COMPACT), json_dumps(states, JSON_COMPACT),
+    char *p[7] = { json_dumps(fires, JSON_COMPACT), json_dumps(states, JSON_COMPACT),
                    json_dumps(disabled, JSON_COMPACT), json_dumps(samples, JSON_COMPACT),
-                   json_dumps(offsets, JSON_COMPACT), (char *)group };
-    int ok = p[0] && p[1] && p[2] && p[3] && p[4]
-        && exec_ok(c,
-                   "WITH f AS (INSERT INTO notifications (user_id, rule_id, template_id, priority, "
-                   "args, fired_ms, due_ms) SELECT user_id, rule_id, template_id, priority, args, "
-                   "fired_ms, 0 FROM json_to_recordset($1::json) AS x(user_id text, rule_id bigint, "
-                   "template_id text, priority text, args jsonb, fired_ms bigint)), "
+                   json_dumps(offsets, JSON_COMPACT), (char *)group, json_dumps(slow, JSON_COMPACT) };
+    PGresult *r = NULL;
+    if (p[0] && p[1] && p[2] && p[3] && p[4] && p[6]) {
+        r = notify_pg(c,
+                   "WITH f AS (INSERT INTO notifications (event_id, user_id, rule_id, template_id, "
+                   "priority, args, fired_ms, due_ms, state, planned_ms, lang, title, body, "
+                   "websocket_status, kafka_status) SELECT coalesce(event_id, gen_random_uuid()), "
+                   "user_id, rule_id, template_id, priority, args, fired_ms, coalesce(due_ms, 0), "
+                   "coalesce(state, 'new'), planned_ms, lang, title, body, websocket_status, "
+                   "kafka_status FROM json_to_recordset($1::json) AS x(event_id uuid, user_id text, "
+                   "rule_id bigint, template_id text, priority text, args jsonb, fired_ms bigint, "
+                   "due_ms bigint, state text, planned_ms bigint, lang text, title text, body text, "
+                   "websocket_status text, kafka_status text) RETURNING id, event_id, kafka_status), "
+                   "d AS (INSERT INTO notification_deliveries (notification_id, channel) "
+                   "SELECT f.id, x.channel FROM json_to_recordset($7::json) AS x(event_id uuid, "
+                   "channel text) JOIN f USING (event_id)), "
                    "s AS (INSERT INTO alert_rule_state (rule_id, side, last_fired_ms, fired_count) "
                    "SELECT x.rule_id, x.side, x.last_fired_ms, x.fired_count "
                    "FROM json_to_recordset($2::json) AS x(rule_id bigint, side smallint, "
                    "last_fired_ms bigint, fired_count integer) "
-                   "WHERE EXISTS (SELECT 1 FROM alert_rules r WHERE r.id = x.rule_id) "
+                   "WHERE x.rule_id IN (SELECT r.id FROM alert_rules r WHERE r.id = ANY (ARRAY("
+                   "SELECT (value->>'rule_id')::bigint FROM json_array_elements($2::json)))) "
                    "ON CONFLICT (rule_id) DO UPDATE SET side = EXCLUDED.side, "
                    "last_fired_ms = EXCLUDED.last_fired_ms, fired_count = EXCLUDED.fired_count, "
                    "updated_at = now()), "
-                   "o AS (UPDATE alert_rules SET enabled = false, updated_at = now() WHERE id IN "
-                   "(SELECT value::bigint FROM json_array_elements_text($3::json))), "
+                   "o AS (UPDATE alert_rules SET enabled = false, updated_at = now() WHERE id = ANY "
+                   "(ARRAY(SELECT value::bigint FROM json_array_elements_text($3::json)))), "
                    "w AS (INSERT INTO notify_samples (symbol, metric, ts_ms, value, volume) "
                    "SELECT * FROM json_to_recordset($4::json) AS x(symbol text, metric smallint, "
-                   "ts_ms bigint, value float8, volume float8)) "
-                   "INSERT INTO notify_offsets (grp, topic, partition, next_offset) "
+                   "ts_ms bigint, value float8, volume float8)), "
+                   "k AS (INSERT INTO notify_offsets (grp, topic, partition, next_offset) "
                    "SELECT $6, * FROM json_to_recordset($5::json) AS x(topic text, "
                    "partition integer, next_offset bigint) ON CONFLICT (grp, topic, partition) "
                    "DO UPDATE SET next_offset = greatest(notify_offsets.next_offset, "
-                   "EXCLUDED.next_offset)",
-                   6, (const char *const *)p, "commit the batch");
-    for (int i = 0; i < 5; i++)
-        free(p[i]);
-    return ok ? 0 : -1;
+                   "EXCLUDED.next_offset)) "
+                   "SELECT id, event_id FROM f WHERE kafka_status = 'sending'",
+                   7, (const char *const *)p);
+        if (!notify_pg_ok(r, "commit the batch"))
+            r = NULL;
+    } else
+        insite_log_error("commit the batch: out of memory building its parameters");
+    for (int i = 0; i < 7; i++)
+        if (i != 5)
+            free(p[i]);
+    return r;
 }
 
 int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_t n,
@@ -436,14 +446,26 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
                                                  "partition", seen[i].partition, "next_offset",
                                                  (json_int_t)seen[i].next));
     int64_t evaluated_us = notify_wall_us();
-    int rc = commit_batch(c, a->group, fires, cc.states, cc.disabled, samples, offsets);
+    /* planned before the commit: the rows are written ready to send */
+    json_t *slow = json_array();
+    if (a->deliver && nfired > 0)
+        notify_plan_fires(a, c, fires, slow, notify_now_ms(a));
+    int64_t planned_us = notify_wall_us();
+    PGresult *sending = commit_batch(c, a->group, fires, cc.states, cc.disabled, samples, offsets,
+                                     slow);
+    int rc = sending != NULL ? 0 : -1;
+    json_decref(slow);
     if (rc == 0) {
         int64_t committed_us = notify_wall_us();
+        if (a->deliver)
+            notify_deliver_enqueue(a, fires, sending);
+        PQclear(sending);
         if (produced_ms != INT64_MAX)
             insite_log_debug("stage eval n=%zu fired=%zu produced_us=%lld polled_us=%lld "
-                             "evaluated_us=%lld committed_us=%lld", n, nfired,
+                             "evaluated_us=%lld planned_us=%lld committed_us=%lld", n, nfired,
                              (long long)produced_ms * 1000, (long long)polled_us,
-                             (long long)evaluated_us, (long long)committed_us);
+                             (long long)evaluated_us, (long long)planned_us,
+                             (long long)committed_us);
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < nseen; i++) {
             notify_offset *o = offset_slot(&a->offsets, &a->noffsets, seen[i].topic,

@@ -59,9 +59,10 @@ typedef struct {
     int deliver;                     /* 0: fired alerts stay in the outbox */
     volatile int stop;
     pthread_t deliver_thread;
-    pthread_mutex_t wake_lock;       /* wake_pending: alerts were committed */
+    pthread_mutex_t wake_lock;       /* wake_pending, sendq */
     pthread_cond_t wake_cond;
-    int wake_pending;
+    int wake_pending;                /* alerts were committed */
+    json_t *sendq;                   /* planned alerts to send (notify_deliver_enqueue) */
     int64_t backoff_ms;
     int max_attempts;
     const char *smtp_url, *smtp_from, *smtp_user, *smtp_password, *unsubscribe_url;
@@ -114,6 +115,19 @@ void notify_deliver_stop(notify_app *a);
 /* Called after a transaction that fired alerts commits: the delivery
  * thread starts a pass now instead of at its next poll. */
 void notify_deliver_wake(notify_app *a);
+/* Plans a batch's fired alerts before they are committed, in the
+ * evaluation thread: one statement reads the settings and hourly counts of
+ * their users, then each fire (the commit's JSON object: user_id, rule_id,
+ * template_id, priority, args, fired_ms) gets event_id and state
+ * (suppressed, held + due_ms, capped, or planned + planned_ms, lang,
+ * title, body, websocket_status/kafka_status 'sending'); `slow` gets
+ * {event_id, channel} per e-mail/webhook delivery to create.  0, or -1
+ * when the settings could not be read (the fires stay unplanned: state
+ * 'new', planned by the delivery thread). */
+int notify_plan_fires(notify_app *a, PGconn *c, json_t *fires, json_t *slow, int64_t now);
+/* After the commit: the planned fires whose rows `ids` (id, event_id)
+ * returned go to the delivery thread's queue, which is woken. */
+void notify_deliver_enqueue(notify_app *a, json_t *fires, PGresult *ids);
 
 /* api.c */
 struct insite_http_route_s;

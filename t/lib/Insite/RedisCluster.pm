@@ -12,6 +12,8 @@ package Insite::RedisCluster;
 #   $c->slot_of('insite:{ch}:seq');  # CLUSTER KEYSLOT
 #   $c->failover_kill9($m);          # kill -9, wait until a replica owns its slots
 #   $c->wait_ok;                     # cluster_state:ok seen by every live node
+#   $c->begin_migration($slot, $to, @keys); $c->end_migration($slot, $to);
+#   $c->move_slots($to, @slots);     # both, with every key of the slots
 #
 # Nodes are Insite::Services::Redis objects, so they are stopped when the test
 # exits (END, DESTROY, signals) like every other server Insite::Services starts.
@@ -270,6 +272,23 @@ sub end_migration {
     my $id = $self->node_id($to);
     for my $n (grep { $_->running } $self->nodes) {
         $n->cli('CLUSTER', 'SETSLOT', $slot, 'NODE', $id);
+    }
+    return $self->wait_ok(30);
+}
+
+# moves slots and every key in them to $to (a master), live, one slot after
+# the other with the steps redis-cli --cluster reshard takes for each
+# (IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE on every node); true once
+# the cluster is ok again
+sub move_slots {
+    my ($self, $to, @slots) = @_;
+    my $id = $self->node_id($to);
+    for my $slot (@slots) {
+        my $from = $self->master_of_slot($slot) or die "no owner of $slot\n";
+        my @keys = grep { length } split /\n/,
+                   $from->cli('CLUSTER', 'GETKEYSINSLOT', $slot, 100000) // '';
+        $self->begin_migration($slot, $to, @keys);
+        $_->cli('CLUSTER', 'SETSLOT', $slot, 'NODE', $id) for grep { $_->running } $self->nodes;
     }
     return $self->wait_ok(30);
 }

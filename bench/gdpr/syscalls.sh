@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Write-type syscalls (syscw of /proc/<pid>/io) and worker CPU time per
+# request, a static file plain and audited, in one nginx (2 workers) built
+# from the modules of a tree: what the journal costs per request, with far
+# less noise on a shared machine than req/s.
+#
+#   bench/gdpr/syscalls.sh [fsync mode, default off] [tree, default this one]
+#   e.g. alternating two builds:
+#   for i in 1 2 3; do bench/gdpr/syscalls.sh off; bench/gdpr/syscalls.sh off /work/other; done
+set -euo pipefail
+mode=${1:-off}
+root=${2:-$(cd "$(dirname "$0")/../.." && pwd)}
+SECS=${SECS:-3}
+work=$(mktemp -d /tmp/insite-bench-syscw.XXXXXX)
+chmod 755 "$work"
+trap '[ -f "$work/logs/nginx.pid" ] && kill -QUIT "$(cat "$work/logs/nginx.pid")" 2>/dev/null; sleep 0.5; rm -rf "$work"' EXIT
+echo ok > "$work/ok.txt"
+mkdir "$work/logs"
+port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
+{
+  for m in ngx_http_insite_module ngx_http_insite_ws_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
+    echo "load_module $root/build/modules/$m.so;"
+  done
+  cat <<CONF
+worker_processes 2;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+error_log $work/logs/error.log warn;
+pid $work/logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    insite_gdpr_journal $work/journal;
+    insite_gdpr_fsync $mode;
+    insite_gdpr_rotate_size 256m;
+    server {
+        listen 127.0.0.1:$port;
+        root $work;
+        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
+        location = /plain   { try_files /ok.txt =404; }
+    }
+}
+CONF
+} > "$work/nginx.conf"
+nginx -p "$work" -c "$work/nginx.conf"
+sleep 0.5
+hz=$(getconf CLK_TCK)
+sum() {     # $1: a field of /proc/<pid>/io, or "cpu" (user + system ticks)
+  local t=0 p u s
+  for p in $(pgrep -P "$(cat "$work/logs/nginx.pid")"); do
+    if [ "$1" = cpu ]; then
+      read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat"); t=$((t + u + s))
+    else
+      t=$((t + $(awk -v f="$1:" '$1 == f {print $2}' "/proc/$p/io")))
+    fi
+  done
+  echo "$t"
+}
+for loc in plain audited; do
+  t0=$(sum cpu); s0=$(sum syscw)
+  n=$(wrk -t2 -c64 -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port/$loc" | awk '/requests in/ {print $1}')
+  s1=$(sum syscw); t1=$(sum cpu)
+  printf '%s %-4s %-8s write syscalls/request %.3f, worker CPU %.1f us/request (%d requests, load %s)\n' \
+    "$(basename "$root")" "$mode" "$loc" "$(echo "($s1 - $s0) / $n" | bc -l)" \
+    "$(echo "($t1 - $t0) * 1000000 / $hz / $n" | bc -l)" "$n" "$(cut -d' ' -f1 /proc/loadavg)"
+done
