@@ -8,12 +8,9 @@ batches and passes that carried alerts:
   kafka    produced (the batch's oldest CreateTime) -> polled by the consumer
   evaluate polled -> rules evaluated
   plan     evaluated -> the fired alerts planned (one statement reads their
-           users' settings and hourly counts; quiet hours, rate cap; ICU
-           until round 5)
+           users' settings and hourly counts; quiet hours, rate cap, ICU)
   commit   planned -> the transaction committed (alert rows written planned)
   wake     committed -> the delivery thread starts its next pass
-  render   -> their text rendered (ICU; in the delivery thread since
-           round 5b, in "plan" before)
   publish  -> the Redis pipeline of their WebSocket messages answered
   record   -> Kafka messages queued, the outcomes written in the alert rows
            (one statement)
@@ -33,8 +30,7 @@ for ln in open(sys.argv[1], errors="replace"):
     if m and m.group(1) in rows:
         rows[m.group(1)].append({k: int(v) for k, v in (kv.split("=") for kv in m.group(2).split())})
 
-steps = {k: [] for k in ("kafka", "evaluate", "plan", "commit", "wake", "render", "publish",
-                              "record")}
+steps = {k: [] for k in ("kafka", "evaluate", "plan", "commit", "wake", "publish", "record")}
 commits = sorted(r["committed_us"] for r in rows["eval"] if r["fired"] > 0)
 for r in rows["eval"]:
     if r["fired"] == 0:
@@ -51,9 +47,6 @@ for r in rows["send"]:
         i = bisect.bisect_right(commits, start) - 1
         if i >= 0:
             steps["wake"].append(start - commits[i])
-    if "rendered_us" in r:
-        steps["render"].append(r["rendered_us"] - start)
-        start = r["rendered_us"]
     steps["publish"].append(r["published_us"] - start)
     steps["record"].append(r["recorded_us"] - r["published_us"])
 
