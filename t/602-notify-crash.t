@@ -60,8 +60,7 @@ ok(Insite::Notify::wait_for(60, sub {
         eq 'delivered delivered' }), 'after the restart it is sent again, and recorded');
 @h = $n->history($u);
 is(scalar @h, 3, 'the retry did not publish it twice');
-# the text is rendered by the delivery thread and written with the outcomes:
-# the restart renders an alert whose record the crash lost
+# what the row says the user was sent is what the channel holds
 my $eid = $n->sql("SELECT event_id FROM notifications WHERE id = $nid");
 my ($pub) = grep { $_->{data}{event_id} eq $eid } @h;
 ok($pub && length($pub->{data}{title}), 'the published alert has its text');

@@ -3,11 +3,10 @@
  * plan:    the evaluation thread plans the alerts it fires before it
  *          commits them (notify_plan_fires: the user's settings decide:
  *          suppressed, held for quiet hours, capped by the hourly rate, or
- *          planned: WebSocket/Kafka 'sending' in the alert's row, a
- *          notification_deliveries row per e-mail/webhook channel), then
- *          queues them here (notify_deliver_enqueue) with the user's
- *          languages and time zone; this thread renders them
- *          (render_queued) and writes the text with the outcomes.  This thread plans the rest the same
+ *          planned: rendered in the user's language, WebSocket/Kafka
+ *          'sending' in the alert's row, a notification_deliveries row per
+ *          e-mail/webhook channel), then queues them here
+ *          (notify_deliver_enqueue).  This thread plans the rest the same
  *          way: held alerts when quiet hours end (collapsed per rule,
  *          digested), alerts fired while delivery was off.
  * send:    the queued alerts' WebSocket messages in one Redis pipeline,
@@ -461,17 +460,16 @@ int notify_plan_fires(notify_app *a, PGconn *c, json_t *fires, json_t *slow, int
             insite_log_info("alert %s for %s: over the rate cap (%d/h)", eid, user, s->rate);
             json_object_set_new(f, "state", json_string("capped"));
         } else {
-            /* rendered by the delivery thread (render_queued), in parallel
-             * with the next batch; the text is written with the outcomes */
-            json_t *langs = json_array();
-            for (size_t k = 0; k < s->nlangs; k++)
-                json_array_append_new(langs, json_string(s->langs[k]));
+            notify_rendered out;
+            render_alert(a, eid, tpl, args, 1, s, &out);
             json_object_set_new(f, "state", json_string("planned"));
             json_object_set_new(f, "planned_ms", json_integer((json_int_t)now));
-            json_object_set_new(f, "langs", langs);
-            json_object_set_new(f, "tz", json_string(s->tz));
+            json_object_set_new(f, "lang", json_string(out.lang));
+            json_object_set_new(f, "title", json_string(out.title));
+            json_object_set_new(f, "body", json_string(out.body));
             json_object_set_new(f, "websocket_status", s->ws ? json_string("sending") : json_null());
             json_object_set_new(f, "kafka_status", json_string("sending"));
+            notify_rendered_free(&out);
             for (int k = 0; k < 2; k++) {
                 const char *ch = k ? "email" : "webhook";
                 if (!(k ? s->email : s->webhook))
@@ -500,21 +498,19 @@ void notify_deliver_enqueue(notify_app *a, json_t *fires, PGresult *ids)
         char rule[32];
         snprintf(rule, sizeof(rule), "%lld",
                  (long long)json_integer_value(json_object_get(f, "rule_id")));
-        /* no "msg" yet: render_queued() makes it in the delivery thread */
-        json_array_append_new(q, json_pack("{s:I, s:O, s:s, s:b, s:b, s:b, s:O, s:O, s:o, s:O, "
-                                           "s:O, s:I, s:s}",
+        json_t *msg = message_new(id, eid, json_string_value(json_object_get(f, "template_id")),
+                                  json_string_value(json_object_get(f, "priority")),
+                                  json_string_value(json_object_get(f, "title")),
+                                  json_string_value(json_object_get(f, "body")),
+                                  json_string_value(json_object_get(f, "lang")), 1,
+                                  json_integer_value(json_object_get(f, "fired_ms")), rule,
+                                  json_incref(json_object_get(f, "args")));
+        json_array_append_new(q, json_pack("{s:I, s:O, s:s, s:b, s:b, s:b, s:o}",
                                            "id", (json_int_t)atoll(id),
                                            "user", json_object_get(f, "user_id"), "event_id", eid,
                                            "ws", json_is_string(json_object_get(f, "websocket_status")),
                                            "kafka", 1, "slow", json_is_true(json_object_get(f, "slow")),
-                                           "template", json_object_get(f, "template_id"),
-                                           "priority", json_object_get(f, "priority"),
-                                           "args", json_deep_copy(json_object_get(f, "args")),
-                                           "langs", json_object_get(f, "langs"),
-                                           "tz", json_object_get(f, "tz"),
-                                           "fired_ms", (json_int_t)json_integer_value(
-                                               json_object_get(f, "fired_ms")),
-                                           "rule", rule));
+                                           "msg", msg));
     }
     json_decref(by_eid);
     if (json_array_size(q) == 0) {
@@ -1167,7 +1163,7 @@ static int attempt(notify_app *a, PGconn *c, int64_t now, int slow)
         "SELECT " ATTEMPT_COLUMNS("d", "n") " "
         "FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id "
         "WHERE d.status = 'pending' AND d.next_attempt_ms <= $1::bigint AND d.channel "
-        "= ANY($2::text[]) AND n.title IS NOT NULL ORDER BY d.id LIMIT $3::integer",
+        "= ANY($2::text[]) ORDER BY d.id LIMIT $3::integer",
         3, p);
     if (!notify_pg_ok(r, "pending deliveries"))
         return -1;
@@ -1328,52 +1324,6 @@ out:
     free(ws_rc);
 }
 
-/* The text of the queue items the evaluation thread planned without it
- * (no "msg": template, priority, args, langs, tz, fired_ms, rule), in the
- * user's language as render_alert() does: each item gets its "msg" and
- * its row the "lang", "title" and "body" recorded with the outcomes.  Here
- * rather than in the evaluation thread, so ICU runs while that thread
- * evaluates and commits the next batch. */
-static void render_queued(notify_app *a, json_t *q, json_t *rows)
-{
-    size_t i;
-    json_t *x;
-    json_array_foreach(q, i, x) {
-        if (json_object_get(x, "msg") != NULL)
-            continue;
-        settings s;
-        json_t *args = json_object_get(x, "args"), *v;
-        size_t k;
-        settings_defaults(&s);
-        json_array_foreach(json_object_get(x, "langs"), k, v)
-            if (s.nlangs < 16 && json_is_string(v))
-                s.langs[s.nlangs++] = (char *)json_string_value(v);   /* borrowed: not freed */
-        if (json_is_string(json_object_get(x, "tz")))
-            snprintf(s.tz, sizeof(s.tz), "%s", json_string_value(json_object_get(x, "tz")));
-        if (!json_is_object(args)) {
-            args = json_object();
-            json_object_set_new(x, "args", args);
-        }
-        const char *eid = json_string_value(json_object_get(x, "event_id")),
-                   *tpl = json_string_value(json_object_get(x, "template")),
-                   *rule = json_string_value(json_object_get(x, "rule"));
-        char id[32];
-        snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(x, "id")));
-        notify_rendered out;
-        render_alert(a, eid ? eid : id, tpl ? tpl : "", args, 1, &s, &out);
-        json_object_set_new(x, "msg", message_new(id, eid ? eid : "", tpl ? tpl : "",
-                                                  json_string_value(json_object_get(x, "priority")),
-                                                  out.title, out.body, out.lang, 1,
-                                                  json_integer_value(json_object_get(x, "fired_ms")),
-                                                  rule, json_incref(args)));
-        json_t *row = json_array_get(rows, i);
-        json_object_set_new(row, "lang", json_string(out.lang));
-        json_object_set_new(row, "title", json_string(out.title));
-        json_object_set_new(row, "body", json_string(out.body));
-        notify_rendered_free(&out);
-    }
-}
-
 /* Alerts the evaluation thread planned (queue items {id, user, event_id,
  * ws, kafka, slow, msg}, notify_deliver_enqueue(), or recover()): their
  * WebSocket and Kafka messages go out, then one statement records the
@@ -1388,7 +1338,7 @@ static int send_queued(notify_app *a, PGconn *c, json_t *q, int64_t now, int64_t
     fast_item *it = calloc(n + 1, sizeof(*it));
     json_t *rows = json_array(), *fails = json_array(), *x;
     int slow = 0;
-    int64_t published_us = 0, rendered_us = 0;
+    int64_t published_us = 0;
     if (it == NULL)
         goto out;                     /* left 'sending': recover() sends them */
     json_array_foreach(q, i, x) {
@@ -1401,19 +1351,14 @@ static int send_queued(notify_app *a, PGconn *c, json_t *q, int64_t now, int64_t
                              json_is_true(json_object_get(x, "kafka")), row };
         slow |= json_is_true(json_object_get(x, "slow"));
     }
-    render_queued(a, q, rows);
-    json_array_foreach(q, i, x)
-        it[i].msg = json_object_get(x, "msg");
-    rendered_us = notify_wall_us();
     fast_send(a, it, n, now, fails, &published_us);
     char *rj = json_dumps(rows, JSON_COMPACT), *fj = json_dumps(fails, JSON_COMPACT);
     const char *p[2] = { rj, fj };
     if (rj != NULL && fj != NULL)
         exec_ok(c,
             "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id bigint, websocket text, "
-            "kafka text, lang text, title text, body text)), "
-            "u AS (UPDATE notifications n SET lang = coalesce(n.lang, x.lang), "
-            "title = coalesce(n.title, x.title), body = coalesce(n.body, x.body), "
+            "kafka text)), "
+            "u AS (UPDATE notifications n SET "
             "websocket_status = CASE WHEN n.websocket_status = 'sending' AND x.websocket IS NOT NULL "
             "THEN x.websocket ELSE n.websocket_status END, "
             "kafka_status = CASE WHEN n.kafka_status = 'sending' AND x.kafka IS NOT NULL "
@@ -1426,9 +1371,8 @@ static int send_queued(notify_app *a, PGconn *c, json_t *q, int64_t now, int64_t
             "ON CONFLICT DO NOTHING", 2, p, "record the sends");
     free(rj);
     free(fj);
-    insite_log_debug("stage send n=%zu woke_us=%lld rendered_us=%lld published_us=%lld "
-                     "recorded_us=%lld", n, (long long)woke_us, (long long)rendered_us,
-                     (long long)published_us, (long long)notify_wall_us());
+    insite_log_debug("stage send n=%zu woke_us=%lld published_us=%lld recorded_us=%lld", n,
+                     (long long)woke_us, (long long)published_us, (long long)notify_wall_us());
 out:
     free(it);
     json_decref(rows);
@@ -1447,8 +1391,8 @@ static int recover(notify_app *a, PGconn *c, int64_t now, int all)
     PGresult *r = notify_pg(c,
         "SELECT id, event_id, user_id, template_id, priority, coalesce(title, ''), "
         "coalesce(body, ''), coalesce(lang, 'en'), collapsed, fired_ms, args::text, "
-        "coalesce(rule_id::text, ''), websocket_status = 'sending', kafka_status = 'sending', "
-        "title IS NULL FROM notifications WHERE (websocket_status = 'sending' OR kafka_status = 'sending') "
+        "coalesce(rule_id::text, ''), websocket_status = 'sending', kafka_status = 'sending' "
+        "FROM notifications WHERE (websocket_status = 'sending' OR kafka_status = 'sending') "
         "AND ($1::boolean OR created_at < now() - interval '5 seconds') "
         "ORDER BY id LIMIT " NOTIFY_PLAN_MAX, 1, p);
     if (!notify_pg_ok(r, "unrecorded sends"))
@@ -1457,42 +1401,17 @@ static int recover(notify_app *a, PGconn *c, int64_t now, int all)
     json_t *q = json_array();
     for (int i = 0; i < n; i++) {
         const char *rule = PQgetvalue(r, i, 11);
-        json_t *item = json_pack("{s:I, s:s, s:s, s:b, s:b, s:b}",
-                                 "id", (json_int_t)atoll(PQgetvalue(r, i, 0)),
-                                 "user", PQgetvalue(r, i, 2), "event_id", PQgetvalue(r, i, 1),
-                                 "ws", PQgetvalue(r, i, 12)[0] == 't',
-                                 "kafka", PQgetvalue(r, i, 13)[0] == 't', "slow", 0);
-        if (PQgetvalue(r, i, 14)[0] == 't') {
-            /* never rendered (the worker died before its record): rendered
-             * now with the user's current settings, by render_queued() */
-            settings st;
-            json_t *langs = json_array();
-            if (settings_get(c, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), &st) != 0) {
-                json_decref(langs);
-                json_decref(item);
-                continue;             /* still 'sending': the next pass tries again */
-            }
-            for (size_t k = 0; k < st.nlangs; k++)
-                json_array_append_new(langs, json_string(st.langs[k]));
-            json_t *args = json_loads(PQgetvalue(r, i, 10), 0, NULL);
-            json_object_set_new(item, "template", json_string(PQgetvalue(r, i, 3)));
-            json_object_set_new(item, "priority", json_string(PQgetvalue(r, i, 4)));
-            json_object_set_new(item, "args", args != NULL ? args : json_object());
-            json_object_set_new(item, "langs", langs);
-            json_object_set_new(item, "tz", json_string(st.tz));
-            json_object_set_new(item, "fired_ms", json_integer(atoll(PQgetvalue(r, i, 9))));
-            if (rule[0])
-                json_object_set_new(item, "rule", json_string(rule));
-            settings_free(&st);
-        } else
-            json_object_set_new(item, "msg",
-                                message_new(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-                                            PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
-                                            PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
-                                            PQgetvalue(r, i, 7), atoi(PQgetvalue(r, i, 8)),
-                                            atoll(PQgetvalue(r, i, 9)), rule[0] ? rule : NULL,
-                                            json_loads(PQgetvalue(r, i, 10), 0, NULL)));
-        json_array_append_new(q, item);
+        json_t *msg = message_new(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 3),
+                                  PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+                                  PQgetvalue(r, i, 7), atoi(PQgetvalue(r, i, 8)),
+                                  atoll(PQgetvalue(r, i, 9)), rule[0] ? rule : NULL,
+                                  json_loads(PQgetvalue(r, i, 10), 0, NULL));
+        json_array_append_new(q, json_pack("{s:I, s:s, s:s, s:b, s:b, s:b, s:o}",
+                                           "id", (json_int_t)atoll(PQgetvalue(r, i, 0)),
+                                           "user", PQgetvalue(r, i, 2), "event_id", PQgetvalue(r, i, 1),
+                                           "ws", PQgetvalue(r, i, 12)[0] == 't',
+                                           "kafka", PQgetvalue(r, i, 13)[0] == 't', "slow", 0,
+                                           "msg", msg));
     }
     if (n > 0) {
         insite_log_info("sending %d planned alerts again whose sends were not recorded", n);

@@ -119,9 +119,8 @@ void notify_deliver_wake(notify_app *a);
  * evaluation thread: one statement reads the settings and hourly counts of
  * their users, then each fire (the commit's JSON object: user_id, rule_id,
  * template_id, priority, args, fired_ms) gets event_id and state
- * (suppressed, held + due_ms, capped, or planned + planned_ms, langs,
- * tz, websocket_status/kafka_status 'sending': the text is rendered and
- * written by the delivery thread, with the outcomes); `slow` gets
+ * (suppressed, held + due_ms, capped, or planned + planned_ms, lang,
+ * title, body, websocket_status/kafka_status 'sending'); `slow` gets
  * {event_id, channel} per e-mail/webhook delivery to create.  0, or -1
  * when the settings could not be read (the fires stay unplanned: state
  * 'new', planned by the delivery thread). */
