@@ -189,6 +189,9 @@ typedef struct {
     ngx_uint_t                  burst;
     ngx_uint_t                  backend;
     ngx_uint_t                  fail_closed;
+    /* header values fixed by the directive, formatted once */
+    ngx_str_t                   policy;       /* RateLimit-Policy */
+    ngx_str_t                   quota;        /* RateLimit-Limit: burst + 1 */
 } ngx_insite_gw_limit_t;
 
 

@@ -28,6 +28,10 @@
 #include <openssl/evp.h>
 
 
+static ngx_int_t ngx_insite_gw_limit_fixed_headers(ngx_conf_t *cf,
+    ngx_insite_gw_limit_t *lim);
+
+
 /*
  * A key is stored as itself when shorter than this, as its SHA-256
  * (zero-padded to exactly this length, which no stored key has otherwise)
@@ -174,6 +178,10 @@ ngx_insite_gw_limit_parse(ngx_conf_t *cf, ngx_insite_gw_limit_t *lim)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "insite_gateway_rate_limit needs zone=, key= "
                            "and rate=");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_insite_gw_limit_fixed_headers(cf, lim) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -664,4 +672,42 @@ ngx_insite_gw_limit_compute(ngx_insite_gw_limit_t *lim, ngx_uint_t allowed,
     }
 
     res->reset = (time_t) ((ms + 999) / 1000);
+}
+
+
+/*
+ * The rate-limit header values that depend only on the directive, formatted
+ * once here rather than with ngx_sprintf() on every response (see
+ * ngx_insite_gw_rate_headers()):
+ *
+ *   policy: "<zone>";q=<burst+1>;w=<seconds>
+ *   quota:  <burst+1>
+ *
+ * q is what passes at once from a drained key, w the time (burst + 1)
+ * requests take to drain: `rate=10r/m burst=9` is q=10;w=60.
+ */
+
+static ngx_int_t
+ngx_insite_gw_limit_fixed_headers(ngx_conf_t *cf, ngx_insite_gw_limit_t *lim)
+{
+    u_char    *p;
+    uint64_t   w;
+
+    w = ((uint64_t) (lim->burst + 1) * lim->period + lim->n - 1) / lim->n;
+    w = (w + 999) / 1000;
+
+    p = ngx_pnalloc(cf->pool, lim->zone_name.len + 3 * NGX_INT64_LEN + 16);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    lim->policy.data = p;
+    lim->policy.len = ngx_sprintf(p, "\"%V\";q=%ui;w=%uL", &lim->zone_name,
+                                  lim->burst + 1, w) - p;
+
+    p += lim->policy.len;
+    lim->quota.data = p;
+    lim->quota.len = ngx_sprintf(p, "%ui", lim->burst + 1) - p;
+
+    return NGX_OK;
 }

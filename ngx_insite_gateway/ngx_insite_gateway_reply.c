@@ -14,6 +14,7 @@
 #include "insite_gw_args.h"
 
 
+static u_char *ngx_insite_gw_dec(u_char *p, int64_t v);
 static ngx_uint_t ngx_insite_gw_request_id_valid(ngx_str_t *id);
 
 
@@ -424,15 +425,17 @@ ngx_insite_gw_error(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx,
  *           RateLimit-Remaining: <remaining>
  *           RateLimit-Reset: <reset>
  *
- * q is what passes at once from a drained key, w the time (burst + 1)
- * requests take to drain: `rate=10r/m burst=9` is q=10;w=60.
+ * RateLimit-Policy and RateLimit-Limit are fixed by the directive and
+ * formatted once (ngx_insite_gw_limit_fixed_headers()); the rest are
+ * written with ngx_insite_gw_dec(): ngx_sprintf() was a quarter of the
+ * instructions the gateway adds to a proxied request (bench/gateway/run.sh
+ * MODE=callgrind).
  */
 
 ngx_int_t
 ngx_insite_gw_rate_headers(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
 {
     u_char                        *p;
-    uint64_t                       w;
     ngx_str_t                      v;
     ngx_insite_gw_limit_t         *lim;
     ngx_insite_gw_limit_result_t  *res;
@@ -441,27 +444,26 @@ ngx_insite_gw_rate_headers(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
     res = &ctx->limit_result;
 
     if (ctx->rate_headers & NGX_INSITE_GW_RH_DRAFT) {
-        p = ngx_pnalloc(r->pool, 2 * lim->zone_name.len + 4 * NGX_INT64_LEN
-                                 + 32);
+        if (ngx_insite_gw_set_header(r, "RateLimit-Policy", &lim->policy)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, lim->zone_name.len + 2 * NGX_INT64_LEN
+                                 + sizeof("\"\";r=;t=") - 1);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        w = ((uint64_t) (lim->burst + 1) * lim->period + lim->n - 1) / lim->n;
-        w = (w + 999) / 1000;
-
         v.data = p;
-        v.len = ngx_sprintf(p, "\"%V\";q=%ui;w=%uL", &lim->zone_name,
-                            lim->burst + 1, w) - p;
-
-        if (ngx_insite_gw_set_header(r, "RateLimit-Policy", &v) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        p += v.len;
-        v.data = p;
-        v.len = ngx_sprintf(p, "\"%V\";r=%ui;t=%T", &lim->zone_name,
-                            res->remaining, res->reset) - p;
+        *p++ = '"';
+        p = ngx_cpymem(p, lim->zone_name.data, lim->zone_name.len);
+        p = ngx_cpymem(p, "\";r=", sizeof("\";r=") - 1);
+        p = ngx_insite_gw_dec(p, (int64_t) res->remaining);
+        p = ngx_cpymem(p, ";t=", sizeof(";t=") - 1);
+        p = ngx_insite_gw_dec(p, (int64_t) res->reset);
+        v.len = p - v.data;
 
         if (ngx_insite_gw_set_header(r, "RateLimit", &v) != NGX_OK) {
             return NGX_ERROR;
@@ -469,31 +471,58 @@ ngx_insite_gw_rate_headers(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
     }
 
     if (ctx->rate_headers & NGX_INSITE_GW_RH_LEGACY) {
-        p = ngx_pnalloc(r->pool, 3 * NGX_INT64_LEN);
+        if (ngx_insite_gw_set_header(r, "RateLimit-Limit", &lim->quota)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, 2 * NGX_INT64_LEN);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
         v.data = p;
-        v.len = ngx_sprintf(p, "%ui", lim->burst + 1) - p;
-        if (ngx_insite_gw_set_header(r, "RateLimit-Limit", &v) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        p += v.len;
-        v.data = p;
-        v.len = ngx_sprintf(p, "%ui", res->remaining) - p;
+        v.len = ngx_insite_gw_dec(p, (int64_t) res->remaining) - p;
         if (ngx_insite_gw_set_header(r, "RateLimit-Remaining", &v) != NGX_OK) {
             return NGX_ERROR;
         }
 
         p += v.len;
         v.data = p;
-        v.len = ngx_sprintf(p, "%T", res->reset) - p;
+        v.len = ngx_insite_gw_dec(p, (int64_t) res->reset) - p;
         if (ngx_insite_gw_set_header(r, "RateLimit-Reset", &v) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
     return NGX_OK;
+}
+
+
+/* v in decimal at p (at most NGX_INT64_LEN bytes); returns the end */
+
+static u_char *
+ngx_insite_gw_dec(u_char *p, int64_t v)
+{
+    u_char    buf[NGX_INT64_LEN];
+    u_char   *q;
+    uint64_t  u;
+
+    if (v < 0) {
+        *p++ = '-';
+        u = (uint64_t) 0 - (uint64_t) v;
+
+    } else {
+        u = (uint64_t) v;
+    }
+
+    q = buf + sizeof(buf);
+
+    do {
+        *--q = (u_char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+
+    return ngx_cpymem(p, q, buf + sizeof(buf) - q);
 }

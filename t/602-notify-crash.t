@@ -60,6 +60,12 @@ ok(Insite::Notify::wait_for(60, sub {
         eq 'delivered delivered' }), 'after the restart it is sent again, and recorded');
 @h = $n->history($u);
 is(scalar @h, 3, 'the retry did not publish it twice');
+# what the row says the user was sent is what the channel holds
+my $eid = $n->sql("SELECT event_id FROM notifications WHERE id = $nid");
+my ($pub) = grep { $_->{data}{event_id} eq $eid } @h;
+ok($pub && length($pub->{data}{title}), 'the published alert has its text');
+is($n->sql("SELECT title FROM notifications WHERE id = $nid"), $pub && $pub->{data}{title},
+   'the alert row records the text that was published');
 is($n->sql("SELECT count(*) FROM notifications WHERE rule_id = $rid"), 3, '3 alerts in all');
 
 done_testing();

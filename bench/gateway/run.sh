@@ -5,6 +5,14 @@
 #   PERF=1 bench/gateway/run.sh ...   also perf-record the gateway's workers
 #                                     during gw_local (PERF_VARIANT) of the
 #                                     last round; PERF_OUT=file keeps the data
+#   MODE=cpu bench/gateway/run.sh [dur] [conns] [threads] [pairs]
+#                                     only plain and gw_local, alternated:
+#                                     worker CPU time per request of each and
+#                                     the ratio plain / gw_local per pair
+#   MODE=callgrind REQUESTS=2000 bench/gateway/run.sh
+#                                     instructions per request gw_local adds
+#                                     over plain (noise-free), top functions;
+#                                     CG_OUT=dir keeps both callgrind files
 #
 # One nginx (2 workers) in front of one local upstream nginx (return 200),
 # measured with wrk in the same run:
@@ -55,6 +63,10 @@ pay=$(printf '{"sub":"bench-user","exp":%d}' $(( $(date +%s) + 86400 )) | b64url
 sig=$(printf '%s.%s' "$hdr" "$pay" | openssl dgst -sha256 -hmac "$secret" -binary | b64url)
 token="$hdr.$pay.$sig"
 
+# MODE=callgrind: the gateway is one process under valgrind (see below)
+procs="worker_processes 2;"
+[ "${MODE:-}" = callgrind ] && procs="worker_processes 1; master_process off;"
+
 mkdir -p "$dir/up/logs" "$dir/gw/logs"
 cat >"$dir/up/nginx.conf" <<CONF
 worker_processes 1; daemon off; error_log $dir/up/logs/error.log warn; pid $dir/up/logs/nginx.pid;
@@ -68,7 +80,7 @@ CONF
     echo "load_module $mods/$m.so;"
   done
   cat <<CONF
-worker_processes 2; daemon off; error_log $dir/gw/logs/error.log warn; pid $dir/gw/logs/nginx.pid;
+$procs daemon off; error_log $dir/gw/logs/error.log warn; pid $dir/gw/logs/nginx.pid;
 events { worker_connections 4096; }
 http {
   access_log off;
@@ -99,8 +111,46 @@ CONF
 } >"$dir/gw/nginx.conf"
 
 "$nginx" -p "$dir/up/" -c "$dir/up/nginx.conf" & pids+=($!)
-"$nginx" -p "$dir/gw/" -c "$dir/gw/nginx.conf" & pids+=($!)
+[ "${MODE:-}" = callgrind ] || { "$nginx" -p "$dir/gw/" -c "$dir/gw/nginx.conf" & pids+=($!); }
 sleep 1.5
+
+if [ "${MODE:-}" = callgrind ]; then
+  # Instructions, not time: one gateway process under callgrind serves the
+  # same fixed number of requests (one keepalive connection, curl) to
+  # /plain, then, in a second process, to /gw_local.  Start-up is the same
+  # in both, so the difference of the totals divided by the requests is what
+  # the gateway adds per request, exactly, whatever else runs on the machine.
+  n=${REQUESTS:-2000}
+  for ((i = 0; i < n; i++)); do printf 'url = "http://127.0.0.1:%s/LOC"\noutput = "/dev/null"\n' "$gw_port"; done >"$dir/urls"
+  declare -A ir=()
+  for v in plain gw_local; do
+    valgrind -q --tool=callgrind --callgrind-out-file="$dir/cg.$v" \
+      "$nginx" -p "$dir/gw/" -c "$dir/gw/nginx.conf" & vg=$!
+    for ((w = 0; w < 100; w++)); do
+      curl -s -o /dev/null "http://127.0.0.1:$gw_port/plain" && break; sleep 0.2
+    done
+    sed "s#/LOC#/$v#" "$dir/urls" | curl -s -H "Authorization: Bearer $token" -K - \
+      -w '%{http_code}\n' | sort | uniq -c | awk -v v="$v" '$2 != 200 { print v ": " $0; bad = 1 } END { exit bad }'
+    kill -QUIT "$vg"; wait "$vg" || true
+    ir[$v]=$(awk '/^(summary|totals):/ { print $2; exit }' "$dir/cg.$v")
+  done
+  echo "# callgrind, $n requests on one connection after start-up (plus one probe to /plain)"
+  echo "plain     total Ir ${ir[plain]}"
+  echo "gw_local  total Ir ${ir[gw_local]}"
+  awk -v a="${ir[gw_local]}" -v b="${ir[plain]}" -v n="$n" \
+    'BEGIN { printf "gw_local - plain: %.0f instructions per request\n", (a - b) / n }'
+  echo
+  echo "# instructions per request gw_local adds over plain, by function (self; top 30)"
+  for v in plain gw_local; do
+    callgrind_annotate --auto=no --threshold=100 "$dir/cg.$v" 2>/dev/null \
+      | awk -v v="$v" '/^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ { n = $1; gsub(",", "", n); f = $0;
+          sub(/^ *[0-9,]+ \( *[0-9.]+%\) +/, "", f); sub(/ \[.*/, "", f); sub(/^.*:/, "", f); print v, n, f }'
+  done | awk -v n="$n" '{ d[$3] += ($1 == "gw_local" ? $2 : -$2) }
+      END { for (f in d) if (d[f] / n >= 5 || d[f] / n <= -5) printf "%10.0f  %s\n", d[f] / n, f }' \
+    | sort -rn | head -30
+  [ -n "${CG_OUT:-}" ] && cp "$dir/cg.plain" "$dir/cg.gw_local" "$CG_OUT/"
+  exit 0
+fi
 
 # sanity: every variant answers 200 before it is measured
 for v in plain limit_req gw_local gw_redis; do
@@ -113,18 +163,36 @@ to_ms() {  # wrk latency "1.23ms" / "456.00us" / "1.01s" -> ms
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 workers() { pgrep -P "$(cat "$dir/gw/logs/nginx.pid")" | paste -sd,; }
-# CPU ticks (user + system) the gateway's workers used so far: per request,
-# the cost of a variant, which other load on a shared machine skews far
-# less than req/s or latency
-worker_ticks() {
-  local t=0 p u s
-  for p in $(pgrep -P "$(cat "$dir/gw/logs/nginx.pid")"); do
-    read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat")
-    t=$((t + u + s))
+. "$root/bench/lib/workers.sh"
+worker_ticks() { workers_sum "$dir/gw/logs/nginx.pid" cpu; }
+
+if [ "${MODE:-}" = cpu ]; then
+  # plain and gw_local alternated in the same nginx, $rounds pairs, the
+  # first of each pair swapped every round: the gateway workers' CPU time
+  # per request of each, and the ratio plain / gw_local (1.0: the gateway
+  # costs nothing; the req/s target, 0.9, needs at least about that)
+  echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, $rounds pairs"
+  printf '%-5s %-15s %12s %12s %12s %12s %10s %10s\n' pair load plain_us gw_us \
+    cpu_pl/gw plain_req/s gw_req/s rps_gw/pl
+  for ((round = 1; round <= rounds; round++)); do
+    declare -A rps=() cpu=()
+    load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)
+    pair=(plain gw_local); ((round % 2)) || pair=(gw_local plain)
+    for v in "${pair[@]}"; do
+      t0=$(worker_ticks)
+      out=$(wrk -t"$threads" -c"$conns" -d"$dur" -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+      t1=$(worker_ticks)
+      if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi
+      rps[$v]=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
+      cpu[$v]=$(workers_us_per_req $((t1 - t0)) "$(echo "$out" | awk '/requests in/ { print $1 }')")
+    done
+    printf '%-5s %-15s %12s %12s %12s %12s %10s %10s\n' "$round" "$load" "${cpu[plain]}" "${cpu[gw_local]}" \
+      "$(ratio "${cpu[plain]}" "${cpu[gw_local]}")" "${rps[plain]}" "${rps[gw_local]}" \
+      "$(ratio "${rps[gw_local]}" "${rps[plain]}")"
+    unset rps cpu
   done
-  echo "$t"
-}
-hz=$(getconf CLK_TCK)
+  exit 0
+fi
 
 variants=(plain limit_req gw_local gw_redis)
 echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, upstream 1 worker, $rounds rounds"
@@ -149,7 +217,7 @@ for ((round = 1; round <= rounds; round++)); do
     p50[$v]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
     p99[$v]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
     n=$(echo "$out" | awk '/requests in/ { print $1 }')
-    cpu[$v]=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+    cpu[$v]=$(workers_us_per_req $((t1 - t0)) "$n")
   done
   echo
   echo "round $round (order: ${order[*]}; load average before: $load)"

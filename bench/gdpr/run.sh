@@ -31,23 +31,16 @@ mkdir -p "$work/logs"
 result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
 # CPU ticks (user + system) of nginx's workers: per request, the cost of a
 # location, which other load on a shared machine skews far less than req/s
-ticks() {
-  local t=0 p u s
-  for p in $(pgrep -P "$(cat "$work/logs/nginx.pid")"); do
-    read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat")
-    t=$((t + u + s))
-  done
-  echo "$t"
-}
-hz=$(getconf CLK_TCK)
+. "$(dirname "$0")/../lib/workers.sh"
+ticks() { workers_sum "$work/logs/nginx.pid" cpu; }
 # "req/s cpu_us_per_request"
 rps() {
   local t0 t1 out
   t0=$(ticks)
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1")
   t1=$(ticks)
-  echo "$out" | awk -v t=$((t1 - t0)) -v hz="$hz" '/requests in/ {n = $1} /Requests\/sec/ {r = $2}
-    END {printf "%s %.2f\n", r, t * 1e6 / hz / n}'
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
+    "$(workers_us_per_req $((t1 - t0)) "$(echo "$out" | awk '/requests in/ {print $1}')")"
 }
 avg() { echo "($1 + $2) / 2" | bc -l; }
 

@@ -43,23 +43,13 @@ CONF
 } > "$work/nginx.conf"
 nginx -p "$work" -c "$work/nginx.conf"
 sleep 0.5
-hz=$(getconf CLK_TCK)
-sum() {     # $1: a field of /proc/<pid>/io, or "cpu" (user + system ticks)
-  local t=0 p u s
-  for p in $(pgrep -P "$(cat "$work/logs/nginx.pid")"); do
-    if [ "$1" = cpu ]; then
-      read -r u s < <(cut -d' ' -f14,15 "/proc/$p/stat"); t=$((t + u + s))
-    else
-      t=$((t + $(awk -v f="$1:" '$1 == f {print $2}' "/proc/$p/io")))
-    fi
-  done
-  echo "$t"
-}
+. "$(dirname "$0")/../lib/workers.sh"
+sum() { workers_sum "$work/logs/nginx.pid" "$1"; }  # "cpu" or a field of /proc/<pid>/io
 for loc in plain audited; do
   t0=$(sum cpu); s0=$(sum syscw)
   n=$(wrk -t2 -c64 -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port/$loc" | awk '/requests in/ {print $1}')
   s1=$(sum syscw); t1=$(sum cpu)
   printf '%s %-4s %-8s write syscalls/request %.3f, worker CPU %.1f us/request (%d requests, load %s)\n' \
     "$(basename "$root")" "$mode" "$loc" "$(echo "($s1 - $s0) / $n" | bc -l)" \
-    "$(echo "($t1 - $t0) * 1000000 / $hz / $n" | bc -l)" "$n" "$(cut -d' ' -f1 /proc/loadavg)"
+    "$(workers_us_per_req $((t1 - t0)) "$n")" "$n" "$(cut -d' ' -f1 /proc/loadavg)"
 done
