@@ -14,6 +14,10 @@ plan skip_all => $why if $why;
 
 my $n = Insite::Notify->new(tag => 't600');
 my ($alice, $bob) = ("alice-$$", "bob-$$");
+# symbols unique to this run: the worker's new consumer group reads
+# stock_updates from the start, and a price another test file published
+# for AAPL would fire alice's rule while this file counts her alerts
+my $S = "Z$$";
 my ($st, $j);
 
 # ---- no identity
@@ -23,13 +27,13 @@ is($j->{error}, 'unauthorized', '... with the JSON error');
 
 # ---- create
 ($st, $j) = $n->api(POST => '/api/v1/alerts/rules', $alice,
-                    { type => 'price_above', symbol => 'AAPL', price => 200, cooldown_seconds => 300 });
+                    { type => 'price_above', symbol => "${S}A", price => 200, cooldown_seconds => 300 });
 is($st, 201, 'POST a price_above rule: 201') or diag explain $j;
 my $rid = $j->{id};
 ok($rid, "rule id $rid");
 is($j->{state}{side}, 'unknown', 'a new rule has not seen a price yet');
 ($st, $j) = $n->api(POST => '/api/v1/alerts/rules', $alice,
-                    { type => 'percent_change', symbol => 'TSLA', percent => 2.5,
+                    { type => 'percent_change', symbol => "${S}T", percent => 2.5,
                       window_seconds => 600, direction => 'down', recurring => JSON::PP::false,
                       priority => 'CRITICAL' });
 is($st, 201, 'POST a percent_change rule: 201');
