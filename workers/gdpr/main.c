@@ -185,7 +185,6 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     gdpr_retention *retention = NULL;
     gdpr_reporter *reporter = NULL;
     gdpr_incidents *incidents = NULL;
-    PGconn *pg;
 
     if (m == NULL)
         goto out;
@@ -201,16 +200,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         goto out;
 
     /* the schema first: the API must not answer before its tables exist */
-    if ((pg = insite_pg_connect(st.dsn, err, sizeof(err))) == NULL) {
-        insite_log_error("postgresql: %s", err);
+    if ((st.pg = insite_pg_open(st.dsn, insite_config_string(cfg, "pg.migrations_dir"),
+                                "postgresql")) == NULL)
         goto out;
-    }
-    if (insite_pg_migrate(pg, insite_config_string(cfg, "pg.migrations_dir"), err, sizeof(err)) < 0) {
-        insite_log_error("migrations: %s", err);
-        PQfinish(pg);
-        goto out;
-    }
-    st.pg = pg;
 
     consent.changes = insite_metrics_counter(m, "consent_changes", "Consent grants and withdrawals recorded.");
     consent.sync_errors = insite_metrics_counter(m, "consent_sync_errors",

@@ -58,21 +58,11 @@ static int health(json_t *checks, void *ud)
 
 static int migrate(const insite_config *cfg)
 {
-    char err[512];
-    PGconn *c = insite_pg_connect(insite_config_string(cfg, "pg.dsn"), err, sizeof(err));
-    if (c == NULL) {
-        insite_log_error("postgresql: %s", err);
+    PGconn *c = insite_pg_open(insite_config_string(cfg, "pg.dsn"),
+                               insite_config_string(cfg, "pg.migrations_dir"), "postgresql");
+    if (c == NULL)
         return -1;
-    }
-    const char *dir = insite_config_string(cfg, "pg.migrations_dir");
-    int n = insite_pg_migrate(c, dir, err, sizeof(err));
     PQfinish(c);
-    if (n < 0) {
-        insite_log_error("postgresql: migrations in %s: %s", dir, err);
-        return -1;
-    }
-    if (n > 0)
-        insite_log_info("postgresql: applied %d migration(s) from %s", n, dir);
     return 0;
 }
 
