@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "pg.h"
 #include "runtime.h"
+#include "worker.h"
 
 static const insite_config_key analytics_keys[] = {
     { "analytics.http_port", INSITE_CFG_INT, "8093", 0, 65535,
@@ -219,42 +220,33 @@ static int serve(insite_runtime *rt, insite_config *cfg, analytics_ctx *ctx)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* -1: serve; 0: --score; N > 0: --bench N */
+static int args(insite_runtime *rt, void *ud)
 {
-    insite_runtime rt;
-    insite_config_schema *s = insite_config_schema_new();
-    insite_config *cfg = NULL;
-    analytics_ctx ctx = { .pg_lock = PTHREAD_MUTEX_INITIALIZER };
-    int rc = 2;
-    long bench = -1;
+    long *bench = ud;
 
-    if (insite_runtime_init(&rt, "insite-analytics", argc, argv) != 0 || s == NULL)
-        goto out;
-    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys) != 0
-        || insite_config_schema_add(s, analytics_pipeline_keys, analytics_pipeline_nkeys) != 0
-        || insite_config_schema_add(s, analytics_keys, sizeof(analytics_keys) / sizeof(analytics_keys[0])) != 0)
-        goto out;
-    if ((rc = insite_runtime_common(&rt, s, usage)) >= 0)
-        goto out;
-    for (int i = 1; i < rt.argc; i++) {
-        if (strcmp(rt.argv[i], "--score") == 0)
-            bench = 0;
-        else if (strcmp(rt.argv[i], "--bench") == 0 && i + 1 < rt.argc)
-            bench = atol(rt.argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
-            rc = 2;
-            goto out;
-        }
+    for (int i = 1; i < rt->argc; i++) {
+        if (strcmp(rt->argv[i], "--score") == 0)
+            *bench = 0;
+        else if (strcmp(rt->argv[i], "--bench") == 0 && i + 1 < rt->argc)
+            *bench = atol(rt->argv[++i]);
+        else
+            return insite_worker_usage(rt, usage);
     }
-    rc = 1;
-    if ((cfg = insite_runtime_load_config(&rt, s)) == NULL || build_model(cfg, &ctx.model) != 0)
+    return -1;
+}
+
+static int run(insite_runtime *rt, insite_config **cfgp, void *ud)
+{
+    insite_config *cfg = *cfgp;
+    const long *bench = ud;
+    analytics_ctx ctx = { .pg_lock = PTHREAD_MUTEX_INITIALIZER };
+    int rc = 1;
+
+    if (build_model(cfg, &ctx.model) != 0)
         goto out;
-    if (bench >= 0) {
-        rc = run_score(&ctx.model, bench);
+    if (*bench >= 0) {
+        rc = run_score(&ctx.model, *bench);
         goto out;
     }
     ctx.http_work = vader_work_new();
@@ -266,15 +258,29 @@ int main(int argc, char **argv)
         insite_log_error("curl_global_init failed");
         goto out;
     }
-    rc = ctx.http_work ? serve(&rt, cfg, &ctx) : 1;
+    rc = ctx.http_work ? serve(rt, cfg, &ctx) : 1;
 out:
     if (ctx.pg != NULL)
         PQfinish(ctx.pg);
     vader_work_free(ctx.http_work);
     free_model(&ctx.model);
-    insite_config_free(cfg);
-    insite_config_schema_free(s);
     curl_global_cleanup();
-    insite_runtime_close(&rt);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    long bench = -1;
+    const insite_worker_keys keys[] = {
+        { insite_pg_config_keys, insite_pg_config_nkeys },
+        { insite_kafka_config_keys, insite_kafka_config_nkeys },
+        { insite_redis_config_keys, insite_redis_config_nkeys },
+        { analytics_pipeline_keys, analytics_pipeline_nkeys },
+        INSITE_WORKER_KEYS(analytics_keys),
+    };
+    const insite_worker_options o = {
+        .name = "insite-analytics", .usage = usage, .keys = keys,
+        .nkeys = sizeof(keys) / sizeof(keys[0]), .args = args, .run = run, .ud = &bench,
+    };
+    return insite_worker_main(&o, argc, argv);
 }

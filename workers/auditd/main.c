@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pg.h"
 #include "runtime.h"
+#include "worker.h"
 
 static const insite_config_key auditd_keys[] = {
     { "auditd.journal_dir", INSITE_CFG_STRING, "/var/lib/insite/audit", 0, 0,
@@ -150,43 +151,36 @@ out:
     return rc;
 }
 
+/* verify and verify-checkpoints need no config */
+static int args(insite_runtime *rt, void *ud)
+{
+    (void)ud;
+    if (rt->argc > 1 && strcmp(rt->argv[1], "verify") == 0)
+        return auditd_verify_main(rt->argc - 2, rt->argv + 2, stdout);
+    if (rt->argc > 1 && strcmp(rt->argv[1], "verify-checkpoints") == 0)
+        return auditd_verify_checkpoints_main(rt->argc - 2, rt->argv + 2, stdout);
+    if (rt->argc > 1)
+        return insite_worker_usage(rt, usage);
+    return -1;
+}
+
+static int run(insite_runtime *rt, insite_config **cfg, void *ud)
+{
+    (void)ud;
+    return serve(rt, *cfg);
+}
+
 int main(int argc, char **argv)
 {
-    insite_runtime rt;
-    insite_config_schema *sc = insite_config_schema_new();
-    insite_config *cfg = NULL;
-    int rc = 2;
-
-    if (insite_runtime_init(&rt, "insite-auditd", argc, argv) != 0 || sc == NULL)
-        goto out;
-    if (insite_config_schema_add(sc, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
-        || insite_config_schema_add(sc, insite_pg_config_keys, insite_pg_config_nkeys) != 0
-        || insite_config_schema_add(sc, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
-        || insite_config_schema_add(sc, insite_kafka_lag_config_keys,
-                                    insite_kafka_lag_config_nkeys) != 0
-        || insite_config_schema_add(sc, auditd_keys, sizeof(auditd_keys) / sizeof(auditd_keys[0])) != 0)
-        goto out;
-    if ((rc = insite_runtime_common(&rt, sc, usage)) >= 0)
-        goto out;
-    if (rt.argc > 1 && strcmp(rt.argv[1], "verify") == 0) {
-        rc = auditd_verify_main(rt.argc - 2, rt.argv + 2, stdout);
-        goto out;
-    }
-    if (rt.argc > 1 && strcmp(rt.argv[1], "verify-checkpoints") == 0) {
-        rc = auditd_verify_checkpoints_main(rt.argc - 2, rt.argv + 2, stdout);
-        goto out;
-    }
-    if (rt.argc > 1) {
-        fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
-        goto out;
-    }
-    rc = 1;
-    if ((cfg = insite_runtime_load_config(&rt, sc)) == NULL)
-        goto out;
-    rc = serve(&rt, cfg);
-out:
-    insite_config_free(cfg);
-    insite_config_schema_free(sc);
-    insite_runtime_close(&rt);
-    return rc;
+    const insite_worker_keys keys[] = {
+        { insite_pg_config_keys, insite_pg_config_nkeys },
+        { insite_kafka_config_keys, insite_kafka_config_nkeys },
+        { insite_kafka_lag_config_keys, insite_kafka_lag_config_nkeys },
+        INSITE_WORKER_KEYS(auditd_keys),
+    };
+    const insite_worker_options o = {
+        .name = "insite-auditd", .usage = usage, .keys = keys,
+        .nkeys = sizeof(keys) / sizeof(keys[0]), .args = args, .run = run,
+    };
+    return insite_worker_main(&o, argc, argv);
 }

@@ -24,6 +24,7 @@
 #include "runtime.h"
 #include "social.h"
 #include "store.h"
+#include "worker.h"
 
 static const insite_config_key collector_keys[] = {
     { "collector.symbols", INSITE_CFG_STRING_LIST, "AAPL,MSFT,GOOGL,AMZN,TSLA", 0, 0,
@@ -215,46 +216,52 @@ static int run(app *a, insite_runtime *rt)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int args(insite_runtime *rt, void *ud)
 {
-    insite_runtime rt;
-    insite_config_schema *s = insite_config_schema_new();
-    app a = { 0 };
+    (void)ud;
+    if (rt->argc > 1) {
+        insite_log_error("unexpected argument \"%s\"", rt->argv[1]);
+        return 2;
+    }
+    return -1;
+}
+
+static int start(insite_runtime *rt, insite_config **cfg, void *ud)
+{
+    app a = { .cfg = *cfg };
     int rc = 1;
 
-    if (insite_runtime_init(&rt, "insite-collector", argc, argv) != 0 || s == NULL)
-        goto out;
-    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys)
-        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys)
-        || insite_config_schema_add(s, insite_kafka_config_keys, insite_kafka_config_nkeys)
-        || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys)
-        || insite_config_schema_add(s, collector_keys, sizeof(collector_keys) / sizeof(collector_keys[0]))
-        || insite_config_schema_add(s, provider_config_keys, provider_config_nkeys)
-        || insite_config_schema_add(s, social_config_keys, social_config_nkeys))
-        goto out;
-    if ((rc = insite_runtime_common(&rt, s, NULL)) >= 0)
-        goto out;
-    rc = 1;
-    if (rt.argc > 1) {
-        insite_log_error("unexpected argument \"%s\"", rt.argv[1]);
-        rc = 2;
-        goto out;
-    }
-    if ((a.cfg = insite_runtime_load_config(&rt, s)) == NULL || check_symbols(a.cfg) != 0)
-        goto out;
+    (void)ud;
+    if (check_symbols(a.cfg) != 0)
+        return 1;
     a.service = insite_config_string(a.cfg, "collector.source_service");
-    a.abort_fd = rt.sigfd;
+    a.abort_fd = rt->sigfd;
     if ((a.metrics = insite_metrics_new("collector")) == NULL)
         goto out;
     init_metrics(&a);
     if (open_backends(&a) == 0)
-        rc = run(&a, &rt);
+        rc = run(&a, rt);
 out:
     close_backends(&a);
     free(a.syms);
     insite_metrics_free(a.metrics);
-    insite_config_free(a.cfg);
-    insite_config_schema_free(s);
-    insite_runtime_close(&rt);
+    *cfg = a.cfg;       /* a SIGHUP may have replaced it */
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const insite_worker_keys keys[] = {
+        { insite_redis_config_keys, insite_redis_config_nkeys },
+        { insite_kafka_config_keys, insite_kafka_config_nkeys },
+        { insite_pg_config_keys, insite_pg_config_nkeys },
+        INSITE_WORKER_KEYS(collector_keys),
+        { provider_config_keys, provider_config_nkeys },
+        { social_config_keys, social_config_nkeys },
+    };
+    const insite_worker_options o = {
+        .name = "insite-collector", .keys = keys, .nkeys = sizeof(keys) / sizeof(keys[0]),
+        .args = args, .run = start,
+    };
+    return insite_worker_main(&o, argc, argv);
 }

@@ -16,22 +16,7 @@
 
 PGconn *store_open(const char *dsn, const char *dir)
 {
-    char err[512];
-    PGconn *c = insite_pg_connect(dsn, err, sizeof(err));
-
-    if (c == NULL) {
-        insite_log_error("postgres: %s", err);
-        return NULL;
-    }
-    int n = insite_pg_migrate(c, dir, err, sizeof(err));
-    if (n < 0) {
-        insite_log_error("postgres: migrations in %s: %s", dir, err);
-        PQfinish(c);
-        return NULL;
-    }
-    if (n > 0)
-        insite_log_info("postgres: applied %d migration(s) from %s", n, dir);
-    return c;
+    return insite_pg_open(dsn, dir, "postgres");
 }
 
 int store_ready(PGconn *c)

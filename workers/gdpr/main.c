@@ -21,6 +21,7 @@
 #include "kafka.h"
 #include "redis_publish.h"
 #include "runtime.h"
+#include "worker.h"
 
 static const insite_config_key gdpr_keys[] = {
     { "gdpr.http_port", INSITE_CFG_INT, "8085", 0, 65535,
@@ -184,7 +185,6 @@ static int serve(insite_runtime *rt, insite_config *cfg)
     gdpr_retention *retention = NULL;
     gdpr_reporter *reporter = NULL;
     gdpr_incidents *incidents = NULL;
-    PGconn *pg;
 
     if (m == NULL)
         goto out;
@@ -200,16 +200,9 @@ static int serve(insite_runtime *rt, insite_config *cfg)
         goto out;
 
     /* the schema first: the API must not answer before its tables exist */
-    if ((pg = insite_pg_connect(st.dsn, err, sizeof(err))) == NULL) {
-        insite_log_error("postgresql: %s", err);
+    if ((st.pg = insite_pg_open(st.dsn, insite_config_string(cfg, "pg.migrations_dir"),
+                                "postgresql")) == NULL)
         goto out;
-    }
-    if (insite_pg_migrate(pg, insite_config_string(cfg, "pg.migrations_dir"), err, sizeof(err)) < 0) {
-        insite_log_error("migrations: %s", err);
-        PQfinish(pg);
-        goto out;
-    }
-    st.pg = pg;
 
     consent.changes = insite_metrics_counter(m, "consent_changes", "Consent grants and withdrawals recorded.");
     consent.sync_errors = insite_metrics_counter(m, "consent_sync_errors",
@@ -317,43 +310,49 @@ out:
     return rc;
 }
 
+/* 0: serve; 1: --retention-now; 2: --retention-now --dry-run */
+typedef struct {
+    int retention_now;
+} gdpr_mode;
+
+/* verify-receipt needs no config; --retention-now runs with it */
+static int args(insite_runtime *rt, void *ud)
+{
+    gdpr_mode *mode = ud;
+
+    if (rt->argc > 1 && strcmp(rt->argv[1], "verify-receipt") == 0)
+        return gdpr_verify_receipt_main(rt->argc - 2, rt->argv + 2, stdout);
+    if (rt->argc > 1 && strcmp(rt->argv[1], "--retention-now") == 0
+        && (rt->argc == 2 || (rt->argc == 3 && strcmp(rt->argv[2], "--dry-run") == 0))) {
+        mode->retention_now = rt->argc - 1;
+        return -1;
+    }
+    if (rt->argc > 1)
+        return insite_worker_usage(rt, usage);
+    return -1;
+}
+
+static int run(insite_runtime *rt, insite_config **cfg, void *ud)
+{
+    const gdpr_mode *mode = ud;
+
+    if (mode->retention_now)
+        return retention_now(rt, *cfg, mode->retention_now == 2);
+    return serve(rt, *cfg);
+}
+
 int main(int argc, char **argv)
 {
-    insite_runtime rt;
-    insite_config_schema *sc = insite_config_schema_new();
-    insite_config *cfg = NULL;
-    int rc = 2;
-
-    if (insite_runtime_init(&rt, "insite-gdpr", argc, argv) != 0 || sc == NULL)
-        goto out;
-    if (insite_config_schema_add(sc, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
-        || insite_config_schema_add(sc, insite_pg_config_keys, insite_pg_config_nkeys) != 0
-        || insite_config_schema_add(sc, insite_redis_config_keys, insite_redis_config_nkeys) != 0
-        || insite_config_schema_add(sc, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
-        || insite_config_schema_add(sc, gdpr_keys, sizeof(gdpr_keys) / sizeof(gdpr_keys[0])) != 0)
-        goto out;
-    if ((rc = insite_runtime_common(&rt, sc, usage)) >= 0)
-        goto out;
-    if (rt.argc > 1 && strcmp(rt.argv[1], "verify-receipt") == 0) {
-        rc = gdpr_verify_receipt_main(rt.argc - 2, rt.argv + 2, stdout);
-        goto out;
-    }
-    if (rt.argc > 1 && strcmp(rt.argv[1], "--retention-now") == 0
-        && (rt.argc == 2 || (rt.argc == 3 && strcmp(rt.argv[2], "--dry-run") == 0))) {
-        rc = (cfg = insite_runtime_load_config(&rt, sc)) ? retention_now(&rt, cfg, rt.argc == 3) : 1;
-        goto out;
-    }
-    if (rt.argc > 1) {
-        fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
-        goto out;
-    }
-    rc = 1;
-    if ((cfg = insite_runtime_load_config(&rt, sc)) == NULL)
-        goto out;
-    rc = serve(&rt, cfg);
-out:
-    insite_config_free(cfg);
-    insite_config_schema_free(sc);
-    insite_runtime_close(&rt);
-    return rc;
+    gdpr_mode mode = { 0 };
+    const insite_worker_keys keys[] = {
+        { insite_pg_config_keys, insite_pg_config_nkeys },
+        { insite_redis_config_keys, insite_redis_config_nkeys },
+        { insite_kafka_config_keys, insite_kafka_config_nkeys },
+        INSITE_WORKER_KEYS(gdpr_keys),
+    };
+    const insite_worker_options o = {
+        .name = "insite-gdpr", .usage = usage, .keys = keys,
+        .nkeys = sizeof(keys) / sizeof(keys[0]), .args = args, .run = run, .ud = &mode,
+    };
+    return insite_worker_main(&o, argc, argv);
 }

@@ -335,3 +335,23 @@ int insite_pg_migrate(PGconn *c, const char *dir, char *err, size_t errlen)
     free_list(m, n);
     return count;
 }
+
+PGconn *insite_pg_open(const char *dsn, const char *dir, const char *what)
+{
+    char err[512];
+    PGconn *c = insite_pg_connect(dsn, err, sizeof(err));
+
+    if (c == NULL) {
+        insite_log_error("%s: %s", what, err);
+        return NULL;
+    }
+    int n = insite_pg_migrate(c, dir, err, sizeof(err));
+    if (n < 0) {
+        insite_log_error("%s: migrations in %s: %s", what, dir, err);
+        PQfinish(c);
+        return NULL;
+    }
+    if (n > 0)
+        insite_log_info("%s: applied %d migration(s) from %s", what, n, dir);
+    return c;
+}

@@ -34,4 +34,10 @@ PGconn *insite_pg_connect_waiting(const char *dsn, char *err, size_t errlen);
  * err; the failing migration is rolled back, earlier ones stay applied. */
 int insite_pg_migrate(PGconn *c, const char *dir, char *err, size_t errlen);
 
+/* A worker's start: connects and applies the migrations of dir.  Failures
+ * are logged as "<what>: <reason>" and "<what>: migrations in <dir>:
+ * <reason>" (NULL returned), applied migrations as "<what>: applied N
+ * migration(s) from <dir>". */
+PGconn *insite_pg_open(const char *dsn, const char *dir, const char *what);
+
 #endif

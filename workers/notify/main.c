@@ -18,6 +18,7 @@
 #include "notify.h"
 #include "pg.h"
 #include "runtime.h"
+#include "worker.h"
 
 static const insite_config_key notify_keys[] = {
     { "notify.http_port", INSITE_CFG_INT, "8086", 0, 65535,
@@ -245,40 +246,29 @@ out:
     return rc;
 }
 
-int main(int argc, char **argv)
+static int start(insite_runtime *rt, insite_config **cfg, void *ud)
 {
-    insite_runtime rt;
-    insite_config_schema *s = insite_config_schema_new();
-    insite_config *cfg = NULL;
-    int rc = 2;
-
-    if (insite_runtime_init(&rt, "insite-notify", argc, argv) != 0 || s == NULL)
-        goto out;
-    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys) != 0
-        || insite_config_schema_add(s, notify_keys, sizeof(notify_keys) / sizeof(notify_keys[0])) != 0)
-        goto out;
-    if ((rc = insite_runtime_common(&rt, s, "")) >= 0)
-        goto out;
-    rc = 1;
-    if (rt.argc > 1) {
-        fprintf(stderr, "usage: %s [-c FILE]\n", rt.name);
-        rc = 2;
-        goto out;
-    }
-    if ((cfg = insite_runtime_load_config(&rt, s)) == NULL)
-        goto out;
+    (void)ud;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         insite_log_error("curl_global_init failed");
-        goto out;
+        return 1;
     }
-    rc = serve(&rt, cfg);
+    int rc = serve(rt, *cfg);
     curl_global_cleanup();
-out:
-    insite_config_free(cfg);
-    insite_config_schema_free(s);
-    insite_runtime_close(&rt);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const insite_worker_keys keys[] = {
+        { insite_pg_config_keys, insite_pg_config_nkeys },
+        { insite_kafka_config_keys, insite_kafka_config_nkeys },
+        { insite_redis_config_keys, insite_redis_config_nkeys },
+        INSITE_WORKER_KEYS(notify_keys),
+    };
+    const insite_worker_options o = {
+        .name = "insite-notify", .usage = "", .keys = keys,
+        .nkeys = sizeof(keys) / sizeof(keys[0]), .run = start,
+    };
+    return insite_worker_main(&o, argc, argv);
 }

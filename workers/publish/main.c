@@ -21,6 +21,7 @@
 #include "log.h"
 #include "redis_publish.h"
 #include "runtime.h"
+#include "worker.h"
 
 static const insite_config_key publish_keys[] = {
     { "publish.source_service", INSITE_CFG_STRING, "insite-publish", 0, 0,
@@ -175,38 +176,30 @@ static int publish(const insite_config *cfg, const args *a)
     return 0;
 }
 
+static int parse(insite_runtime *rt, void *ud)
+{
+    return parse_args(rt->argc, rt->argv, ud) == 0 ? -1 : insite_worker_usage(rt, usage);
+}
+
+static int run(insite_runtime *rt, insite_config **cfg, void *ud)
+{
+    const args *a = ud;
+
+    (void)rt;
+    return a->create_topics ? create_topics(*cfg) : publish(*cfg, a);
+}
+
 int main(int argc, char **argv)
 {
-    insite_runtime rt;
-    insite_config_schema *s = insite_config_schema_new();
-    insite_config *cfg = NULL;
     args a;
-    int rc = 1;
-
-    if (insite_runtime_init(&rt, "insite-publish", argc, argv) != 0 || s == NULL) {
-        rc = 2;
-        goto out;
-    }
-    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_kafka_config_keys, insite_kafka_config_nkeys) != 0
-        || insite_config_schema_add(s, publish_keys, sizeof(publish_keys) / sizeof(publish_keys[0])) != 0)
-        goto out;
-    if ((rc = insite_runtime_common(&rt, s, usage)) >= 0)
-        goto out;
-    if (parse_args(rt.argc, rt.argv, &a) != 0) {
-        fprintf(stderr, "usage: %s [-c FILE] %s\n", rt.name, usage);
-        rc = 2;
-        goto out;
-    }
-    if ((cfg = insite_runtime_load_config(&rt, s)) == NULL) {
-        rc = 1;
-        goto out;
-    }
-    rc = a.create_topics ? create_topics(cfg) : publish(cfg, &a);
-out:
-    insite_config_free(cfg);
-    insite_config_schema_free(s);
-    insite_runtime_close(&rt);
-    return rc;
+    const insite_worker_keys keys[] = {
+        { insite_redis_config_keys, insite_redis_config_nkeys },
+        { insite_kafka_config_keys, insite_kafka_config_nkeys },
+        INSITE_WORKER_KEYS(publish_keys),
+    };
+    const insite_worker_options o = {
+        .name = "insite-publish", .usage = usage, .keys = keys,
+        .nkeys = sizeof(keys) / sizeof(keys[0]), .args = parse, .run = run, .ud = &a,
+    };
+    return insite_worker_main(&o, argc, argv);
 }

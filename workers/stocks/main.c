@@ -15,6 +15,7 @@
 #include "pg.h"
 #include "redis_publish.h"
 #include "runtime.h"
+#include "worker.h"
 #include "stocks.h"
 
 static const insite_config_key stocks_keys[] = {
@@ -57,21 +58,11 @@ static int health(json_t *checks, void *ud)
 
 static int migrate(const insite_config *cfg)
 {
-    char err[512];
-    PGconn *c = insite_pg_connect(insite_config_string(cfg, "pg.dsn"), err, sizeof(err));
-    if (c == NULL) {
-        insite_log_error("postgresql: %s", err);
+    PGconn *c = insite_pg_open(insite_config_string(cfg, "pg.dsn"),
+                               insite_config_string(cfg, "pg.migrations_dir"), "postgresql");
+    if (c == NULL)
         return -1;
-    }
-    const char *dir = insite_config_string(cfg, "pg.migrations_dir");
-    int n = insite_pg_migrate(c, dir, err, sizeof(err));
     PQfinish(c);
-    if (n < 0) {
-        insite_log_error("postgresql: migrations in %s: %s", dir, err);
-        return -1;
-    }
-    if (n > 0)
-        insite_log_info("postgresql: applied %d migration(s) from %s", n, dir);
     return 0;
 }
 
@@ -131,39 +122,15 @@ static int serve(insite_runtime *rt, insite_config *cfg, stocks_ctx *ctx)
     return h != NULL ? 0 : 1;
 }
 
-int main(int argc, char **argv)
+static int run(insite_runtime *rt, insite_config **cfgp, void *ud)
 {
-    insite_runtime rt;
-    insite_config_schema *s = insite_config_schema_new();
-    insite_config *cfg = NULL;
+    insite_config *cfg = *cfgp;
     stocks_ctx ctx = { .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER };
-    int rc = 2;
+    int rc = 1;
 
-    /* A bars page is tens of KB built and freed per request on each HTTP
-     * thread; with glibc's defaults every free gives the pages back
-     * (madvise, or munmap past the mmap threshold) and the next request
-     * faults them in again, with a TLB shootdown across the threads each
-     * time: keep them.  Measured: 4.5 -> 2.6 ms of worker CPU a request. */
-    mallopt(M_MMAP_THRESHOLD, 4 << 20);
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    if (insite_runtime_init(&rt, "insite-stocks", argc, argv) != 0 || s == NULL)
-        goto out;
-    if (insite_config_schema_add(s, insite_runtime_config_keys, insite_runtime_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_pg_config_keys, insite_pg_config_nkeys) != 0
-        || insite_config_schema_add(s, insite_redis_config_keys, insite_redis_config_nkeys) != 0
-        || insite_config_schema_add(s, stocks_keys, sizeof(stocks_keys) / sizeof(stocks_keys[0])) != 0)
-        goto out;
-    if ((rc = insite_runtime_common(&rt, s, "")) >= 0)
-        goto out;
-    if (rt.argc > 1) {
-        fprintf(stderr, "usage: %s [-c FILE]\n", rt.name);
-        rc = 2;
-        goto out;
-    }
-    rc = 1;
-    if ((cfg = insite_runtime_load_config(&rt, s)) == NULL)
-        goto out;
     insite_redis_options ro;
+
+    (void)ud;
     insite_redis_options_from_config(cfg, &ro);
     ctx.pg_dsn = insite_config_string(cfg, "pg.dsn");
     ctx.redis_host = ro.host;
@@ -192,11 +159,30 @@ int main(int argc, char **argv)
     /* the tables this worker reads may belong to workers not started yet */
     if (migrate(cfg) != 0)
         goto out;
-    rc = serve(&rt, cfg, &ctx);
+    rc = serve(rt, cfg, &ctx);
 out:
     stocks_bars_cache_free(ctx.bars_cache);
-    insite_config_free(cfg);
-    insite_config_schema_free(s);
-    insite_runtime_close(&rt);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const insite_worker_keys keys[] = {
+        { insite_pg_config_keys, insite_pg_config_nkeys },
+        { insite_redis_config_keys, insite_redis_config_nkeys },
+        INSITE_WORKER_KEYS(stocks_keys),
+    };
+    const insite_worker_options o = {
+        .name = "insite-stocks", .usage = "", .keys = keys,
+        .nkeys = sizeof(keys) / sizeof(keys[0]), .run = run,
+    };
+
+    /* A bars page is tens of KB built and freed per request on each HTTP
+     * thread; with glibc's defaults every free gives the pages back
+     * (madvise, or munmap past the mmap threshold) and the next request
+     * faults them in again, with a TLB shootdown across the threads each
+     * time: keep them.  Measured: 4.5 -> 2.6 ms of worker CPU a request. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    return insite_worker_main(&o, argc, argv);
 }
