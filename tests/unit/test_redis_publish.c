@@ -401,6 +401,29 @@ static void test_each_master_single(void **state)
     insite_redis_free(r);
 }
 
+/* insite_redis_master_wait() after a write on the lent connection (what
+ * erasure does after its DELs on a master): rc and err say how it went */
+typedef struct {
+    insite_redis *r;
+    const char *key;
+    int rc;
+    char err[256];
+} master_wait_ctx;
+
+static int del_and_wait(const insite_redis_master *m, void *arg, char *err, size_t errlen)
+{
+    master_wait_ctx *x = arg;
+    const char *argv[] = { "DEL", x->key };
+    insite_redis_cmd one = { 2, argv, NULL };
+    redisReply *r = insite_redis_master_run(x->r, m, x->key, strlen(x->key), &one, err, errlen);
+
+    if (r == NULL)
+        return -1;
+    freeReplyObject(r);
+    x->rc = insite_redis_master_wait(x->r, m, x->err, sizeof(x->err));
+    return 0;
+}
+
 /* redis.publish_replicas: with no replica, WAIT 1 cannot be met: the
  * publish ran (its seq is taken) but is reported as not done; once a real
  * replica (a redis-server started here with --replicaof) is in sync, the
@@ -461,6 +484,12 @@ static void test_publish_replicas(void **state)
     rep = redisCommand(c, "GET %s", key);
     assert_true(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "1") == 0);
     freeReplyObject(rep);
+    /* insite_redis_master_wait(): the same WAIT on a master's connection */
+    master_wait_ctx mw = { r, key, 9, "" };
+    if (insite_redis_each_master(r, del_and_wait, &mw, err, sizeof(err)) != 0)
+        fail_msg("each_master: %s", err);
+    assert_int_equal(mw.rc, -1);
+    assert_non_null(strstr(mw.err, "written, but 0 of 1 replicas acknowledged it within 1000 ms"));
     /* insite_redis_run() does not wait */
     rep = insite_redis_run(r, key, strlen(key), &two, 1, err, sizeof(err));
     assert_non_null(rep);
@@ -496,6 +525,8 @@ static void test_publish_replicas(void **state)
     unrep = -1;
     redisReply *rrep = synced ? insite_redis_run_replicated(r, key, strlen(key), &one, 1, &unrep,
                                                             rerr, sizeof(rerr)) : NULL;
+    master_wait_ctx mw2 = { r, key, 9, "" };
+    int erc = synced ? insite_redis_each_master(r, del_and_wait, &mw2, rerr, sizeof(rerr)) : -9;
 
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -518,6 +549,9 @@ static void test_publish_replicas(void **state)
         fail_msg("run_replicated with a replica: %s", rerr);
     assert_int_equal(unrep, 0);
     freeReplyObject(rrep);
+    assert_int_equal(erc, 0);
+    if (mw2.rc != 0)
+        fail_msg("master_wait with a replica: %s", mw2.err);
 }
 
 int main(void)

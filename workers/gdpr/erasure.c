@@ -337,6 +337,10 @@ static int match_on_master(const insite_redis_master *m, void *arg, char *err, s
         }
         freeReplyObject(rep);
     } while (strcmp(cursor, "0") != 0);
+    /* the DELs count only once the replicas have them: a failover must not
+     * bring an erased key back (redis.publish_replicas; 0: no WAIT) */
+    if (!w->scan && w->rows > 0 && insite_redis_master_wait(w->e->store->redis, m, err, errlen) != 0)
+        return -1;
     if (!w->scan) {
         char step[256];
         snprintf(step, sizeof(step), "walked:%s", w->name);
@@ -367,7 +371,10 @@ static int run_redis(gdpr_erasure *e, target *x, const char *user, long long *ro
     }
     const char *argv[2] = { scan ? "EXISTS" : "DEL", key };
     insite_redis_cmd one = { 2, argv, NULL };
-    if ((rep = insite_redis_run(r, key, strlen(key), &one, 1, err, sizeof(err))) == NULL) {
+    /* a DEL counts only once redis.publish_replicas replicas have it */
+    rep = scan ? insite_redis_run(r, key, strlen(key), &one, 1, err, sizeof(err))
+               : insite_redis_run_replicated(r, key, strlen(key), &one, 1, NULL, err, sizeof(err));
+    if (rep == NULL) {
         insite_log_warn("erasure: %s: %s: %s", x->name, argv[0], err);
         return -1;
     }

@@ -288,26 +288,27 @@ static int parse_reply(const redisReply *rep, insite_publish_result *res,
  * ran: a publish may be delivered, and either may be lost if the master
  * fails); -2 when the connection broke (r->cur->c freed).  err says which
  * with "published" or "written". */
-static int wait_replicas(insite_redis *r, int publish, char *err, size_t errlen)
+/* WAIT for redis.publish_replicas on connection c (named where): 0 (also
+ * when off), -1 with fewer replicas in time or an odd reply, -2 when the
+ * connection broke (the caller drops it).  publish: the words of err. */
+static int wait_on(insite_redis *r, redisContext *c, const char *where, int publish,
+                   char *err, size_t errlen)
 {
     const char *done = publish ? "published" : "written";
 
     if (r->replicas == 0)
         return 0;
 
-    redisReply *rep = redisCommand(r->cur->c, "WAIT %d %d", r->replicas, r->replicas_timeout_ms);
+    redisReply *rep = redisCommand(c, "WAIT %d %d", r->replicas, r->replicas_timeout_ms);
 
     if (rep == NULL) {
-        set_err(err, errlen, "WAIT on %s:%d: %s (%s, replication unknown)",
-                r->cur->host, r->cur->port, r->cur->c->errstr, done);
-        disconnect(r);
+        set_err(err, errlen, "WAIT on %s: %s (%s, replication unknown)", where, c->errstr, done);
         return -2;
     }
     int rc = 0;
     if (rep->type != REDIS_REPLY_INTEGER) {
-        set_err(err, errlen, "WAIT on %s:%d: %s (%s, replication unknown)", r->cur->host,
-                r->cur->port, rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply",
-                done);
+        set_err(err, errlen, "WAIT on %s: %s (%s, replication unknown)", where,
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply", done);
         rc = -1;
     } else if (rep->integer < r->replicas) {
         set_err(err, errlen, "%s, but %lld of %d replicas acknowledged it within %d ms: "
@@ -317,6 +318,17 @@ static int wait_replicas(insite_redis *r, int publish, char *err, size_t errlen)
         rc = -1;
     }
     freeReplyObject(rep);
+    return rc;
+}
+
+static int wait_replicas(insite_redis *r, int publish, char *err, size_t errlen)
+{
+    char where[300];
+
+    snprintf(where, sizeof(where), "%s:%d", r->cur->host, r->cur->port);
+    int rc = wait_on(r, r->cur->c, where, publish, err, errlen);
+    if (rc == -2)
+        disconnect(r);
     return rc;
 }
 
@@ -1055,11 +1067,18 @@ redisReply *insite_redis_master_run(insite_redis *r, const insite_redis_master *
     if (rep->type != REDIS_REPLY_ERROR)
         return rep;
     if (r->cluster && insite_cluster_error(rep->str, rep->len, &to) != INSITE_CLUSTER_ERR_NONE) {
-        /* the key's slot is served elsewhere now: routed */
+        /* the key's slot is served elsewhere now: routed, and waited for
+         * there, since insite_redis_master_wait() sees only m->c */
         freeReplyObject(rep);
-        return insite_redis_run(r, key, keylen, cmd, 1, err, errlen);
+        return insite_redis_run_replicated(r, key, keylen, cmd, 1, NULL, err, errlen);
     }
     set_err(err, errlen, "%s: %s", m->name, rep->str);
     freeReplyObject(rep);
     return NULL;
+}
+
+int insite_redis_master_wait(insite_redis *r, const insite_redis_master *m,
+                             char *err, size_t errlen)
+{
+    return wait_on(r, m->c, m->name, 0, err, errlen) == 0 ? 0 : -1;
 }

@@ -162,12 +162,22 @@ int insite_redis_each_master(insite_redis *r, insite_redis_master_pt cb, void *a
 
 /* One command naming key, on m->c (no new connection); when m no longer
  * serves key's slot (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: a reshard or a
- * failover since the map was read) sent again through insite_redis_run().
- * The reply (the caller frees it), or NULL with the reason in err (an
- * error reply, or m->c broken). */
+ * failover since the map was read) sent again through
+ * insite_redis_run_replicated() (so a rerouted write has waited for
+ * redis.publish_replicas there).  The reply (the caller frees it), or NULL
+ * with the reason in err (an error reply, m->c broken, or a rerouted write
+ * too few replicas hold). */
 redisReply *insite_redis_master_run(insite_redis *r, const insite_redis_master *m,
                                     const char *key, size_t keylen,
                                     const insite_redis_cmd *cmd, char *err, size_t errlen);
+
+/* WAIT for redis.publish_replicas replicas (0: returns 0 at once) on m's
+ * connection: every write made there so far, by insite_redis_master_run()
+ * or on m->c, is then on that many replicas (a write it rerouted was
+ * waited for on its new owner already).  -1 with the reason in err: fewer
+ * in redis.publish_replicas_timeout, or the WAIT failed. */
+int insite_redis_master_wait(insite_redis *r, const insite_redis_master *m,
+                             char *err, size_t errlen);
 
 /* "PUBLISH", or "SPUBLISH" on a cluster (to the channel's shard: name the
  * channel as insite_redis_run's key): what nginx's subscribers listen to. */
