@@ -102,6 +102,9 @@ insite_redis_command_duration_seconds_count \d+
 --- config
     location = /healthz { insite_healthz; }
     location = /metrics { insite_metrics; }
+--- ready_request
+GET /metrics
+--- ready_like: \ninsite_redis_connected 2\n
 --- request eval
 [("GET /healthz") x 20, "GET /metrics"]
 --- response_body_like eval

@@ -861,6 +861,26 @@ sub run_block_once {
     }
 
     my $timeout = parse_duration(scalar($block->timeout)) // $Timeout;
+    if (defined(my $ready = $block->ready_request)) {
+        # the workers' asynchronous start (a Redis connection, say) is done
+        # only when this request's body matches ready_like: asked until it
+        # does, up to 10 s, so the block's requests meet a started server
+        chomp $ready;
+        my $like = $block->ready_like;
+        $like = ref $like ? $like : qr/$like/;
+        my ($meth) = $ready =~ /^(\S+)/;
+        my $deadline = Time::HiRes::time() + 10;
+        my $body = '';
+        while (Time::HiRes::time() < $deadline) {
+            my $res = http_roundtrip(port => $ServerPortForClient,
+                                     data => build_request($ready, "", "close"), timeout => $timeout,
+                                     method => $meth);
+            $body = $res->{body} // '';
+            last if $body =~ $like;
+            Time::HiRes::sleep(0.05);
+        }
+        Test::More::like($body, $like, "$name - ready ($ready)");
+    }
     for my $i (0 .. $#reqs) {
         my ($data, $meth) = @{ $reqs[$i] };
         my $res = http_roundtrip(port => $ServerPortForClient, data => $data,
