@@ -111,7 +111,7 @@ measure() {
   per=$((users / symbols))
   expected=$(( rate * secs / per * per ))
   node --experimental-websocket bench/notify/ws_client.mjs "ws://127.0.0.1:$wsport/ws" "$users" \
-    "$expected" "$INSITE_RUN_DIR/ready" 20 > "$INSITE_RUN_DIR/client.json" &
+    "$expected" "$INSITE_RUN_DIR/ready" 20 "$INSITE_RUN_DIR/arrivals" > "$INSITE_RUN_DIR/client.json" &
   local client=$!
   for _ in $(seq 300); do [ -f "$INSITE_RUN_DIR/ready" ] && break; sleep 0.1; done
   [ -f "$INSITE_RUN_DIR/ready" ] || { echo "the WebSocket client did not subscribe" >&2; exit 1; }
@@ -134,7 +134,7 @@ measure() {
     'p99_ms', round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1),
     'max_ms', round((max(extract(epoch FROM $rec - n.created_at)) * 1000)::numeric, 1))
     FROM $from")"
-  python3 bench/notify/stages.py "$INSITE_RUN_DIR/notify.log"
+  python3 bench/notify/stages.py "$INSITE_RUN_DIR/notify.log" "$INSITE_RUN_DIR/arrivals"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
   stop_nginx "$INSITE_RUN_DIR"

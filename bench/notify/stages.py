@@ -15,9 +15,13 @@ batches and passes that carried alerts:
   record   -> Kafka messages queued, the outcomes written in the alert rows
            (one statement)
 
-and the worker's part per alert, polled -> published (below).
+and the worker's part per alert, polled -> published (below).  With the
+WebSocket client's arrivals ("<alert id> <wall ms>" lines, ws_client.mjs),
+also fire -> frame per alert: the batch's rules evaluated (the alert fired;
+the eval line's first_id..last_id say which alerts are the batch's) ->
+the frame received by the client.  Same machine, same clock.
 
-    stages.py notify.log
+    stages.py notify.log [arrivals]
 """
 import bisect
 import re
@@ -88,3 +92,24 @@ sizes = sorted(r["n"] for r in rows["send"])
 if sizes:
     print(f"alerts per send pass: p50 {sizes[len(sizes) // 2]}, max {sizes[-1]}; "
           f"passes {len(sizes)}; batches with alerts {len(commits)}")
+# fire -> frame, per alert (worker logs from round 5 on carry the ids)
+if len(sys.argv) > 2:
+    ranges = sorted((r["first_id"], r["last_id"], r["evaluated_us"])
+                    for r in rows["eval"] if r["fired"] > 0 and r.get("first_id"))
+    firsts = [x[0] for x in ranges]
+    fire = []
+    for ln in open(sys.argv[2]):
+        parts = ln.split()
+        if len(parts) != 2:
+            continue
+        aid, at_ms = int(parts[0]), float(parts[1])
+        i = bisect.bisect_right(firsts, aid) - 1
+        if i >= 0 and aid <= ranges[i][1]:
+            fire.append(at_ms * 1000 - ranges[i][2])
+    fire.sort()
+    if fire:
+        print(f"fire -> frame per alert (rules evaluated -> frame received): alerts {len(fire)}, "
+              f"p50 {q(fire, 0.5):.1f} ms, p90 {q(fire, 0.9):.1f} ms, p99 {q(fire, 0.99):.1f} ms, "
+              f"max {fire[-1] / 1000:.1f} ms")
+    else:
+        print("fire -> frame per alert: no alert ids in the worker's stage lines (a binary before round 5)")

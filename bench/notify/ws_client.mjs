@@ -6,10 +6,14 @@
 // clock.  Writes READY once every channel is subscribed, stops after
 // EXPECTED alerts or IDLE seconds without one, prints a JSON summary.
 //
-//   node --experimental-websocket ws_client.mjs URL USERS EXPECTED READY [IDLE=20]
+// With ARRIVALS, also writes a line "<alert id> <arrival, wall ms>" per alert
+// there (bench/notify/stages.py joins it with the worker's fire times).
+//
+//   node --experimental-websocket ws_client.mjs URL USERS EXPECTED READY [IDLE=20] [ARRIVALS]
 import { writeFileSync } from 'node:fs';
 
-const [url, users, expected, ready, idleArg] = process.argv.slice(2);
+const [url, users, expected, ready, idleArg, arrivalsFile] = process.argv.slice(2);
+const arrivals = [];
 const nUsers = Number(users), nExpected = Number(expected), idle = Number(idleArg || 20) * 1000;
 const wallMs = () => performance.timeOrigin + performance.now();
 const lat = [];
@@ -45,6 +49,7 @@ ws.onmessage = (ev) => {
   }
   seen.add(m.data.event_id);
   lat.push(now - Date.parse(m.data.fired_at));
+  if (arrivalsFile) arrivals.push(`${m.data.id} ${now.toFixed(3)}`);
   if (!firstRecv) firstRecv = now;
   lastRecv = now;
   const sec = Math.floor(now / 1000);
@@ -58,6 +63,7 @@ ws.onerror = (e) => {
 setInterval(() => { if (Date.now() - lastAt > idle) finish(); }, 500);
 
 function finish() {
+  if (arrivalsFile) writeFileSync(arrivalsFile, arrivals.join('\n') + '\n');
   lat.sort((a, b) => a - b);
   const q = (p) => (lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] * 10) / 10 : null);
   // full seconds only (the first and last are partial)

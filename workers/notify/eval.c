@@ -457,15 +457,26 @@ int notify_eval_batch(notify_app *a, PGconn *c, rd_kafka_message_t **msgs, size_
     json_decref(slow);
     if (rc == 0) {
         int64_t committed_us = notify_wall_us();
+        /* the alert ids this batch wrote (one INSERT: a range no other
+         * batch shares), so the bench can tell each alert's fire time */
+        long long first_id = 0, last_id = 0;
+        for (int k = 0; k < PQntuples(sending); k++) {
+            long long id = atoll(PQgetvalue(sending, k, 0));
+            if (first_id == 0 || id < first_id)
+                first_id = id;
+            if (id > last_id)
+                last_id = id;
+        }
         if (a->deliver)
             notify_deliver_enqueue(a, fires, sending);
         PQclear(sending);
         if (produced_ms != INT64_MAX)
             insite_log_debug("stage eval n=%zu fired=%zu produced_us=%lld polled_us=%lld "
-                             "evaluated_us=%lld planned_us=%lld committed_us=%lld", n, nfired,
+                             "evaluated_us=%lld planned_us=%lld committed_us=%lld "
+                             "first_id=%lld last_id=%lld", n, nfired,
                              (long long)produced_ms * 1000, (long long)polled_us,
                              (long long)evaluated_us, (long long)planned_us,
-                             (long long)committed_us);
+                             (long long)committed_us, first_id, last_id);
         pthread_mutex_lock(&a->lock);
         for (size_t i = 0; i < nseen; i++) {
             notify_offset *o = offset_slot(&a->offsets, &a->noffsets, seen[i].topic,
