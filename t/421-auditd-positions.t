@@ -58,7 +58,11 @@ sub positions_at_end {
     my $stored = sub { $w->psql("SELECT chain, file, \"offset\", seq, hash FROM gdpr_audit_positions"
                             . " WHERE source = '$source' ORDER BY chain") };
     ok(keys %last && wait_for(10, sub {
-        my %pos = map { my @c = split /\|/; ($c[0] => "@c[1 .. 4]") } split /\n/, $stored->();
+        # a chain whose worker took no request has an empty file: a stored
+        # position there is at offset 0, seq 0 (nothing shipped), which the
+        # files' side has no record for
+        my %pos = map { my @c = split /\|/; $c[2] == 0 && $c[3] == 0 ? () : ($c[0] => "@c[1 .. 4]") }
+                  split /\n/, $stored->();
         JSON::PP->new->canonical->encode(\%pos) eq JSON::PP->new->canonical->encode(\%last);
     }), "$what: each stored position is the journal's last record (file, offset, seq, hash)")
         or diag($stored->() . "\njournal:\n" . join("\n", map { "$_ $last{$_}" } sort keys %last));
