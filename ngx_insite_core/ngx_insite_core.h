@@ -16,6 +16,7 @@
 #include "ngx_insite_json.h"
 #include "ngx_insite_http.h"
 #include "ngx_insite_conf.h"
+#include "ngx_insite_random.h"
 
 
 #define NGX_INSITE_VERSION  "0.1.0"

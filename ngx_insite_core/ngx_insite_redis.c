@@ -25,7 +25,6 @@
 
 #include "ngx_insite_redis_int.h"
 #include <openssl/sha.h>
-#include <sys/ioctl.h>
 
 
 #define NGX_INSITE_REDIS_BACKOFF_MIN  1000
@@ -57,7 +56,7 @@ static void ngx_insite_redis_became_ready(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_drop(ngx_insite_redis_t *rd, const char *reason);
 static void ngx_insite_redis_schedule_retry(ngx_insite_redis_t *rd);
 
-static void ngx_insite_redis_shard_read(ngx_insite_redis_t *rd);
+static void ngx_insite_redis_shard_replies(ngx_insite_redis_t *rd);
 static void ngx_insite_redis_arm_timer(ngx_insite_redis_t *rd);
 static ngx_uint_t ngx_insite_redis_stalled(ngx_insite_redis_t *rd);
 static ngx_int_t ngx_insite_redis_expire(ngx_insite_redis_t *rd);
@@ -1505,35 +1504,79 @@ ngx_insite_redis_expire(ngx_insite_redis_t *rd)
 
 
 /*
- * hiredis reads one 16 KiB buffer per call: a busy subscriber connection
- * would get 16 KiB per event loop iteration.  While the socket still has
- * bytes, read again (bounded, so one connection cannot starve the rest).
+ * Once a connection is ready its bytes are read here and fed to hiredis'
+ * reader, not by redisAsyncHandleRead(): knowing how much one recv() took
+ * tells whether the socket may hold more.  A busy subscriber connection is
+ * read again while a read fills the buffer (bounded, so one connection
+ * cannot starve the rest); a short read ends the turn without the extra
+ * syscall (an ioctl(FIONREAD) per event, two per HTTP publish) that asking
+ * the socket would cost.  The handshake keeps to hiredis' own path.
  */
+
+#define NGX_INSITE_REDIS_READ_BUF    (16 * 1024)
+#define NGX_INSITE_REDIS_READ_TURNS  16
+
+/* exported by libhiredis 0.14 and 1.x (async.c) but not declared in
+ * async.h: the half of redisAsyncHandleRead() that runs the callbacks of
+ * the replies already in the reader */
+void redisProcessCallbacks(redisAsyncContext *ac);
+
 
 static void
 ngx_insite_redis_read_handler(ngx_event_t *ev)
 {
-    int                  avail;
+    ssize_t              n;
+    ngx_err_t            err;
     ngx_uint_t           i;
-    ngx_socket_t         fd;
     ngx_connection_t    *c = ev->data;
     ngx_insite_redis_t  *rd = c->data;
 
-    fd = c->fd;
+    static char          buf[NGX_INSITE_REDIS_READ_BUF];
 
-    for (i = 0; i < 16 && rd->ac; i++) {
-        if (rd->shard_of && rd->state == NGX_INSITE_REDIS_READY) {
-            ngx_insite_redis_shard_read(rd);
+    for (i = 0; i < NGX_INSITE_REDIS_READ_TURNS; i++) {
 
-        } else {
-            redisAsyncHandleRead(rd->ac);
+        /* a callback may have dropped the connection, or replaced it */
+        if (rd->ac == NULL || rd->conn != c) {
+            return;
         }
 
+        if (rd->state != NGX_INSITE_REDIS_READY) {
+            redisAsyncHandleRead(rd->ac);
+            return;
+        }
 
-        if (rd->ac == NULL
-            || ioctl(fd, FIONREAD, &avail) == -1 || avail <= 0)
-        {
-            break;
+        n = recv(c->fd, buf, sizeof(buf), 0);
+
+        if (n == -1) {
+            err = ngx_socket_errno;
+
+            if (err != NGX_EAGAIN && err != NGX_EINTR) {
+                ngx_insite_redis_drop(rd, strerror(err));
+            }
+
+            return;
+        }
+
+        if (n == 0) {
+            /* the words hiredis' own read uses, which logs and tests know */
+            ngx_insite_redis_drop(rd, "Server closed the connection");
+            return;
+        }
+
+        if (redisReaderFeed(rd->ac->c.reader, buf, (size_t) n) != REDIS_OK) {
+            ngx_insite_redis_drop(rd, "protocol error");
+            return;
+        }
+
+        if (rd->shard_of) {
+            ngx_insite_redis_shard_replies(rd);
+
+        } else {
+            redisProcessCallbacks(rd->ac);
+        }
+
+        if ((size_t) n < sizeof(buf)) {
+            return;
         }
     }
 }
@@ -1542,24 +1585,17 @@ ngx_insite_redis_read_handler(ngx_event_t *ev)
 /*
  * A ready shard subscriber: hiredis 0.14's async layer has no sharded
  * pub/sub (an "smessage" with no callback waiting would trip its asserts),
- * so its replies are read here, off hiredis' reader, and handed to the
+ * so its replies are taken from hiredis' reader here and handed to the
  * cluster router.  Nothing it writes after the handshake has a callback.
  */
 
 static void
-ngx_insite_redis_shard_read(ngx_insite_redis_t *rd)
+ngx_insite_redis_shard_replies(ngx_insite_redis_t *rd)
 {
-    void          *reply;
-    redisContext  *c = &rd->ac->c;
-
-    if (redisBufferRead(c) != REDIS_OK) {
-        ngx_insite_redis_drop(rd, c->errstr[0] ? c->errstr
-                                               : "connection closed");
-        return;
-    }
+    void  *reply;
 
     while (rd->ac) {
-        if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+        if (redisGetReplyFromReader(&rd->ac->c, &reply) != REDIS_OK) {
             ngx_insite_redis_drop(rd, "protocol error");
             return;
         }
@@ -1581,7 +1617,9 @@ ngx_insite_redis_write_handler(ngx_event_t *ev)
     ngx_insite_redis_t  *rd = c->data;
 
     if (rd->ac) {
+        rd->writing = 1;
         redisAsyncHandleWrite(rd->ac);
+        rd->writing = 0;
     }
 }
 
@@ -1619,7 +1657,24 @@ ngx_insite_redis_add_write(void *privdata)
 {
     ngx_insite_redis_t  *rd = privdata;
 
-    if (rd->conn && !rd->conn->write->active) {
+    if (rd->conn == NULL) {
+        return;
+    }
+
+    /*
+     * A new command on a ready connection: written from a posted event at
+     * the end of this loop turn (ngx_insite_redis_flush_soon), with no
+     * epoll_ctl() to arm the write event and another to disarm it once
+     * hiredis has written everything.  The event is armed only when the
+     * socket could not take it all (hiredis asks again from inside its
+     * write), or during the handshake.
+     */
+    if (rd->state == NGX_INSITE_REDIS_READY && !rd->writing) {
+        ngx_insite_redis_flush_soon(rd);
+        return;
+    }
+
+    if (!rd->conn->write->active) {
         if (ngx_add_event(rd->conn->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
             != NGX_OK)
         {
@@ -1628,8 +1683,6 @@ ngx_insite_redis_add_write(void *privdata)
                           &rd->conf->name, rd->role);
         }
     }
-
-    ngx_insite_redis_flush_soon(rd);
 }
 
 

@@ -140,6 +140,9 @@ struct ngx_insite_redis_s {
     u_char                     refused[128];
     size_t                     refused_len;
     unsigned                   auth_refused:1;
+    /* inside redisAsyncHandleWrite(): an add-write then means the socket
+     * took less than all, and the write event must really be armed */
+    unsigned                   writing:1;
 
     ngx_queue_t                pending;         /* ngx_insite_redis_cmd_t, FIFO */
     ngx_queue_t                free;

@@ -9,7 +9,6 @@
 
 #include "ngx_insite_gateway.h"
 
-#include <openssl/rand.h>
 
 #include "insite_gw_args.h"
 
@@ -67,35 +66,6 @@ ngx_insite_gw_request_id_valid(ngx_str_t *id)
 
 
 /*
- * Random bytes from a per-worker pool filled by one RAND_bytes() call per
- * 256 request ids: OpenSSL's per-call cost (its DRBG locks, and checks the
- * pid for a fork) was a few per cent of a gateway worker's time.  Bytes
- * handed out are wiped from the pool.
- */
-
-static void
-ngx_insite_gw_random(u_char *out, size_t n)
-{
-    ngx_uint_t         i;
-    static u_char      pool[4096];
-    static size_t      left;
-
-    if (left < n) {
-        if (RAND_bytes(pool, sizeof(pool)) != 1) {
-            for (i = 0; i < sizeof(pool); i++) {
-                pool[i] = (u_char) ngx_random();
-            }
-        }
-        left = sizeof(pool);
-    }
-
-    ngx_memcpy(out, pool + sizeof(pool) - left, n);
-    ngx_explicit_memzero(pool + sizeof(pool) - left, n);
-    left -= n;
-}
-
-
-/*
  * The request's id: the client's when well-formed, otherwise 128 random
  * bits in hex (as nginx's $request_id).  An internal redirect clears the
  * module context, but by then the id is in the request headers (see
@@ -135,7 +105,7 @@ ngx_insite_gw_request_id(ngx_http_request_t *r, ngx_insite_gw_ctx_t *ctx)
         return &unknown;
     }
 
-    ngx_insite_gw_random(rnd, 16);
+    ngx_insite_random(rnd, 16);
 
     ngx_hex_dump(ctx->request_id.data, rnd, 16);
     ctx->request_id.len = 32;

@@ -16,7 +16,6 @@
  * so that one record stays one small write().
  */
 
-#include <openssl/rand.h>
 
 #include "ngx_insite_gdpr.h"
 
@@ -304,25 +303,9 @@ ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max)
 static void
 ngx_insite_gdpr_uuid(u_char *out)
 {
-    u_char             b[16];
-    ngx_uint_t         i;
-    static u_char      pool[4096];
-    static ngx_uint_t  left;
+    u_char  b[16];
 
-    /* one RAND_bytes() call per 256 records: it is a per-call cost */
-    if (left < sizeof(b)) {
-        if (RAND_bytes(pool, sizeof(pool)) != 1) {
-            /* the CSPRNG failing is not a reason to lose a record */
-            for (i = 0; i < sizeof(pool); i++) {
-                pool[i] = (u_char) ngx_random();
-            }
-        }
-        left = sizeof(pool);
-    }
-
-    ngx_memcpy(b, pool + sizeof(pool) - left, sizeof(b));
-    ngx_explicit_memzero(pool + sizeof(pool) - left, sizeof(b));
-    left -= sizeof(b);
+    ngx_insite_random(b, sizeof(b));
 
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

@@ -17,7 +17,6 @@
 #include "ngx_insite_ws.h"
 #include "insite_json_span.h"
 #include <jansson.h>
-#include <openssl/rand.h>
 
 
 typedef struct {
@@ -271,10 +270,7 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
                     tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
                     tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec, tp->msec);
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
+    ngx_insite_random(rnd, sizeof(rnd));
     ngx_hex_dump(epoch, rnd, sizeof(rnd));
 
     ngx_memzero(&m, sizeof(m));

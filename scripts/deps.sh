@@ -22,7 +22,7 @@ pkgs=(
   # packages (scripts/package.sh, scripts/package-test.sh)
   dpkg-dev debhelper lintian mmdebstrap
   # bench
-  wrk libnginx-mod-nchan
+  wrk libnginx-mod-nchan libnghttp2-dev   # libnghttp2: bench/ws publisher over HTTP/2
   # the static nginx build (scripts/build-static-nginx.sh) uses dpkg-source
   # from dpkg-dev, listed with the packages above
 )
