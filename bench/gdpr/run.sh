@@ -4,7 +4,8 @@
 #   content, alternating, for each fsync mode (off, 1s, always);
 #   then insite-auditd shipping the journal into PostgreSQL: rows/s.
 #
-#   bench/gdpr/run.sh            SECS=10 CONNS=64 THREADS=2 MODES="off 1s always"
+#   bench/gdpr/run.sh            SECS=10 CONNS=64 THREADS=2 MODES="off 1s always" PAIRS=2
+#                                PAIRS: audited/plain pairs per kind; the median ratio is printed
 #                                PSEUDONYM=1: journal pseudonyms (a key file)
 #                                SHIP=0: skip the shipper part
 # Needs wrk, the modules (make modules) and insite-auditd (make workers);
@@ -12,7 +13,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-SECS=${SECS:-10} CONNS=${CONNS:-64} THREADS=${THREADS:-2} MODES=${MODES:-"off 1s always"}
+SECS=${SECS:-10} CONNS=${CONNS:-64} THREADS=${THREADS:-2} MODES=${MODES:-"off 1s always"} PAIRS=${PAIRS:-2}
 work=$(mktemp -d /tmp/insite-bench-gdpr.XXXXXX)
 chmod 755 "$work"
 port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
@@ -42,7 +43,7 @@ rps() {
   echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
     "$(workers_us_per_req $((t1 - t0)) "$(echo "$out" | awk '/requests in/ {print $1}')")"
 }
-avg() { echo "($1 + $2) / 2" | bc -l; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers; pseudonyms ${PSEUDONYM:-0}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $MODES; do
@@ -85,15 +86,26 @@ CONF
   rps /plain > /dev/null                                   # warm up
   for kind in static api; do
     pre=; [ "$kind" = api ] && pre=/api
-    read -r a1 ac1 < <(rps $pre/audited); read -r p1 pc1 < <(rps $pre/plain)
-    read -r a2 ac2 < <(rps $pre/audited); read -r p2 pc2 < <(rps $pre/plain)
-    a=$(avg "$a1" "$a2"); p=$(avg "$p1" "$p2")
-    ac=$(avg "$ac1" "$ac2"); pc=$(avg "$pc1" "$pc2")
-    result "$mode" "$kind-audited" "$(printf %.0f "$a")"
-    result "$mode" "$kind-plain" "$(printf %.0f "$p")"
-    printf '%-8s %-14s %10.3f\n' "$mode" "$kind-ratio" "$(echo "$a / $p" | bc -l)"
-    printf '%-8s %-14s %10.3f  (worker CPU per request: audited %.1f us, plain %.1f us)\n' \
-      "$mode" "$kind-cpu-ratio" "$(echo "$pc / $ac" | bc -l)" "$ac" "$pc"
+    # PAIRS runs of each, alternating, the order flipped every pair so a
+    # drift of the machine's speed does not favour one side; the ratios of
+    # each pair are printed and their median is the figure
+    rs=(); cs=(); as=(); ps=(); acs=(); pcs=()
+    for i in $(seq "$PAIRS"); do
+      if [ $((i % 2)) = 1 ]; then
+        read -r a ac < <(rps $pre/audited); read -r p pc < <(rps $pre/plain)
+      else
+        read -r p pc < <(rps $pre/plain); read -r a ac < <(rps $pre/audited)
+      fi
+      as+=("$a"); ps+=("$p"); acs+=("$ac"); pcs+=("$pc")
+      rs+=("$(echo "$a / $p" | bc -l)"); cs+=("$(echo "$pc / $ac" | bc -l)")
+    done
+    result "$mode" "$kind-audited" "$(printf %.0f "$(median "${as[@]}")")"
+    result "$mode" "$kind-plain" "$(printf %.0f "$(median "${ps[@]}")")"
+    printf '%-8s %-14s %10.3f  (pairs: %s)\n' "$mode" "$kind-ratio" "$(median "${rs[@]}")" \
+      "$(printf '%.3f ' "${rs[@]}")"
+    printf '%-8s %-14s %10.3f  (pairs: %s; worker CPU per request: audited %.1f us, plain %.1f us)\n' \
+      "$mode" "$kind-cpu-ratio" "$(median "${cs[@]}")" "$(printf '%.3f ' "${cs[@]}")" \
+      "$(median "${acs[@]}")" "$(median "${pcs[@]}")"
   done
   kill -QUIT "$(cat "$work/logs/nginx.pid")"
   sleep 1
