@@ -60,8 +60,13 @@ if idem ~= nil then
     end
 end
 
-redis.call('HSETNX', state, 'epoch', ARGV[6])
+-- one call, not HSETNX + HGET, for a channel that has its epoch already:
+-- the script runs once per message
 local epoch = redis.call('HGET', state, 'epoch')
+if not epoch then
+    epoch = ARGV[6]
+    redis.call('HSET', state, 'epoch', epoch)
+end
 local seq = redis.call('HINCRBY', state, 'seq', 1)
 
 local msg = '{"type":' .. cjson.encode(ARGV[2])
