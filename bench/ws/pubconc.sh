@@ -6,6 +6,11 @@
 #   bench/ws/pubconc.sh                   connections 1 16 64, 64 pipelined
 #   BENCH_PUB_CONC="1 16 64" BENCH_PUB_DEPTH_CHANNELS=1 bench/ws/pubconc.sh
 #                                         one request in flight per connection
+#   BENCH_PUB_H2=1 BENCH_PUB_DEPTH_CHANNELS=128 bench/ws/pubconc.sh
+#                                         the publisher over HTTP/2 (h2c) to
+#                                         both servers, 128 concurrent
+#                                         streams per connection (nginx's
+#                                         limit), instead of pipelining
 #
 # Every knob of run.sh applies (BENCH_SECONDS, BENCH_QUICK, BENCH_MODULES...).
 # Prints one line per concurrency: deliveries/s of both and the ratio.

@@ -4,13 +4,20 @@
  *   publisher -m insite-http|nchan-http|insite-redis -p PORT
  *             [-H 127.0.0.1] [-C CHANNELS] [-n PREFIX] [-r RATE] [-d SECONDS]
  *             [-c CONNS] [-w DEPTH] [-S SIZE] [-F FINALFILE] [-o OUT.json]
- *             [-L lua/publish.lua] [-k KEY_PREFIX] [-h HISTORY]
+ *             [-2] [-L lua/publish.lua] [-k KEY_PREFIX] [-h HISTORY]
  *             [-M SHMFILE -N CLIENTS -f FANOUT -W WINDOW]
  *
  * Publishes SIZE-byte bodies (default 100) round-robin over channels
  * PREFIX0..PREFIX<CHANNELS-1> and over CONNS keep-alive connections (up to
  * DEPTH requests pipelined on each; nginx answers them one at a time),
  * RATE messages/s in total (0 = max rate), for SECONDS.
+ *
+ * -2 (HTTP modes): every connection speaks HTTP/2 cleartext with prior
+ * knowledge (h2c, nginx's "listen ... http2") and DEPTH is the number of
+ * concurrent streams on it, capped at the server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS (nginx: 128).  nginx runs the streams of
+ * one connection concurrently, so one connection carries many publishes at
+ * once, where HTTP/1.1 pipelining gets one answered at a time.
  *
  * Max rate is closed-loop when -M is given: the load clients count their
  * deliveries in SHMFILE and the publisher stays at most WINDOW messages
@@ -26,7 +33,11 @@
  *                 has no seq of its own, so connection K numbers what it
  *                 publishes on each channel (a "stream"); requests on one
  *                 connection keep their order, so each stream must arrive
- *                 gap-free and in order
+ *                 gap-free and in order (HTTP/2: a stream's HEADERS and
+ *                 DATA go out in submission order and nginx reads them in
+ *                 that order; concurrent publishes to one channel on one
+ *                 connection could still be reordered by nchan, which
+ *                 the loss count would show)
  *
  * "t" is CLOCK_REALTIME in ns when the request is written.  At the end the
  * last accepted seq of every channel (and stream) goes to FINALFILE
@@ -46,6 +57,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <nghttp2/nghttp2.h>
 
 #include "common.h"
 #include "insite_channel.h"
@@ -54,6 +66,9 @@
 #define MAX_DEPTH   256
 #define OBUF_SIZE   (256 * 1024)
 #define IBUF_SIZE   (256 * 1024)
+#define BODY_SIZE   1024        /* a request body; -S is at most 900 */
+#define ANSWER_SIZE 512         /* kept of an HTTP/2 answer body: the seq
+                                   is in its first bytes */
 
 enum mode { M_INSITE_HTTP, M_INSITE_REDIS, M_NCHAN_HTTP };
 
@@ -61,6 +76,30 @@ typedef struct {
     uint32_t  channel;
     uint64_t  seq;              /* nchan: the seq in the body */
 } inflight_t;
+
+typedef struct pub_s pub_t;
+
+/* one HTTP/2 stream: its request body (the data provider reads it) and
+   what came back */
+typedef struct {
+    unsigned    slot;           /* its in-flight slot, q[] and sent_at[] */
+    char        body[BODY_SIZE];
+    size_t      blen, boff;
+    int         status;         /* :status, 0 until the HEADERS */
+    char        answer[ANSWER_SIZE];
+    size_t      alen;
+} h2stream_t;
+
+/* the HTTP/2 side of one connection; streams end in any order, so their
+   in-flight slots come from a free list, not from the FIFO ring */
+typedef struct {
+    nghttp2_session *session;
+    pub_t           *p;
+    int              k;         /* connection index */
+    h2stream_t       s[MAX_DEPTH];
+    unsigned         free[MAX_DEPTH];
+    unsigned         nfree;
+} h2conn_t;
 
 typedef struct {
     int         fd;
@@ -71,6 +110,7 @@ typedef struct {
     inflight_t  q[MAX_DEPTH];
     unsigned    qhead, qlen;
     redisReader *reader;
+    h2conn_t    *h2;            /* -2 only */
 } pconn_t;
 
 typedef struct {
@@ -85,6 +125,7 @@ typedef struct {
     int          depth;
     int          size;
     int          quotes;           /* -Q: quote-like padding, not 'x' */
+    int          h2;               /* -2: HTTP/2 with prior knowledge */
     const char  *final_file;
     const char  *out_file;
     const char  *lua_file;
@@ -96,7 +137,7 @@ typedef struct {
     double       window;        /* messages allowed ahead of delivery */
 } popts_t;
 
-typedef struct {
+struct pub_s {
     popts_t     o;
     pconn_t    *pc;
     uint64_t   *next_seq;       /* nchan: next seq per channel and conn */
@@ -108,7 +149,7 @@ typedef struct {
     char        sha[41];
     hist_t      rtt;            /* publish round trip, us */
     uint64_t   *sent_at;        /* per in-flight slot, for rtt */
-} pub_t;
+};
 
 static volatile sig_atomic_t stop_now;
 
@@ -248,31 +289,129 @@ body_json(pub_t *p, char *buf, size_t size, int k, uint64_t seq, uint64_t t)
     return n;
 }
 
+/* the target and body of a publish over HTTP, whichever the version;
+   returns the body's length, 0 if it does not fit */
+static size_t
+req_parts(pub_t *p, int k, uint32_t ch, uint64_t seq, char *path,
+    size_t psize, char *body, size_t bsize)
+{
+    char  data[BODY_SIZE];
+    int   n, blen;
+
+    body_json(p, data, sizeof(data), k, seq, now_ns(CLOCK_REALTIME));
+
+    if (p->o.mode == M_INSITE_HTTP) {
+        n = snprintf(path, psize, "/pub?channel=%s%u", p->o.prefix, ch);
+        blen = snprintf(body, bsize, "{\"data\":%s}", data);
+    } else {
+        n = snprintf(path, psize, "/pub/%s%u", p->o.prefix, ch);
+        blen = snprintf(body, bsize, "%s", data);
+    }
+
+    if (n <= 0 || (size_t) n >= psize || blen <= 0 || (size_t) blen >= bsize) {
+        return 0;
+    }
+
+    return (size_t) blen;
+}
+
 static size_t
 req_http(pub_t *p, uint8_t *out, size_t room, int k, uint32_t ch,
     uint64_t seq)
 {
-    char  body[1024], data[1024];
-    int   blen, n;
+    char    path[256], body[BODY_SIZE];
+    size_t  blen;
+    int     n;
 
-    blen = body_json(p, data, sizeof(data), k, seq, now_ns(CLOCK_REALTIME));
-
-    if (p->o.mode == M_INSITE_HTTP) {
-        blen = snprintf(body, sizeof(body), "{\"data\":%s}", data);
-        n = snprintf((char *) out, room,
-                     "POST /pub?channel=%s%u HTTP/1.1\r\nHost: bench\r\n"
-                     "Content-Type: application/json\r\n"
-                     "Content-Length: %d\r\n\r\n%s",
-                     p->o.prefix, ch, blen, body);
-    } else {
-        n = snprintf((char *) out, room,
-                     "POST /pub/%s%u HTTP/1.1\r\nHost: bench\r\n"
-                     "Content-Type: application/json\r\n"
-                     "Content-Length: %d\r\n\r\n%s",
-                     p->o.prefix, ch, blen, data);
+    blen = req_parts(p, k, ch, seq, path, sizeof(path), body, sizeof(body));
+    if (blen == 0) {
+        return 0;
     }
 
+    n = snprintf((char *) out, room,
+                 "POST %s HTTP/1.1\r\nHost: bench\r\n"
+                 "Content-Type: application/json\r\n"
+                 "Content-Length: %zu\r\n\r\n%s", path, blen, body);
+
     return n > 0 && (size_t) n < room ? (size_t) n : 0;
+}
+
+/* the data provider of a request body: all of it, then END_STREAM */
+static ssize_t
+h2_read_body(nghttp2_session *session, int32_t id, uint8_t *buf,
+    size_t length, uint32_t *flags, nghttp2_data_source *source,
+    void *user_data)
+{
+    h2stream_t *st = source->ptr;
+    size_t      n = st->blen - st->boff;
+
+    (void) session; (void) id; (void) user_data;
+
+    if (n > length) {
+        n = length;
+    }
+
+    memcpy(buf, st->body + st->boff, n);
+    st->boff += n;
+    if (st->boff == st->blen) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+
+    return (ssize_t) n;
+}
+
+/* a request header; nghttp2 copies it when the request is submitted */
+static nghttp2_nv
+h2_nv(const char *name, const char *value)
+{
+    nghttp2_nv nv = { (uint8_t *) name, (uint8_t *) value, strlen(name),
+                      strlen(value), NGHTTP2_NV_FLAG_NONE };
+
+    return nv;
+}
+
+/* submits one publish as a new stream; nghttp2 frames it when the
+   connection is next flushed (h2_send) */
+static int
+req_h2(pub_t *p, int k, unsigned slot, uint32_t ch, uint64_t seq)
+{
+    h2conn_t              *h2 = p->pc[k].h2;
+    h2stream_t            *st = &h2->s[slot];
+    char                   path[256], clen[24];
+    nghttp2_nv             nv[6];
+    nghttp2_data_provider  dp;
+    int32_t                id;
+
+    st->blen = req_parts(p, k, ch, seq, path, sizeof(path), st->body,
+                         sizeof(st->body));
+    if (st->blen == 0) {
+        return -1;
+    }
+
+    snprintf(clen, sizeof(clen), "%zu", st->blen);
+    nv[0] = h2_nv(":method", "POST");
+    nv[1] = h2_nv(":scheme", "http");
+    nv[2] = h2_nv(":authority", "bench");
+    nv[3] = h2_nv(":path", path);
+    nv[4] = h2_nv("content-type", "application/json");
+    nv[5] = h2_nv("content-length", clen);
+
+    st->slot = slot;
+    st->boff = 0;
+    st->status = 0;
+    st->alen = 0;
+    st->answer[0] = '\0';          /* the slot's last stream wrote there */
+    dp.source.ptr = st;
+    dp.read_callback = h2_read_body;
+
+    id = nghttp2_submit_request(h2->session, NULL, nv,
+                                sizeof(nv) / sizeof(nv[0]), &dp, st);
+    if (id < 0) {
+        die("connection %d: nghttp2_submit_request: %s", k,
+            nghttp2_strerror(id));
+    }
+
+    return 0;
 }
 
 static size_t
@@ -343,21 +482,39 @@ req_redis(pub_t *p, uint8_t *out, size_t room, uint32_t ch)
     return (size_t) n;
 }
 
-/* queues one publish on connection k; returns 0 when there is no room */
-static int
-queue_one(pub_t *p, int k, uint32_t ch)
+/* publishes connection k may have in flight: -w, and over HTTP/2 no more
+   streams than the server allows (nghttp2 would hold the others back
+   unsent, and they would count as in flight) */
+static unsigned
+conn_depth(pub_t *p, pconn_t *c)
 {
-    pconn_t *c = &p->pc[k];
-    size_t   n;
-    uint64_t seq = 0;
-    unsigned slot;
+    uint32_t max;
 
-    if (c->qlen >= (unsigned) p->o.depth || OBUF_SIZE - c->olen < 2048) {
-        return 0;
+    if (c->h2 == NULL) {
+        return (unsigned) p->o.depth;
     }
 
-    if (p->o.mode == M_NCHAN_HTTP) {
-        seq = p->next_seq[(size_t) ch * p->o.conns + k];
+    max = nghttp2_session_get_remote_settings(c->h2->session,
+              NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+
+    return max < (uint32_t) p->o.depth ? max : (unsigned) p->o.depth;
+}
+
+/* writes one request into obuf (HTTP/1.1, Redis) or submits it as a
+   stream (HTTP/2); returns its in-flight slot */
+static unsigned
+request(pub_t *p, int k, uint32_t ch, uint64_t seq)
+{
+    pconn_t *c = &p->pc[k];
+    unsigned slot;
+    size_t   n;
+
+    if (c->h2 != NULL) {
+        slot = c->h2->free[--c->h2->nfree];
+        if (req_h2(p, k, slot, ch, seq) != 0) {
+            die("request for channel %u does not fit", ch);
+        }
+        return slot;
     }
 
     n = p->o.mode == M_INSITE_REDIS
@@ -368,7 +525,27 @@ queue_one(pub_t *p, int k, uint32_t ch)
     }
 
     c->olen += n;
-    slot = (c->qhead + c->qlen) % MAX_DEPTH;
+    /* answers come in request order: the ring after the oldest */
+    return (c->qhead + c->qlen) % MAX_DEPTH;
+}
+
+/* queues one publish on connection k; returns 0 when there is no room */
+static int
+queue_one(pub_t *p, int k, uint32_t ch)
+{
+    pconn_t *c = &p->pc[k];
+    uint64_t seq = 0;
+    unsigned slot;
+
+    if (c->qlen >= conn_depth(p, c) || OBUF_SIZE - c->olen < 2048) {
+        return 0;
+    }
+
+    if (p->o.mode == M_NCHAN_HTTP) {
+        seq = p->next_seq[(size_t) ch * p->o.conns + k];
+    }
+
+    slot = request(p, k, ch, seq);
     c->q[slot].channel = ch;
     c->q[slot].seq = seq;
     p->sent_at[(size_t) k * MAX_DEPTH + slot] = now_ns(CLOCK_MONOTONIC);
@@ -384,16 +561,15 @@ queue_one(pub_t *p, int k, uint32_t ch)
 
 /* --------------------------------------------------------- answers */
 
+/* counts the answer to the publish in slot `slot` of connection k: ok,
+   and for ours the seq Redis gave it (nchan's is the one it was sent
+   with) */
 static void
-answered(pub_t *p, int k, int ok, uint64_t seq)
+account(pub_t *p, int k, unsigned slot, int ok, uint64_t seq)
 {
     pconn_t    *c = &p->pc[k];
-    inflight_t *f = &c->q[c->qhead];
-    uint64_t    t0 = p->sent_at[(size_t) k * MAX_DEPTH + c->qhead];
-
-    if (c->qlen == 0) {
-        die("an answer with no request in flight on connection %d", k);
-    }
+    inflight_t *f = &c->q[slot];
+    uint64_t    t0 = p->sent_at[(size_t) k * MAX_DEPTH + slot];
 
     hist_add(&p->rtt, (now_ns(CLOCK_MONOTONIC) - t0) / 1000);
 
@@ -413,8 +589,51 @@ answered(pub_t *p, int k, int ok, uint64_t seq)
         p->failed++;
     }
 
-    c->qhead = (c->qhead + 1) % MAX_DEPTH;
     c->qlen--;
+}
+
+/* HTTP/1.1 and Redis answer in request order: this is the oldest's */
+static void
+answered(pub_t *p, int k, int ok, uint64_t seq)
+{
+    pconn_t  *c = &p->pc[k];
+    unsigned  slot = c->qhead;
+
+    if (c->qlen == 0) {
+        die("an answer with no request in flight on connection %d", k);
+    }
+
+    c->qhead = (c->qhead + 1) % MAX_DEPTH;
+    account(p, k, slot, ok, seq);
+}
+
+/* the seq of ours' 201 body {"channel":..,"seq":N,..}; 0 for nchan, whose
+   seq is the one the publisher sent */
+static uint64_t
+answer_seq(pub_t *p, int status, const uint8_t *body, size_t blen)
+{
+    const uint8_t *s;
+
+    if (status < 200 || status >= 300 || p->o.mode != M_INSITE_HTTP) {
+        return 0;
+    }
+
+    s = memmem(body, blen, "\"seq\":", 6);
+
+    return s ? strtoull((const char *) s + 6, NULL, 10) : 0;
+}
+
+/* a publish the server did not take: the first few are shown */
+static void
+refused(pub_t *p, const char *what, int len)
+{
+    if (p->failed < 5) {
+        fprintf(stderr, "publish failed: %.*s\n", len > 300 ? 300 : len, what);
+    }
+    if (p->o.mode == M_NCHAN_HTTP) {
+        fprintf(stderr, "nchan refused a publish: its seq numbering now "
+                "has a hole and loss counts are off\n");
+    }
 }
 
 /* one HTTP answer from ibuf; returns bytes used, 0 if incomplete */
@@ -424,7 +643,7 @@ parse_http(pub_t *p, int k, const uint8_t *b, size_t len)
     const uint8_t *end, *cl;
     size_t         hlen, blen = 0;
     int            status;
-    uint64_t       seq = 0;
+    uint64_t       seq;
 
     end = memmem(b, len, "\r\n\r\n", 4);
     if (end == NULL) {
@@ -450,21 +669,10 @@ parse_http(pub_t *p, int k, const uint8_t *b, size_t len)
         return 0;
     }
 
-    if (status >= 200 && status < 300 && p->o.mode == M_INSITE_HTTP) {
-        const uint8_t *s = memmem(b + hlen, blen, "\"seq\":", 6);
-
-        seq = s ? strtoull((const char *) s + 6, NULL, 10) : 0;
-    }
+    seq = answer_seq(p, status, b + hlen, blen);
 
     if (status < 200 || status >= 300) {
-        if (p->failed < 5) {
-            fprintf(stderr, "publish failed: %.*s\n",
-                    (int) (hlen + blen > 300 ? 300 : hlen + blen), b);
-        }
-        if (p->o.mode == M_NCHAN_HTTP) {
-            fprintf(stderr, "nchan refused a publish: its seq numbering now "
-                    "has a hole and loss counts are off\n");
-        }
+        refused(p, (const char *) b, (int) (hlen + blen));
     }
 
     answered(p, k, status >= 200 && status < 300, seq);
@@ -506,6 +714,198 @@ read_redis(pub_t *p, int k)
     }
 }
 
+/* ----------------------------------------------------------- HTTP/2 */
+
+/* nghttp2's frames go to obuf, which on_output sends as for HTTP/1.1; a
+   partial copy is fine, nghttp2 offers the rest again */
+static ssize_t
+h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t length,
+    int flags, void *user_data)
+{
+    h2conn_t *h2 = user_data;
+    pconn_t  *c = &h2->p->pc[h2->k];
+    size_t    n = OBUF_SIZE - c->olen;
+
+    (void) session; (void) flags;
+
+    if (n == 0) {
+        return NGHTTP2_ERR_WOULDBLOCK;
+    }
+    if (n > length) {
+        n = length;
+    }
+
+    memcpy(c->obuf + c->olen, data, n);
+    c->olen += n;
+    return (ssize_t) n;
+}
+
+/* keeps a stream's :status; nghttp2 has checked the header block */
+static int
+h2_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
+    const uint8_t *name, size_t namelen, const uint8_t *value,
+    size_t valuelen, uint8_t flags, void *user_data)
+{
+    h2stream_t *st;
+
+    (void) valuelen; (void) flags; (void) user_data;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7
+        || memcmp(name, ":status", 7) != 0)
+    {
+        return 0;
+    }
+
+    st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st != NULL) {
+        st->status = atoi((const char *) value);     /* NUL-terminated */
+    }
+
+    return 0;
+}
+
+/* keeps the first ANSWER_SIZE - 1 bytes of a stream's answer body */
+static int
+h2_data_cb(nghttp2_session *session, uint8_t flags, int32_t id,
+    const uint8_t *data, size_t len, void *user_data)
+{
+    h2stream_t *st;
+    size_t      room;
+
+    (void) flags; (void) user_data;
+
+    st = nghttp2_session_get_stream_user_data(session, id);
+    if (st == NULL) {
+        return 0;
+    }
+
+    room = sizeof(st->answer) - 1 - st->alen;
+    if (len > room) {
+        len = room;
+    }
+
+    memcpy(st->answer + st->alen, data, len);
+    st->alen += len;
+    st->answer[st->alen] = '\0';
+    return 0;
+}
+
+/* a stream ended, answered or reset: its publish is counted as the
+   HTTP/1.1 path counts an answer (2xx = ok; else failed and shown) and
+   its slot is free again */
+static int
+h2_close_cb(nghttp2_session *session, int32_t id, uint32_t error_code,
+    void *user_data)
+{
+    h2conn_t   *h2 = user_data;
+    pub_t      *p = h2->p;
+    h2stream_t *st;
+    char        what[ANSWER_SIZE + 128];
+    int         ok, n;
+
+    st = nghttp2_session_get_stream_user_data(session, id);
+    if (st == NULL) {
+        return 0;
+    }
+
+    ok = error_code == NGHTTP2_NO_ERROR && st->status >= 200
+         && st->status < 300;
+
+    if (!ok) {
+        n = snprintf(what, sizeof(what), "HTTP/2 stream %d: status %d, %s: %s",
+                     id, st->status, nghttp2_http2_strerror(error_code),
+                     st->answer);
+        refused(p, what, n < (int) sizeof(what) ? n : (int) sizeof(what) - 1);
+    }
+
+    account(p, h2->k, st->slot, ok,
+            answer_seq(p, st->status, (const uint8_t *) st->answer, st->alen));
+    h2->free[h2->nfree++] = st->slot;
+    return 0;
+}
+
+/* a client session on connection k: its preface (nghttp2 sends the magic,
+   we the SETTINGS) goes out with the first h2_send */
+static void
+h2_open(pub_t *p, int k)
+{
+    nghttp2_session_callbacks *cb;
+    nghttp2_settings_entry     iv = { NGHTTP2_SETTINGS_ENABLE_PUSH, 0 };
+    h2conn_t                  *h2;
+    int                        rv;
+
+    h2 = calloc(1, sizeof(h2conn_t));
+    if (h2 == NULL || nghttp2_session_callbacks_new(&cb) != 0) {
+        die("out of memory");
+    }
+
+    h2->p = p;
+    h2->k = k;
+    for (unsigned i = 0; i < MAX_DEPTH; i++) {
+        h2->free[h2->nfree++] = MAX_DEPTH - 1 - i;
+    }
+
+    nghttp2_session_callbacks_set_send_callback(cb, h2_send_cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, h2_header_cb);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_data_cb);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_close_cb);
+
+    rv = nghttp2_session_client_new(&h2->session, cb, h2);
+    nghttp2_session_callbacks_del(cb);
+    if (rv != 0) {
+        die("nghttp2_session_client_new: %s", nghttp2_strerror(rv));
+    }
+
+    rv = nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, &iv, 1);
+    if (rv != 0) {
+        die("nghttp2_submit_settings: %s", nghttp2_strerror(rv));
+    }
+
+    p->pc[k].h2 = h2;
+}
+
+/* frames nghttp2 has ready (requests, SETTINGS acks, WINDOW_UPDATEs) go
+   to obuf */
+static void
+h2_send(pub_t *p, int k)
+{
+    nghttp2_session *session = p->pc[k].h2->session;
+    int              rv;
+
+    rv = nghttp2_session_send(session);
+    if (rv != 0) {
+        die("publisher connection %d: nghttp2_session_send: %s", k,
+            nghttp2_strerror(rv));
+    }
+
+    /* neither: a GOAWAY ended the session; HTTP/1.1 would see EOF */
+    if (!nghttp2_session_want_read(session)
+        && !nghttp2_session_want_write(session))
+    {
+        die("publisher connection %d: the server ended the HTTP/2 session", k);
+    }
+}
+
+/* all of ibuf goes to nghttp2, which calls back per header, body chunk
+   and stream end; what it has to answer is flushed at once */
+static void
+h2_input(pub_t *p, int k)
+{
+    pconn_t *c = &p->pc[k];
+    ssize_t  rv;
+
+    rv = nghttp2_session_mem_recv(c->h2->session, c->ibuf, c->ilen);
+    if (rv < 0) {
+        die("publisher connection %d: HTTP/2: %s", k,
+            nghttp2_strerror((int) rv));
+    }
+
+    c->ilen = 0;
+    h2_send(p, k);
+}
+
+/* ----------------------------------------------------------- sockets */
+
 static void
 on_input(pub_t *p, int k)
 {
@@ -526,6 +926,11 @@ on_input(pub_t *p, int k)
 
     if (p->o.mode == M_INSITE_REDIS) {
         read_redis(p, k);
+        return;
+    }
+
+    if (c->h2 != NULL) {
+        h2_input(p, k);
         return;
     }
 
@@ -553,6 +958,18 @@ on_output(pub_t *p, int k)
 
     memmove(c->obuf, c->obuf + n, c->olen - (size_t) n);
     c->olen -= (size_t) n;
+}
+
+/* what connection k has to send goes out, as far as the socket takes it */
+static void
+flush(pub_t *p, int k)
+{
+    if (p->pc[k].h2 != NULL) {
+        h2_send(p, k);
+    }
+    if (p->pc[k].olen) {
+        on_output(p, k);
+    }
 }
 
 /* ------------------------------------------------------------- loop */
@@ -652,9 +1069,7 @@ run(pub_t *p)
     while (!stop_now && (t = now_s()) - t0 < p->o.seconds) {
         fill(p, due_now(p, t0, t));
         for (int k = 0; k < p->o.conns; k++) {
-            if (p->pc[k].olen) {
-                on_output(p, k);
-            }
+            flush(p, k);
         }
         pump(p, 1);
 
@@ -671,9 +1086,7 @@ run(pub_t *p)
     t = now_s();
     while (total_inflight(p) > 0 && now_s() - t < 30) {
         for (int k = 0; k < p->o.conns; k++) {
-            if (p->pc[k].olen) {
-                on_output(p, k);
-            }
+            flush(p, k);
         }
         pump(p, 10);
     }
@@ -747,6 +1160,8 @@ usage(void)
             "usage: publisher -m insite-http|insite-redis|nchan-http -p PORT\n"
             "  [-H HOST] [-C CHANNELS] [-n PREFIX] [-r RATE|0] [-d SECONDS]\n"
             "  [-c CONNS] [-w DEPTH] [-S SIZE] [-F FINALFILE] [-o OUT.json]\n"
+            "  [-2]  HTTP/2 with prior knowledge (h2c), DEPTH streams per\n"
+            "  connection (insite-http, nchan-http)\n"
             "  [-L publish.lua] [-k KEY_PREFIX] [-h HISTORY]\n"
             "  [-M SHMFILE -N CLIENTS -f FANOUT -W WINDOW]  stay at most WINDOW\n"
             "  messages ahead of the deliveries the load clients count\n");
@@ -771,7 +1186,7 @@ parse_opts(popts_t *o, int argc, char **argv)
     o->history = 1000;
     o->mode = (enum mode) -1;
 
-    while ((opt = getopt(argc, argv, "m:p:H:C:n:r:d:c:w:S:QF:o:L:k:h:M:N:f:W:")) != -1)
+    while ((opt = getopt(argc, argv, "m:p:H:C:n:r:d:c:w:S:Q2F:o:L:k:h:M:N:f:W:")) != -1)
     {
         switch (opt) {
         case 'm':
@@ -795,6 +1210,7 @@ parse_opts(popts_t *o, int argc, char **argv)
         case 'w': o->depth = atoi(optarg); break;
         case 'S': o->size = atoi(optarg); break;
         case 'Q': o->quotes = 1; break;
+        case '2': o->h2 = 1; break;
         case 'F': o->final_file = optarg; break;
         case 'o': o->out_file = optarg; break;
         case 'L': o->lua_file = optarg; break;
@@ -811,6 +1227,7 @@ parse_opts(popts_t *o, int argc, char **argv)
     if ((int) o->mode < 0 || o->port <= 0 || o->channels <= 0
         || o->conns <= 0 || o->conns > MAX_CONNS || o->depth <= 0
         || o->depth > MAX_DEPTH || o->size < 40 || o->size > 900
+        || (o->h2 && o->mode == M_INSITE_REDIS)
         || (o->shm_file && (o->shm_slots <= 0 || o->shm_slots > SHM_SLOTS
                             || o->fanout <= 0 || o->window <= 0)))
     {
@@ -856,6 +1273,9 @@ main(int argc, char **argv)
             && (p.pc[k].reader = redisReaderCreate()) == NULL)
         {
             die("redisReaderCreate: out of memory");
+        }
+        if (p.o.h2) {
+            h2_open(&p, k);
         }
     }
 

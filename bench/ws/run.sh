@@ -18,9 +18,19 @@
 #                                    with BENCH_DEFLATE=0 too for the bytes
 #                                    and CPU without (bench/ws/deflate.sh
 #                                    does both)
+#   BENCH_PUB_H2=1 bench/ws/run.sh   the HTTP publishers speak HTTP/2
+#                                    (h2c, prior knowledge) to a second
+#                                    listener "listen ... http2" on both
+#                                    servers (the subscribers keep the
+#                                    HTTP/1.1 one: a plaintext http2 listen
+#                                    speaks only HTTP/2); the pipelining
+#                                    depth becomes concurrent streams per
+#                                    connection, at most nginx's
+#                                    http2_max_concurrent_streams (128)
 #
 # Other knobs: BENCH_SECONDS, BENCH_WORKERS (nginx workers, default 1),
 # BENCH_SERVERS ("ours nchan-mem nchan-redis"), BENCH_SCENARIOS (names below),
+# BENCH_PUB_H2=1 (above),
 # BENCH_OURS_PUB=http|redis (how ours is published to at max rate: POST /pub,
 # or EVALSHA of lua/publish.lua straight to Redis), BENCH_OUT (result folder).
 #
@@ -59,6 +69,8 @@ PUB_QUOTES=()
 PUB_CONNS=${BENCH_PUB_CONNS:-4}
 PUB_CONNS_CH=${BENCH_PUB_CONNS_CHANNELS:-32}
 PUB_DEPTH_CH=${BENCH_PUB_DEPTH_CHANNELS:-64}   # requests pipelined per conn
+PUB_H2=${BENCH_PUB_H2:-0}   # 1: HTTP publishers over HTTP/2 (h2c)
+H2_STREAMS_MAX=128          # nginx's http2_max_concurrent_streams default
 WIN_FAN=${BENCH_WINDOW_FANOUT:-20}
 WIN_CH=${BENCH_WINDOW_CHANNELS:-2000}
 OUT=${BENCH_OUT:-$root/build/bench-ws/run-$(date +%Y%m%d-%H%M%S)}
@@ -192,8 +204,8 @@ server_conf() {  # name
   esac
 }
 
-write_nginx_conf() {  # name dir port workers
-  local name=$1 dir=$2 port=$3 workers=$4 affinity conf
+write_nginx_conf() {  # name dir port workers [h2port]
+  local name=$1 dir=$2 port=$3 workers=$4 h2port=${5:-} affinity conf
   conf=$(server_conf "$name")
   if [ "$workers" = 1 ]; then affinity="worker_cpu_affinity 01;"; else affinity=""; fi
   mkdir -p "$dir/tmp"
@@ -213,24 +225,32 @@ write_nginx_conf() {  # name dir port workers
     sed -n 's/^@http /  /p' <<<"$conf"
     echo "  server {"
     echo "    listen 127.0.0.1:$port backlog=4096 reuseport$([ "$CONFLATE" = 1 ] && echo ' sndbuf=16k');"
+    # the publishers' HTTP/2 port (BENCH_PUB_H2=1), same locations
+    if [ -n "$h2port" ]; then echo "    listen 127.0.0.1:$h2port http2;"; fi
     sed -n 's/^@loc /    /p' <<<"$conf"
     echo "  }"
     echo "}"
   } >"$dir/nginx.conf"
 }
 
-start_nginx() {  # name workers -> sets PORT_<name>
-  local name=$1 workers=$2 dir port var
+start_nginx() {  # name workers -> sets PORT_<name> (and H2PORT_<name>)
+  local name=$1 workers=$2 dir port h2port="" var
   dir=$OUT/nginx-$name-w$workers
   port=$(free_port)
-  write_nginx_conf "$name" "$dir" "$port" "$workers"
+  if [ "$PUB_H2" = 1 ]; then h2port=$(free_port); fi
+  write_nginx_conf "$name" "$dir" "$port" "$workers" "$h2port"
   NGINX_DIRS+=("$dir")
   /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
     2>>"$dir/error.log" || { cat "$dir/error.log" >&2; exit 1; }
   wait_port "$port"
   var=PORT_${name//-/_}
   printf -v "$var" '%s' "$port"
-  log "$name: nginx on 127.0.0.1:$port, $workers worker(s), prefix $dir"
+  if [ -n "$h2port" ]; then
+    wait_port "$h2port"
+    var=H2PORT_${name//-/_}
+    printf -v "$var" '%s' "$h2port"
+  fi
+  log "$name: nginx on 127.0.0.1:$port${h2port:+ (HTTP/2 publishers: $h2port)}, $workers worker(s), prefix $dir"
 }
 
 workers_of() {  # name workers
@@ -259,6 +279,7 @@ cpu_ticks() {  # name workers: summed utime+stime of the workers
 
 proto_of() { [ "$1" = ours ] && echo insite || echo nchan; }
 port_of() { local v=PORT_${1//-/_}; echo "${!v}"; }
+h2port_of() { local v=H2PORT_${1//-/_}; echo "${!v}"; }
 
 # client processes: start_clients server tag conns channels nprocs
 start_clients() {
@@ -296,11 +317,13 @@ wait_clients() {
 # publish: server tag channels rate seconds conns depth subscribers window
 publish() {
   local srv=$1 tag=$2 chans=$3 rate=$4 secs=$5 conns=$6 depth=$7 subs=$8
-  local window=$9 mode port flow=()
+  local window=$9 mode port flow=() h2=()
   port=$(port_of "$srv")
+  # every HTTP publisher (max rate and fixed rate) goes the same way
+  if [ "$PUB_H2" = 1 ]; then port=$(h2port_of "$srv"); h2=(-2); fi
   case $srv in
   ours)
-    if [ "$OURS_PUB" = redis ]; then mode=insite-redis; port=$REDIS_PORT
+    if [ "$OURS_PUB" = redis ]; then mode=insite-redis; port=$REDIS_PORT; h2=()
     else mode=insite-http; fi ;;
   *) mode=nchan-http ;;
   esac
@@ -308,7 +331,7 @@ publish() {
     flow=(-M "$OUT/$tag.shm" -N "$CLIENTS" -f "$(awk -v a="$subs" -v b="$chans" 'BEGIN { print a / b }')" -W "$window")
   fi
   taskset -c 1 "$BIN/publisher" -m "$mode" -p "$port" -C "$chans" -n "$tag:" \
-    -r "$rate" -d "$secs" -c "$conns" -w "$depth" -S "$PUB_SIZE" "${PUB_QUOTES[@]}" \
+    -r "$rate" -d "$secs" -c "$conns" -w "$depth" -S "$PUB_SIZE" "${PUB_QUOTES[@]}" "${h2[@]}" \
     -L "$root/lua/publish.lua" -F "$OUT/$tag.final" -o "$OUT/$tag.pub.json" "${flow[@]}" \
     2>"$OUT/$tag.pub.log" &
   PIDS+=($!)
@@ -375,7 +398,11 @@ machine() {
     echo "nchan: $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null)"
     echo "redis: $(redis-server --version | awk '{print $3}')"
     echo "workers: $WORKERS; seconds per scenario: $SECS; quick: $QUICK; ours published via: $OURS_PUB; permessage-deflate: $DEFLATE; conflation: $CONFLATE"
-    echo "max-rate publisher: $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels, $PUB_DEPTH_CH requests pipelined on each), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels)"
+    if [ "$PUB_H2" = 1 ]; then
+      echo "max-rate publisher: HTTP/2 (h2c), $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels, $(( PUB_DEPTH_CH < H2_STREAMS_MAX ? PUB_DEPTH_CH : H2_STREAMS_MAX )) streams per connection; fan-outs 16), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels); fixed-rate publishers HTTP/2 too"
+    else
+      echo "max-rate publisher: $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels, $PUB_DEPTH_CH requests pipelined on each), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels)"
+    fi
     echo "build: $BUILD_NOTE; git: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet -- ngx_insite_ws ngx_insite_core lua || echo ' + uncommitted module changes')"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$OUT/machine.txt"
