@@ -122,6 +122,7 @@ typedef struct {
     ngx_insite_metric_t        *resets;
     ngx_insite_metric_t        *client_errors;
     ngx_insite_metric_t        *conflated;        /* messages merged away */
+    ngx_insite_metric_t        *async_failures;   /* 202 answered, then failed */
 } ngx_insite_ws_metrics_t;
 
 

@@ -5,6 +5,7 @@
  *
  *   201 {"channel":...,"seq":N,"epoch":"...","duplicate":false}
  *   200 ... "duplicate":true    an Idempotency-Key seen before: not re-sent
+ *   202 {"channel":...,"accepted":true}   with "Prefer: respond-async"
  *   400 bad channel, body or key; 413 over insite_ws_max_message_size;
  *   503 Redis not reachable (Retry-After: 1)
  *
@@ -12,6 +13,19 @@
  * body) fill the envelope, verbatim: jansson validates the body, and
  * insite_json_member_span() finds the bytes of "data", so numbers reach
  * subscribers exactly as they were written.
+ *
+ * "Prefer: respond-async" (RFC 7240): the answer is 202 as soon as the
+ * script call is queued on the Redis connection, not after its reply.
+ * HTTP/1.1 answers the requests of one connection one at a time, so with a
+ * 201 a publisher connection has one publish in flight (one Redis round
+ * trip each); with 202 every request pipelined on it is read in the same
+ * loop turn and their script calls leave Redis-bound in one write.  What
+ * the client gives up is the seq in the answer and hearing of a failure:
+ * a call that fails after the 202 is logged and counted
+ * (insite_ws_publish_async_failures_total).  Order is kept: the calls of
+ * one connection leave in the order the requests came.  Ignored where
+ * insite_ws_publish_replicas is set: a durable publish is answered when
+ * replicated.
  */
 
 #include "ngx_insite_ws.h"
@@ -23,7 +37,15 @@ typedef struct {
     ngx_http_request_t  *request;
     ngx_str_t            channel;
     ngx_str_t            idempotency_key;
+    unsigned             async:1;           /* Prefer: respond-async */
 } ngx_insite_ws_publish_ctx_t;
+
+
+/* an accepted (202) publish whose reply is still to come: it outlives the
+ * request, so it is its own allocation, freed by the reply handler */
+typedef struct {
+    ngx_str_t            channel;           /* the bytes follow the struct */
+} ngx_insite_ws_publish_async_t;
 
 
 static void ngx_insite_ws_publish_body(ngx_http_request_t *r);
@@ -33,6 +55,14 @@ static void ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
     redisReply *reply, void *data);
 static ngx_int_t ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r,
     u_char **body, size_t *len);
+static ngx_uint_t ngx_insite_ws_prefer_async(ngx_http_request_t *r);
+static ngx_int_t ngx_insite_ws_publish_queue_async(ngx_http_request_t *r,
+    ngx_insite_ws_publish_ctx_t *ctx, ngx_insite_redis_t *rd,
+    insite_channel_publish_args_t *a);
+static void ngx_insite_ws_publish_async_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_insite_ws_publish_reply_check(ngx_log_t *log,
+    const char *what, ngx_str_t *channel, redisReply *reply);
 static ngx_int_t ngx_insite_ws_bad(ngx_http_request_t *r, const char *msg);
 
 
@@ -102,6 +132,8 @@ ngx_insite_ws_publish_handler(ngx_http_request_t *r)
                                         "ASCII characters", NULL, NULL);
         }
     }
+
+    ctx->async = wlcf->publish_replicas == 0 && ngx_insite_ws_prefer_async(r);
 
     if (r->headers_in.content_length_n > (off_t) wlcf->max_message_size) {
         return ngx_insite_ws_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
@@ -303,6 +335,10 @@ ngx_insite_ws_publish_send(ngx_http_request_t *r,
         return ngx_insite_ws_bad(r, why);
     }
 
+    if (ctx->async) {
+        return ngx_insite_ws_publish_queue_async(r, ctx, rd, a);
+    }
+
     cmd = ngx_insite_redis_eval(rd, wmcf->publish_script,
                                 ngx_insite_ws_publish_reply, ctx, a->nkeys,
                                 a->nargs, a->argv, a->lens);
@@ -353,15 +389,10 @@ ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
         goto done;
     }
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_INTEGER
-        || reply->element[1]->type != REDIS_REPLY_STRING)
+    if (ngx_insite_ws_publish_reply_check(c->log, "publish", &ctx->channel,
+                                          reply)
+        != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "insite ws: publish to \"%V\" failed: %s",
-                      &ctx->channel,
-                      reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                       : "unexpected reply");
         ngx_str_set(&msg, "publishing failed");
         rc = ngx_insite_json_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                    "internal", &msg);
@@ -408,6 +439,187 @@ done:
 
     ngx_http_finalize_request(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* The script's answer is { seq, epoch, duplicate }, or it failed: logged. */
+
+static ngx_int_t
+ngx_insite_ws_publish_reply_check(ngx_log_t *log, const char *what,
+    ngx_str_t *channel, redisReply *reply)
+{
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[2]->type == REDIS_REPLY_INTEGER)
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "insite ws: %s to \"%V\" failed: %s", what, channel,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                   : "unexpected reply");
+    return NGX_ERROR;
+}
+
+
+/* RFC 7240: a "respond-async" token in any Prefer header */
+
+static ngx_uint_t
+ngx_insite_ws_prefer_async(ngx_http_request_t *r)
+{
+    static const char   token[] = "respond-async";
+    u_char             *p, *end;
+    ngx_uint_t          i;
+    ngx_list_part_t    *part;
+    ngx_table_elt_t    *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != 6
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Prefer", 6) != 0)
+        {
+            continue;
+        }
+
+        /* preferences are separated by commas; a token may carry
+           ";parameters" or "=value" after it */
+        p = h[i].value.data;
+        end = p + h[i].value.len;
+
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+                p++;
+            }
+
+            if ((size_t) (end - p) >= sizeof(token) - 1
+                && ngx_strncasecmp(p, (u_char *) token, sizeof(token) - 1)
+                   == 0
+                && (p + sizeof(token) - 1 == end
+                    || ngx_strchr(" \t,;=", p[sizeof(token) - 1]) != NULL))
+            {
+                return 1;
+            }
+
+            while (p < end && *p != ',') {
+                p++;
+            }
+        }
+    }
+}
+
+
+/*
+ * Queues the script call with a reply handler of its own and answers 202
+ * at once.  The call's arguments are copied into hiredis' output buffer
+ * when it is queued, so nothing of the request is needed afterwards.
+ */
+
+static ngx_int_t
+ngx_insite_ws_publish_queue_async(ngx_http_request_t *r,
+    ngx_insite_ws_publish_ctx_t *ctx, ngx_insite_redis_t *rd,
+    insite_channel_publish_args_t *a)
+{
+    size_t                           len;
+    ngx_buf_t                       *b;
+    ngx_table_elt_t                 *h;
+    ngx_insite_redis_cmd_t          *cmd;
+    ngx_insite_ws_publish_async_t   *pa;
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    len = sizeof("{\"channel\":\"\",\"accepted\":true}\n") + ctx->channel.len;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    h = ngx_list_push(&r->headers_out.headers);
+
+    if (b == NULL || h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pa = ngx_alloc(sizeof(ngx_insite_ws_publish_async_t) + ctx->channel.len,
+                   r->connection->log);
+    if (pa == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pa->channel.data = (u_char *) (pa + 1);
+    pa->channel.len = ctx->channel.len;
+    ngx_memcpy(pa->channel.data, ctx->channel.data, ctx->channel.len);
+
+    cmd = ngx_insite_redis_eval(rd, wmcf->publish_script,
+                                ngx_insite_ws_publish_async_reply, pa,
+                                a->nkeys, a->nargs, a->argv, a->lens);
+
+    if (cmd == NULL) {
+        ngx_free(pa);
+        return ngx_insite_ws_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "service_unavailable",
+                                    "Redis is not reachable",
+                                    "Retry-After", "1");
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Preference-Applied");
+    ngx_str_set(&h->value, "respond-async");
+
+    /* the channel name is [A-Za-z0-9_.:-]: nothing to escape */
+    b->last = ngx_sprintf(b->last, "{\"channel\":\"%V\",\"accepted\":true}\n",
+                          &ctx->channel);
+
+    return ngx_insite_json_send(r, NGX_HTTP_ACCEPTED, b);
+}
+
+
+static void
+ngx_insite_ws_publish_async_reply(ngx_insite_redis_status_e status,
+    redisReply *reply, void *data)
+{
+    ngx_insite_ws_publish_async_t *pa = data;
+
+    ngx_http_insite_ws_main_conf_t  *wmcf;
+
+    wmcf = ngx_insite_ws_main_conf();
+
+    if (status != NGX_INSITE_REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "insite ws: accepted publish to \"%V\" failed: %s "
+                      "(answered 202; not published, or not known to be)",
+                      &pa->channel, ngx_insite_redis_status_name(status));
+        ngx_insite_metric_inc(wmcf->metrics.async_failures);
+
+    } else if (ngx_insite_ws_publish_reply_check(ngx_cycle->log,
+                                                 "accepted publish (202)",
+                                                 &pa->channel, reply)
+               != NGX_OK)
+    {
+        ngx_insite_metric_inc(wmcf->metrics.async_failures);
+
+    } else {
+        ngx_insite_ws_trace("publish %V seq %L reply", &pa->channel,
+                            reply->element[0]->integer);
+
+        if (reply->element[2]->integer == 0) {
+            ngx_insite_metric_inc(wmcf->metrics.published);
+        }
+    }
+
+    ngx_free(pa);
 }
 
 

@@ -126,6 +126,7 @@ typedef struct {
     int          size;
     int          quotes;           /* -Q: quote-like padding, not 'x' */
     int          h2;               /* -2: HTTP/2 with prior knowledge */
+    int          async;            /* -A: Prefer: respond-async (ours) */
     const char  *final_file;
     const char  *out_file;
     const char  *lua_file;
@@ -329,9 +330,10 @@ req_http(pub_t *p, uint8_t *out, size_t room, int k, uint32_t ch,
     }
 
     n = snprintf((char *) out, room,
-                 "POST %s HTTP/1.1\r\nHost: bench\r\n"
+                 "POST %s HTTP/1.1\r\nHost: bench\r\n%s"
                  "Content-Type: application/json\r\n"
-                 "Content-Length: %zu\r\n\r\n%s", path, blen, body);
+                 "Content-Length: %zu\r\n\r\n%s", path,
+                 p->o.async ? "Prefer: respond-async\r\n" : "", blen, body);
 
     return n > 0 && (size_t) n < room ? (size_t) n : 0;
 }
@@ -378,7 +380,7 @@ req_h2(pub_t *p, int k, unsigned slot, uint32_t ch, uint64_t seq)
     h2conn_t              *h2 = p->pc[k].h2;
     h2stream_t            *st = &h2->s[slot];
     char                   path[256], clen[24];
-    nghttp2_nv             nv[6];
+    nghttp2_nv             nv[7];
     nghttp2_data_provider  dp;
     int32_t                id;
 
@@ -395,6 +397,7 @@ req_h2(pub_t *p, int k, unsigned slot, uint32_t ch, uint64_t seq)
     nv[3] = h2_nv(":path", path);
     nv[4] = h2_nv("content-type", "application/json");
     nv[5] = h2_nv("content-length", clen);
+    nv[6] = h2_nv("prefer", "respond-async");
 
     st->slot = slot;
     st->boff = 0;
@@ -405,7 +408,8 @@ req_h2(pub_t *p, int k, unsigned slot, uint32_t ch, uint64_t seq)
     dp.read_callback = h2_read_body;
 
     id = nghttp2_submit_request(h2->session, NULL, nv,
-                                sizeof(nv) / sizeof(nv[0]), &dp, st);
+                                sizeof(nv) / sizeof(nv[0]) - !p->o.async,
+                                &dp, st);
     if (id < 0) {
         die("connection %d: nghttp2_submit_request: %s", k,
             nghttp2_strerror(id));
@@ -582,6 +586,13 @@ account(pub_t *p, int k, unsigned slot, int ok, uint64_t seq)
                    + (p->o.mode == M_NCHAN_HTTP ? (size_t) k : 0);
 
         p->ok++;
+
+        /* a 202 has no seq; a channel's seqs are dense from 1 (each run
+           has channels of its own), so its last is the count accepted */
+        if (p->o.async) {
+            seq = p->last_seq[i] + 1;
+        }
+
         if (seq > p->last_seq[i]) {
             p->last_seq[i] = seq;
         }
@@ -1162,6 +1173,8 @@ usage(void)
             "  [-c CONNS] [-w DEPTH] [-S SIZE] [-F FINALFILE] [-o OUT.json]\n"
             "  [-2]  HTTP/2 with prior knowledge (h2c), DEPTH streams per\n"
             "  connection (insite-http, nchan-http)\n"
+            "  [-A]  insite-http: \"Prefer: respond-async\", answered 202\n"
+            "  without the seq (seqs are dense per channel: counted)\n"
             "  [-L publish.lua] [-k KEY_PREFIX] [-h HISTORY]\n"
             "  [-M SHMFILE -N CLIENTS -f FANOUT -W WINDOW]  stay at most WINDOW\n"
             "  messages ahead of the deliveries the load clients count\n");
@@ -1186,7 +1199,7 @@ parse_opts(popts_t *o, int argc, char **argv)
     o->history = 1000;
     o->mode = (enum mode) -1;
 
-    while ((opt = getopt(argc, argv, "m:p:H:C:n:r:d:c:w:S:Q2F:o:L:k:h:M:N:f:W:")) != -1)
+    while ((opt = getopt(argc, argv, "m:p:H:C:n:r:d:c:w:S:Q2AF:o:L:k:h:M:N:f:W:")) != -1)
     {
         switch (opt) {
         case 'm':
@@ -1211,6 +1224,7 @@ parse_opts(popts_t *o, int argc, char **argv)
         case 'S': o->size = atoi(optarg); break;
         case 'Q': o->quotes = 1; break;
         case '2': o->h2 = 1; break;
+        case 'A': o->async = 1; break;
         case 'F': o->final_file = optarg; break;
         case 'o': o->out_file = optarg; break;
         case 'L': o->lua_file = optarg; break;
@@ -1228,6 +1242,7 @@ parse_opts(popts_t *o, int argc, char **argv)
         || o->conns <= 0 || o->conns > MAX_CONNS || o->depth <= 0
         || o->depth > MAX_DEPTH || o->size < 40 || o->size > 900
         || (o->h2 && o->mode == M_INSITE_REDIS)
+        || (o->async && o->mode != M_INSITE_HTTP)
         || (o->shm_file && (o->shm_slots <= 0 || o->shm_slots > SHM_SLOTS
                             || o->fanout <= 0 || o->window <= 0)))
     {

@@ -27,6 +27,11 @@
 #                                    depth becomes concurrent streams per
 #                                    connection, at most nginx's
 #                                    http2_max_concurrent_streams (128)
+#   BENCH_PUB_ASYNC=1 bench/ws/run.sh
+#                                    ours' HTTP publishes carry "Prefer:
+#                                    respond-async" (202 at once, no seq
+#                                    in the answer; nchan answers 201/202
+#                                    at once anyway)
 #
 # Other knobs: BENCH_SECONDS, BENCH_WORKERS (nginx workers, default 1),
 # BENCH_SERVERS ("ours nchan-mem nchan-redis"), BENCH_SCENARIOS (names below),
@@ -70,6 +75,7 @@ PUB_CONNS=${BENCH_PUB_CONNS:-4}
 PUB_CONNS_CH=${BENCH_PUB_CONNS_CHANNELS:-32}
 PUB_DEPTH_CH=${BENCH_PUB_DEPTH_CHANNELS:-64}   # requests pipelined per conn
 PUB_H2=${BENCH_PUB_H2:-0}   # 1: HTTP publishers over HTTP/2 (h2c)
+PUB_ASYNC=${BENCH_PUB_ASYNC:-0}  # 1: ours' HTTP publishes with Prefer: respond-async
 H2_STREAMS_MAX=128          # nginx's http2_max_concurrent_streams default
 WIN_FAN=${BENCH_WINDOW_FANOUT:-20}
 WIN_CH=${BENCH_WINDOW_CHANNELS:-2000}
@@ -324,7 +330,7 @@ publish() {
   case $srv in
   ours)
     if [ "$OURS_PUB" = redis ]; then mode=insite-redis; port=$REDIS_PORT; h2=()
-    else mode=insite-http; fi ;;
+    else mode=insite-http; [ "$PUB_ASYNC" = 1 ] && h2+=(-A); fi ;;
   *) mode=nchan-http ;;
   esac
   if [ "$window" != 0 ]; then
@@ -403,6 +409,7 @@ machine() {
     else
       echo "max-rate publisher: $PUB_CONNS connections ($PUB_CONNS_CH for 10k channels, $PUB_DEPTH_CH requests pipelined on each), window $WIN_FAN messages (fan-outs), $WIN_CH (10k channels)"
     fi
+    echo "ours' HTTP publishes: $([ "$PUB_ASYNC" = 1 ] && echo "Prefer: respond-async (202)" || echo "201 with the seq")"
     echo "build: $BUILD_NOTE; git: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet -- ngx_insite_ws ngx_insite_core lua || echo ' + uncommitted module changes')"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$OUT/machine.txt"
