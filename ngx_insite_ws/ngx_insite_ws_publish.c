@@ -30,6 +30,7 @@
 
 #include "ngx_insite_ws.h"
 #include "insite_json_span.h"
+#include "insite_http_prefer.h"
 #include <jansson.h>
 
 
@@ -464,16 +465,14 @@ ngx_insite_ws_publish_reply_check(ngx_log_t *log, const char *what,
 }
 
 
-/* RFC 7240: a "respond-async" token in any Prefer header */
+/* RFC 7240: "respond-async" in any Prefer header */
 
 static ngx_uint_t
 ngx_insite_ws_prefer_async(ngx_http_request_t *r)
 {
-    static const char   token[] = "respond-async";
-    u_char             *p, *end;
-    ngx_uint_t          i;
-    ngx_list_part_t    *part;
-    ngx_table_elt_t    *h;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -490,34 +489,12 @@ ngx_insite_ws_prefer_async(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len != 6
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Prefer", 6) != 0)
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Prefer", 6) == 0
+            && insite_http_prefer_has((char *) h[i].value.data,
+                                      h[i].value.len, "respond-async"))
         {
-            continue;
-        }
-
-        /* preferences are separated by commas; a token may carry
-           ";parameters" or "=value" after it */
-        p = h[i].value.data;
-        end = p + h[i].value.len;
-
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
-                p++;
-            }
-
-            if ((size_t) (end - p) >= sizeof(token) - 1
-                && ngx_strncasecmp(p, (u_char *) token, sizeof(token) - 1)
-                   == 0
-                && (p + sizeof(token) - 1 == end
-                    || ngx_strchr(" \t,;=", p[sizeof(token) - 1]) != NULL))
-            {
-                return 1;
-            }
-
-            while (p < end && *p != ',') {
-                p++;
-            }
+            return 1;
         }
     }
 }
