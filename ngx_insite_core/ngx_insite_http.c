@@ -1,15 +1,25 @@
 #include "ngx_insite_core.h"
+#include "insite_http_prefer.h"
 
 
 ngx_table_elt_t *
 ngx_insite_http_header(ngx_http_request_t *r, const char *name, size_t len)
 {
-    ngx_uint_t        i;
+    return ngx_insite_http_header_next(r, name, len, NULL);
+}
+
+
+ngx_table_elt_t *
+ngx_insite_http_header_next(ngx_http_request_t *r, const char *name,
+    size_t len, ngx_table_elt_t *after)
+{
+    ngx_uint_t        i, past;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
+    past = (after == NULL);
 
     for (i = 0; /* void */; i++) {
 
@@ -22,12 +32,34 @@ ngx_insite_http_header(ngx_http_request_t *r, const char *name, size_t len)
             i = 0;
         }
 
+        if (!past) {
+            past = (&h[i] == after);
+            continue;
+        }
+
         if (h[i].key.len == len
             && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
         {
             return &h[i];
         }
     }
+}
+
+
+ngx_uint_t
+ngx_insite_http_prefers(ngx_http_request_t *r, const char *token)
+{
+    ngx_table_elt_t  *h = NULL;
+
+    while ((h = ngx_insite_http_header_next(r, "Prefer", 6, h)) != NULL) {
+        if (insite_http_prefer_has((char *) h->value.data, h->value.len,
+                                   token))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

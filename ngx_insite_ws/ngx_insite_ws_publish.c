@@ -30,7 +30,6 @@
 
 #include "ngx_insite_ws.h"
 #include "insite_json_span.h"
-#include "insite_http_prefer.h"
 #include <jansson.h>
 
 
@@ -56,7 +55,6 @@ static void ngx_insite_ws_publish_reply(ngx_insite_redis_status_e status,
     redisReply *reply, void *data);
 static ngx_int_t ngx_insite_ws_publish_body_bytes(ngx_http_request_t *r,
     u_char **body, size_t *len);
-static ngx_uint_t ngx_insite_ws_prefer_async(ngx_http_request_t *r);
 static ngx_int_t ngx_insite_ws_publish_queue_async(ngx_http_request_t *r,
     ngx_insite_ws_publish_ctx_t *ctx, ngx_insite_redis_t *rd,
     insite_channel_publish_args_t *a);
@@ -134,7 +132,8 @@ ngx_insite_ws_publish_handler(ngx_http_request_t *r)
         }
     }
 
-    ctx->async = wlcf->publish_replicas == 0 && ngx_insite_ws_prefer_async(r);
+    ctx->async = wlcf->publish_replicas == 0
+                 && ngx_insite_http_prefers(r, "respond-async");
 
     if (r->headers_in.content_length_n > (off_t) wlcf->max_message_size) {
         return ngx_insite_ws_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
@@ -462,41 +461,6 @@ ngx_insite_ws_publish_reply_check(ngx_log_t *log, const char *what,
                   reply->type == REDIS_REPLY_ERROR ? reply->str
                                                    : "unexpected reply");
     return NGX_ERROR;
-}
-
-
-/* RFC 7240: "respond-async" in any Prefer header */
-
-static ngx_uint_t
-ngx_insite_ws_prefer_async(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Prefer", 6) == 0
-            && insite_http_prefer_has((char *) h[i].value.data,
-                                      h[i].value.len, "respond-async"))
-        {
-            return 1;
-        }
-    }
 }
 
 

@@ -42,7 +42,8 @@ sub pub {
     my ($channel, $body, %o) = @_;
     $body = $json->encode($body) if ref $body;
     my @h = ('Content-Type' => 'application/json');
-    push @h, 'Prefer' => $o{prefer} if defined $o{prefer};
+    push @h, map { ('Prefer' => $_) } ref $o{prefer} ? @{ $o{prefer} } : $o{prefer}
+        if defined $o{prefer};
     my $res = Insite::Services::http_request(
         $port, 'POST', ($o{path} // '/pub') . "?channel=$channel",
         body => $body, headers => \@h, timeout => 5);
@@ -79,11 +80,15 @@ is($res->{status}, 201, '"return=minimal": 201');
 is($res->{json} && $res->{json}{seq}, 3, '... with the seq (3: the accepted one was published)');
 $res = pub('async:one', { data => 4 }, prefer => 'respond-asynchronously');
 is($res->{status}, 201, '"respond-asynchronously" is another token: 201');
-$res = pub('async:one', { data => 5 });
+$res = pub('async:one', { data => 5 }, prefer => 'x="a, respond-async"');
+is($res->{status}, 201, 'respond-async inside a quoted value is not a preference: 201');
+$res = pub('async:one', { data => 6 });
 is($res->{status}, 201, 'no Prefer: 201');
-is($res->{json} && $res->{json}{seq}, 5, '... seq 5');
-my @got = $ws->collect(count => 4, timeout => 5);
-is_deeply([map { $_->{seq} } @got], [2, 3, 4, 5], 'the subscriber got seqs 2-5 in order');
+is($res->{json} && $res->{json}{seq}, 6, '... seq 6');
+$res = pub('async:one', { data => 7 }, prefer => ['return=minimal', 'respond-async']);
+is($res->{status}, 202, 'two Prefer headers, the second with respond-async: 202');
+my @got = $ws->collect(count => 6, timeout => 5);
+is_deeply([map { $_->{seq} } @got], [2 .. 7], 'the subscriber got seqs 2-7 in order');
 
 # --- the body is checked before the answer -------------------------------------
 $res = pub('async:one', '{"type":"reset","data":1}', prefer => 'respond-async');
