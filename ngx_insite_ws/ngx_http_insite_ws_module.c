@@ -25,6 +25,8 @@ static char *ngx_http_insite_ws_subscribe_rate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_insite_ws_prefix(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_insite_ws_notsent_lowat(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_insite_ws_bounds_check(ngx_conf_t *cf, void *post,
     void *data);
 static ngx_int_t ngx_http_insite_ws_origin_check(ngx_conf_t *cf,
@@ -87,6 +89,9 @@ static ngx_http_insite_ws_bounds_t  ngx_insite_ws_deflate_min_size_bounds =
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_conflate_after_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 0, 1024 * 1024 * 1024,
                          "0 to 1024m");
+static ngx_http_insite_ws_bounds_t  ngx_insite_ws_notsent_lowat_bounds =
+    ngx_insite_ws_bounds(NGX_INSITE_WS_SIZE, 1024, 16 * 1024 * 1024,
+                         "off or 1k to 16m");
 static ngx_http_insite_ws_bounds_t  ngx_insite_ws_max_channels_bounds =
     ngx_insite_ws_bounds(NGX_INSITE_WS_NUM, 1, 100000, "1 to 100000");
 
@@ -254,6 +259,13 @@ static ngx_command_t  ngx_http_insite_ws_commands[] = {
       offsetof(ngx_http_insite_ws_loc_conf_t, conflate_after),
       &ngx_insite_ws_conflate_after_bounds },
 
+    { ngx_string("insite_ws_notsent_lowat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_insite_ws_notsent_lowat,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_insite_ws_loc_conf_t, notsent_lowat),
+      &ngx_insite_ws_notsent_lowat_bounds },
+
     { ngx_string("insite_ws_publish_replicas"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_insite_ws_publish_replicas,
@@ -381,6 +393,7 @@ ngx_http_insite_ws_create_loc_conf(ngx_conf_t *cf)
     conf->deflate_min_size = NGX_CONF_UNSET_SIZE;
     conf->conflate = NGX_CONF_UNSET_PTR;
     conf->conflate_after = NGX_CONF_UNSET_SIZE;
+    conf->notsent_lowat = NGX_CONF_UNSET_SIZE;
     conf->subscribe_rate = NGX_CONF_UNSET_UINT;
     conf->subscribe_burst = NGX_CONF_UNSET_UINT;
     conf->publish_replicas = NGX_CONF_UNSET_UINT;
@@ -425,6 +438,7 @@ ngx_http_insite_ws_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->conflate, prev->conflate, NULL);
     ngx_conf_merge_size_value(conf->conflate_after, prev->conflate_after,
                               16 * 1024);
+    ngx_conf_merge_size_value(conf->notsent_lowat, prev->notsent_lowat, 0);
     ngx_conf_merge_uint_value(conf->publish_replicas, prev->publish_replicas,
                               0);
     ngx_conf_merge_msec_value(conf->publish_replicas_timeout,
@@ -613,6 +627,38 @@ ngx_http_insite_ws_prefix(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     wmcf->prefix = value[1];
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * insite_ws_notsent_lowat off | size: checked here, not at the first
+ * connection, so a kernel without TCP_NOTSENT_LOWAT fails nginx -t.
+ */
+
+static char *
+ngx_http_insite_ws_notsent_lowat(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_insite_ws_loc_conf_t *wlcf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (wlcf->notsent_lowat != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        wlcf->notsent_lowat = 0;
+        return NGX_CONF_OK;
+    }
+
+#if !(NGX_LINUX && defined TCP_NOTSENT_LOWAT)
+    return "is not supported on this platform (no TCP_NOTSENT_LOWAT)";
+#else
+    return ngx_conf_set_size_slot(cf, cmd, conf);
+#endif
 }
 
 

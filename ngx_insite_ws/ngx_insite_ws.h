@@ -188,6 +188,7 @@ struct ngx_http_insite_ws_loc_conf_s {
     size_t                      deflate_min_size;
     ngx_array_t                *conflate;         /* ngx_str_t patterns */
     size_t                      conflate_after;
+    size_t                      notsent_lowat;    /* 0: off */
     ngx_uint_t                  publish_replicas; /* WAIT N; 0: off */
     ngx_msec_t                  publish_replicas_timeout;  /* 0: default */
 };

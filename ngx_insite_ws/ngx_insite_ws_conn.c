@@ -57,6 +57,7 @@ static void ngx_insite_ws_out_free(ngx_insite_ws_conn_t *wc,
 static void ngx_insite_ws_out_started(ngx_insite_ws_out_t *out);
 static ngx_insite_ws_frame_t *ngx_insite_ws_conflate(ngx_insite_ws_sub_t *sub,
     ngx_insite_ws_frame_t *frame, uint64_t seq);
+static void ngx_insite_ws_notsent_lowat(ngx_insite_ws_conn_t *wc);
 static void ngx_insite_ws_heartbeat_handler(ngx_event_t *ev);
 static void ngx_insite_ws_going_away_handler(ngx_event_t *ev);
 static ngx_int_t ngx_insite_ws_flush_handshake(ngx_insite_ws_conn_t *wc);
@@ -140,6 +141,8 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user,
     /* graceful shutdown reaches idle connections: we answer with 1001 */
     c->idle = 1;
 
+    ngx_insite_ws_notsent_lowat(wc);
+
     wc->heartbeat.handler = ngx_insite_ws_heartbeat_handler;
     wc->heartbeat.data = wc;
     wc->heartbeat.log = c->log;
@@ -192,6 +195,46 @@ ngx_insite_ws_conn_start(ngx_http_request_t *r, ngx_str_t *user,
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * insite_ws_notsent_lowat: the socket takes more only while fewer than that
+ * many bytes wait unsent in the kernel.  Without it the kernel's send
+ * buffer (on loopback and fast links autotuned to megabytes) holds what a
+ * slow reader has not taken, oldest first, where no conflation reaches it;
+ * with it the backlog stays in our queue, where a conflated channel keeps
+ * only the newest.  A failure leaves the connection as it was.
+ */
+
+static void
+ngx_insite_ws_notsent_lowat(ngx_insite_ws_conn_t *wc)
+{
+#if (NGX_LINUX && defined TCP_NOTSENT_LOWAT)
+    int                lowat;
+    ngx_connection_t  *c = wc->connection;
+
+    if (wc->conf->notsent_lowat == 0 || c->type != SOCK_STREAM
+        || (c->sockaddr->sa_family != AF_INET
+#if (NGX_HAVE_INET6)
+            && c->sockaddr->sa_family != AF_INET6
+#endif
+           ))
+    {
+        return;
+    }
+
+    lowat = (int) wc->conf->notsent_lowat;
+
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT,
+                   (const void *) &lowat, sizeof(int))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, c->log, ngx_socket_errno,
+                      "insite ws: setsockopt(TCP_NOTSENT_LOWAT, %d) failed",
+                      lowat);
+    }
+#endif
 }
 
 

@@ -63,6 +63,9 @@ my @loc = (
     [ 'insite_ws_ping_interval',    '0',    '100ms', qr/"insite_ws_ping_interval" directive must be 100ms to 1h, not "0"/ ],
     [ 'insite_ws_idle_timeout',     '0',    '24h',  qr/"insite_ws_idle_timeout" directive must be 100ms to 24h, not "0"/ ],
     [ 'insite_ws_history',          '1000001', '0', qr/"insite_ws_history" directive must be 0 to 1000000, not "1000001"/ ],
+    [ 'insite_ws_notsent_lowat',    '512',  '1k',   qr/"insite_ws_notsent_lowat" directive must be off or 1k to 16m, not "512"/ ],
+    [ 'insite_ws_notsent_lowat',    '32m',  'off',  qr/must be off or 1k to 16m, not "32m"/ ],
+    [ 'insite_ws_notsent_lowat',    'on',   '16m',  qr/"insite_ws_notsent_lowat" directive invalid value/ ],
 );
 
 for my $d (@main) {
