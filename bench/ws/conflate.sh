@@ -7,7 +7,9 @@
 # messages the slow readers read are, and how many were closed.
 # Results: docs/ws-benchmark.md.
 #
-#   bench/ws/conflate.sh               BENCH_SECONDS (10)
+#   bench/ws/conflate.sh               BENCH_SECONDS (10), BENCH_SLOW_BPS (20000),
+#                                      BENCH_LOWAT (ours: insite_ws_notsent_lowat),
+#                                      BENCH_CONFLATE_AFTER (ours, 16k)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH_CONFLATE=1 BENCH_SCENARIOS=slow1k BENCH_SERVERS=${BENCH_SERVERS:-"ours nchan-mem"} \

@@ -10,6 +10,9 @@
 #                                    slow readers (bench/ws/conflate.sh):
 #                                    listeners with sndbuf=16k on both
 #                                    servers, ours with insite_ws_conflate *
+#                                    (insite_ws_conflate_after
+#                                    BENCH_CONFLATE_AFTER, default 16k)
+#   BENCH_LOWAT=2k bench/ws/run.sh   ours with insite_ws_notsent_lowat 2k
 #   BENCH_DEFLATE=1 BENCH_SCENARIOS=quote1k bench/ws/run.sh
 #                                    permessage-deflate on both servers
 #                                    (ours: insite_ws_deflate on; nchan:
@@ -64,6 +67,8 @@ SCENARIOS=${BENCH_SCENARIOS:-idle fan1k fan10k ch10k fixed1k fixed10k}
 OURS_PUB=${BENCH_OURS_PUB:-http}
 DEFLATE=${BENCH_DEFLATE:-0}
 CONFLATE=${BENCH_CONFLATE:-0}
+LOWAT=${BENCH_LOWAT:-}    # ours: insite_ws_notsent_lowat (e.g. 2k)
+CONFLATE_AFTER=${BENCH_CONFLATE_AFTER:-16k}   # ours: insite_ws_conflate_after
 SLOW_ARGS=()           # slow1k: 10 % of the subscribers read SLOW_BPS
 SLOW_BPS=${BENCH_SLOW_BPS:-20000}
 PUB_SIZE=100           # message size; quote1k: 800 quote-like bytes (-Q)
@@ -190,8 +195,9 @@ server_conf() {  # name
     if [ "$DEFLATE" = 1 ]; then echo "@http insite_ws_deflate on;"; fi
     if [ "$CONFLATE" = 1 ]; then
       echo "@http insite_ws_conflate *;"
-      echo "@http insite_ws_conflate_after 16k;"
+      echo "@http insite_ws_conflate_after $CONFLATE_AFTER;"
     fi
+    if [ -n "$LOWAT" ]; then echo "@http insite_ws_notsent_lowat $LOWAT;"; fi
     echo "@loc location /pub { insite_ws_publish; }"
     echo "@loc location /status { insite_ws_status; }"
     ;;
