@@ -5,9 +5,10 @@
  * A small file of its own (<dir>/audit-<n>.ring, fixed size), mapped
  * MAP_SHARED and written once at worker start so that every page is present
  * and writable.  A record is copied into it, as the exact bytes of its
- * journal line, before the response leaves; the records of one event-loop
- * turn then go to the journal with one write() and the ring starts again at
- * offset 0.  The mapping is the page cache of the file: a worker killed with
+ * journal line, before the response leaves; the records then go to the
+ * journal with one write() (when the ring is half full, or a few
+ * milliseconds after the first of them: ngx_insite_gdpr_journal.c) and the
+ * ring starts again at offset 0.  The mapping is the page cache of the file: a worker killed with
  * kill -9 leaves its unwritten records there, and its successor (which holds
  * the same chain lock) appends them to the journal before it writes anything
  * (insite_gdpr_ring_recover).
@@ -30,7 +31,8 @@
 
 #include "insite_gdpr_chain.h"
 
-/* 64 KiB: a turn of 64 connections' records (~500 bytes each) fits */
+/* 64 KiB: written out at half, ~70 records of ~450 bytes; the other half
+ * takes the rest of that event-loop turn (a turn of 64 connections fits) */
 #define INSITE_GDPR_RING_SIZE  65536
 
 typedef struct {

@@ -21,10 +21,14 @@
  *
  * The ring (insite_gdpr_ring.h, <dir>/audit-<n>.ring): with fsync off or
  * 1s, a worker holding chain <n> copies each record into a small mapped
- * file before the response leaves, and writes the records of an event-loop
- * turn to the journal with one write() at the end of that turn (a posted
- * event).  A kill -9 leaves them in the page cache, where the successor's
- * recovery finds them.  When that write fails the turn's records are lost
+ * file before the response leaves, and writes the ring's records to the
+ * journal with one write() when it is half full (at the end of that
+ * event-loop turn, a posted event) or NGX_INSITE_GDPR_FLUSH_DELAY after the
+ * first of them, whichever comes first.  Under load that is one write() per
+ * ~70 records, not one per turn (an ext4 append costs a journal handle and
+ * an i_size update each time); a quiet worker's record reaches the file
+ * within a few milliseconds.  A kill -9 leaves them in the page cache,
+ * where the successor's recovery finds them.  When that write fails the turn's records are lost
  * (counted) and the chain goes back to the last record in the journal, as a
  * failed write of one record did before.  Without a ring (fsync always,
  * whose promise is a synced record before the response; a chain of its own
@@ -42,9 +46,12 @@
 
 #define NGX_INSITE_GDPR_TAIL_READ   65536
 
-/* a test-only switch (t/406): the ring is not flushed at the end of a turn
- * nor by the timer, only when full or at exit; set with `env` in nginx.conf */
+/* a test-only switch (t/406): the ring is not flushed when half full nor
+ * by the timers, only when full or at exit; set with `env` in nginx.conf */
 #define NGX_INSITE_GDPR_HOLD_ENV    "INSITE_GDPR_TEST_HOLD_RING"
+
+/* the longest a record waits in the ring before its write() (ms) */
+#define NGX_INSITE_GDPR_FLUSH_DELAY  5
 
 
 #if (NGX_THREADS)
@@ -118,6 +125,7 @@ ngx_insite_gdpr_journal_init(ngx_cycle_t *cycle,
     j->flush.handler = ngx_insite_gdpr_journal_flush_handler;
     j->flush.data = j;
     j->flush.log = cycle->log;
+    j->flush.cancelable = 1;        /* the exit handler flushes */
     j->hold = (getenv(NGX_INSITE_GDPR_HOLD_ENV) != NULL);
 
     j->path.data = ngx_pnalloc(cycle->pool, conf->dir.len + NGX_INT_T_LEN * 3
@@ -178,6 +186,10 @@ ngx_insite_gdpr_journal_exit(ngx_cycle_t *cycle)
 
     if (j->flush.posted) {
         ngx_delete_posted_event(&j->flush);
+    }
+
+    if (j->flush.timer_set) {
+        ngx_del_timer(&j->flush);
     }
 
     /* what the journal does not take stays for the next worker */
@@ -252,8 +264,15 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
     j->seq++;
     ngx_memcpy(j->hash, p - 3 - INSITE_GDPR_HASH_LEN, INSITE_GDPR_HASH_LEN);
 
-    if (!j->flush.posted && !j->hold) {
+    if (j->hold || j->flush.posted) {
+        return NGX_OK;
+    }
+
+    if (j->ring.used >= j->ring.size / 2) {
         ngx_post_event(&j->flush, &ngx_posted_events);
+
+    } else if (!j->flush.timer_set) {
+        ngx_add_timer(&j->flush, NGX_INSITE_GDPR_FLUSH_DELAY);
     }
 
     return NGX_OK;
@@ -362,10 +381,15 @@ ngx_insite_gdpr_journal_flush(ngx_insite_gdpr_journal_t *j, ngx_uint_t keep)
 }
 
 
+/* the ring half full (posted), or its first record's delay is up (timer) */
 static void
 ngx_insite_gdpr_journal_flush_handler(ngx_event_t *ev)
 {
     ngx_insite_gdpr_journal_t  *j = ev->data;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
 
     if (!j->hold) {
         (void) ngx_insite_gdpr_journal_flush(j, 0);

@@ -318,7 +318,8 @@ CONF
             ok(@r503 && !grep({ ($_->{reason} // '') ne 'audit_unavailable' || $_->{result} } @r503),
                'closed: refusals journaled with "result":false,"reason":"audit_unavailable" (' . scalar(@r503) . ')');
         }
-        like($n->error_log, qr/is writable again/, "$mode: recovery logged");
+        # logged by the write() that succeeds, a few ms after the answer
+        ok(wait_for(5, sub { $n->error_log =~ /is writable again/ }), "$mode: recovery logged");
         $n->stop;
         run_cmd(5, 'rm', '-rf', "$mnt/j");
     }

@@ -117,6 +117,8 @@ is(call($A, 'POST', '/api/v1/gdpr/consents', '{"consent_type":"analytics","grant
    'a consent through nginx');
 $redis->cli('SET', "insite:{alert:$A}:idem:order-$_", $_, 'EX', 3600) for 1 .. 3;
 $redis->cli('SET', "insite:{alert:$B}:idem:order-1", 1, 'EX', 3600);
+# 41 audited answers; a record reaches the file a few ms after its answer
+ok(wait_for(5, sub { (() = journal_text() =~ /\n/g) >= 41 }), 'the 41 records are in the journal');
 my @files = glob "$tmp/journal/audit-*.jsonl";
 cmp_ok(scalar @files, '>', 2, 'the journal rotated: ' . scalar(@files) . ' files');
 my $text = journal_text();
