@@ -6,6 +6,7 @@
  *   ngx_insite_gdpr_journal.c      the per-worker append-only journal
  *   insite_gdpr_ring.c             records between response and journal
  *   insite_gdpr_chain.c            the hash chain (shared with insite-auditd)
+ *   insite_gdpr_json.c             a record's strings as JSON, valid UTF-8
  *   insite_gdpr_fields.c           a line's members without a JSON library
  *                                  (insite-auditd only; not in the module)
  */
@@ -20,6 +21,7 @@
 #include <ngx_thread_pool.h>
 #endif
 #include "insite_gdpr_chain.h"
+#include "insite_gdpr_json.h"
 #include "insite_gdpr_pseudonym.h"
 #include "insite_gdpr_ring.h"
 

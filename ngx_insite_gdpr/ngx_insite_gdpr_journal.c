@@ -219,8 +219,11 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
     size_t                      body;
     ngx_insite_gdpr_metrics_t  *m = &j->conf->metrics;
 
-    p = ngx_sprintf(fields + len, ",\"seq\":%uL,\"prev_hash\":\"%*s\"",
-                    j->seq + 1, (size_t) INSITE_GDPR_HASH_LEN, j->hash);
+    p = ngx_cpymem(fields + len, ",\"seq\":", sizeof(",\"seq\":") - 1);
+    p = (u_char *) insite_gdpr_json_uint((char *) p, j->seq + 1);
+    p = ngx_cpymem(p, ",\"prev_hash\":\"", sizeof(",\"prev_hash\":\"") - 1);
+    p = ngx_cpymem(p, j->hash, INSITE_GDPR_HASH_LEN);
+    *p++ = '"';
     body = p - fields;
 
     p = ngx_cpymem(p, ",\"hash\":\"", sizeof(",\"hash\":\"") - 1);

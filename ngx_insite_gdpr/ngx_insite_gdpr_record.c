@@ -27,6 +27,8 @@
 
 
 static u_char *ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max);
+static u_char *ngx_insite_gdpr_digits(u_char *p, ngx_uint_t v,
+    ngx_uint_t width);
 static void ngx_insite_gdpr_uuid(u_char *out);
 static ngx_int_t ngx_insite_gdpr_data_type(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *data_type);
@@ -158,11 +160,24 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     ngx_insite_gdpr_uuid(p);
     p += 36;
 
+    /* "2026-11-26T10:30:45.123Z" by hand: ngx_sprintf's format parsing
+     * was a tenth of an audited request's own instructions */
     ngx_gmtime(r->start_sec, &tm);
-    p = ngx_sprintf(p, "\",\"ts\":\"%4d-%02d-%02dT%02d:%02d:%02d.%03MZ\"",
-                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                    r->start_msec);
+    p = ngx_cpymem(p, "\",\"ts\":\"", sizeof("\",\"ts\":\"") - 1);
+    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_year, 4);
+    *p++ = '-';
+    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_mon, 2);
+    *p++ = '-';
+    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_mday, 2);
+    *p++ = 'T';
+    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_hour, 2);
+    *p++ = ':';
+    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_min, 2);
+    *p++ = ':';
+    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_sec, 2);
+    *p++ = '.';
+    p = ngx_insite_gdpr_digits(p, r->start_msec, 3);
+    *p++ = 'Z'; *p++ = '"';
 
     p = ngx_cpymem(p, ",\"user_id\":", sizeof(",\"user_id\":") - 1);
     if (user->len) {
@@ -178,7 +193,9 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         p = ngx_cpymem(p, "null", 4);
     }
 
-    p = ngx_sprintf(p, ",\"access_type\":\"%V\",\"data_type\":", access);
+    p = ngx_cpymem(p, ",\"access_type\":\"", sizeof(",\"access_type\":\"") - 1);
+    p = ngx_cpymem(p, access->data, access->len);
+    p = ngx_cpymem(p, "\",\"data_type\":", sizeof("\",\"data_type\":") - 1);
     p = ngx_insite_gdpr_json(p, &data_type, NGX_INSITE_GDPR_MAX_TYPE);
 
     p = ngx_cpymem(p, ",\"method\":", sizeof(",\"method\":") - 1);
@@ -187,8 +204,12 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     p = ngx_cpymem(p, ",\"path\":", sizeof(",\"path\":") - 1);
     p = ngx_insite_gdpr_json(p, &path, NGX_INSITE_GDPR_MAX_PATH);
 
-    p = ngx_sprintf(p, ",\"status\":%ui,\"result\":%s,\"reason\":", status,
-                    (status > 0 && status < 400) ? "true" : "false");
+    p = ngx_cpymem(p, ",\"status\":", sizeof(",\"status\":") - 1);
+    p = (u_char *) insite_gdpr_json_uint((char *) p, status);
+    p = ngx_cpymem(p, ",\"result\":", sizeof(",\"result\":") - 1);
+    p = (status > 0 && status < 400) ? ngx_cpymem(p, "true", 4)
+                                     : ngx_cpymem(p, "false", 5);
+    p = ngx_cpymem(p, ",\"reason\":", sizeof(",\"reason\":") - 1);
     if (reason->len) {
         p = ngx_insite_gdpr_json(p, reason, NGX_INSITE_GDPR_MAX_SHORT);
     } else {
@@ -206,7 +227,9 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         p = ngx_cpymem(p, "null", 4);
     }
 
-    p = ngx_sprintf(p, ",\"worker\":\"%*s\"", j->chain_len, j->chain);
+    p = ngx_cpymem(p, ",\"worker\":\"", sizeof(",\"worker\":\"") - 1);
+    p = ngx_cpymem(p, j->chain, j->chain_len);
+    *p++ = '"';
 
     *len = p - buf;
 
@@ -214,89 +237,26 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
 }
 
 
+/* v as exactly width decimal digits (zero-padded; v < 10^width) */
+static u_char *
+ngx_insite_gdpr_digits(u_char *p, ngx_uint_t v, ngx_uint_t width)
+{
+    u_char  *q;
+
+    for (q = p + width; q > p; v /= 10) {
+        *--q = (u_char) ('0' + v % 10);
+    }
+
+    return p + width;
+}
+
+
 /* JSON string of at most max input bytes, valid UTF-8 out */
 static u_char *
 ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max)
 {
-    u_char       c, *src, *end;
-    size_t       n, k;
-    uint32_t     cp;
-    static u_char  hex[] = "0123456789abcdef";
-
-    src = s->data;
-    end = src + ngx_min(s->len, max);
-
-    *p++ = '"';
-
-    while (src < end) {
-        c = *src;
-
-        if (c >= 0x80) {
-            /* a complete, shortest-form UTF-8 sequence passes as is */
-            n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                : (c & 0xf8) == 0xf0 ? 4 : 0;
-
-            if (n && (size_t) (end - src) >= n) {
-                cp = c & (0x7f >> n);
-                for (k = 1; k < n; k++) {
-                    if ((src[k] & 0xc0) != 0x80) {
-                        break;
-                    }
-                    cp = (cp << 6) | (src[k] & 0x3f);
-                }
-
-                if (k == n
-                    && !(n == 2 && cp < 0x80)
-                    && !(n == 3 && (cp < 0x800
-                                    || (cp >= 0xd800 && cp <= 0xdfff)))
-                    && !(n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                {
-                    p = ngx_cpymem(p, src, n);
-                    src += n;
-                    continue;
-                }
-            }
-
-            p = ngx_cpymem(p, "\\ufffd", 6);
-            src++;
-            continue;
-        }
-
-        src++;
-
-        switch (c) {
-        case '"':
-        case '\\':
-            *p++ = '\\';
-            *p++ = c;
-            break;
-        case '\n':
-            *p++ = '\\'; *p++ = 'n';
-            break;
-        case '\r':
-            *p++ = '\\'; *p++ = 'r';
-            break;
-        case '\t':
-            *p++ = '\\'; *p++ = 't';
-            break;
-        case 0:
-            p = ngx_cpymem(p, "\\ufffd", 6);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                p = ngx_cpymem(p, "\\u00", 4);
-                *p++ = hex[c >> 4];
-                *p++ = hex[c & 0xf];
-
-            } else {
-                *p++ = c;
-            }
-        }
-    }
-
-    *p++ = '"';
-
-    return p;
+    return (u_char *) insite_gdpr_json_string((char *) p, (char *) s->data,
+                                              ngx_min(s->len, max));
 }
 
 
@@ -310,9 +270,15 @@ ngx_insite_gdpr_uuid(u_char *out)
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
 
-    ngx_sprintf(out, "%*xs-%*xs-%*xs-%*xs-%*xs",
-                (size_t) 4, b, (size_t) 2, b + 4, (size_t) 2, b + 6,
-                (size_t) 2, b + 8, (size_t) 6, b + 10);
+    out = ngx_hex_dump(out, b, 4);
+    *out++ = '-';
+    out = ngx_hex_dump(out, b + 4, 2);
+    *out++ = '-';
+    out = ngx_hex_dump(out, b + 6, 2);
+    *out++ = '-';
+    out = ngx_hex_dump(out, b + 8, 2);
+    *out++ = '-';
+    (void) ngx_hex_dump(out, b + 10, 6);
 }
 
 
