@@ -37,6 +37,8 @@ static void *ngx_http_insite_gdpr_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_insite_gdpr_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_insite_gdpr_variable_index(ngx_conf_t *cf,
+    char *name);
 static ngx_int_t ngx_http_insite_gdpr_init_process(ngx_cycle_t *cycle);
 static void ngx_http_insite_gdpr_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_insite_gdpr_journal_dir(ngx_conf_t *cf,
@@ -475,6 +477,9 @@ ngx_http_insite_gdpr_create_main_conf(ngx_conf_t *cf)
     mcf->fsync = NGX_CONF_UNSET_UINT;
     mcf->rotate_size = NGX_CONF_UNSET;
     mcf->rotate_time = NGX_CONF_UNSET;
+    mcf->var_user = NGX_ERROR;
+    mcf->var_request_id = NGX_ERROR;
+    mcf->var_request_id2 = NGX_ERROR;
 
     return mcf;
 }
@@ -549,6 +554,40 @@ ngx_http_insite_gdpr_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/*
+ * The index of a variable the record reads, resolved once here rather than
+ * by name on every audited request.  $insite_user_id and
+ * $insite_request_id belong to the gateway module, which need not be
+ * loaded: ngx_http_get_variable_index() of an undefined name would fail the
+ * configuration ("unknown variable"), so the name is looked for among the
+ * defined ones first (all modules' preconfiguration has run by now).
+ */
+static ngx_int_t
+ngx_http_insite_gdpr_variable_index(ngx_conf_t *cf, char *name)
+{
+    ngx_str_t                   n;
+    ngx_uint_t                  i;
+    ngx_hash_key_t             *key;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    n.data = (u_char *) name;
+    n.len = ngx_strlen(name);
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    key = cmcf->variables_keys->keys.elts;
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+        if (key[i].key.len == n.len
+            && ngx_strncmp(key[i].key.data, n.data, n.len) == 0)
+        {
+            return ngx_http_get_variable_index(cf, &n);
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
 static ngx_int_t
 ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
 {
@@ -566,6 +605,12 @@ ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
     if (ngx_http_insite_gdpr_paths(cf, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    mcf->var_user = ngx_http_insite_gdpr_variable_index(cf, "insite_user_id");
+    mcf->var_request_id = ngx_http_insite_gdpr_variable_index(cf,
+                                                       "insite_request_id");
+    mcf->var_request_id2 = ngx_http_insite_gdpr_variable_index(cf,
+                                                               "request_id");
 
 #if (NGX_THREADS)
     if (mcf->fsync != NGX_INSITE_GDPR_FSYNC_OFF) {

@@ -65,6 +65,11 @@ typedef struct {
     ngx_str_t                   pseudonym_key_file;  /* empty: clear ids */
     insite_gdpr_psn_key_t      *pseudonym;  /* the key, prepared */
     ngx_insite_gdpr_metrics_t   metrics;
+    /* indexes of $insite_user_id, $insite_request_id and $request_id,
+     * NGX_ERROR where no loaded module defines one (postconfiguration) */
+    ngx_int_t                   var_user;
+    ngx_int_t                   var_request_id;
+    ngx_int_t                   var_request_id2;
 #if (NGX_THREADS)
     ngx_thread_pool_t          *thread_pool;  /* fdatasync() off the loop */
 #endif

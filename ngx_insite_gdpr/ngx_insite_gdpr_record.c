@@ -36,7 +36,7 @@ static ngx_int_t ngx_insite_gdpr_data_subject(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *user,
     ngx_str_t *subject);
 static ngx_int_t ngx_insite_gdpr_variable(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
+    ngx_int_t index, ngx_str_t *value);
 static ngx_int_t ngx_insite_gdpr_pseudonymize(ngx_http_request_t *r,
     ngx_http_insite_gdpr_main_conf_t *mcf, ngx_str_t *id);
 
@@ -61,8 +61,6 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     ngx_tm_t     tm;
     ngx_str_t    data_type, subject, path, request_id, who, *access;
     ngx_uint_t   status, at;
-    ngx_str_t    rid = ngx_string("insite_request_id");
-    ngx_str_t    rid2 = ngx_string("request_id");
 
     if (ngx_insite_gdpr_data_type(r, lcf, &data_type) != NGX_OK
         || ngx_insite_gdpr_data_subject(r, lcf, user, &subject) != NGX_OK)
@@ -103,8 +101,10 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         }
     }
 
-    if (ngx_insite_gdpr_variable(r, &rid, &request_id) != NGX_OK
-        && ngx_insite_gdpr_variable(r, &rid2, &request_id) != NGX_OK)
+    if (ngx_insite_gdpr_variable(r, j->conf->var_request_id, &request_id)
+        != NGX_OK
+        && ngx_insite_gdpr_variable(r, j->conf->var_request_id2, &request_id)
+           != NGX_OK)
     {
         ngx_str_null(&request_id);
     }
@@ -362,12 +362,16 @@ ngx_insite_gdpr_pseudonymize(ngx_http_request_t *r,
 
 /* a variable by name, when some module defines it */
 static ngx_int_t
-ngx_insite_gdpr_variable(ngx_http_request_t *r, ngx_str_t *name,
+ngx_insite_gdpr_variable(ngx_http_request_t *r, ngx_int_t index,
     ngx_str_t *value)
 {
     ngx_http_variable_value_t  *vv;
 
-    vv = ngx_http_get_variable(r, name, ngx_hash_key(name->data, name->len));
+    if (index == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    vv = ngx_http_get_flushed_variable(r, index);
 
     if (vv == NULL || vv->not_found || vv->len == 0) {
         return NGX_DECLINED;
@@ -383,9 +387,11 @@ ngx_insite_gdpr_variable(ngx_http_request_t *r, ngx_str_t *name,
 ngx_int_t
 ngx_insite_gdpr_default_user(ngx_http_request_t *r, ngx_str_t *user)
 {
-    ngx_str_t  name = ngx_string("insite_user_id");
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
 
-    if (ngx_insite_gdpr_variable(r, &name, user) != NGX_OK) {
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_insite_gdpr_module);
+
+    if (ngx_insite_gdpr_variable(r, mcf->var_user, user) != NGX_OK) {
         ngx_str_null(user);
     }
 

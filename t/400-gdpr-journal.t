@@ -110,7 +110,9 @@ CONF
     ok($r0->{result}, 'result true below 400');
     is($r0->{ip}, '127.0.0.1', 'ip');
     like($r0->{worker}, qr/^[01]$/, 'worker number');
-    like($r0->{request_id}, qr/^\S+$/, 'request_id');
+    is($r0->{request_id}, 'rid-1', 'request_id: $insite_request_id, the X-Request-ID the client sent');
+    my ($pub) = grep { $_->{path} eq '/api/v1/public/quotes' } @r;
+    like($pub && $pub->{request_id}, qr/^[0-9a-f]{32}$/, 'request_id without one sent: a new id');
     my %by = map { ("$_->{method} $_->{path}" => $_) } @r;
     is($by{'POST /api/v1/portfolio/holdings'}{access_type}, 'write', 'auto: POST write');
     is($by{'PUT /api/v1/portfolio/holdings'}{access_type}, 'write', 'auto: PUT write');
