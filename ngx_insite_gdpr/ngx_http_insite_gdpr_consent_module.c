@@ -110,8 +110,6 @@ static ngx_int_t ngx_http_insite_consent_refuse(ngx_http_request_t *r,
     uint64_t missing);
 static ngx_int_t ngx_http_insite_consent_fail(ngx_http_request_t *r,
     const char *why);
-static ngx_int_t ngx_http_insite_consent_variable(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 
 static ngx_http_insite_consent_entry_t *ngx_http_insite_consent_cache_get(
     ngx_str_t *user);
@@ -271,11 +269,7 @@ ngx_http_insite_consent_handler(ngx_http_request_t *r)
         return ngx_http_insite_consent_decide(r, ctx);
     }
 
-    if (ngx_http_insite_consent_variable(r, "insite_user_id", &user)
-        != NGX_OK)
-    {
-        ngx_str_null(&user);
-    }
+    (void) ngx_insite_gdpr_default_user(r, &user);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_insite_consent_ctx_t));
     if (ctx == NULL) {
@@ -466,11 +460,7 @@ ngx_http_insite_consent_refuse(ngx_http_request_t *r, uint64_t missing)
 
     ngx_insite_metric_inc(mcf->denied);
 
-    if (ngx_http_insite_consent_variable(r, "insite_request_id", &rid)
-        != NGX_OK)
-    {
-        ngx_str_null(&rid);
-    }
+    (void) ngx_insite_gdpr_request_id(r, &rid);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "insite gdpr consent: consent_required, request_id: %V",
@@ -553,31 +543,6 @@ ngx_http_insite_consent_fail(ngx_http_request_t *r, const char *why)
                               NGX_HTTP_SERVICE_UNAVAILABLE,
                               "consent_unavailable", &msg));
     return NGX_DONE;
-}
-
-
-/* a variable another module defines (the gateway), when it exists */
-
-static ngx_int_t
-ngx_http_insite_consent_variable(ngx_http_request_t *r, const char *name,
-    ngx_str_t *value)
-{
-    ngx_str_t                   n;
-    ngx_http_variable_value_t  *vv;
-
-    n.data = (u_char *) name;
-    n.len = ngx_strlen(name);
-
-    vv = ngx_http_get_variable(r, &n, ngx_hash_key(n.data, n.len));
-
-    if (vv == NULL || vv->not_found || vv->len == 0) {
-        return NGX_DECLINED;
-    }
-
-    value->data = vv->data;
-    value->len = vv->len;
-
-    return NGX_OK;
 }
 
 

@@ -598,6 +598,13 @@ ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_insite_gdpr_module);
 
+    /* also without an audited location: insite_gdpr_consent reads them */
+    mcf->var_user = ngx_http_insite_gdpr_variable_index(cf, "insite_user_id");
+    mcf->var_request_id = ngx_http_insite_gdpr_variable_index(cf,
+                                                       "insite_request_id");
+    mcf->var_request_id2 = ngx_http_insite_gdpr_variable_index(cf,
+                                                               "request_id");
+
     if (!mcf->used) {
         return NGX_OK;
     }
@@ -605,12 +612,6 @@ ngx_http_insite_gdpr_postconfiguration(ngx_conf_t *cf)
     if (ngx_http_insite_gdpr_paths(cf, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    mcf->var_user = ngx_http_insite_gdpr_variable_index(cf, "insite_user_id");
-    mcf->var_request_id = ngx_http_insite_gdpr_variable_index(cf,
-                                                       "insite_request_id");
-    mcf->var_request_id2 = ngx_http_insite_gdpr_variable_index(cf,
-                                                               "request_id");
 
 #if (NGX_THREADS)
     if (mcf->fsync != NGX_INSITE_GDPR_FSYNC_OFF) {

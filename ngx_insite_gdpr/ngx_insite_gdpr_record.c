@@ -101,13 +101,7 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         }
     }
 
-    if (ngx_insite_gdpr_variable(r, j->conf->var_request_id, &request_id)
-        != NGX_OK
-        && ngx_insite_gdpr_variable(r, j->conf->var_request_id2, &request_id)
-           != NGX_OK)
-    {
-        ngx_str_null(&request_id);
-    }
+    (void) ngx_insite_gdpr_request_id(r, &request_id);
 
     at = lcf->access_type;
     if (at == NGX_INSITE_GDPR_ACCESS_AUTO) {
@@ -379,6 +373,23 @@ ngx_insite_gdpr_variable(ngx_http_request_t *r, ngx_int_t index,
 
     value->data = vv->data;
     value->len = vv->len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_insite_gdpr_request_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_http_insite_gdpr_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_insite_gdpr_module);
+
+    if (ngx_insite_gdpr_variable(r, mcf->var_request_id, id) != NGX_OK
+        && ngx_insite_gdpr_variable(r, mcf->var_request_id2, id) != NGX_OK)
+    {
+        ngx_str_null(id);
+    }
 
     return NGX_OK;
 }
