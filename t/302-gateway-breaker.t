@@ -72,8 +72,12 @@ is_deeply(\@seen, [502, 502, 502, 503, 503, 503],
           'three failures (502), then the breaker answers 503') or diag "@seen";
 
 # 3. open: 503 at once on both workers, JSON, Retry-After
+# (at least 20 requests, more until both workers have answered, while the
+# 1 s recovery is still far off)
 my (%workers, @bad);
-for (1 .. 20) {
+my $open_since = time;
+for (1 .. 200) {
+    last if $_ > 20 && (keys %workers == 2 || time - $open_since > 0.5);
     my $r = get('/svc/');
     $workers{ $r->{headers}{'x-worker'} // '?' }++;
     push @bad, $r->{status} if $r->{status} != 503;
