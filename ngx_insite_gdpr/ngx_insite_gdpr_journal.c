@@ -28,9 +28,9 @@
  * ~70 records, not one per turn (an ext4 append costs a journal handle and
  * an i_size update each time); a quiet worker's record reaches the file
  * within a few milliseconds.  A kill -9 leaves them in the page cache,
- * where the successor's recovery finds them.  When that write fails the turn's records are lost
- * (counted) and the chain goes back to the last record in the journal, as a
- * failed write of one record did before.  Without a ring (fsync always,
+ * where the successor's recovery finds them.  When that write fails the
+ * ring's records are lost (counted) and the chain goes back to the last
+ * record in the journal, as a failed write of one record did before.  Without a ring (fsync always,
  * whose promise is a synced record before the response; a chain of its own
  * during a reload; a ring that could not be made) each record is written
  * with a write() of its own.
@@ -254,7 +254,7 @@ ngx_insite_gdpr_journal_append(ngx_insite_gdpr_journal_t *j, u_char *fields,
 
     if (insite_gdpr_ring_put(&j->ring, (char *) fields, len) != 0) {
 
-        /* the ring is full: this turn's records so far go now; the record
+        /* the ring is full: its records go now; the record
          * continues the chain after them, so it is lost if they are */
         if (ngx_insite_gdpr_journal_flush(j, 0) != NGX_OK
             || insite_gdpr_ring_put(&j->ring, (char *) fields, len) != 0)
