@@ -29,6 +29,28 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# prove, its output also kept in $run_dir/prove-NAME.log for the digest
+# below: CI shows only the last lines of a run, so a failure must be named
+# there, not only where it happened.
+run_prove() {
+  local name=$1; shift
+  # shellcheck disable=SC2086
+  prove -I t/lib ${PROVE_FLAGS:-} "$@" 2>&1 | tee -a "$run_dir/prove-$name.log"
+  return "${PIPESTATUS[0]}"
+}
+# Each failed prove run: its failed assertions (first lines of their
+# diagnostics) and the summary lines naming the files and test numbers.
+failure_digest() {
+  local log
+  for log in "$run_dir"/prove-*.log; do
+    if [ ! -f "$log" ] || ! grep -q '^Result: FAIL' "$log"; then continue; fi
+    echo "--- $(basename "$log" .log): failed assertions"
+    grep -E '^(not ok|#   (Failed test|at |got|expected|  )|# (Looks like|.*(timeout|died|Died)))' "$log" | head -12
+    echo "--- $(basename "$log" .log): summary"
+    sed -n '/^Test Summary Report/,/^Files=/p' "$log" | grep -Ev '^(Test Summary|---|Files=)' | head -8
+  done
+}
+
 step "dependencies"
 scripts/deps.sh
 
@@ -46,8 +68,8 @@ bg1_pid='' bg2_pid=''
 cleanup() {
   # shellcheck disable=SC2086
   [ -z "$bg1_pid$bg2_pid" ] || kill $bg1_pid $bg2_pid 2>/dev/null || true
-  [ ! -d "$run_dir/b" ] || INSITE_RUN_DIR=$run_dir/b scripts/services.sh stop || true
-  scripts/services.sh stop || true
+  [ ! -d "$run_dir/b" ] || INSITE_RUN_DIR=$run_dir/b scripts/services.sh stop > /dev/null || true
+  scripts/services.sh stop > /dev/null || true
   rm -rf "$run_dir"
 }
 trap cleanup EXIT
@@ -156,14 +178,13 @@ if [ "${#stream_b[@]}" -gt 0 ]; then
     export TEST_NGINX_REDIS_PORT TEST_NGINX_PG_PORT TEST_NGINX_KAFKA_BOOTSTRAP
     export INSITE_RUN_DIR=$run_dir/b TEST_NGINX_SERVROOT=$root/t/servroot-b
     # shellcheck disable=SC2086
-    prove -I t/lib ${PROVE_FLAGS:-} "${stream_b[@]}" 2>&1 | sed -u 's/^/[b] /'
+    run_prove b "${stream_b[@]}" | sed -u 's/^/[b] /'
   ) &
   b_pid=$!
 fi
 rc_a=0 rc_b=0 rc_bg1=0 rc_bg2=0
 if [ "${#stream_a[@]}" -gt 0 ]; then
-  # shellcheck disable=SC2086
-  prove -I t/lib ${PROVE_FLAGS:-} "${stream_a[@]}" || rc_a=$?
+  run_prove a "${stream_a[@]}" || rc_a=$?
 fi
 
 wait "$bg1_pid" || rc_bg1=$?
@@ -190,9 +211,8 @@ if [ -z "${SKIP_STATIC:-}" ] && [ -s "$run_dir/static-nginx" ]; then
   done
   if [ "${#static_files[@]}" -gt 0 ]; then
     step "nginx suite against the static nginx (${#static_files[@]} files)"
-    # shellcheck disable=SC2086
     TEST_NGINX_BINARY=$(cat "$run_dir/static-nginx") TEST_NGINX_LOAD_MODULES='' \
-      prove -I t/lib ${PROVE_FLAGS:-} "${static_files[@]}" || rc_static=$?
+      run_prove static "${static_files[@]}" || rc_static=$?
   fi
 fi
 
@@ -204,17 +224,15 @@ fi
 rc_alone=0
 if [ "${#stream_alone[@]}" -gt 0 ]; then
   step "nginx suite, files that run alone (${#stream_alone[@]})"
-  # shellcheck disable=SC2086
-  prove -I t/lib ${PROVE_FLAGS:-} "${stream_alone[@]}" || rc_alone=$?
+  run_prove alone "${stream_alone[@]}" || rc_alone=$?
   static_files=()
   for f in "${stream_alone[@]}"; do
     case $f in t/10[0-36]-*|t/30*|t/40*) static_files+=("$f") ;; esac
   done
   if [ -z "${SKIP_STATIC:-}" ] && [ -s "$run_dir/static-nginx" ] && [ "${#static_files[@]}" -gt 0 ]; then
     step "... and against the static nginx (${#static_files[@]})"
-    # shellcheck disable=SC2086
     TEST_NGINX_BINARY=$(cat "$run_dir/static-nginx") TEST_NGINX_LOAD_MODULES='' \
-      prove -I t/lib ${PROVE_FLAGS:-} "${static_files[@]}" || rc_alone=$?
+      run_prove alone-static "${static_files[@]}" || rc_alone=$?
   fi
 fi
 
@@ -224,6 +242,7 @@ step "background job 2 (packages, fuzzing): exit $rc_bg2"
 cat "$run_dir/background-2.log"
 
 if [ "$rc_a$rc_b$rc_static$rc_alone$rc_bg1$rc_bg2" != 000000 ]; then
+  failure_digest >&2
   echo "FAILED: prove stream a $rc_a, stream b $rc_b, static nginx suite $rc_static," \
        "files alone $rc_alone, background job 1 $rc_bg1, job 2 $rc_bg2" >&2
   exit 1
