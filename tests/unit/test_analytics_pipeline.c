@@ -496,9 +496,12 @@ static void test_pipeline(void **state)
     int64_t t0 = wall_ms();
     fake_now = t0;
     rig g;
-    rig_open(&g);
 
-    /* AAPL: two positive, one negative in the last hour, one positive 3 h ago */
+    /* AAPL: two positive, one negative in the last hour, one positive 3 h ago.
+     * All nine are in the topic before the consumer starts: one producer
+     * each, so a consumer already running could fetch the first few alone,
+     * publish AAPL from them at once, and hold the rest back for 10 s (seen
+     * under ASan). */
     produce_post("t3_p1", "AAPL", "$AAPL earnings beat, very bullish!", t0 - 10 * 60000);
     produce_post("t3_p2", "AAPL", "Great quarter for AAPL", t0 - 5 * 60000);
     produce_post("t3_p3", "AAPL", "This is a terrible downgrade", t0 - 60000);
@@ -508,6 +511,7 @@ static void test_pipeline(void **state)
     produce_raw("social_posts", "AAPL", "{\"event_type\":\"social_post\",\"data\":{\"text\":\"no id\"}}");
     produce_raw("social_posts", NULL, "\xff\xfe not even text");
     produce_post("t3_p1", "AAPL", "$AAPL earnings beat, very bullish!", t0 - 10 * 60000); /* again */
+    rig_open(&g);
 
     sent_pipeline_stats st = run_until(&g, 9);
     assert_int_equal(st.consumed, 9);
