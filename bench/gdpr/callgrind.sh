@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Instructions an audited request costs over a plain one, by function:
+# one nginx (master_process off, one worker) under callgrind, N plain then N
+# audited static requests over one keepalive connection, the counters zeroed
+# between.  Instructions, not seconds: load on the machine does not move
+# them, so two builds can be compared on a busy machine.  Under valgrind
+# SHA-256 runs in software (no SHA-NI), so the SHA-256 lines are larger than
+# on the machine.
+#
+#   bench/gdpr/callgrind.sh                 N=3000, this tree's build/modules
+#   N=1000 MODULES=/other/tree/build/modules PSEUDONYM=0 bench/gdpr/callgrind.sh
+#
+# Prints Ir per request of each, their difference, and the functions with
+# the most instructions in the audited run (callgrind_annotate, inclusive).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-3000} MODULES=${MODULES:-$root/build/modules}
+work=$(mktemp -d /tmp/insite-bench-cg.XXXXXX)
+chmod 755 "$work"
+vg_pid=
+cleanup() { [ -z "$vg_pid" ] || kill "$vg_pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
+echo ok > "$work/ok.txt"
+head -c 32 /dev/urandom > "$work/psn.key"
+mkdir -p "$work/logs"
+{
+  for m in ngx_http_insite_module ngx_http_insite_ws_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
+    echo "load_module $MODULES/$m.so;"
+  done
+  cat <<CONF
+master_process off;
+daemon off;
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+error_log $work/logs/error.log warn;
+pid $work/logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    insite_gdpr_journal $work/journal;
+    insite_gdpr_fsync off;
+    $( [ "${PSEUDONYM:-1}" = 1 ] && echo "insite_gdpr_pseudonym_key $work/psn.key;" )
+    server {
+        listen 127.0.0.1:$port;
+        root $work;
+        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
+        location = /plain   { try_files /ok.txt =404; }
+    }
+}
+CONF
+} > "$work/nginx.conf"
+valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/cg.out" \
+  nginx -p "$work" -c "$work/nginx.conf" > "$work/valgrind.log" 2>&1 &
+vg_pid=$!
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$port/plain" > /dev/null 2>&1 && break
+  sleep 0.2
+done
+get() { curl -fs -H 'X-User: bench' "http://127.0.0.1:$port/$1?n=[1-$N]" > /dev/null; }
+get plain; get audited                                    # warm both paths
+total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
+run() {
+  callgrind_control -z "$vg_pid" > /dev/null
+  get "$1"
+  callgrind_control -d "$1" "$vg_pid" > /dev/null
+  ls -t "$work"/cg.out.* | head -1
+}
+plain=$(run plain)
+audited=$(run audited)
+p=$(total "$plain") a=$(total "$audited")
+printf 'plain    %8.0f Ir per request\naudited  %8.0f Ir per request\nmore     %8.0f Ir per audited request (N=%d, pseudonyms %s)\n' \
+  "$(echo "$p / $N" | bc -l)" "$(echo "$a / $N" | bc -l)" "$(echo "($a - $p) / $N" | bc -l)" "$N" "${PSEUDONYM:-1}"
+# each dump names its functions in full (--compress-strings=no): a later
+# dump's numbered names would point into an earlier dump's file
+echo "# the audited run, by function, self, top ${TOP:-30}"
+callgrind_annotate --auto=no "$audited" 2>/dev/null | sed -n '/file:function/,$p' | sed -n "3,$(( ${TOP:-30} + 2 ))p"
+[ -z "${KEEP:-}" ] || { cp "$plain" "$KEEP.plain"; cp "$audited" "$KEEP.audited"; echo "# kept $KEEP.plain $KEEP.audited"; }
