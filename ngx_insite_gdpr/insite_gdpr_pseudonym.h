@@ -28,8 +28,9 @@ int insite_gdpr_pseudonym(const unsigned char *key, size_t key_len,
  * A key prepared once, for a caller that computes many pseudonyms with one
  * key (nginx: one per audited request): HMAC's inner and outer SHA-256
  * states after the padded key, so a pseudonym costs two short digests and
- * no allocation of an HMAC context.  Same result as insite_gdpr_pseudonym().
- * Not for concurrent use by threads.
+ * no allocation of an HMAC context, and the last 256 ids' pseudonyms are
+ * kept (an id seen again costs a hash and a compare).  Same result as
+ * insite_gdpr_pseudonym().  Not for concurrent use by threads.
  */
 typedef struct insite_gdpr_psn_key_s  insite_gdpr_psn_key_t;
 

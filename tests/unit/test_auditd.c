@@ -240,6 +240,31 @@ static void test_pseudonym(void **state)
         insite_gdpr_psn_key_free(pk);
     }
 
+    /* the kept pseudonyms: 2,000 ids over 256 slots, twice (hits, evictions,
+     * ids sharing a slot), of lengths 0 to 70 (62 is the longest kept), each
+     * the reference's */
+    pk = insite_gdpr_psn_key_new(key, sizeof(key) - 1);
+    assert_non_null(pk);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2000; i++) {
+            char id[80], a[INSITE_GDPR_PSN_LEN], b[INSITE_GDPR_PSN_LEN];
+            int want = i % 71;                  /* 0: the empty id */
+            int len = want ? snprintf(id, sizeof(id), "user-%d-", i) : 0;
+            while (len < want) id[len++] = 'x';
+            assert_int_equal(insite_gdpr_pseudonym(key, sizeof(key) - 1, id, (size_t)len, a), 0);
+            assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, id, (size_t)len, b), 0);
+            assert_memory_equal(a, b, sizeof(a));
+        }
+    }
+    /* an id that only differs in its last byte from a kept one */
+    char a1[INSITE_GDPR_PSN_LEN], a2[INSITE_GDPR_PSN_LEN];
+    assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "bob-1", 5, a1), 0);
+    assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "bob-2", 5, a2), 0);
+    assert_memory_not_equal(a1, a2, sizeof(a1));
+    assert_int_equal(insite_gdpr_psn_key_pseudonym(pk, "bob-1", 4, a2), 0);
+    assert_memory_not_equal(a1, a2, sizeof(a1));
+    insite_gdpr_psn_key_free(pk);
+
     char path[] = "/tmp/insite-psn-XXXXXX";
     unsigned char k[INSITE_GDPR_PSN_KEY_MAX];
     int fd = mkstemp(path);
