@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -75,6 +76,30 @@ static void test_worst_case_fits(void **state)
                      INSITE_GDPR_JSON_MAX(64));
 }
 
+/* The encoder tests 8 bytes at a time: a byte that needs work is found at
+ * any place in a word, in the first or the second, and right at the edges
+ * of what passes (0x1f/0x20, 0x7e/0x7f, 0x7f/0x80). */
+static void test_word_at_a_time(void **state)
+{
+    static const struct { unsigned char c; const char *out; } bytes[] = {
+        { 0x00, "\\ufffd" }, { 0x1f, "\\u001f" }, { 0x20, " " }, { '"', "\\\"" },
+        { '\\', "\\\\" }, { 0x7e, "~" }, { 0x7f, "\\u007f" }, { 0x80, "\\ufffd" },
+        { 0xff, "\\ufffd" }, { '\n', "\\n" },
+    };
+    char in[20], want[64];
+
+    (void) state;
+    for (size_t b = 0; b < sizeof(bytes) / sizeof(bytes[0]); b++) {
+        for (size_t at = 0; at < sizeof(in); at++) {
+            memset(in, 'a', sizeof(in));
+            in[at] = (char) bytes[b].c;
+            snprintf(want, sizeof(want), "\"%.*s%s%.*s\"", (int) at, in, bytes[b].out,
+                     (int) (sizeof(in) - at - 1), in + at + 1);
+            check(in, sizeof(in), want);
+        }
+    }
+}
+
 static void test_uint(void **state)
 {
     char  out[INSITE_GDPR_JSON_UINT_MAX + 1];
@@ -98,6 +123,7 @@ int main(void)
         cmocka_unit_test(test_utf8_kept),
         cmocka_unit_test(test_utf8_replaced),
         cmocka_unit_test(test_worst_case_fits),
+        cmocka_unit_test(test_word_at_a_time),
         cmocka_unit_test(test_uint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
