@@ -29,6 +29,7 @@
 static u_char *ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max);
 static u_char *ngx_insite_gdpr_digits(u_char *p, ngx_uint_t v,
     ngx_uint_t width);
+static u_char *ngx_insite_gdpr_ts(u_char *p, time_t sec, ngx_uint_t msec);
 static void ngx_insite_gdpr_uuid(u_char *out);
 static ngx_int_t ngx_insite_gdpr_data_type(ngx_http_request_t *r,
     ngx_http_insite_gdpr_loc_conf_t *lcf, ngx_str_t *data_type);
@@ -58,7 +59,6 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
 {
     u_char      *buf, *p, *q;
     size_t       size;
-    ngx_tm_t     tm;
     ngx_str_t    data_type, subject, path, request_id, who, *access;
     ngx_uint_t   status, at;
 
@@ -154,24 +154,9 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
     ngx_insite_gdpr_uuid(p);
     p += 36;
 
-    /* "2026-11-26T10:30:45.123Z" by hand: ngx_sprintf's format parsing
-     * was a tenth of an audited request's own instructions */
-    ngx_gmtime(r->start_sec, &tm);
     p = ngx_cpymem(p, "\",\"ts\":\"", sizeof("\",\"ts\":\"") - 1);
-    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_year, 4);
-    *p++ = '-';
-    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_mon, 2);
-    *p++ = '-';
-    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_mday, 2);
-    *p++ = 'T';
-    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_hour, 2);
-    *p++ = ':';
-    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_min, 2);
-    *p++ = ':';
-    p = ngx_insite_gdpr_digits(p, tm.ngx_tm_sec, 2);
-    *p++ = '.';
-    p = ngx_insite_gdpr_digits(p, r->start_msec, 3);
-    *p++ = 'Z'; *p++ = '"';
+    p = ngx_insite_gdpr_ts(p, r->start_sec, r->start_msec);
+    *p++ = '"';
 
     p = ngx_cpymem(p, ",\"user_id\":", sizeof(",\"user_id\":") - 1);
     if (user->len) {
@@ -242,6 +227,47 @@ ngx_insite_gdpr_digits(u_char *p, ngx_uint_t v, ngx_uint_t width)
     }
 
     return p + width;
+}
+
+
+/*
+ * "2026-11-26T10:30:45.123Z", by hand: ngx_sprintf's format parsing was a
+ * tenth of an audited request's own instructions.  All but the milliseconds
+ * is the same for every record of a second, so it is kept (one per worker
+ * process, which is single-threaded).
+ */
+static u_char *
+ngx_insite_gdpr_ts(u_char *p, time_t sec, ngx_uint_t msec)
+{
+    u_char         *q;
+    ngx_tm_t        tm;
+    static time_t   cached_sec = (time_t) -1;
+    static u_char   cached[sizeof("1970-01-01T00:00:00.") - 1];
+
+    if (sec != cached_sec) {
+        ngx_gmtime(sec, &tm);
+
+        q = ngx_insite_gdpr_digits(cached, tm.ngx_tm_year, 4);
+        *q++ = '-';
+        q = ngx_insite_gdpr_digits(q, tm.ngx_tm_mon, 2);
+        *q++ = '-';
+        q = ngx_insite_gdpr_digits(q, tm.ngx_tm_mday, 2);
+        *q++ = 'T';
+        q = ngx_insite_gdpr_digits(q, tm.ngx_tm_hour, 2);
+        *q++ = ':';
+        q = ngx_insite_gdpr_digits(q, tm.ngx_tm_min, 2);
+        *q++ = ':';
+        q = ngx_insite_gdpr_digits(q, tm.ngx_tm_sec, 2);
+        *q = '.';
+
+        cached_sec = sec;
+    }
+
+    p = ngx_cpymem(p, cached, sizeof(cached));
+    p = ngx_insite_gdpr_digits(p, msec, 3);
+    *p++ = 'Z';
+
+    return p;
 }
 
 

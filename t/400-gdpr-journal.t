@@ -17,6 +17,7 @@ use JSON::PP ();
 use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
+use Time::Local ();
 
 use Insite::Nginx;
 use Insite::Services qw(http_request run_cmd);
@@ -37,8 +38,8 @@ sub slurp { local (@ARGV, $/) = @_; my $d = <>; $d // '' }
 sub records {
     my ($dir, $want) = @_;
     my @r;
-    # a worker's records reach its journal at the end of the loop turn that
-    # answered (the ring): with $want, wait up to 5 s for that many
+    # a worker's records reach its journal from the ring when it is half
+    # full or 5 ms after the first: with $want, wait up to 5 s for that many
     for my $try (1 .. ($want ? 100 : 1)) {
         @r = ();
         for my $f (sort glob "$dir/audit-*.jsonl") {
@@ -60,6 +61,13 @@ sub wait_for {
     while (time < $deadline) { return 1 if $cond->(); sleep 0.05 }
     return $cond->();
 }
+# a record's ts as epoch seconds (with the milliseconds)
+sub epoch {
+    my ($ts) = @_;
+    my ($y, $mo, $d, $h, $mi, $s, $ms) = $ts =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z$/
+        or return -1;
+    return Time::Local::timegm($s, $mi, $h, $d, $mo - 1, $y) + $ms / 1000;
+}
 sub alerts {
     my ($n) = @_;
     return grep { /\[(alert|emerg|crit)\]/ && !/exited on signal 9/ } split /\n/, $n->error_log;
@@ -79,6 +87,7 @@ sub alerts {
         location /static { return 200; }
 CONF
     my @h = (headers => { 'X-User' => 'alice', 'X-Request-ID' => 'rid-1' });
+    my $t0 = time;
     is($n->request('GET', '/api/v1/portfolio/holdings/?secret=1', @h)->{status}, 200, 'GET audited');
     $n->request('POST', '/api/v1/portfolio/holdings', @h, body => '{}');
     $n->request('PUT', '/api/v1/portfolio/holdings', @h, body => '{}');
@@ -103,6 +112,18 @@ CONF
     is($r0->{reason}, undef, 'reason: null when nothing was refused');
     like($r0->{id}, qr/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'id: uuid v4');
     like($r0->{ts}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'ts: RFC 3339 UTC, ms');
+    # the request's own time: a worker keeps the text of the current second,
+    # so a second later both workers' records must have moved on
+    my $t1 = time;
+    my @out = grep { my $t = epoch($_->{ts}); $t < int($t0) || $t > $t1 } @r;
+    is(scalar @out, 0, 'ts: each record within the requests\' time')
+        or diag join ' ', map { $_->{ts} } @out;
+    sleep 1.1;
+    my $t2 = time;
+    $n->request('GET', '/api/v1/public/quotes') for 1 .. 6;
+    my @later = grep { epoch($_->{ts}) >= int($t2) } records($j, 16);
+    is(scalar @later, 6, 'ts: the 6 records a second later carry the later time')
+        or diag join ' ', map { $_->{ts} } records($j);
     is($r0->{user_id}, 'alice', 'user_id from insite_gdpr_audit_user');
     is($r0->{path}, '/api/v1/portfolio/holdings/', 'query string dropped');
     is($r0->{data_type}, '/api/v1/portfolio', 'data_type: the location, not the client\'s path');
