@@ -13,6 +13,7 @@
 # Prints Ir per request of each, their difference, and that difference by
 # function (self cost); KEEP=/some/prefix keeps both profiles.
 set -euo pipefail
+. "$(dirname "$0")/../lib/gdpr_conf.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 N=${N:-3000} MODULES=${MODULES:-$root/build/modules}
 work=$(mktemp -d /tmp/insite-bench-cg.XXXXXX)
@@ -22,33 +23,9 @@ cleanup() { [ -z "$vg_pid" ] || kill "$vg_pid" 2>/dev/null || true; rm -rf "$wor
 trap cleanup EXIT
 port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
 echo ok > "$work/ok.txt"
-head -c 32 /dev/urandom > "$work/psn.key"
 mkdir -p "$work/logs"
-{
-  for m in ngx_http_insite_module ngx_http_insite_ws_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
-    echo "load_module $MODULES/$m.so;"
-  done
-  cat <<CONF
-master_process off;
-daemon off;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-error_log $work/logs/error.log warn;
-pid $work/logs/nginx.pid;
-events { worker_connections 64; }
-http {
-    access_log off;
-    insite_gdpr_journal $work/journal;
-    insite_gdpr_fsync off;
-    $( [ "${PSEUDONYM:-1}" = 1 ] && echo "insite_gdpr_pseudonym_key $work/psn.key;" )
-    server {
-        listen 127.0.0.1:$port;
-        root $work;
-        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
-        location = /plain   { try_files /ok.txt =404; }
-    }
-}
-CONF
-} > "$work/nginx.conf"
+GDPR_CONF_MAIN=$'master_process off;\ndaemon off;' PSEUDONYM=${PSEUDONYM:-1} \
+  gdpr_conf "$MODULES" "$work" "$port" off > "$work/nginx.conf"
 valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/cg.out" \
   nginx -p "$work" -c "$work/nginx.conf" > "$work/valgrind.log" 2>&1 &
 vg_pid=$!

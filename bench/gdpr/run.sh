@@ -11,6 +11,7 @@
 # Needs wrk, the modules (make modules) and insite-auditd (make workers);
 # uses INSITE_PG_DSN if set, else starts its own PostgreSQL (services.sh).
 set -euo pipefail
+. "$(dirname "$0")/../lib/gdpr_conf.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 SECS=${SECS:-10} CONNS=${CONNS:-64} THREADS=${THREADS:-2} MODES=${MODES:-"off 1s always"} PAIRS=${PAIRS:-2}
@@ -27,7 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "ok" > "$work/ok.txt"
-head -c 32 /dev/urandom > "$work/psn.key"
 mkdir -p "$work/logs"
 result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
 # CPU ticks (user + system) of nginx's workers: per request, the cost of a
@@ -48,39 +48,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? 
 echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers; pseudonyms ${PSEUDONYM:-0}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $MODES; do
   rm -rf "$work/journal"
-  {
-    for m in ngx_http_insite_module ngx_http_insite_ws_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
-      echo "load_module $root/build/modules/$m.so;"
-    done
-    cat <<CONF
-worker_processes 2;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-error_log $work/logs/error.log warn;
-pid $work/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    insite_gdpr_journal $work/journal;
-    insite_gdpr_fsync $mode;
-    insite_gdpr_rotate_size 256m;
-    $( [ "${PSEUDONYM:-0}" = 1 ] && echo "insite_gdpr_pseudonym_key $work/psn.key;" )
-    server {
-        listen 127.0.0.1:$port;
-        root $work;
-        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
-        location = /plain   { try_files /ok.txt =404; }
-        # what an audited API looks like: proxied to a backend
-        location = /api/audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user;
-                                  proxy_pass http://127.0.0.1:$backend/data; }
-        location = /api/plain   { proxy_pass http://127.0.0.1:$backend/data; }
-    }
-    server {
-        listen 127.0.0.1:$backend;
-        location = /data { return 200 '{"symbol":"AAPL","price":187.43}'; }
-    }
-}
-CONF
-  } > "$work/nginx.conf"
+  gdpr_conf "$root/build/modules" "$work" "$port" "$mode" "$backend" > "$work/nginx.conf"
   nginx -p "$work" -c "$work/nginx.conf"
   sleep 0.5
   rps /plain > /dev/null                                   # warm up

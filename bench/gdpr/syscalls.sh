@@ -8,6 +8,7 @@
 #   e.g. alternating two builds:
 #   for i in 1 2 3; do bench/gdpr/syscalls.sh off; bench/gdpr/syscalls.sh off /work/other; done
 set -euo pipefail
+. "$(dirname "$0")/../lib/gdpr_conf.sh"
 mode=${1:-off}
 root=${2:-$(cd "$(dirname "$0")/../.." && pwd)}
 SECS=${SECS:-3}
@@ -17,30 +18,7 @@ trap '[ -f "$work/logs/nginx.pid" ] && kill -QUIT "$(cat "$work/logs/nginx.pid")
 echo ok > "$work/ok.txt"
 mkdir "$work/logs"
 port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport')
-{
-  for m in ngx_http_insite_module ngx_http_insite_ws_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
-    echo "load_module $root/build/modules/$m.so;"
-  done
-  cat <<CONF
-worker_processes 2;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-error_log $work/logs/error.log warn;
-pid $work/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    insite_gdpr_journal $work/journal;
-    insite_gdpr_fsync $mode;
-    insite_gdpr_rotate_size 256m;
-    server {
-        listen 127.0.0.1:$port;
-        root $work;
-        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
-        location = /plain   { try_files /ok.txt =404; }
-    }
-}
-CONF
-} > "$work/nginx.conf"
+gdpr_conf "$root/build/modules" "$work" "$port" "$mode" > "$work/nginx.conf"
 nginx -p "$work" -c "$work/nginx.conf"
 sleep 0.5
 . "$(dirname "$0")/../lib/workers.sh"
