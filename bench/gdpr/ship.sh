@@ -19,6 +19,7 @@
 # Needs wrk, the modules (make modules), insite-auditd (make workers);
 # uses INSITE_PG_DSN if set, else starts its own PostgreSQL (services.sh).
 set -euo pipefail
+. "$(dirname "$0")/../lib/gdpr_conf.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 ROUNDS=${ROUNDS:-3} SECS=${SECS:-8} BATCH=${BATCH:-10000} AUDITD=${AUDITD:-build/bin/insite-auditd}
@@ -38,29 +39,7 @@ echo "ok" > "$work/ok.txt"
 mkdir -p "$work/logs"
 
 # ---- 1. the journal
-{
-  for m in ngx_http_insite_module ngx_http_insite_gateway_module ngx_http_insite_gdpr_module; do
-    echo "load_module $root/build/modules/$m.so;"
-  done
-  cat <<CONF
-worker_processes 2;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-error_log $work/logs/error.log warn;
-pid $work/logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    insite_gdpr_journal $work/journal;
-    insite_gdpr_fsync off;
-    insite_gdpr_rotate_size 16m;
-    server {
-        listen 127.0.0.1:$port;
-        root $work;
-        location = /audited { insite_gdpr_audit on; insite_gdpr_audit_user \$http_x_user; try_files /ok.txt =404; }
-    }
-}
-CONF
-} > "$work/nginx.conf"
+GDPR_CONF_ROTATE=16m gdpr_conf "$root/build/modules" "$work" "$port" off > "$work/nginx.conf"
 nginx -p "$work" -c "$work/nginx.conf"
 sleep 0.5
 wrk -t2 -c64 -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port/audited" > /dev/null

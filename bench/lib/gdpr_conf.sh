@@ -9,7 +9,8 @@
 # WORK/ok.txt at /audited (audited, user from X-User) and /plain; with
 # BACKEND, also /api/audited and /api/plain proxied to a second server on
 # that port.  GDPR_CONF_MAIN: lines for the main context, default two
-# worker processes (callgrind.sh: one process, master_process off).
+# worker processes (callgrind.sh: one process, master_process off);
+# GDPR_CONF_ROTATE: the journal's rotate size, default 256m.
 
 gdpr_conf() {
   local modules=$1 work=$2 port=$3 fsync=$4 backend=${5:-} m
@@ -30,7 +31,7 @@ http {
     access_log off;
     insite_gdpr_journal $work/journal;
     insite_gdpr_fsync $fsync;
-    insite_gdpr_rotate_size 256m;
+    insite_gdpr_rotate_size ${GDPR_CONF_ROTATE:-256m};
     $( [ "${PSEUDONYM:-0}" = 1 ] && echo "insite_gdpr_pseudonym_key $work/psn.key;" )
     server {
         listen 127.0.0.1:$port;
