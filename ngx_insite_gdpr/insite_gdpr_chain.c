@@ -7,9 +7,7 @@
 #include <openssl/evp.h>
 
 #include "insite_gdpr_chain.h"
-
-
-static const char  hexdigits[] = "0123456789abcdef";
+#include "insite_gdpr_json.h"
 
 
 static int
@@ -31,7 +29,7 @@ int
 insite_gdpr_hash(const char *prev_hash, const char *body, size_t len,
     char *out)
 {
-    unsigned int    n, i;
+    unsigned int    n;
     unsigned char   md[EVP_MAX_MD_SIZE];
     int             ok;
 
@@ -62,10 +60,7 @@ insite_gdpr_hash(const char *prev_hash, const char *body, size_t len,
         return -1;
     }
 
-    for (i = 0; i < 32; i++) {
-        out[2 * i] = hexdigits[md[i] >> 4];
-        out[2 * i + 1] = hexdigits[md[i] & 0x0f];
-    }
+    (void) insite_gdpr_json_hex(out, md, 32);
 
     return 0;
 }

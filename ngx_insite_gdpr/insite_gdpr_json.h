@@ -11,7 +11,8 @@
  * Plain C, no nginx headers: unit-tested (tests/unit/test_gdpr_json.c) and
  * fuzzed against a byte-at-a-time reference (tests/fuzz/fuzz_gdpr_json.c).
  * Runs of printable ASCII, nearly all of a record, are copied whole: the
- * encoder is on every audited request's path.
+ * encoder is on every audited request's path.  The record's numbers and
+ * hex (id, hash, pseudonym) are written here too, without printf.
  */
 
 #ifndef _INSITE_GDPR_JSON_H_INCLUDED_
@@ -34,5 +35,10 @@ char *insite_gdpr_json_string(char *dst, const char *src, size_t len);
  * record's numbers (status, seq) without a printf format parsed each time:
  * on every audited request's path. */
 char *insite_gdpr_json_uint(char *dst, uint64_t v);
+
+/* Writes the n bytes at src as 2n lowercase hex digits at dst; returns the
+ * end of what it wrote.  The record's id, the chain's hash and the
+ * pseudonym, with a table of digit pairs: on every audited request's path. */
+char *insite_gdpr_json_hex(char *dst, const unsigned char *src, size_t n);
 
 #endif /* _INSITE_GDPR_JSON_H_INCLUDED_ */

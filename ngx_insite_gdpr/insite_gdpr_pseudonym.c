@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "insite_gdpr_json.h"
 #include "insite_gdpr_pseudonym.h"
 
 
@@ -68,15 +69,8 @@ insite_gdpr_pseudonym(const unsigned char *key, size_t key_len,
 static void
 insite_gdpr_psn_hex(const unsigned char *md, char *out)
 {
-    unsigned int       i;
-    static const char  hex[] = "0123456789abcdef";
-
-    out[0] = 'p'; out[1] = 's'; out[2] = 'n'; out[3] = ':';
-
-    for (i = 0; i < 16; i++) {
-        out[4 + 2 * i] = hex[md[i] >> 4];
-        out[4 + 2 * i + 1] = hex[md[i] & 0x0f];
-    }
+    memcpy(out, INSITE_GDPR_PSN_PREFIX, 4);
+    (void) insite_gdpr_json_hex(out + 4, md, 16);
 }
 
 

@@ -283,22 +283,24 @@ ngx_insite_gdpr_json(u_char *p, ngx_str_t *s, size_t max)
 static void
 ngx_insite_gdpr_uuid(u_char *out)
 {
-    u_char  b[16];
+    char    *p;
+    u_char   b[16];
 
     ngx_insite_random(b, sizeof(b));
 
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
 
-    out = ngx_hex_dump(out, b, 4);
-    *out++ = '-';
-    out = ngx_hex_dump(out, b + 4, 2);
-    *out++ = '-';
-    out = ngx_hex_dump(out, b + 6, 2);
-    *out++ = '-';
-    out = ngx_hex_dump(out, b + 8, 2);
-    *out++ = '-';
-    (void) ngx_hex_dump(out, b + 10, 6);
+    p = (char *) out;
+    p = insite_gdpr_json_hex(p, b, 4);
+    *p++ = '-';
+    p = insite_gdpr_json_hex(p, b + 4, 2);
+    *p++ = '-';
+    p = insite_gdpr_json_hex(p, b + 6, 2);
+    *p++ = '-';
+    p = insite_gdpr_json_hex(p, b + 8, 2);
+    *p++ = '-';
+    (void) insite_gdpr_json_hex(p, b + 10, 6);
 }
 
 

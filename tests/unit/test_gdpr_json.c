@@ -100,6 +100,25 @@ static void test_word_at_a_time(void **state)
     }
 }
 
+/* every byte value, as printf's %02x writes it, and nothing past 2n */
+static void test_hex(void **state)
+{
+    unsigned char  in[256];
+    char           out[2 * sizeof(in) + 1], want[3];
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (unsigned char) i;
+    memset(out, 'X', sizeof(out));
+    assert_ptr_equal(insite_gdpr_json_hex(out, in, sizeof(in)), out + 2 * sizeof(in));
+    for (size_t i = 0; i < sizeof(in); i++) {
+        snprintf(want, sizeof(want), "%02x", (unsigned) i);
+        assert_memory_equal(out + 2 * i, want, 2);
+    }
+    assert_int_equal(out[2 * sizeof(in)], 'X');
+    assert_ptr_equal(insite_gdpr_json_hex(out, in, 0), out);
+}
+
 static void test_uint(void **state)
 {
     char  out[INSITE_GDPR_JSON_UINT_MAX + 1];
@@ -125,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_worst_case_fits),
         cmocka_unit_test(test_word_at_a_time),
         cmocka_unit_test(test_uint),
+        cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
