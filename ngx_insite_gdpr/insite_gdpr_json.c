@@ -31,10 +31,11 @@ static const unsigned char  insite_gdpr_json_plain[256] = {
 
 /*
  * 1 when the 8 bytes at p all go out as they are: none below 0x20, none
- * from 0x7f up, no '"' and no '\'.  Word-at-a-time tests (exact, not just
- * likely): a byte of w is zero iff (w - 0x01..) & ~w & 0x80.. has its high
- * bit, and, with no high bit set in w, a byte is below n <= 0x80 iff
- * (w - n * 0x01..) & ~w & 0x80.. has its high bit.
+ * from 0x7f up, no '"' and no '\'.  Word-at-a-time tests, exact for the
+ * word as a whole (which byte they flag may be off, never whether one is):
+ * w has a zero byte iff (w - 0x01..) & ~w & 0x80.. is not 0, and, when no
+ * byte of w has its high bit, w has a byte below n <= 0x80 iff
+ * (w - n * 0x01..) & ~w & 0x80.. is not 0.
  */
 static int
 insite_gdpr_json_plain8(const unsigned char *p)
