@@ -460,7 +460,7 @@ ngx_http_insite_consent_refuse(ngx_http_request_t *r, uint64_t missing)
 
     ngx_insite_metric_inc(mcf->denied);
 
-    (void) ngx_insite_gdpr_request_id(r, &rid);
+    ngx_insite_gdpr_request_id(r, &rid);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "insite gdpr consent: consent_required, request_id: %V",

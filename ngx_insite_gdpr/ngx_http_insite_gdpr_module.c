@@ -435,7 +435,8 @@ ngx_http_insite_gdpr_pseudonym_key(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* prepared once: a pseudonym then costs two short digests */
+    /* prepared once: a pseudonym then costs two short digests, or a table
+     * lookup for an id seen lately */
     mcf->pseudonym = insite_gdpr_psn_key_new(key, n);
     ngx_explicit_memzero(key, sizeof(key));
 

@@ -182,7 +182,7 @@ ngx_int_t ngx_insite_gdpr_default_user(ngx_http_request_t *r,
 /* $insite_request_id (the gateway's: the client's X-Request-ID or a new
  * one), else nginx's $request_id, else empty.  Both read by index, as the
  * audit record and the consent module's log do. */
-ngx_int_t ngx_insite_gdpr_request_id(ngx_http_request_t *r, ngx_str_t *id);
+void ngx_insite_gdpr_request_id(ngx_http_request_t *r, ngx_str_t *id);
 
 
 #endif /* _NGX_INSITE_GDPR_H_INCLUDED_ */

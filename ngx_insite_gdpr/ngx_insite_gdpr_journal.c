@@ -30,10 +30,10 @@
  * within a few milliseconds.  A kill -9 leaves them in the page cache,
  * where the successor's recovery finds them.  When that write fails the
  * ring's records are lost (counted) and the chain goes back to the last
- * record in the journal, as a failed write of one record did before.  Without a ring (fsync always,
- * whose promise is a synced record before the response; a chain of its own
- * during a reload; a ring that could not be made) each record is written
- * with a write() of its own.
+ * record in the journal, as a failed write of one record did before.
+ * Without a ring (fsync always, whose promise is a synced record before the
+ * response; a chain of its own during a reload; a ring that could not be
+ * made) each record is written with a write() of its own.
  */
 
 #include <sys/file.h>

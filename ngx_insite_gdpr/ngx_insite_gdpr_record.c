@@ -101,7 +101,7 @@ ngx_insite_gdpr_record(ngx_http_request_t *r,
         }
     }
 
-    (void) ngx_insite_gdpr_request_id(r, &request_id);
+    ngx_insite_gdpr_request_id(r, &request_id);
 
     at = lcf->access_type;
     if (at == NGX_INSITE_GDPR_ACCESS_AUTO) {
@@ -406,7 +406,7 @@ ngx_insite_gdpr_variable(ngx_http_request_t *r, ngx_int_t index,
 }
 
 
-ngx_int_t
+void
 ngx_insite_gdpr_request_id(ngx_http_request_t *r, ngx_str_t *id)
 {
     ngx_http_insite_gdpr_main_conf_t  *mcf;
@@ -418,8 +418,6 @@ ngx_insite_gdpr_request_id(ngx_http_request_t *r, ngx_str_t *id)
     {
         ngx_str_null(id);
     }
-
-    return NGX_OK;
 }
 
 

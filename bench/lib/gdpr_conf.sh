@@ -5,8 +5,9 @@
 #
 # prints a configuration loading the project's four modules from MODULES,
 # with its journal in WORK/journal (fsync FSYNC), a pseudonym key
-# WORK/psn.key when PSEUDONYM=1 (random, written if missing), and one server on 127.0.0.1:PORT serving
-# WORK/ok.txt at /audited (audited, user from X-User) and /plain; with
+# WORK/psn.key when PSEUDONYM=1 (random, written if missing), and one
+# server on 127.0.0.1:PORT serving WORK/ok.txt at /audited (audited, user
+# from X-User) and /plain; with
 # BACKEND, also /api/audited and /api/plain proxied to a second server on
 # that port.  GDPR_CONF_MAIN: lines for the main context, default two
 # worker processes (callgrind.sh: one process, master_process off);
