@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the gdpr benches (source it): the nginx.conf they measure, so
 # the audited and the plain locations are the same in every bench.
 #

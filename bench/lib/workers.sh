@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benches (source it): counters of an nginx's worker processes,
 # read from /proc, so a bench can report what a location costs per request.
 # CPU time per request moves far less than req/s or latency when other load
