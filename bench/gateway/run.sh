@@ -9,6 +9,12 @@
 #                                     only plain and gw_local, alternated:
 #                                     worker CPU time per request of each and
 #                                     the ratio plain / gw_local per pair
+#   PIN=1 bench/gateway/run.sh ...    one gateway worker on CPU 0, and wrk,
+#                                     the upstream and Redis on CPU 1 (the
+#                                     WebSocket bench's layout): the worker
+#                                     is the bottleneck and never shares its
+#                                     core, so the ratios move less between
+#                                     rounds (docs/gateway.md, round 7)
 #   MODE=callgrind REQUESTS=2000 bench/gateway/run.sh
 #                                     instructions per request gw_local adds
 #                                     over plain (noise-free), top functions;
@@ -52,7 +58,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up_port=$(free_port); gw_port=$(free_port); redis_port=$(free_port)
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+# PIN=1: what is not measured runs on CPU 1, the gateway's worker on CPU 0
+other=(); [ "${PIN:-0}" = 1 ] && other=(taskset -c 1)
+
+"${other[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
   --daemonize no --dir "$dir" >"$dir/redis.log" 2>&1 &
 pids+=($!)
 
@@ -65,7 +74,9 @@ token="$hdr.$pay.$sig"
 
 # MODE=callgrind: the gateway is one process under valgrind (see below)
 procs="worker_processes 2;"
+[ "${PIN:-0}" = 1 ] && procs="worker_processes 1; worker_cpu_affinity 01;"
 [ "${MODE:-}" = callgrind ] && procs="worker_processes 1; master_process off;"
+nworkers=${procs#worker_processes }; nworkers=${nworkers%%;*}
 
 mkdir -p "$dir/up/logs" "$dir/gw/logs"
 cat >"$dir/up/nginx.conf" <<CONF
@@ -110,7 +121,7 @@ http {
 CONF
 } >"$dir/gw/nginx.conf"
 
-"$nginx" -p "$dir/up/" -c "$dir/up/nginx.conf" & pids+=($!)
+"${other[@]}" "$nginx" -p "$dir/up/" -c "$dir/up/nginx.conf" & pids+=($!)
 [ "${MODE:-}" = callgrind ] || { "$nginx" -p "$dir/gw/" -c "$dir/gw/nginx.conf" & pids+=($!); }
 sleep 1.5
 
@@ -171,7 +182,7 @@ if [ "${MODE:-}" = cpu ]; then
   # first of each pair swapped every round: the gateway workers' CPU time
   # per request of each, and the ratio plain / gw_local (1.0: the gateway
   # costs nothing; the req/s target, 0.9, needs at least about that)
-  echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, $rounds pairs"
+  echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway $nworkers worker(s)$([ "${PIN:-0}" = 1 ] && echo ' on CPU 0, the rest on CPU 1'), $rounds pairs"
   printf '%-5s %-15s %12s %12s %12s %12s %10s %10s\n' pair load plain_us gw_us \
     cpu_pl/gw plain_req/s gw_req/s rps_gw/pl
   for ((round = 1; round <= rounds; round++)); do
@@ -180,7 +191,7 @@ if [ "${MODE:-}" = cpu ]; then
     pair=(plain gw_local); ((round % 2)) || pair=(gw_local plain)
     for v in "${pair[@]}"; do
       t0=$(worker_ticks)
-      out=$(wrk -t"$threads" -c"$conns" -d"$dur" -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+      out=$("${other[@]}" wrk -t"$threads" -c"$conns" -d"$dur" -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
       t1=$(worker_ticks)
       if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi
       rps[$v]=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
@@ -195,7 +206,7 @@ if [ "${MODE:-}" = cpu ]; then
 fi
 
 variants=(plain limit_req gw_local gw_redis)
-echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway 2 workers, upstream 1 worker, $rounds rounds"
+echo "# wrk -t$threads -c$conns -d$dur, $(nproc) cores, gateway $nworkers worker(s)$([ "${PIN:-0}" = 1 ] && echo ' on CPU 0, the rest on CPU 1'), upstream 1 worker, $rounds rounds"
 for ((round = 1; round <= rounds; round++)); do
   declare -A rps=() p50=() p99=() cpu=()
   load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -209,7 +220,7 @@ for ((round = 1; round <= rounds; round++)); do
       perf record -q -g -o "$dir/perf.data" -p "$(workers)" >/dev/null 2>&1 & perf_pid=$!
     fi
     t0=$(worker_ticks)
-    out=$(wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
+    out=$("${other[@]}" wrk -t"$threads" -c"$conns" -d"$dur" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/$v")
     t1=$(worker_ticks)
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     if echo "$out" | grep -q 'Non-2xx'; then echo "$v: non-2xx responses:"; echo "$out"; exit 1; fi

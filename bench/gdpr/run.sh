@@ -8,6 +8,9 @@
 #                                PAIRS: audited/plain pairs per kind; the median ratio is printed
 #                                PSEUDONYM=1: journal pseudonyms (a key file)
 #                                SHIP=0: skip the shipper part
+#                                PIN=1: one nginx worker on CPU 0, wrk on CPU 1
+#                                (the WebSocket bench's layout: the worker is
+#                                the bottleneck and never shares its core)
 # Needs wrk, the modules (make modules) and insite-auditd (make workers);
 # uses INSITE_PG_DSN if set, else starts its own PostgreSQL (services.sh).
 set -euo pipefail
@@ -28,6 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "ok" > "$work/ok.txt"
+other=(); nworkers=2
+if [ "${PIN:-0}" = 1 ]; then
+  other=(taskset -c 1); nworkers=1
+  export GDPR_CONF_MAIN="worker_processes 1; worker_cpu_affinity 01;"
+fi
 mkdir -p "$work/logs"
 result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
 # CPU ticks (user + system) of nginx's workers: per request, the cost of a
@@ -38,14 +46,14 @@ ticks() { workers_sum "$work/logs/nginx.pid" cpu; }
 rps() {
   local t0 t1 out
   t0=$(ticks)
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1")
+  out=$("${other[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" -H 'X-User: bench' "http://127.0.0.1:$port$1")
   t1=$(ticks)
   echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
     "$(workers_us_per_req $((t1 - t0)) "$(echo "$out" | awk '/requests in/ {print $1}')")"
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
-echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx 2 workers; pseudonyms ${PSEUDONYM:-0}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# wrk ${SECS}s, $CONNS connections, $THREADS threads; nginx $nworkers worker(s)$([ "${PIN:-0}" = 1 ] && echo ' on CPU 0, wrk on CPU 1'); pseudonyms ${PSEUDONYM:-0}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $MODES; do
   rm -rf "$work/journal"
   gdpr_conf "$root/build/modules" "$work" "$port" "$mode" "$backend" > "$work/nginx.conf"
