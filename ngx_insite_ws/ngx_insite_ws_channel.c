@@ -380,7 +380,18 @@ ngx_insite_ws_channel_position(ngx_insite_ws_channel_t *ch, uint64_t top,
     }
 
     if (!ch->positioned) {
-        ngx_insite_ws_channel_set_epoch(ch, epoch);
+        /*
+         * "" at 0: Redis had no state for the channel when it ran the read.
+         * Messages that came by pub/sub before this answer were published
+         * after it, and the epoch they carried (kept below, in
+         * ngx_insite_ws_channel_message) is the channel's: the repair brings
+         * them from history, which has no epoch, so without it the next
+         * message would look like an epoch change and reset everyone.
+         */
+        if (epoch->len || ch->max_seen == 0) {
+            ngx_insite_ws_channel_set_epoch(ch, epoch);
+        }
+
         ch->last_seq = top;
         ch->positioned = 1;
 
@@ -556,7 +567,10 @@ ngx_insite_ws_channel_message(ngx_str_t *name, u_char *payload, size_t len)
     ch->last_live = ngx_current_msec;
 
     if (!ch->positioned) {
+        /* the position read is still out: its answer decides, but an
+           answer of "" keeps this epoch (ngx_insite_ws_channel_position) */
         ch->max_seen = ngx_max(ch->max_seen, seq);
+        ngx_insite_ws_channel_set_epoch(ch, &epoch);
         return;
     }
 
