@@ -272,14 +272,27 @@ static void test_spool_and_replay(void **state)
     insite_kafka_close(k);
     assert_int_equal(count_lines(path), 2);
 
-    json_t *line;
+    /* both, each whole; in the order librdkafka failed them, which for two
+     * keys (two partitions) it does not define */
+    char buf[8192];
+    int seen = 0;
     FILE *f = fopen(path, "r");
-    line = json_loadf(f, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(f);
+    while (fgets(buf, sizeof(buf), f)) {
+        json_t *line = json_loads(buf, 0, NULL);
+        assert_non_null(line);
+        const char *key = json_string_value(json_object_get(line, "key"));
+        assert_non_null(key);
+        assert_string_equal(json_string_value(json_object_get(line, "topic")), "alerts");
+        assert_non_null(strstr(json_string_value(json_object_get(line, "payload")), "\"event_type\":\"stock_update\""));
+        if (strcmp(key, "user-1") == 0)
+            seen |= 1;
+        else if (strcmp(key, "user-2") == 0)
+            seen |= 2;
+        json_decref(line);
+    }
     fclose(f);
-    assert_string_equal(json_string_value(json_object_get(line, "topic")), "alerts");
-    assert_string_equal(json_string_value(json_object_get(line, "key")), "user-1");
-    assert_non_null(strstr(json_string_value(json_object_get(line, "payload")), "\"event_type\":\"stock_update\""));
-    json_decref(line);
+    assert_int_equal(seen, 3);
 
     /* the next start replays into the real cluster and removes the file */
     ensure_topics();   /* before replay: alerts needs its 3 partitions */
