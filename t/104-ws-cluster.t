@@ -290,11 +290,6 @@ sub redis_pipeline {
     return @r;
 }
 
-my $publish_lua = do {
-    open my $fh, '<', 'lua/publish.lua' or die "lua/publish.lua: $!\n";
-    local $/;
-    <$fh>;
-};
 
 sub gap_repairs {
     my $sum = 0;
@@ -322,9 +317,8 @@ sub gap_repairs {
     # while no nginx worker is subscribed, however fast it reconnects
     my @cmds = (['CLIENT', 'KILL', 'TYPE', 'pubsub']);
     for my $i (6 .. 10) {
-        push @cmds, ['EVAL', $publish_lua, 2, "insite:{$ch}:seq", "insite:{$ch}:hist",
-                     $ch, 'tick', qq({"i":$i}), '2026-11-26T10:30:45.123Z', 1000,
-                     'ffffffffffffffff', "insite:pub:$ch", 86400];
+        push @cmds, ['EVAL', Insite::WS->publish_lua,
+                     Insite::WS->publish_script_args($ch, data => qq({"i":$i}))];
     }
     my @replies = redis_pipeline($rport, @cmds);
     my $killed = $replies[0];

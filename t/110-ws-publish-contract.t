@@ -82,16 +82,13 @@ my $again = pub('X', { data => 'first' }, key => 'b:c');
 is($again->{status}, 200, 'the same key on the same channel is a duplicate');
 
 # --- finding 6: a failing script call writes nothing ----------------------------
-my $lua = do { open my $fh, '<', "$root/lua/publish.lua" or die $!; local $/; <$fh> };
 my $ch = 'safe:one';
 is(pub($ch, { data => 1 })->{status}, 201, 'one message in safe:one');
 my @state = ($redis->cli('HGET', "insite:{$ch}:seq", 'seq'), $redis->cli('ZCARD', "insite:{$ch}:hist"));
 sub eval_publish {
     my (%o) = @_;
-    my @keys = ("insite:{$ch}:seq", "insite:{$ch}:hist", $o{idem} ? ("insite:{$ch}:idem:$o{idem}") : ());
-    return $redis->cli('EVAL', $lua, scalar @keys, @keys, $ch, 'tick', '{"n":2}',
-                       '2026-11-26T10:30:45.123Z', $o{keep} // 1000, 'ffffffffffffffff',
-                       "insite:pub:$ch", $o{ttl} // 86400);
+    return $redis->cli('EVAL', Insite::WS->publish_lua,
+                       Insite::WS->publish_script_args($ch, data => '{"n":2}', %o));
 }
 like(eval_publish(idem => 'k', ttl => 0), qr/ERR.*idempotency lifetime/,
      'idempotency lifetime 0 (insite_ws_idempotency_ttl 0): the script answers an error');

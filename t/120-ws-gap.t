@@ -27,20 +27,15 @@ plan skip_all => 'TEST_NGINX_LOAD_MODULES not set (run under scripts/test.sh)'
 my $redis = start_redis();
 my $rport = $redis->port;
 
-my $publish_lua = do {
-    open my $fh, '<', 'lua/publish.lua' or die "lua/publish.lua: $!\n";
-    local $/;
-    <$fh>;
-};
+my $publish_lua = Insite::WS->publish_lua;
 # the same script without its PUBLISH: seq, history, nothing on pub/sub
 (my $silent_lua = $publish_lua) =~ s/^redis\.call\(.*'PUBLISH'.*$//m;
 isnt($silent_lua, $publish_lua, 'lua/publish.lua without its PUBLISH');
 
 sub publish_silently {
     my ($ch, $i) = @_;
-    my $out = $redis->cli('EVAL', $silent_lua, 2, "insite:{$ch}:seq", "insite:{$ch}:hist",
-                          $ch, 'tick', qq({"i":$i}), '2026-11-26T10:30:45.123Z', 1000,
-                          'ffffffffffffffff', "insite:pub:$ch", 86400);
+    my $out = $redis->cli('EVAL', $silent_lua,
+                          Insite::WS->publish_script_args($ch, data => qq({"i":$i})));
     my ($seq) = ($out // '') =~ /^(\d+)/;
     return $seq;
 }

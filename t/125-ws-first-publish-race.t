@@ -91,16 +91,10 @@ my $n = Insite::Nginx->new(
 ok(Insite::WS->wait_ready($n->port, timeout => 20, streak => 4),
    'Redis connected in both workers, through the proxy');
 
-my $publish_lua = do {
-    open my $fh, '<', 'lua/publish.lua' or die "lua/publish.lua: $!\n";
-    local $/;
-    <$fh>;
-};
 sub publish {
     my ($ch, $i) = @_;
-    my $out = $redis->cli('EVAL', $publish_lua, 2, "insite:{$ch}:seq", "insite:{$ch}:hist",
-                          $ch, 'tick', qq({"i":$i}), '2026-12-03T10:30:45.123Z', 1000,
-                          sprintf('%016x', int rand 2**32), "insite:pub:$ch", 86400);
+    my $out = $redis->cli('EVAL', Insite::WS->publish_lua,
+                          Insite::WS->publish_script_args($ch, data => qq({"i":$i})));
     my ($seq) = ($out // '') =~ /^(\d+)/;
     return $seq;
 }

@@ -14,6 +14,8 @@ package Insite::WS;
 # consumers); pump (non-blocking: the frames that have arrived); subscribe;
 # collect; send_ping; server_pid (the nginx worker holding the connection);
 # Insite::WS->publish($port, $channel, $body, key => ...); ->wait_ready($port);
+# ->publish_lua and ->publish_script_args($channel, ...) (lua/publish.lua
+# straight to Redis, as the workers call it);
 # ->seq_problem(\@seqs, $first, $last); ->log_tail($nginx); and
 # Insite::WS::Follower below, a client that reconnects and resumes.
 # JSON is UTF-8 on the wire: recv_json returns character strings.
@@ -317,6 +319,30 @@ sub publish {
     $res->{json} = eval { $JSON->decode($res->{body}) }
         if ($res->{body} // '') =~ /^\{/;
     return $res;
+}
+
+# lua/publish.lua's text, for EVAL straight to Redis (read once)
+my $publish_lua;
+sub publish_lua {
+    return $publish_lua //= do {
+        my $path = ($ENV{INSITE_ROOT} // '.') . '/lua/publish.lua';
+        open my $fh, '<', $path or die "$path: $!\n";
+        local $/;
+        <$fh>;
+    };
+}
+
+# What follows the script in EVAL: numkeys, keys, arguments, in the layout
+# insite_channel_publish_args() (ngx_insite_ws/insite_channel.c) builds and
+# lua/publish.lua documents.  Options: type (tick), data ({}), ts, keep
+# (history, 1000), epoch (the candidate), idem (an idempotency key), ttl.
+sub publish_script_args {
+    my ($class, $ch, %o) = @_;
+    my @keys = ("insite:{$ch}:seq", "insite:{$ch}:hist",
+                defined $o{idem} ? ("insite:{$ch}:idem:$o{idem}") : ());
+    return (scalar @keys, @keys, $ch, $o{type} // 'tick', $o{data} // '{}',
+            $o{ts} // '2026-11-26T10:30:45.123Z', $o{keep} // 1000,
+            $o{epoch} // 'ffffffffffffffff', "insite:pub:$ch", $o{ttl} // 86400);
 }
 
 # Waits until Redis is connected in every worker (the status of whichever
