@@ -55,7 +55,7 @@ close $listen;
 sub relay {
     my ($c) = @_;
     my $r = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $redis->port)
-        or POSIX::_exit(1);
+        or do { warn "proxy: cannot reach Redis: $!\n"; POSIX::_exit(1) };
     my $sel = IO::Select->new($c, $r);
     my ($kind, @held);          # kind: 'command' (held back) or 'pubsub'
     for (;;) {

@@ -34,7 +34,8 @@ echo "ok" > "$work/ok.txt"
 other=(); nworkers=2
 if [ "${PIN:-0}" = 1 ]; then
   other=(taskset -c 1); nworkers=1
-  export GDPR_CONF_MAIN="worker_processes 1; worker_cpu_affinity 01;"
+  # shellcheck disable=SC2034  # read by gdpr_conf (bench/lib/gdpr_conf.sh)
+  GDPR_CONF_MAIN="worker_processes 1; worker_cpu_affinity 01;"
 fi
 mkdir -p "$work/logs"
 result() { printf '%-8s %-14s %10s req/s\n' "$1" "$2" "$3"; }
